@@ -1,0 +1,75 @@
+"""*Test connection*: connect, log in, report what the server offers, disconnect."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from postroom.config import EmailServer
+from postroom.credentials import CredentialVault, ResolveContext
+from postroom.errors import PostroomError
+from postroom.session.session import Session
+from postroom.transports import ServerReport
+
+__all__ = ["ConnectionTest", "test_connection"]
+
+_ROUND_TRIPS = 3
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    """The result of :func:`test_connection`. Times are in milliseconds."""
+
+    report: ServerReport
+    username: str
+    connect_ms: float
+    round_trip_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self.report)
+        data["capabilities"] = list(self.report.capabilities)
+        data.update(username=self.username, connect_ms=self.connect_ms, round_trip_ms=self.round_trip_ms)
+        return data
+
+
+def test_connection(
+    config: EmailServer,
+    *,
+    name: str = "test-connection",
+    variables: Mapping[str, str] | None = None,
+    vault: CredentialVault | None = None,
+) -> ConnectionTest:
+    """Connect and log in to ``config``'s server, describe it, and disconnect.
+
+    Raises the same :class:`~postroom.errors.PostroomError` a real session would,
+    so a failed test says exactly what a bot would meet.
+    """
+    session = Session(name, config, ResolveContext(variables=dict(variables or {}), vault=vault))
+    started = time.perf_counter()
+    session.open()
+    connect_ms = (time.perf_counter() - started) * 1000
+    try:
+        report = session.call(lambda mailbox: mailbox.report())
+        samples = []
+        for _ in range(_ROUND_TRIPS):
+            tick = time.perf_counter()
+            session.call(lambda mailbox: mailbox.noop())
+            samples.append((time.perf_counter() - tick) * 1000)
+    finally:
+        session.close()
+    try:
+        username = config.auth.describe().get("username", "")
+    except PostroomError:
+        username = ""
+    return ConnectionTest(
+        report=report,
+        username=username,
+        connect_ms=round(connect_ms, 2),
+        round_trip_ms=round(statistics.median(samples), 2),
+    )
+
+
+test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name

@@ -1,0 +1,54 @@
+"""The contract between an auth mode and the transports.
+
+An auth mode is configuration: it holds references to secrets. When a session
+connects, the mode *resolves* into a login — the secrets themselves, ready for
+the wire. Transports dispatch on the login's type, so a new mode (OAuth2 with
+PKCE, client credentials, ...) is a new login type plus the SASL code that sends
+it, with no change for callers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from postroom.credentials import ResolveContext, Secret
+from postroom.errors import CredentialError
+
+__all__ = ["AuthMode", "PasswordLogin", "check_wire_safe"]
+
+
+@dataclass(frozen=True)
+class PasswordLogin:
+    """A username and password, resolved (the values stay hidden in ``repr``)."""
+
+    username: Secret
+    password: Secret
+
+
+class AuthMode(Protocol):
+    """How a connection logs in."""
+
+    #: Short name used in profiles, the CLI and reports, e.g. ``"basic"``.
+    kind: str
+
+    def resolve(self, context: ResolveContext) -> PasswordLogin:
+        """Resolve every secret reference; raise :class:`CredentialError` naming the field."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """Field name → reference description; safe to print and to store."""
+        ...
+
+
+def check_wire_safe(secret: Secret, field_name: str) -> Secret:
+    """Refuse a resolved secret that would break or inject a protocol command."""
+    value = secret.reveal()
+    if not value:
+        raise CredentialError(f"{field_name} is empty", hint="check the vault entry or variable it comes from")
+    if any(ch in value for ch in "\r\n\0"):
+        raise CredentialError(
+            f"{field_name} contains a line break or NUL character",
+            hint="re-enter it without the trailing newline (e.g. `printf %s ... | postroom vault set ...`)",
+        )
+    return secret

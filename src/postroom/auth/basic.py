@@ -1,0 +1,42 @@
+"""Basic auth: a username and a password (IMAP LOGIN / AUTHENTICATE PLAIN, POP3 USER/PASS)."""
+
+from __future__ import annotations
+
+from postroom.auth.base import PasswordLogin, check_wire_safe
+from postroom.credentials import ResolveContext, SecretRef, as_secret_ref
+
+__all__ = ["Basic"]
+
+
+class Basic:
+    """Log in with a username and password.
+
+    >>> from postroom import Vault, Variable
+    >>> Basic(username=Variable("mailbox"), password=Vault("mail", "password"))
+    Basic(username=var:mailbox, password=vault:mail/password)
+    """
+
+    kind = "basic"
+    __slots__ = ("password", "username")
+
+    def __init__(self, username: SecretRef | str, password: SecretRef | str) -> None:
+        self.username: SecretRef = as_secret_ref(username, "username")
+        self.password: SecretRef = as_secret_ref(password, "password")
+
+    def resolve(self, context: ResolveContext) -> PasswordLogin:
+        return PasswordLogin(
+            username=check_wire_safe(self.username.resolve(context, "username"), "username"),
+            password=check_wire_safe(self.password.resolve(context, "password"), "password"),
+        )
+
+    def describe(self) -> dict[str, str]:
+        return {"mode": self.kind, "username": self.username.describe(), "password": self.password.describe()}
+
+    def __repr__(self) -> str:
+        return f"Basic(username={self.username.describe()}, password={self.password.describe()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Basic) and (other.username, other.password) == (self.username, self.password)
+
+    def __hash__(self) -> int:
+        return hash((self.username, self.password))

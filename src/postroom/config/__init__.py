@@ -1,0 +1,25 @@
+"""Validated, immutable connection settings and provider presets."""
+
+from postroom.config.email_server import (
+    DEFAULT_PORTS,
+    AzureCloud,
+    EmailServer,
+    PlaintextWarning,
+    Protocol,
+    Security,
+    UnverifiedTLSWarning,
+)
+from postroom.config.providers import PROVIDERS, Endpoint, ProviderPreset
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "PROVIDERS",
+    "AzureCloud",
+    "EmailServer",
+    "Endpoint",
+    "PlaintextWarning",
+    "Protocol",
+    "ProviderPreset",
+    "Security",
+    "UnverifiedTLSWarning",
+]

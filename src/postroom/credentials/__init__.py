@@ -1,0 +1,28 @@
+"""Where secrets come from: the credential vault, bot variables, or insecure strings."""
+
+from postroom.credentials.secret import Secret, redact
+from postroom.credentials.sources import (
+    Insecure,
+    InsecureSecretWarning,
+    ResolveContext,
+    SecretRef,
+    SecretSource,
+    Variable,
+    Vault,
+    as_secret_ref,
+)
+from postroom.credentials.vault import CredentialVault
+
+__all__ = [
+    "CredentialVault",
+    "Insecure",
+    "InsecureSecretWarning",
+    "ResolveContext",
+    "Secret",
+    "SecretRef",
+    "SecretSource",
+    "Variable",
+    "Vault",
+    "as_secret_ref",
+    "redact",
+]

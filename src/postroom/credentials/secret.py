@@ -1,0 +1,71 @@
+"""Secrets that cannot show themselves, and a scrubber for text that might hold one.
+
+A :class:`Secret` holds a resolved value. Its ``repr`` and ``str`` are ``'***'``;
+the value comes out only through :meth:`Secret.reveal`, which the transports call
+at the last moment. Every revealed value is remembered (in this process only) so
+that :func:`redact` can scrub it from server replies, log lines and error text.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+__all__ = ["Secret", "redact"]
+
+_MASK: Final = "***"
+_MIN_REDACT_LENGTH: Final = 3  # shorter values would mangle ordinary text
+
+_known_lock = threading.Lock()
+_known_values: set[str] = set()
+
+
+class Secret:
+    """A secret value. Never printed, logged or compared by identity of text.
+
+    >>> Secret("hunter2")
+    Secret('***')
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        if len(value) >= _MIN_REDACT_LENGTH:
+            with _known_lock:
+                _known_values.add(value)
+
+    def reveal(self) -> str:
+        """The value itself. Call only where it goes onto the wire."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({_MASK!r})"
+
+    def __str__(self) -> str:
+        return _MASK
+
+    def __format__(self, spec: str) -> str:
+        return _MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> str | tuple[object, ...]:  # pickling would write the value to disk
+        raise TypeError("a Secret cannot be pickled")
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret value this process has seen replaced by ``***``."""
+    with _known_lock:
+        values = sorted(_known_values, key=len, reverse=True)
+    for value in values:
+        if value in text:
+            text = text.replace(value, _MASK)
+    return text

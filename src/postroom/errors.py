@@ -1,0 +1,197 @@
+"""postroom's errors: one tree, one root.
+
+Every error a user can see is a :class:`PostroomError`. Foreign exceptions
+(``socket``, ``ssl``, ``imaplib``, ``poplib``, ...) are mapped into this tree once,
+at the transport boundary (:mod:`postroom.transports.errors`), so callers never
+catch a library's exception.
+
+::
+
+    PostroomError
+    ├── ConfigError                  a setting is invalid (names the field and the fix)
+    ├── CredentialError              a secret could not be resolved
+    │   └── VaultError               the local credential vault
+    │       └── VaultLockedError     the vault key is missing or wrong
+    ├── SessionError                 named-session bookkeeping
+    │   ├── SessionNotFoundError     no open session by that name
+    │   └── SessionExistsError       the name is taken (use replace=True)
+    ├── MailServerError              talking to a server failed
+    │   ├── ServerUnreachableError   DNS, refused, network down
+    │   ├── ServerTimeoutError       no answer in time
+    │   ├── TLSError                 handshake failed
+    │   │   ├── CertificateError     certificate not trusted / wrong host name
+    │   │   └── StartTLSError        STARTTLS/STLS not offered or failed (never a downgrade)
+    │   ├── AuthenticationError      the server refused the login
+    │   ├── ConnectionLostError      the server dropped an established connection
+    │   └── ProtocolError            the server answered something unexpected
+    └── UnsupportedError             the server or protocol cannot do what was asked
+
+Every message says what failed, where (session and server), and what to try.
+Secret values never appear in messages: :func:`postroom.credentials.redact`
+scrubs them before an error is built.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "CertificateError",
+    "ConfigError",
+    "ConnectionLostError",
+    "CredentialError",
+    "MailServerError",
+    "PostroomError",
+    "ProtocolError",
+    "ServerTimeoutError",
+    "ServerUnreachableError",
+    "SessionError",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "StartTLSError",
+    "TLSError",
+    "UnsupportedError",
+    "VaultError",
+    "VaultLockedError",
+]
+
+
+class PostroomError(Exception):
+    """Root of every error postroom raises.
+
+    ``problem`` says what went wrong, ``hint`` what to try; ``session`` and
+    ``server`` say where. ``str(error)`` joins them into one line.
+    """
+
+    #: Process exit code the CLI uses for this kind of error.
+    exit_code = 1
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        hint: str | None = None,
+        session: str | None = None,
+        server: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.hint = hint
+        self.session = session
+        self.server = server
+        super().__init__(problem)
+
+    def with_context(self, *, session: str | None = None, server: str | None = None) -> PostroomError:
+        """Fill in where the error happened, if not known yet; returns self."""
+        if session and not self.session:
+            self.session = session
+        if server and not self.server:
+            self.server = server
+        return self
+
+    def __str__(self) -> str:
+        where = []
+        if self.session:
+            where.append(f"session {self.session!r}")
+        if self.server:
+            where.append(self.server)
+        text = f"{' '.join(where)}: {self.problem}" if where else self.problem
+        if self.hint:
+            text = f"{text} — {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, str | None]:
+        """A JSON-ready view, for ``--json`` output."""
+        return {
+            "type": type(self).__name__,
+            "message": str(self),
+            "problem": self.problem,
+            "hint": self.hint,
+            "session": self.session,
+            "server": self.server,
+        }
+
+
+class ConfigError(PostroomError, ValueError):
+    """A setting is invalid. ``field`` names it."""
+
+    exit_code = 3
+
+    def __init__(self, field: str, problem: str, *, hint: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}", hint=hint)
+
+
+class CredentialError(PostroomError):
+    """A secret could not be resolved from its source."""
+
+    exit_code = 4
+
+
+class VaultError(CredentialError):
+    """The local credential vault could not be read or written."""
+
+
+class VaultLockedError(VaultError):
+    """The vault's key is missing or does not open the vault."""
+
+
+class SessionError(PostroomError):
+    """Named-session bookkeeping failed."""
+
+    exit_code = 5
+
+
+class SessionNotFoundError(SessionError, KeyError):
+    """No open session has that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return PostroomError.__str__(self)
+
+
+class SessionExistsError(SessionError):
+    """A session with that name is already open."""
+
+
+class MailServerError(PostroomError):
+    """Talking to a mail server failed."""
+
+    exit_code = 6
+
+
+class ServerUnreachableError(MailServerError):
+    """The server could not be reached: unknown host, refused, network down."""
+
+
+class ServerTimeoutError(MailServerError, TimeoutError):
+    """The server did not answer in time."""
+
+
+class TLSError(MailServerError):
+    """The TLS handshake failed."""
+
+
+class CertificateError(TLSError):
+    """The server's certificate is not trusted or is for another host name."""
+
+
+class StartTLSError(TLSError):
+    """STARTTLS/STLS was asked for but is not offered or failed. postroom never falls back to plaintext."""
+
+
+class AuthenticationError(MailServerError):
+    """The server refused the login."""
+
+    exit_code = 7
+
+
+class ConnectionLostError(MailServerError):
+    """An established connection was dropped by the server or the network."""
+
+
+class ProtocolError(MailServerError):
+    """The server answered something postroom did not expect."""
+
+
+class UnsupportedError(PostroomError):
+    """The server or protocol cannot do what was asked (checked before touching the server)."""
+
+    exit_code = 8

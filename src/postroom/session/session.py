@@ -1,0 +1,109 @@
+"""One named session: a config, its resolved login, and a live mailbox connection."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Literal, TypeVar
+
+from postroom.config import EmailServer
+from postroom.credentials import ResolveContext
+from postroom.errors import ConnectionLostError, PostroomError, SessionError
+from postroom.logs import get_logger
+from postroom.transports import Mailbox, make_mailbox
+
+__all__ = ["Session", "SessionState"]
+
+_log = get_logger("postroom.session")
+T = TypeVar("T")
+SessionState = Literal["new", "open", "closed"]
+
+
+class Session:
+    """A connection to one mailbox, used by name through :func:`postroom.session`.
+
+    Calls are serialised (one command at a time on the wire), so a session may be
+    shared between threads. When the server has dropped the connection (idle
+    timeout, restart), the next call reconnects once, logs it, and carries on.
+    """
+
+    def __init__(self, name: str, config: EmailServer, context: ResolveContext) -> None:
+        self.name = name
+        self.config = config
+        self._context = context
+        self._lock = threading.RLock()
+        self._mailbox: Mailbox | None = None
+        self.state: SessionState = "new"
+        self.opened_at: float | None = None
+        self.reconnects = 0
+
+    def __repr__(self) -> str:
+        return f"<Session {self.name!r} {self.config.address} {self.state}>"
+
+    @property
+    def server(self) -> str:
+        return self.config.address
+
+    def open(self) -> Session:
+        """Connect and log in. Secrets are resolved afresh on every (re)connect."""
+        with self._lock:
+            if self.state == "closed":
+                raise SessionError(f"session {self.name!r} is closed", hint="connect again under a new or same name")
+            self._mailbox = self._connect()
+            self.state = "open"
+            self.opened_at = time.time()
+        return self
+
+    def _connect(self) -> Mailbox:
+        try:
+            login = self.config.auth.resolve(self._context)
+            mailbox = make_mailbox(self.config, login)
+            mailbox.open()
+        except PostroomError as exc:
+            raise exc.with_context(session=self.name, server=self.config.address) from exc.__cause__
+        return mailbox
+
+    def call(self, operation: Callable[[Mailbox], T]) -> T:
+        """Run ``operation`` on the live mailbox, reconnecting once if the connection was lost."""
+        with self._lock:
+            if self.state != "open":
+                raise SessionError(f"session {self.name!r} is {self.state}", hint="connect first")
+            try:
+                if self._mailbox is None or not self._mailbox.connected:
+                    self._reconnect("the previous connection was closed")
+                assert self._mailbox is not None
+                try:
+                    return operation(self._mailbox)
+                except ConnectionLostError as lost:
+                    self._reconnect(lost.problem)
+                    return operation(self._mailbox)
+            except PostroomError as exc:
+                raise exc.with_context(session=self.name, server=self.config.address) from exc.__cause__
+
+    def _reconnect(self, why: str) -> None:
+        _log.warning("session %r: %s; reconnecting to %s", self.name, why, self.config.address)
+        if self._mailbox is not None:
+            self._mailbox.close()
+        self._mailbox = self._connect()
+        self.reconnects += 1
+        _log.info("session %r: reconnected to %s", self.name, self.config.address)
+
+    def close(self) -> None:
+        """Log out and close. Idempotent; never raises."""
+        with self._lock:
+            mailbox, self._mailbox = self._mailbox, None
+            self.state = "closed"
+        if mailbox is not None:
+            mailbox.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        from postroom.session.registry import disconnect
+
+        disconnect(self.name, missing_ok=True, only=self)

@@ -1,0 +1,202 @@
+"""Foreign exceptions → postroom's error tree, in one place.
+
+Each transport runs its network work inside :func:`mapped_errors`, telling it the
+*stage* it is in (connecting, TLS handshake, waiting for the greeting, STARTTLS,
+login, or a command). The stage decides the message and the hint: a timeout while
+connecting means a firewall or a wrong host, while waiting for the greeting it
+usually means the wrong security mode for the port.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import smtplib
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from postroom.config import EmailServer
+from postroom.credentials import redact
+from postroom.errors import (
+    AuthenticationError,
+    CertificateError,
+    ConnectionLostError,
+    MailServerError,
+    PostroomError,
+    ProtocolError,
+    ServerTimeoutError,
+    ServerUnreachableError,
+    StartTLSError,
+    TLSError,
+)
+
+__all__ = ["Stage", "StageTracker", "mapped_errors", "server_text", "tracker_for"]
+
+Stage = Literal["connect", "tls", "greeting", "starttls", "login", "command"]
+
+
+@dataclass
+class StageTracker:
+    """Where a connection is; transports update it as they go."""
+
+    address: str
+    host: str
+    port: int
+    security: str
+    connect_timeout: float
+    read_timeout: float
+    stage: Stage = "connect"
+
+
+def tracker_for(config: EmailServer) -> StageTracker:
+    """A fresh tracker for a connection to ``config``'s server."""
+    assert config.host is not None and config.port is not None and config.security is not None
+    return StageTracker(
+        address=config.address,
+        host=config.host,
+        port=config.port,
+        security=config.security,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+    )
+
+
+def server_text(value: object) -> str:
+    """A server reply as clean one-line text, secrets scrubbed."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, list | tuple):
+        value = " ".join(server_text(v) for v in value)
+    text = " ".join(str(value).split())
+    return redact(text)[:300]
+
+
+_PLAIN_PORT_HINT = {
+    "imap": "this port seems to expect plaintext or STARTTLS: use security='starttls' (usually port 143) "
+    "or port 993 for implicit TLS",
+    "pop3": "this port seems to expect plaintext or STLS: use security='starttls' (usually port 110) "
+    "or port 995 for implicit TLS",
+    "smtp": "this port seems to expect plaintext or STARTTLS: use security='starttls' (usually port 587) "
+    "or port 465 for implicit TLS",
+}
+
+
+@contextmanager
+def mapped_errors(where: StageTracker, protocol: str) -> Iterator[None]:
+    """Run network work; re-raise anything foreign as the matching :class:`PostroomError`."""
+    try:
+        yield
+    except PostroomError as exc:
+        raise exc.with_context(server=where.address) from None
+    except Exception as exc:
+        mapped = _map(exc, where, protocol)
+        if mapped is None:
+            raise
+        raise mapped.with_context(server=where.address) from exc
+
+
+def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerError | None:
+    stage = where.stage
+    port = where.port
+    if isinstance(exc, socket.gaierror):
+        return ServerUnreachableError(
+            f"cannot resolve the host name {where.host!r} ({exc.strerror or exc})",
+            hint="check the spelling of the host, your DNS, or whether a VPN is needed",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return ServerUnreachableError(
+            f"connection refused on port {port}",
+            hint="check that the server is running and the port is right "
+            "(IMAP 993 ssl / 143 starttls, POP3 995 ssl / 110 starttls)",
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _certificate_error(exc, where)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return _timeout_error(where, protocol)
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        if reason in {"WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE"} and (
+            stage == "tls"
+        ):
+            return TLSError(f"the server did not speak TLS on port {port} ({reason})", hint=_PLAIN_PORT_HINT[protocol])
+        error_type = StartTLSError if stage == "starttls" else TLSError
+        return error_type(
+            f"TLS handshake failed: {reason}", hint="check the security setting and the server's TLS setup"
+        )
+    if isinstance(exc, imaplib.IMAP4.abort | EOFError | ConnectionResetError | BrokenPipeError):
+        if stage in {"connect", "tls", "greeting"}:
+            return ServerUnreachableError(
+                f"the server closed the connection before greeting ({server_text(exc) or type(exc).__name__})",
+                hint=_PLAIN_PORT_HINT.get(protocol) if where.security == "ssl" else "check the port and security",
+            )
+        return ConnectionLostError(
+            f"the server closed the connection ({server_text(exc) or type(exc).__name__})",
+            hint="postroom reconnects once on next use; if this repeats, check server limits and idle timeouts",
+        )
+    if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto | smtplib.SMTPException):
+        text = server_text(exc.args[0] if exc.args else exc)
+        if stage == "login":
+            return AuthenticationError(
+                f"login refused: {text}",
+                hint="check the username and password and where they come from (vault entry or variable); "
+                "Microsoft 365 and Google Workspace accept only OAuth2",
+            )
+        if stage == "starttls":
+            return StartTLSError(
+                f"STARTTLS failed: {text}",
+                hint="postroom never falls back to plaintext; use security='ssl' on the implicit-TLS port "
+                "or ask the server's admin to enable STARTTLS",
+            )
+        return ProtocolError(f"unexpected server reply: {text}")
+    if isinstance(exc, OSError):
+        if stage == "command":
+            return ConnectionLostError(
+                f"the connection broke ({exc.strerror or type(exc).__name__})",
+                hint="postroom reconnects once on next use",
+            )
+        detail = exc.strerror or str(exc) or type(exc).__name__
+        return ServerUnreachableError(f"network error: {detail}", hint="check the network path to the server")
+    return None
+
+
+def _certificate_error(exc: ssl.SSLCertVerificationError, where: StageTracker) -> CertificateError:
+    message = exc.verify_message or str(exc.reason or exc)
+    if "hostname mismatch" in message.lower() or "doesn't match" in message.lower():
+        return CertificateError(
+            f"the server's certificate is not valid for {where.host!r} ({message})",
+            hint="connect with a host name listed in the certificate, or have the certificate reissued",
+        )
+    return CertificateError(
+        f"the server's certificate is not trusted ({message})",
+        hint="give the CA certificate that signed it (ca_file= / --ca-file), or install that CA in the "
+        "system trust store; verification is never skipped silently",
+    )
+
+
+def _timeout_error(where: StageTracker, protocol: str) -> ServerTimeoutError:
+    stage = where.stage
+    if stage == "connect":
+        return ServerTimeoutError(
+            f"no connection within {where.connect_timeout:g} s",
+            hint="a firewall may be dropping the traffic; check the host, the port and any VPN",
+        )
+    if stage == "tls":
+        return ServerTimeoutError(
+            f"the TLS handshake got no answer within {where.connect_timeout:g} s",
+            hint=_PLAIN_PORT_HINT[protocol],
+        )
+    if stage == "greeting":
+        hint = (
+            "the server accepted the connection but said nothing: if this port expects implicit TLS, use security='ssl'"
+            if where.security != "ssl"
+            else "the server accepted the connection but said nothing after TLS"
+        )
+        return ServerTimeoutError(f"no greeting from the server within {where.read_timeout:g} s", hint=hint)
+    return ServerTimeoutError(
+        f"the server did not answer within {where.read_timeout:g} s ({stage})",
+        hint="raise read_timeout for slow servers or large messages",
+    )

@@ -1,0 +1,254 @@
+"""A real Dovecot (IMAP + POP3) started from a config in a temp folder, on free loopback ports.
+
+Needs the Debian packages ``dovecot-imapd`` and ``dovecot-pop3d`` (``scripts/test``
+installs them when run as root). Runs as root (mail owned by a ``vmail`` system
+user, created if missing) or as an ordinary user (everything owned by that user).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from postroom.sandbox.certs import CertificateSet, make_certificates
+
+__all__ = ["Dovecot", "DovecotNotInstalled", "find_dovecot", "free_port"]
+
+_SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin"])
+
+
+class DovecotNotInstalled(RuntimeError):
+    """Dovecot is not on this machine."""
+
+
+def find_dovecot() -> tuple[str, str]:
+    """Paths of ``dovecot`` and ``doveadm``, or :class:`DovecotNotInstalled` saying how to get them."""
+    dovecot = shutil.which("dovecot", path=_SBIN_PATH)
+    doveadm = shutil.which("doveadm", path=_SBIN_PATH)
+    if not dovecot or not doveadm:
+        raise DovecotNotInstalled(
+            "Dovecot is not installed: run scripts/test as root, or install the packages "
+            "dovecot-imapd and dovecot-pop3d (Debian/Ubuntu) / dovecot (Homebrew, Fedora)"
+        )
+    return dovecot, doveadm
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Dovecot:
+    """One running Dovecot instance. Use :meth:`start`; stop with :meth:`stop`."""
+
+    folder: Path
+    tls: bool = True
+    users: dict[str, str] = field(default_factory=lambda: {"bot@example.test": "s3cret-Pa55"})
+    ports: dict[str, int] = field(default_factory=dict)
+    certs: CertificateSet | None = None
+    _process: subprocess.Popen[bytes] | None = None
+    _uid: int = 0
+    _gid: int = 0
+
+    @classmethod
+    def start(cls, *, tls: bool = True, users: dict[str, str] | None = None) -> Dovecot:
+        """Start an instance in a fresh temp folder (removed again by :meth:`stop`).
+
+        The folder is world-traversable (0755) because Dovecot's auth and mail
+        processes run as other users than the one that starts it.
+        """
+        folder = Path(tempfile.mkdtemp(prefix="postroom-dovecot-"))
+        folder.chmod(0o755)
+        instance = cls(folder=folder, tls=tls, users=users or {"bot@example.test": "s3cret-Pa55"})
+        try:
+            instance._launch()
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return instance
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        dovecot, _ = find_dovecot()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        internal_user, login_user, mail_user = self._accounts()
+        entry = pwd.getpwnam(mail_user)
+        self._uid, self._gid = entry.pw_uid, entry.pw_gid
+        if self.tls:
+            self.certs = make_certificates(self.folder / "tls", ("localhost",))
+        names = ["imap", "pop3"] + (["imaps", "pop3s"] if self.tls else [])
+        self.ports = {name: free_port() for name in names}
+        users_file = self.folder / "users"
+        lines = []
+        for user, password in self.users.items():
+            home = self.home(user)
+            for sub in ("cur", "new", "tmp"):
+                (home / "Maildir" / sub).mkdir(parents=True, exist_ok=True)
+            lines.append(f"{user}:{{PLAIN}}{password}:{self._uid}:{self._gid}::{home}::")
+        users_file.write_text("\n".join(lines) + "\n")
+        self._chown(self.folder / "mail")
+        (self.folder / "dovecot.conf").write_text(self._config(internal_user, login_user))
+        log = (self.folder / "dovecot.stderr").open("wb")
+        self._process = subprocess.Popen(
+            [dovecot, "-F", "-c", str(self.folder / "dovecot.conf")],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        self._wait_ready()
+
+    def _accounts(self) -> tuple[str, str, str]:
+        if os.geteuid() != 0:
+            me = pwd.getpwuid(os.geteuid()).pw_name
+            return me, me, me
+        try:
+            pwd.getpwnam("vmail")
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "vmail"],
+                check=True,
+                env={**os.environ, "PATH": _SBIN_PATH},
+            )
+        return "dovecot", "dovenull", "vmail"
+
+    def _config(self, internal_user: str, login_user: str) -> str:
+        d = self.folder
+        listeners_imap = f"inet_listener imap {{\n    port = {self.ports['imap']}\n  }}\n"
+        listeners_pop3 = f"inet_listener pop3 {{\n    port = {self.ports['pop3']}\n  }}\n"
+        if self.tls:
+            listeners_imap += f"  inet_listener imaps {{\n    port = {self.ports['imaps']}\n    ssl = yes\n  }}\n"
+            listeners_pop3 += f"  inet_listener pop3s {{\n    port = {self.ports['pop3s']}\n    ssl = yes\n  }}\n"
+        tls_lines = (
+            f"ssl = yes\nssl_cert = <{self.certs.cert_file}\nssl_key = <{self.certs.key_file}\n"
+            if self.certs
+            else "ssl = no\n"
+        )
+        return f"""# written by postroom's test suite
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+listen = 127.0.0.1
+protocols = imap pop3
+default_internal_user = {internal_user}
+default_internal_group = {internal_user if os.geteuid() != 0 else "dovecot"}
+default_login_user = {login_user}
+first_valid_uid = {self._uid}
+last_valid_uid = {self._uid}
+first_valid_gid = 0
+{tls_lines}disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+login_trusted_networks = 127.0.0.0/8
+mail_location = maildir:~/Maildir
+pop3_uidl_format = %08Xu%08Xv
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {d}/users
+}}
+service imap-login {{
+  {listeners_imap}}}
+service pop3-login {{
+  {listeners_pop3}}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+"""
+
+    def _wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(self.ports.values())
+        while pending and time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"dovecot exited at start:\n{self.log()}")
+            for port in list(pending):
+                with socket.socket() as sock:
+                    sock.settimeout(0.2)
+                    if sock.connect_ex(("127.0.0.1", port)) == 0:
+                        pending.discard(port)
+            time.sleep(0.05)
+        if pending:
+            self.stop()
+            raise RuntimeError(f"dovecot did not listen on {sorted(pending)} within {timeout} s:\n{self.log()}")
+
+    # -- use -----------------------------------------------------------------------------
+
+    def home(self, user: str) -> Path:
+        return self.folder / "mail" / user
+
+    def deliver(self, user: str, raw: bytes, *, folder: str = "INBOX", seen: bool = False) -> Path:
+        """Put one message into ``folder`` (``"A/B"`` for nested) by writing the Maildir file."""
+        maildir = self.home(user) / "Maildir"
+        if folder.upper() != "INBOX":
+            maildir = maildir / ("." + folder.replace("/", "."))
+            for sub in ("cur", "new", "tmp"):
+                (maildir / sub).mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns()}.{uuid.uuid4().hex}.postroom-tests,S={len(raw)}"
+        target = maildir / ("cur" if seen else "new") / (name + (":2,S" if seen else ""))
+        tmp = maildir / "tmp" / name
+        tmp.write_bytes(raw)
+        tmp.rename(target)
+        self._chown(self.home(user))
+        return target
+
+    def kick(self, user: str) -> None:
+        """Drop every connection of ``user``, as an admin or an idle timeout would."""
+        _, doveadm = find_dovecot()
+        subprocess.run(
+            [doveadm, "-c", str(self.folder / "dovecot.conf"), "kick", user],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def log(self) -> str:
+        parts = []
+        for name in ("dovecot.log", "dovecot.stderr"):
+            path = self.folder / name
+            if path.exists():
+                parts.append(path.read_text(errors="replace")[-4000:])
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() != 0 or not path.exists():
+            return
+        for root, dirs, files in os.walk(path):
+            os.chown(root, self._uid, self._gid)
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), self._uid, self._gid)
