@@ -139,6 +139,10 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
         )
     if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto | smtplib.SMTPException):
         text = server_text(exc.args[0] if exc.args else exc)
+        if stage == "command" and isinstance(exc, poplib.error_proto) and _pop3_connection_gone(text):
+            return ConnectionLostError(
+                f"the server closed the connection ({text})", hint="postroom reconnects once on next use"
+            )
         if stage == "login":
             return AuthenticationError(
                 f"login refused: {text}",
@@ -161,6 +165,11 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
         detail = exc.strerror or str(exc) or type(exc).__name__
         return ServerUnreachableError(f"network error: {detail}", hint="check the network path to the server")
     return None
+
+
+def _pop3_connection_gone(text: str) -> bool:
+    """poplib reports a closed socket as ``-ERR EOF``; a server going away says ``[SYS/TEMP]`` (RFC 3206)."""
+    return text.startswith("-ERR EOF") or "[SYS/TEMP]" in text
 
 
 def _certificate_error(exc: ssl.SSLCertVerificationError, where: StageTracker) -> CertificateError:

@@ -1,0 +1,74 @@
+"""Shared fixtures: an isolated postroom home, and real Dovecot servers started once per run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import postroom
+from postroom import Basic, EmailServer, Variable
+from postroom.credentials import sources
+from tests.servers.dovecot import Dovecot
+
+USER = "bot@example.test"
+PASSWORD = "s3cret-Pa55"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own postroom home, no OS keyring and no vault key in the environment."""
+    home = tmp_path / "postroom-home"
+    monkeypatch.setenv("POSTROOM_HOME", str(home))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.delenv("POSTROOM_VAULT_KEY", raising=False)
+    sources._warned_fields.clear()
+    yield home
+    postroom.disconnect_all()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """A Dovecot with IMAP, IMAPS, POP3 and POP3S, shared by the whole run."""
+    server = Dovecot.start(users={USER: PASSWORD, "other@example.test": "0ther-Pa55"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_without_tls() -> Iterator[Dovecot]:
+    """A Dovecot with TLS switched off: it offers no STARTTLS."""
+    server = Dovecot.start(tls=False, users={USER: PASSWORD})
+    yield server
+    server.stop()
+
+
+PORT_NAMES = {
+    ("imap", "ssl"): "imaps",
+    ("imap", "starttls"): "imap",
+    ("imap", "none"): "imap",
+    ("pop3", "ssl"): "pop3s",
+    ("pop3", "starttls"): "pop3",
+    ("pop3", "none"): "pop3",
+}
+
+
+def server_config(server: Dovecot, protocol: str = "imap", security: str = "ssl", **changes: Any) -> EmailServer:
+    """Settings for ``server`` as a user would write them: verified TLS, password from a variable."""
+    options: dict[str, Any] = {
+        "protocol": protocol,
+        "host": "localhost",
+        "port": server.ports[PORT_NAMES[(protocol, security)]],
+        "security": security,
+        "ca_file": server.certs.ca_file if server.certs else None,
+        "auth": Basic(username=Variable("MAILBOX_USER"), password=Variable("MAILBOX_PASSWORD")),
+        "connect_timeout": 5,
+        "read_timeout": 5,
+    }
+    options.update(changes)
+    return EmailServer(**options)
+
+
+VARIABLES = {"MAILBOX_USER": USER, "MAILBOX_PASSWORD": PASSWORD}

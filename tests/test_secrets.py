@@ -1,0 +1,93 @@
+"""Secret references: vault, variable, insecure string; secrets never show themselves."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import pytest
+
+from postroom import Basic, CredentialError, Insecure, InsecureSecretWarning, Secret, Variable, Vault, redact
+from postroom.credentials import CredentialVault, ResolveContext
+from postroom.logs import get_logger
+
+CANARY = "canary-Pw-9f3b1c"
+
+
+def test_secret_hides_its_value_everywhere() -> None:
+    secret = Secret(CANARY)
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>20}", repr([secret])):
+        assert CANARY not in text
+    assert secret.reveal() == CANARY
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+
+
+def test_auth_repr_shows_references_never_values() -> None:
+    auth = Basic(username=Variable("mailbox"), password=Insecure(CANARY))
+    assert repr(auth) == "Basic(username=var:mailbox, password=insecure:***)"
+    assert CANARY not in repr(auth) and CANARY not in str(auth.describe())
+
+
+def test_redact_scrubs_known_secrets() -> None:
+    Secret(CANARY)
+    assert redact(f"server said: bad password {CANARY}!") == "server said: bad password ***!"
+
+
+def test_postroom_loggers_scrub_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    Secret(CANARY)
+    with caplog.at_level(logging.DEBUG, logger="postroom"):
+        get_logger("postroom.anything").warning("login with %s failed", CANARY)
+    assert "login with *** failed" in caplog.text
+    assert CANARY not in caplog.text
+
+
+def test_variable_resolves_from_bot_variables_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    context = ResolveContext(variables={"pw": "from-bot"})
+    assert Variable("pw").resolve(context, "password").reveal() == "from-bot"
+    monkeypatch.setenv("pw", "from-env")
+    assert Variable("pw").resolve(context, "password").reveal() == "from-bot"
+    assert Variable("pw", environment_only=True).resolve(context, "password").reveal() == "from-env"
+    assert Variable("pw").resolve(ResolveContext(), "password").reveal() == "from-env"
+
+
+def test_missing_variable_names_field_variable_and_fix() -> None:
+    with pytest.raises(CredentialError) as caught:
+        Variable("MISSING_PW").resolve(ResolveContext(), "password")
+    message = str(caught.value)
+    assert message.startswith("password: variable 'MISSING_PW' is not set")
+    assert "--var MISSING_PW=" in message
+
+
+def test_insecure_string_warns_once_per_field() -> None:
+    context = ResolveContext()
+    with pytest.warns(InsecureSecretWarning, match="password is an insecure string"):
+        Insecure("x1").resolve(context, "password")
+    with pytest.warns(InsecureSecretWarning, match="username is an insecure string"):
+        Insecure("x2").resolve(context, "username")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Insecure("x3").resolve(context, "password")  # second time: silent
+
+
+def test_plain_string_is_taken_as_insecure() -> None:
+    auth = Basic(username="bot@example.test", password=CANARY)
+    assert isinstance(auth.password, Insecure)
+    assert CANARY not in repr(auth)
+
+
+def test_vault_reference_resolves_through_the_vault() -> None:
+    vault = CredentialVault()
+    vault.set("mail", "password", CANARY)
+    secret = Vault("mail", "password").resolve(ResolveContext(vault=vault), "password")
+    assert secret.reveal() == CANARY
+
+
+def test_resolved_secret_with_line_break_is_refused_before_the_wire() -> None:
+    auth = Basic(username=Variable("u"), password=Variable("p"))
+    with pytest.raises(CredentialError, match="password contains a line break"):
+        auth.resolve(ResolveContext(variables={"u": "bot", "p": "pw\n"}))
+    with pytest.raises(CredentialError, match="username is empty"):
+        auth.resolve(ResolveContext(variables={"u": "", "p": "pw"}))
