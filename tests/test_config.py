@@ -51,7 +51,9 @@ def test_host_is_case_insensitive_and_stored_normalised() -> None:
         ({"smtp_port": 0, "smtp_host": "smtp.example.com"}, "smtp_port", "1 to 65535"),
     ],
 )
-def test_invalid_settings_fail_at_construction_naming_field_and_fix(changes: dict[str, object], field: str, fix: str) -> None:
+def test_invalid_settings_fail_at_construction_naming_field_and_fix(
+    changes: dict[str, object], field: str, fix: str
+) -> None:
     options: dict[str, object] = {"host": "imap.example.com", "auth": AUTH, **changes}
     with pytest.raises(ConfigError) as caught:
         EmailServer(**options)  # type: ignore[arg-type]
@@ -106,8 +108,18 @@ def test_provider_without_the_protocol_says_what_it_offers() -> None:
 
 
 def test_every_preset_is_complete_and_cites_its_source() -> None:
-    required = {"gmail", "microsoft365", "microsoft365-gcc-high", "outlook.com", "yahoo", "icloud", "aol",
-                "zoho", "gmx", "fastmail"}
+    required = {
+        "gmail",
+        "microsoft365",
+        "microsoft365-gcc-high",
+        "outlook.com",
+        "yahoo",
+        "icloud",
+        "aol",
+        "zoho",
+        "gmx",
+        "fastmail",
+    }
     assert required <= set(PROVIDERS)
     for preset in PROVIDERS.values():
         assert preset.source.startswith("https://")

@@ -63,13 +63,16 @@ def test_wrong_password_is_an_authentication_error_with_the_server_reply(
     dovecot: Dovecot, protocol: str, security: str
 ) -> None:
     with pytest.raises(AuthenticationError) as caught:
-        postroom.connect("bad", server_config(dovecot, protocol, security),
-                         variables={"MAILBOX_USER": USER, "MAILBOX_PASSWORD": "wrong-canary-pw"})
+        postroom.connect(
+            "bad",
+            server_config(dovecot, protocol, security),
+            variables={"MAILBOX_USER": USER, "MAILBOX_PASSWORD": "wrong-canary-pw"},
+        )
     message = str(caught.value)
     assert message.startswith("session 'bad' ")
     assert "login refused" in message and "Authentication failed" in message
     assert "wrong-canary-pw" not in message
-    assert postroom.sessions() == []
+    assert postroom.open_sessions() == []
 
 
 def test_connection_refused(dovecot: Dovecot) -> None:
@@ -84,7 +87,9 @@ def test_unknown_host(dovecot: Dovecot) -> None:
         postroom.connect("c", config, variables=VARIABLES)
 
 
-@pytest.mark.parametrize(("security", "expected"), [("starttls", "no greeting"), ("ssl", "TLS handshake got no answer")])
+@pytest.mark.parametrize(
+    ("security", "expected"), [("starttls", "no greeting"), ("ssl", "TLS handshake got no answer")]
+)
 def test_server_that_accepts_and_never_answers_times_out(dovecot: Dovecot, security: str, expected: str) -> None:
     with silent_server() as port:
         config = server_config(dovecot, port=port, security=security, connect_timeout=0.5, read_timeout=0.5)
@@ -134,30 +139,30 @@ def test_plaintext_works_only_when_asked(dovecot_without_tls: Dovecot) -> None:
 
 def test_named_session_lifecycle(dovecot: Dovecot) -> None:
     session = postroom.connect("invoices", server_config(dovecot), variables=VARIABLES)
-    assert postroom.session("invoices") is session
-    assert postroom.sessions() == ["invoices"]
+    assert postroom.get_session("invoices") is session
+    assert postroom.open_sessions() == ["invoices"]
     with pytest.raises(SessionExistsError, match="replace=True"):
         postroom.connect("invoices", server_config(dovecot), variables=VARIABLES)
     replacement = postroom.connect("invoices", server_config(dovecot), variables=VARIABLES, replace=True)
-    assert postroom.session("invoices") is replacement
+    assert postroom.get_session("invoices") is replacement
     assert session.state == "closed"
     postroom.disconnect("invoices")
     with pytest.raises(SessionNotFoundError, match=r"no open session named 'invoices' \(open sessions: none\)"):
-        postroom.session("invoices")
+        postroom.get_session("invoices")
 
 
 def test_unknown_session_lists_the_open_ones(dovecot: Dovecot) -> None:
     postroom.connect("alerts", server_config(dovecot), variables=VARIABLES)
     postroom.connect("tickets", server_config(dovecot, "pop3"), variables=VARIABLES)
     with pytest.raises(SessionNotFoundError, match=r"open sessions: 'alerts', 'tickets'"):
-        postroom.session("invoices")
+        postroom.get_session("invoices")
 
 
 def test_session_as_context_manager(dovecot: Dovecot) -> None:
     with postroom.connect("ctx", server_config(dovecot), variables=VARIABLES) as session:
         session.call(lambda mailbox: mailbox.noop())
-        assert postroom.sessions() == ["ctx"]
-    assert postroom.sessions() == []
+        assert postroom.open_sessions() == ["ctx"]
+    assert postroom.open_sessions() == []
     assert session.state == "closed"
 
 
@@ -168,7 +173,7 @@ def test_registry_is_thread_safe(dovecot: Dovecot) -> None:
     def work(index: int) -> None:
         try:
             for _ in range(5):
-                postroom.session("shared").call(lambda mailbox: mailbox.noop())
+                postroom.get_session("shared").call(lambda mailbox: mailbox.noop())
             postroom.connect(f"own-{index}", server_config(dovecot, "pop3"), variables=VARIABLES)
         except BaseException as exc:
             errors.append(exc)
@@ -179,7 +184,7 @@ def test_registry_is_thread_safe(dovecot: Dovecot) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert postroom.sessions() == sorted(["shared", *(f"own-{i}" for i in range(6))])
+    assert postroom.open_sessions() == sorted(["shared", *(f"own-{i}" for i in range(6))])
     assert session.reconnects == 0
 
 

@@ -35,6 +35,7 @@ from postroom.errors import (
     CredentialError,
     MailServerError,
     PostroomError,
+    PostroomWarning,
     ProtocolError,
     ServerTimeoutError,
     ServerUnreachableError,
@@ -48,7 +49,7 @@ from postroom.errors import (
     VaultLockedError,
 )
 from postroom.logs import RedactingFilter, get_logger
-from postroom.session import Session, connect, disconnect, disconnect_all, session, sessions
+from postroom.session import Session, connect, disconnect, disconnect_all, get_session, open_sessions
 from postroom.transports import ServerReport
 
 __version__ = "0.1.0"
@@ -70,6 +71,7 @@ __all__ = [
     "MailServerError",
     "PlaintextWarning",
     "PostroomError",
+    "PostroomWarning",
     "ProtocolError",
     "RedactingFilter",
     "Secret",
@@ -92,9 +94,9 @@ __all__ = [
     "connect",
     "disconnect",
     "disconnect_all",
+    "get_session",
+    "open_sessions",
     "redact",
-    "session",
-    "sessions",
     "test_connection",
 ]
 

@@ -41,6 +41,7 @@ __all__ = [
     "CredentialError",
     "MailServerError",
     "PostroomError",
+    "PostroomWarning",
     "ProtocolError",
     "ServerTimeoutError",
     "ServerUnreachableError",
@@ -195,3 +196,7 @@ class UnsupportedError(PostroomError):
     """The server or protocol cannot do what was asked (checked before touching the server)."""
 
     exit_code = 8
+
+
+class PostroomWarning(UserWarning):
+    """Base of postroom's warnings: allowed, but risky (plaintext, unverified TLS, typed-in secrets)."""

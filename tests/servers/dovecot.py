@@ -251,4 +251,4 @@ service anvil {{
         for root, dirs, files in os.walk(path):
             os.chown(root, self._uid, self._gid)
             for name in dirs + files:
-                os.chown(os.path.join(root, name), self._uid, self._gid)
+                os.chown(Path(root) / name, self._uid, self._gid)

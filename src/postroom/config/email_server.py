@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 from postroom.auth.base import AuthMode
 from postroom.config.providers import PROVIDERS, Endpoint, ProviderPreset, Security
-from postroom.errors import ConfigError
+from postroom.errors import ConfigError, PostroomWarning
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -49,11 +49,11 @@ DEFAULT_PORTS: dict[tuple[str, str], int] = {
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
-class PlaintextWarning(UserWarning):
+class PlaintextWarning(PostroomWarning):
     """``security="none"``: credentials and mail cross the network unencrypted."""
 
 
-class UnverifiedTLSWarning(UserWarning):
+class UnverifiedTLSWarning(PostroomWarning):
     """``verify_certificate=False``: anyone on the path can impersonate the server."""
 
 

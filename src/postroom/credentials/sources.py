@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from postroom.credentials.secret import Secret
-from postroom.errors import CredentialError
+from postroom.errors import CredentialError, PostroomWarning
 
 if TYPE_CHECKING:
     from postroom.credentials.vault import CredentialVault
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-class InsecureSecretWarning(UserWarning):
+class InsecureSecretWarning(PostroomWarning):
     """A secret was given as a plain string instead of a vault entry or variable."""
 
 

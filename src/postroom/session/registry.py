@@ -11,7 +11,7 @@ from postroom.errors import ConfigError, SessionExistsError, SessionNotFoundErro
 from postroom.logs import get_logger
 from postroom.session.session import Session
 
-__all__ = ["connect", "disconnect", "disconnect_all", "session", "sessions"]
+__all__ = ["connect", "disconnect", "disconnect_all", "get_session", "open_sessions"]
 
 _log = get_logger("postroom.session")
 _lock = threading.RLock()
@@ -53,7 +53,7 @@ def connect(
     return new
 
 
-def session(name: str) -> Session:
+def get_session(name: str) -> Session:
     """The open session called ``name``."""
     with _lock:
         found = _sessions.get(name)
@@ -66,7 +66,7 @@ def session(name: str) -> Session:
         return found
 
 
-def sessions() -> list[str]:
+def open_sessions() -> list[str]:
     """Names of the open sessions."""
     with _lock:
         return sorted(_sessions)
@@ -81,7 +81,7 @@ def disconnect(name: str, *, missing_ok: bool = False, only: Session | None = No
                 if only is not None:
                     only.close()
                 return
-            session(name)  # raises the helpful error
+            get_session(name)  # raises the helpful error
             return
         del _sessions[name]
     found.close()

@@ -22,7 +22,7 @@ SessionState = Literal["new", "open", "closed"]
 
 
 class Session:
-    """A connection to one mailbox, used by name through :func:`postroom.session`.
+    """A connection to one mailbox, used by name through :func:`postroom.get_session`.
 
     Calls are serialised (one command at a time on the wire), so a session may be
     shared between threads. When the server has dropped the connection (idle

@@ -1,0 +1,163 @@
+"""``postroom connect``, ``postroom test-connection`` and ``postroom profiles``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from postroom.actions import ConnectionTest, test_connection
+from postroom.auth import Basic
+from postroom.cli.output import emit, handle_errors, json_option, state
+from postroom.config import PROVIDERS, EmailServer
+from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault
+from postroom.credentials.refs import parse_ref
+from postroom.profiles import ProfileStore
+
+__all__ = ["connect_command", "profiles_group", "test_connection_command"]
+
+PROFILE_VAULT_PREFIX = "profile:"
+
+
+@click.command("connect")
+@click.argument("name")
+@click.option("--protocol", type=click.Choice(["imap", "pop3"]), default="imap", show_default=True)
+@click.option("--host", help="Server host name (filled by --provider when left out).")
+@click.option("--port", type=int, help="Port (default: from protocol and security).")
+@click.option("--security", type=click.Choice(["ssl", "starttls", "none"]), help="Implicit TLS, STARTTLS, or none.")
+@click.option("--provider", type=click.Choice(sorted(PROVIDERS), case_sensitive=False), help="Fill host/port/security.")
+@click.option("--azure-cloud", type=click.Choice(["global", "gcc-high"]), default="global", show_default=True)
+@click.option("--username", "username_ref", required=True, metavar="REF", help="vault:N/A, var:N, env:N or a value.")
+@click.option("--password", "password_ref", required=True, metavar="REF", help="vault:N/A, var:N, env:N or a value.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="PEM file of the server's CA.")
+@click.option("--no-verify", is_flag=True, help="Do not verify the certificate (test servers only; warns).")
+@click.option("--connect-timeout", type=float, default=15.0, show_default=True, help="Seconds.")
+@click.option("--read-timeout", type=float, default=60.0, show_default=True, help="Seconds.")
+@click.option("--smtp-host", help="SMTP host for sending (default: from --provider).")
+@click.option("--smtp-port", type=int)
+@click.option("--smtp-security", type=click.Choice(["ssl", "starttls", "none"]))
+@click.option("--test", "run_test", is_flag=True, help="Also run Test connection.")
+@json_option
+@handle_errors
+def connect_command(
+    name: str, username_ref: str, password_ref: str, run_test: bool, as_json: bool, **options: Any
+) -> None:
+    """Save connection profile NAME (secrets by reference only) for later --session NAME.
+
+    A bare value for --username or --password is an insecure string: it is
+    moved into the credential vault as vault:profile:NAME/FIELD, never written
+    to the profile in clear.
+    """
+    refs = {
+        "username": _stored_ref(name, "username", parse_ref(username_ref, "username")),
+        "password": _stored_ref(name, "password", parse_ref(password_ref, "password")),
+    }
+    settings = {key: value for key, value in options.items() if value is not None}
+    settings["verify_certificate"] = not settings.pop("no_verify", False)
+    config = EmailServer(auth=Basic(**refs), **settings)
+    record = ProfileStore().save(name, config)
+    result: dict[str, Any] = {"ok": True, "profile": name, "address": config.address, **record}
+    tested: ConnectionTest | None = None
+    if run_test:
+        tested = test_connection(config, name=name, variables=state().variables)
+        result["test"] = tested.to_dict()
+
+    def human() -> None:
+        click.echo(
+            f"saved profile {name!r}: {config.address} ({', '.join(f'{k} {v}' for k, v in record['auth'].items())})"
+        )
+        if tested is not None:
+            _print_test(tested)
+        else:
+            click.echo(f"check it with: postroom test-connection {name}")
+
+    emit(as_json, result, human)
+
+
+def _stored_ref(profile: str, field_name: str, ref: SecretRef) -> SecretRef:
+    """An insecure string goes into the vault; the profile keeps a reference to it."""
+    if not isinstance(ref, Insecure):
+        return ref
+    vault_name = f"{PROFILE_VAULT_PREFIX}{profile}"
+    secret = ref.resolve(ResolveContext(), field_name)  # warns once: typed in on a command line
+    CredentialVault.default().set(vault_name, field_name, secret.reveal())
+    click.echo(f"note: --{field_name} was stored in the vault as vault:{vault_name}/{field_name}", err=True)
+    return Vault(vault_name, field_name)
+
+
+@click.command("test-connection")
+@click.argument("name")
+@json_option
+@handle_errors
+def test_connection_command(name: str, as_json: bool) -> None:
+    """Connect with profile NAME, log in, report what the server offers, disconnect."""
+    config = ProfileStore().load(name)
+    result = test_connection(config, name=name, variables=state().variables)
+    emit(as_json, {"ok": True, "profile": name, **result.to_dict()}, lambda: _print_test(result))
+
+
+def _print_test(result: ConnectionTest) -> None:
+    report = result.report
+    click.echo(f"ok: {report.address} — logged in ({result.username})")
+    rows = [
+        ("TLS", f"{report.tls_version}, {report.cipher}" if report.tls_version else "none (plaintext)"),
+        ("connect", f"{result.connect_ms:.1f} ms (TCP, TLS and login)"),
+        ("round trip", f"{result.round_trip_ms:.2f} ms (NOOP, median of 3)"),
+    ]
+    if report.folder_count is not None:
+        rows.append(("folders", str(report.folder_count)))
+    if report.message_count is not None:
+        rows.append(("messages", str(report.message_count)))
+    rows.append(("capabilities", " ".join(report.capabilities)))
+    for label, value in rows:
+        click.echo(f"  {label:<13}{value}")
+
+
+@click.group("profiles", invoke_without_command=True)
+@json_option
+@click.pass_context
+@handle_errors
+def profiles_group(ctx: click.Context, as_json: bool) -> None:
+    """List saved connection profiles (or show / delete one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = ProfileStore()
+    data = {name: store.raw(name) for name in store.names()}
+
+    def human() -> None:
+        if not data:
+            click.echo("no profiles yet: create one with `postroom connect NAME ...`")
+        for name, record in data.items():
+            settings = record["settings"]
+            where = settings.get("host") or settings.get("provider")
+            click.echo(f"{name}: {settings.get('protocol', 'imap')} {where} ({record['auth']['mode']})")
+
+    emit(as_json, {"profiles": data}, human)
+
+
+@profiles_group.command("show")
+@click.argument("name")
+@json_option
+@handle_errors
+def profiles_show(name: str, as_json: bool) -> None:
+    """Show profile NAME: settings and secret references (never values)."""
+    record = ProfileStore().raw(name)
+    config = ProfileStore().load(name)
+
+    def human() -> None:
+        click.echo(f"{name}: {config.address}")
+        for key, value in {**record["settings"], **record["auth"]}.items():
+            click.echo(f"  {key:<19}{value}")
+
+    emit(as_json, {"profile": name, "address": config.address, **record}, human)
+
+
+@profiles_group.command("delete")
+@click.argument("name")
+@json_option
+@handle_errors
+def profiles_delete(name: str, as_json: bool) -> None:
+    """Delete profile NAME (vault entries stay; remove them with `postroom vault delete`)."""
+    ProfileStore().delete(name)
+    emit(as_json, {"ok": True, "deleted": name}, lambda: click.echo(f"deleted profile {name!r}"))

@@ -1,0 +1,58 @@
+"""``postroom``: the command line, a thin shell over the library."""
+
+from __future__ import annotations
+
+import click
+
+from postroom import __version__
+from postroom.cli.connect import connect_command, profiles_group, test_connection_command
+from postroom.cli.demo import demo_command
+from postroom.cli.output import CliState, setup_logging
+from postroom.cli.vault import vault_group
+
+__all__ = ["cli", "main"]
+
+
+def _parse_var(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    variables = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: write NAME=VALUE")
+        variables[name] = value
+    return variables
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="postroom")
+@click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    callback=_parse_var,
+    metavar="NAME=VALUE",
+    help="A bot variable, for secrets given as var:NAME (repeatable).",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, variables: dict[str, str]) -> None:
+    """Email automation: named sessions to IMAP and POP3 servers, and the actions on them.
+
+    Secrets are given as REFs: vault:NAME/ATTRIBUTE (the credential vault),
+    var:NAME (a --var or environment variable), env:NAME (environment only),
+    or a bare value (an insecure string, accepted with a warning).
+    """
+    setup_logging(debug)
+    ctx.obj = CliState(debug=debug, variables=variables)
+
+
+cli.add_command(connect_command)
+cli.add_command(test_connection_command)
+cli.add_command(profiles_group)
+cli.add_command(vault_group)
+cli.add_command(demo_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="postroom")

@@ -1,0 +1,106 @@
+"""The CLI's edge: JSON or human output, one-line errors, warnings as one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from postroom.credentials import redact
+from postroom.errors import PostroomError, PostroomWarning
+
+__all__ = ["CliState", "emit", "handle_errors", "json_option", "setup_logging", "state"]
+
+P = ParamSpec("P")
+#: Exit code for a bug in postroom (EX_SOFTWARE).
+INTERNAL_ERROR_EXIT = 70
+R = TypeVar("R")
+
+
+@dataclass
+class CliState:
+    """Options of the root command, shared with every subcommand."""
+
+    debug: bool = False
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def state() -> CliState:
+    ctx = click.get_current_context()
+    found = ctx.find_object(CliState)
+    return found if found is not None else CliState()
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+
+
+def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
+    """Print ``data`` as JSON, or call ``human`` to print it for people."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    else:
+        human()
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a :class:`PostroomError` into one clear line on stderr and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except PostroomError as exc:
+            if state().debug:
+                traceback.print_exc(file=sys.stderr)
+            if kwargs.get("as_json"):
+                click.echo(json.dumps({"ok": False, "error": exc.to_dict()}, indent=2, ensure_ascii=False))
+            click.echo(f"error: {redact(str(exc))}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a bug: still one line, traceback with --debug
+            if state().debug:
+                traceback.print_exc(file=sys.stderr)
+            detail = redact(f"{type(exc).__name__}: {exc}")
+            if kwargs.get("as_json"):
+                error = {"type": "InternalError", "message": detail}
+                click.echo(json.dumps({"ok": False, "error": error}, indent=2, ensure_ascii=False))
+            click.echo(f"error: internal error ({detail}); run with --debug for the traceback and report it", err=True)
+            sys.exit(INTERNAL_ERROR_EXIT)
+
+    return wrapper
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    click.echo(f"warning: {redact(str(message))}", err=True)
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"postroom: {redact(record.getMessage())}"
+
+
+def setup_logging(debug: bool) -> None:
+    """Warnings and postroom's log as single lines on stderr; everything with --debug."""
+    warnings.showwarning = _show_warning
+    warnings.filterwarnings("default", category=PostroomWarning)  # shown, never turned into errors
+    logger = logging.getLogger("postroom")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s") if debug else _OneLine())
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)] + [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)

@@ -1,0 +1,129 @@
+"""An embedded mail server on loopback for ``postroom demo``: pymap (IMAP with STARTTLS).
+
+No root, no system packages: everything runs in a background thread of this
+process, with a certificate made for the run, so the demo connects and verifies
+TLS exactly as a bot does against a real server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import imaplib
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from postroom.errors import PostroomError
+from postroom.sandbox.certs import CertificateSet, make_certificates
+from postroom.transports.imap import quote
+from postroom.transports.tls import client_context
+
+__all__ = ["SandboxServer"]
+
+
+class SandboxServer:
+    """An in-memory IMAP server for one user. Use as a context manager."""
+
+    def __init__(self, folder: Path, *, user: str, password: str) -> None:
+        self.folder = folder
+        self.user = user
+        self._password = password
+        self.host = "localhost"
+        self.imap_port = 0
+        self.certs: CertificateSet | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        assert self.certs is not None
+        return self.certs.ca_file
+
+    def start(self) -> SandboxServer:
+        try:
+            from pymap.backend.dict import DictBackend  # noqa: F401 - checked here for a clear error
+        except ImportError:
+            raise PostroomError(
+                "the demo needs the embedded mail server, which is not installed",
+                hint="pip install 'postroom[demo]'",
+            ) from None
+        self.certs = make_certificates(self.folder / "tls", ("localhost", "127.0.0.1"))
+        self._thread = threading.Thread(target=self._run, name="postroom-sandbox", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=20):
+            raise PostroomError("the embedded mail server did not start within 20 s")
+        if self._error is not None:
+            raise PostroomError(f"the embedded mail server failed to start: {self._error}") from self._error
+        return self
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        from proxyprotocol.reader import ProxyProtocolReader
+        from pymap.backend.dict import DictBackend
+        from pymap.imap import IMAPServer
+
+        assert self.certs is not None
+        args = argparse.Namespace(
+            host=["127.0.0.1"],
+            port="0",
+            cert=str(self.certs.cert_file),
+            key=str(self.certs.key_file),
+            tls=True,
+            inherited_sockets=None,
+            proxy_protocol=None,
+            debug=False,
+            passlib_cfg=None,
+            demo_data=False,
+            demo_user=self.user,
+            demo_password=self._password,
+            skip_services=[],
+        )
+        backend, config = await DictBackend.init(args)
+        config.apply_context()
+        callback = ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(backend.login, config))
+        server = await asyncio.start_server(callback, host="127.0.0.1", port=0)
+        self.imap_port = server.sockets[0].getsockname()[1]
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+
+    def deliver(self, messages: list[tuple[str, bytes, bool]]) -> None:
+        """Put ``(folder, raw message, seen)`` into the mailbox, as a mail server's delivery would."""
+        client = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)
+        try:
+            client.starttls(client_context(ca_file=self.ca_file))
+            client.login(self.user, self._password)
+            existing = {line.rsplit(b'"', 2)[-2].decode() for line in client.list()[1] if isinstance(line, bytes)}
+            for folder, raw, seen in messages:
+                if folder not in existing:
+                    client.create(quote(folder))
+                    existing.add(folder)
+                client.append(quote(folder), "(\\Seen)" if seen else None, None, raw)
+        finally:
+            client.logout()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,181 @@
+"""The CLI: profiles by reference, test-connection, vault, JSON everywhere, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from postroom.cli.main import cli
+from tests.conftest import PASSWORD, USER
+from tests.servers.dovecot import Dovecot, free_port
+
+CANARY = "Canary-Cli-Pw-3c9e"
+
+
+def run(*args: str, input: str | None = None) -> click.testing.Result:
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def connect_args(server: Dovecot, name: str = "box", port_name: str = "imaps", *extra: str) -> list[str]:
+    assert server.certs is not None
+    security = "ssl" if port_name.endswith("s") else "starttls"
+    protocol = "pop3" if port_name.startswith("pop3") else "imap"
+    return [
+        "connect",
+        name,
+        "--protocol",
+        protocol,
+        "--host",
+        "LocalHost",
+        "--port",
+        str(server.ports[port_name]),
+        "--security",
+        security,
+        "--ca-file",
+        str(server.certs.ca_file),
+        "--username",
+        "var:MAILBOX_USER",
+        "--password",
+        "vault:mailbox/password",
+        *extra,
+    ]
+
+
+def test_every_command_has_help() -> None:
+    def walk(command: click.Command, path: list[str]) -> None:
+        result = run(*path, "--help")
+        assert result.exit_code == 0, path
+        assert (command.help or "").strip(), f"{' '.join(path)} has no help"
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+
+    walk(cli, [])
+
+
+def test_vault_round_trip_from_stdin() -> None:
+    assert run("vault", "set", "mailbox", "password", input=CANARY + "\n").exit_code == 0
+    listed = run("vault", "list", "--json")
+    assert json.loads(listed.stdout) == {"credentials": {"mailbox": ["password"]}}
+    hidden = run("vault", "get", "mailbox", "password")
+    assert CANARY not in hidden.output and "***" in hidden.output
+    assert run("vault", "get", "mailbox", "password", "--reveal").output.strip() == CANARY
+    assert run("vault", "delete", "mailbox").exit_code == 0
+    missing = run("vault", "get", "mailbox", "password")
+    assert missing.exit_code == 4
+    assert missing.stderr.startswith("error: vault:mailbox/password: no credential named 'mailbox'")
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("port_name", ["imaps", "imap", "pop3s", "pop3"])
+def test_connect_then_test_connection_over_each_transport(dovecot: Dovecot, port_name: str) -> None:
+    run("vault", "set", "mailbox", "password", input=PASSWORD)
+    saved = run("--var", f"MAILBOX_USER={USER}", *connect_args(dovecot, "box", port_name), "--json")
+    assert saved.exit_code == 0, saved.output
+    assert json.loads(saved.stdout)["settings"]["host"] == "localhost"
+    result = run("--var", f"MAILBOX_USER={USER}", "test-connection", "box", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    assert data["tls_version"] in {"TLSv1.2", "TLSv1.3"}
+    human = run("--var", f"MAILBOX_USER={USER}", "test-connection", "box")
+    assert human.output.startswith("ok: ")
+    assert "round trip" in human.output and "capabilities" in human.output
+
+
+def test_profile_never_holds_a_secret_in_clear(dovecot: Dovecot, isolated_home: Path) -> None:
+    args = connect_args(dovecot)
+    args[args.index("--password") + 1] = CANARY
+    result = run(*args)
+    assert result.exit_code == 0
+    assert "insecure string" in result.stderr
+    assert "vault:profile:box/password" in result.stderr
+    profile_text = (isolated_home / "profiles.json").read_text()
+    assert CANARY not in profile_text and CANARY not in result.output
+    assert json.loads(profile_text)["box"]["auth"]["password"] == "vault:profile:box/password"
+    shown = run("profiles", "show", "box", "--json")
+    assert CANARY not in shown.output
+
+
+def test_wrong_password_is_one_line_with_exit_code(dovecot: Dovecot) -> None:
+    run("vault", "set", "mailbox", "password", input=CANARY)
+    run(*connect_args(dovecot))
+    result = run("--var", f"MAILBOX_USER={USER}", "test-connection", "box")
+    assert result.exit_code == 7
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: session 'box' imaps://localhost:")
+    assert "login refused" in lines[0]
+    assert CANARY not in result.output + result.stderr
+
+
+def test_errors_in_json_mode_are_json_too(dovecot: Dovecot) -> None:
+    run("vault", "set", "mailbox", "password", input=PASSWORD)
+    args = connect_args(dovecot)
+    args[args.index("--port") + 1] = str(free_port())
+    run(*args)
+    result = run("--var", f"MAILBOX_USER={USER}", "test-connection", "box", "--json")
+    assert result.exit_code == 6
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "ServerUnreachableError"
+    assert "connection refused" in error["message"]
+
+
+def test_missing_variable_names_the_field_and_the_fix(dovecot: Dovecot) -> None:
+    run("vault", "set", "mailbox", "password", input=PASSWORD)
+    run(*connect_args(dovecot))
+    result = run("test-connection", "box")
+    assert result.exit_code == 4
+    assert "username: variable 'MAILBOX_USER' is not set" in result.stderr
+    assert "--var MAILBOX_USER=" in result.stderr
+
+
+def test_bad_setting_is_refused_before_saving(isolated_home: Path) -> None:
+    result = run("connect", "x", "--host", "imaps://mail.example.com", "--username", "var:U", "--password", "var:P")
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error: host: 'imaps://mail.example.com' is a URL")
+    assert not (isolated_home / "profiles.json").exists()
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    run("connect", "alpha", "--host", "mail.example.com", "--username", "var:U", "--password", "var:P")
+    result = run("test-connection", "beta")
+    assert "no connection profile named 'beta' (profiles: 'alpha')" in result.stderr
+    listed = json.loads(run("profiles", "--json").stdout)
+    assert list(listed["profiles"]) == ["alpha"]
+    assert run("profiles", "delete", "alpha").exit_code == 0
+    assert json.loads(run("profiles", "--json").stdout) == {"profiles": {}}
+
+
+def test_provider_preset_from_the_cli() -> None:
+    result = run("connect", "g", "--provider", "gmail", "--username", "var:U", "--password", "var:P", "--json")
+    data = json.loads(result.stdout)
+    assert data["address"] == "imaps://imap.gmail.com:993"
+    assert "host" not in data["settings"]  # filled from the preset, so it follows the preset
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = run("--debug", "test-connection", "nope")
+    assert "Traceback" in result.stderr
+
+
+def test_real_subprocess_end_to_end(dovecot: Dovecot, isolated_home: Path) -> None:
+    env = {**os.environ, "POSTROOM_HOME": str(isolated_home), "MAILBOX_USER": USER, "MAILBOX_PW": PASSWORD}
+    postroom = [sys.executable, "-m", "postroom"]
+    args = connect_args(dovecot, "sub", "pop3s")
+    args[args.index("--password") + 1] = "env:MAILBOX_PW"
+    saved = subprocess.run([*postroom, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert saved.returncode == 0, saved.stderr
+    tested = subprocess.run(
+        [*postroom, "test-connection", "sub", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert tested.returncode == 0, tested.stderr
+    assert json.loads(tested.stdout)["protocol"] == "pop3"
+    assert PASSWORD not in tested.stdout + tested.stderr

@@ -1,0 +1,56 @@
+"""The README's first command, and the public API surface."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import postroom
+from postroom.cli.main import cli
+
+
+def test_demo_runs_a_bot_against_the_embedded_server(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--json", "--workdir", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    assert data["delivered"] == 7
+    assert data["test_connection"]["tls_version"] in {"TLSv1.2", "TLSv1.3"}
+    assert any("connected session 'sandbox'" in step for step in data["steps"])
+    assert postroom.open_sessions() == []
+
+
+def test_public_api_is_exactly_what_all_says() -> None:
+    exported = set(postroom.__all__)
+    assert len(exported) == len(postroom.__all__), "duplicates in __all__"
+    for name in exported:
+        assert hasattr(postroom, name), name
+    public = {name for name in vars(postroom) if not name.startswith("_")} - {
+        "actions",
+        "auth",
+        "cli",
+        "config",
+        "credentials",
+        "errors",
+        "logs",
+        "paths",
+        "session",
+        "transports",
+        "annotations",
+        "logging",
+        "get_logger",
+        "profiles",
+        "sandbox",
+    }
+    assert public == exported - {"__version__"}
+
+
+def test_every_error_is_a_postroom_error() -> None:
+    for name in postroom.__all__:
+        obj = getattr(postroom, name)
+        if isinstance(obj, type) and issubclass(obj, Exception) and not issubclass(obj, Warning):
+            assert issubclass(obj, postroom.PostroomError), name
+        if isinstance(obj, type) and issubclass(obj, Warning):
+            assert issubclass(obj, postroom.PostroomWarning), name
