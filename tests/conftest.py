@@ -72,3 +72,29 @@ def server_config(server: Dovecot, protocol: str = "imap", security: str = "ssl"
 
 
 VARIABLES = {"MAILBOX_USER": USER, "MAILBOX_PASSWORD": PASSWORD}
+
+
+@pytest.fixture
+def mailbox_user(dovecot: Dovecot, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty mailbox on the shared Dovecot, for one test."""
+    import hashlib
+
+    user = "t-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12] + "@example.test"
+    dovecot.add_user(user)
+    return user
+
+
+@pytest.fixture
+def imap(dovecot: Dovecot, mailbox_user: str) -> postroom.Session:
+    """An open IMAP session named "t" on the test's own mailbox."""
+    return postroom.connect(
+        "t", server_config(dovecot), variables={"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    )
+
+
+@pytest.fixture
+def pop3(dovecot: Dovecot, mailbox_user: str) -> postroom.Session:
+    """An open POP3 session named "p" on the test's own mailbox."""
+    return postroom.connect(
+        "p", server_config(dovecot, "pop3"), variables={"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    )

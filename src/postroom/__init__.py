@@ -15,7 +15,20 @@ from __future__ import annotations
 
 import logging
 
-from postroom.actions import ConnectionTest, test_connection
+from postroom.actions import (
+    ConnectionTest,
+    SavedFile,
+    delete,
+    folders,
+    mark_read,
+    mark_unread,
+    messages,
+    move,
+    move_all,
+    save_attachments,
+    save_email,
+    test_connection,
+)
 from postroom.auth import AuthMode, Basic
 from postroom.config import PROVIDERS, EmailServer, PlaintextWarning, UnverifiedTLSWarning
 from postroom.credentials import (
@@ -48,14 +61,19 @@ from postroom.errors import (
     VaultError,
     VaultLockedError,
 )
+from postroom.filters import MessageFilter
 from postroom.logs import RedactingFilter, get_logger
+from postroom.message.model import PROPERTY_KEYS, Address, Message
+from postroom.message.summary import MessageKey
 from postroom.session import Session, connect, disconnect, disconnect_all, get_session, open_sessions
-from postroom.transports import ServerReport
+from postroom.transports import Folder, ItemResult, ServerReport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PROPERTY_KEYS",
     "PROVIDERS",
+    "Address",
     "AuthMode",
     "AuthenticationError",
     "Basic",
@@ -66,14 +84,20 @@ __all__ = [
     "CredentialError",
     "CredentialVault",
     "EmailServer",
+    "Folder",
     "Insecure",
     "InsecureSecretWarning",
+    "ItemResult",
     "MailServerError",
+    "Message",
+    "MessageFilter",
+    "MessageKey",
     "PlaintextWarning",
     "PostroomError",
     "PostroomWarning",
     "ProtocolError",
     "RedactingFilter",
+    "SavedFile",
     "Secret",
     "ServerReport",
     "ServerTimeoutError",
@@ -92,11 +116,20 @@ __all__ = [
     "VaultLockedError",
     "__version__",
     "connect",
+    "delete",
     "disconnect",
     "disconnect_all",
+    "folders",
     "get_session",
+    "mark_read",
+    "mark_unread",
+    "messages",
+    "move",
+    "move_all",
     "open_sessions",
     "redact",
+    "save_attachments",
+    "save_email",
     "test_connection",
 ]
 

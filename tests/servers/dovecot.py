@@ -19,10 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from postroom.sandbox.certs import CertificateSet, make_certificates
+from postroom.transports.imap_utf7 import encode_mailbox
 
-__all__ = ["Dovecot", "DovecotNotInstalled", "find_dovecot", "free_port"]
+__all__ = ["SHARED_PASSWORD", "Dovecot", "DovecotNotInstalled", "find_dovecot", "free_port"]
 
 _SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin"])
+
+
+#: Password of every mailbox not listed in ``users`` (see :meth:`Dovecot.add_user`).
+SHARED_PASSWORD = "s3cret-Pa55"
 
 
 class DovecotNotInstalled(RuntimeError):
@@ -164,9 +169,18 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
 }}
+# any other user name logs in with the shared password: a fresh mailbox per test, no reload needed
+passdb {{
+  driver = static
+  args = password={SHARED_PASSWORD}
+}}
 userdb {{
   driver = passwd-file
   args = username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid={self._uid} gid={self._gid} home={d}/mail/%u
 }}
 service imap-login {{
   {listeners_imap}}}
@@ -198,6 +212,14 @@ service anvil {{
 
     # -- use -----------------------------------------------------------------------------
 
+    def add_user(self, user: str) -> str:
+        """A new, empty mailbox; it logs in with :data:`SHARED_PASSWORD`. Returns the password."""
+        home = self.home(user)
+        for sub in ("cur", "new", "tmp"):
+            (home / "Maildir" / sub).mkdir(parents=True, exist_ok=True)
+        self._chown(home.parent)
+        return SHARED_PASSWORD
+
     def home(self, user: str) -> Path:
         return self.folder / "mail" / user
 
@@ -205,7 +227,7 @@ service anvil {{
         """Put one message into ``folder`` (``"A/B"`` for nested) by writing the Maildir file."""
         maildir = self.home(user) / "Maildir"
         if folder.upper() != "INBOX":
-            maildir = maildir / ("." + folder.replace("/", "."))
+            maildir = maildir / ("." + encode_mailbox(folder).replace("/", "."))  # Maildir++ keeps mUTF-7 on disk
             for sub in ("cur", "new", "tmp"):
                 (maildir / sub).mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}.{uuid.uuid4().hex}.postroom-tests,S={len(raw)}"

@@ -16,7 +16,7 @@ from types import TracebackType
 
 from postroom.errors import PostroomError
 from postroom.sandbox.certs import CertificateSet, make_certificates
-from postroom.transports.imap import quote
+from postroom.transports.imap_syntax import quote
 from postroom.transports.tls import client_context
 
 __all__ = ["SandboxServer"]

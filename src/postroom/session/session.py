@@ -12,7 +12,8 @@ from postroom.config import EmailServer
 from postroom.credentials import ResolveContext
 from postroom.errors import ConnectionLostError, PostroomError, SessionError
 from postroom.logs import get_logger
-from postroom.transports import Mailbox, make_mailbox
+from postroom.transports import TRANSPORT_FEATURES, Mailbox, make_mailbox
+from postroom.transports.base import Features
 
 __all__ = ["Session", "SessionState"]
 
@@ -45,6 +46,11 @@ class Session:
     @property
     def server(self) -> str:
         return self.config.address
+
+    @property
+    def features(self) -> Features:
+        """What this session's protocol can do (folders, flags, moves)."""
+        return TRANSPORT_FEATURES[self.config.protocol]
 
     def open(self) -> Session:
         """Connect and log in. Secrets are resolved afresh on every (re)connect."""

@@ -1,11 +1,16 @@
-"""The contract every transport implements, and what it reports about a server."""
+"""The contract every transport implements, and the values it returns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Mailbox", "ServerReport"]
+from postroom.filters import MessageFilter
+from postroom.message.structure import MimePart
+from postroom.message.summary import MessageKey, MessageSummary
+
+__all__ = ["Features", "Folder", "ItemResult", "Mailbox", "ServerReport"]
 
 
 @dataclass(frozen=True)
@@ -24,13 +29,44 @@ class ServerReport:
     message_count: int | None = None
 
 
+@dataclass(frozen=True)
+class Features:
+    """What a transport can do; actions check this before touching the server."""
+
+    folders: bool
+    flags: bool
+    move: bool
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A folder as the server lists it; ``name`` uses ``/`` between levels whatever the server's delimiter."""
+
+    name: str
+    delimiter: str | None
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What happened to one message of a bulk call."""
+
+    key: MessageKey
+    ok: bool
+    detail: str = ""
+    new_key: MessageKey | None = None
+
+
 class Mailbox(Protocol):
     """One connection to one mailbox. Not thread-safe: a session serialises calls.
 
     Each method maps foreign exceptions to :class:`~postroom.errors.PostroomError`
     and raises :class:`~postroom.errors.ConnectionLostError` when the server is gone,
-    which tells the session it may reconnect.
+    which tells the session it may reconnect and retry. Bulk methods return one
+    :class:`ItemResult` per key, in order.
     """
+
+    features: Features
 
     @property
     def connected(self) -> bool:
@@ -51,4 +87,48 @@ class Mailbox(Protocol):
 
     def report(self) -> ServerReport:
         """Describe the server: capabilities, TLS, folders or message count."""
+        ...
+
+    def folders(self, pattern: str = "*") -> list[Folder]:
+        """Folders matching ``pattern`` (``*`` any depth, ``%`` one level)."""
+        ...
+
+    def search(self, filter_: MessageFilter) -> list[MessageKey]:
+        """Keys of the messages the server finds for ``filter_`` (a superset), in the filter's order."""
+        ...
+
+    def summaries(self, keys: list[MessageKey]) -> list[MessageSummary]:
+        """Headers, flags, size and structure of ``keys`` (one folder), without bodies; gone ones are skipped."""
+        ...
+
+    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+        """A part's content, transfer encoding undone."""
+        ...
+
+    def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
+        """Send a part's decoded content to ``write`` chunk by chunk; return the byte count."""
+        ...
+
+    def header_block(self, key: MessageKey) -> bytes:
+        """The full header block of a message."""
+        ...
+
+    def raw(self, key: MessageKey) -> bytes:
+        """The whole message, byte for byte."""
+        ...
+
+    def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
+        """Mark read or unread."""
+        ...
+
+    def move(self, keys: list[MessageKey], folder: str, *, allow_expunge_all: bool = False) -> list[ItemResult]:
+        """Move to ``folder``, server-side."""
+        ...
+
+    def delete(self, keys: list[MessageKey], *, allow_expunge_all: bool = False) -> list[ItemResult]:
+        """Delete for good (POP3: committed when the session disconnects)."""
+        ...
+
+    def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
+        """Store a message in ``folder`` (e.g. a copy of what was sent, in Sent)."""
         ...

@@ -1,36 +1,56 @@
 """IMAP4rev1 over implicit TLS or STARTTLS, on the stdlib's ``imaplib``.
 
+Reading is structure-first: one chunked ``UID FETCH`` brings flags, size, date,
+BODYSTRUCTURE and the few header fields a loop needs; a body part is fetched only
+when asked for, and attachments stream in ranges. Reading uses EXAMINE and
+``BODY.PEEK``, so it never changes a flag. Writing addresses messages by
+``(folder, UIDVALIDITY, UID)`` only, and never sends a bare EXPUNGE.
+
 ``imaplib`` does not quote arguments or reject line breaks (before CPython 3.13's
-2026 backports), so every user value goes through :func:`quote` here.
+2026 backports), so every user value goes through :mod:`imap_syntax`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import imaplib
+import re
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from postroom.auth.base import PasswordLogin
 from postroom.config import EmailServer
-from postroom.errors import AuthenticationError, ConnectionLostError, StartTLSError
+from postroom.errors import AuthenticationError, ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
+from postroom.filters import MessageFilter
 from postroom.logs import get_logger
-from postroom.transports.base import ServerReport
+from postroom.message.decode import StreamDecoder
+from postroom.message.structure import MimePart
+from postroom.message.summary import MessageKey, MessageSummary
+from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
+from postroom.transports.imap_bodystructure import parse_bodystructure
+from postroom.transports.imap_response import Literal, parse_fetch, tokenize
+from postroom.transports.imap_search import search_criteria
+from postroom.transports.imap_syntax import chunked, mailbox_arg, quote, uid_set
+from postroom.transports.imap_utf7 import decode_mailbox
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
 
-__all__ = ["ImapMailbox", "quote"]
+__all__ = ["HEADER_FIELDS", "ImapMailbox"]
 
 _log = get_logger("postroom.imap")
 
-
-def quote(value: str) -> str:
-    """An RFC 3501 quoted string. Refuses NUL, CR and LF, which would split a command."""
-    if any(ch in value for ch in "\r\n\0"):
-        raise ValueError("an IMAP argument cannot contain CR, LF or NUL")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+#: Header fields fetched with every message in a loop.
+HEADER_FIELDS = "FROM TO CC BCC REPLY-TO SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES"
+_SUMMARY_ITEMS = f"(UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
+#: UIDs per FETCH command: bounds the command length and the memory of one response.
+SUMMARY_CHUNK = 500
+#: Bytes per partial fetch when streaming an attachment.
+STREAM_CHUNK = 1 << 20
+_WRITE_CHUNK = 1000
 
 
 class _Client(imaplib.IMAP4):
@@ -49,6 +69,7 @@ class ImapMailbox:
     """An IMAP connection for one session."""
 
     protocol = "imap"
+    features = Features(folders=True, flags=True, move=True)
 
     def __init__(self, config: EmailServer, login: PasswordLogin) -> None:
         self.config = config
@@ -56,6 +77,11 @@ class ImapMailbox:
         self._client: _Client | None = None
         self._capabilities: tuple[str, ...] = ()
         self._where = tracker_for(config)
+        self._delimiter: str | None = None
+        self._selected: tuple[str, bool] | None = None  # (folder, writable)
+        self._uidvalidity: int = 0
+
+    # -- connection -------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
@@ -70,6 +96,7 @@ class ImapMailbox:
         config = self.config
         context = client_context(verify=config.verify_certificate, ca_file=config.ca_file)
         self._where = where = tracker_for(config)
+        self._selected = None
         with mapped_errors(where, "imap"):
             client = _Client(where, context if config.security == "ssl" else None)
             try:
@@ -105,7 +132,7 @@ class ImapMailbox:
         elif not (username.isascii() and password.isascii()):
             raise AuthenticationError(
                 "the username or password has non-ASCII characters and the server offers no AUTH=PLAIN",
-                hint="IMAP LOGIN carries ASCII only; ask the admin to enable AUTH=PLAIN or change the password",
+                hint="IMAP LOGIN carries ASCII only; ask for AUTH=PLAIN or use an ASCII password",
             )
         else:
             typ, data = client._simple_command("LOGIN", quote(username), quote(password))
@@ -116,6 +143,7 @@ class ImapMailbox:
 
     def close(self) -> None:
         client, self._client = self._client, None
+        self._selected = None
         if client is not None:
             try:
                 client.logout()
@@ -128,26 +156,48 @@ class ImapMailbox:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
         return self._client
 
-    def _run(self, name: str, *args: str) -> list[bytes | tuple[bytes, bytes] | None]:
-        """Run one command; a NO/BAD reply raises, a dropped connection marks us closed."""
+    def _call(self, action: Callable[[_Client], tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
+        """Run one imaplib call with errors mapped; a dropped connection marks us closed."""
         client = self._require()
+        client.untagged_responses.clear()  # imaplib keeps them forever otherwise
         try:
             with mapped_errors(self._where, "imap"):
-                typ, data = client._simple_command(name, *args)
-                if typ != "OK":
-                    raise client.error(data[-1] if data else f"{name} failed")
-                return list(client._untagged_response(typ, data, name)[1])
+                return action(client)
         except ConnectionLostError:
             self._client = None
+            self._selected = None
             _shutdown(client)
             raise
 
+    def _uid(self, command: str, *args: str, literal: bytes | None = None) -> tuple[str, list[Any]]:
+        """``UID <command> <args>``: FETCH/SEARCH/SORT give their untagged data, others the tagged reply."""
+
+        def run(client: _Client) -> tuple[str, list[Any]]:
+            client.literal = literal  # type: ignore[assignment]  # imaplib sends bytes literals as they are
+            try:
+                if command in {"FETCH", "SEARCH", "SORT"}:
+                    return client.uid(command, *args)
+                typ, data = client._simple_command("UID", command, *args)
+                return str(typ), list(data)
+            finally:
+                client.literal = None
+
+        return self._call(run)
+
+    def _ok(self, name: str, *args: str) -> list[object]:
+        """Run a command that must succeed; returns its untagged data of the same name."""
+        typ, data = self._call(lambda c: c._simple_command(name, *args))
+        if typ != "OK":
+            raise ProtocolError(f"{name} failed: {server_text(data)}")
+        client = self._require()
+        return list(client._untagged_response(typ, data, name)[1])
+
     def noop(self) -> None:
-        self._run("NOOP")
+        self._ok("NOOP")
 
     def report(self) -> ServerReport:
         client = self._require()
-        listing = self._run("LIST", quote(""), quote("*"))
+        listing = self._ok("LIST", quote(""), quote("*"))
         tls_version, cipher = describe_tls(client.sock)
         return ServerReport(
             protocol="imap",
@@ -158,6 +208,389 @@ class ImapMailbox:
             capabilities=self._capabilities,
             folder_count=sum(1 for line in listing if line),
         )
+
+    # -- folders ------------------------------------------------------------------------------
+
+    def _server_delimiter(self) -> str | None:
+        if self._delimiter is None:
+            lines = self._ok("LIST", quote(""), quote(""))
+            folders = _parse_list(lines, "/")
+            self._delimiter = folders[0].delimiter if folders else "/"
+        return self._delimiter
+
+    def _server_name(self, folder: str) -> str:
+        """A user's folder path (``Inbox/Projects``) in the server's terms (``INBOX.Projects``)."""
+        delimiter = self._server_delimiter() or "/"
+        parts = [p for p in folder.strip().strip("/").split("/") if p]
+        if parts and parts[0].upper() == "INBOX":
+            parts[0] = "INBOX"
+        return delimiter.join(parts)
+
+    def folders(self, pattern: str = "*") -> list[Folder]:
+        delimiter = self._server_delimiter() or "/"
+        lines = self._ok("LIST", quote(""), mailbox_arg(self._server_name(pattern) if pattern != "*" else "*"))
+        return _parse_list(lines, delimiter)
+
+    def _folders_for(self, filter_: MessageFilter) -> list[str]:
+        """The folders a filter covers: wildcards expanded, subfolders added, in a stable order."""
+        if any(ch in filter_.folder for ch in "*%"):
+            # a wildcard matches within one level ("Inbox/Proj*"); include_subfolders goes deeper
+            level_pattern = filter_.folder.replace("*", "%")
+            found = [f.name for f in self.folders(level_pattern) if "\\NOSELECT" not in f.flags]
+            if not found:
+                raise ProtocolError(f"no folder matches {filter_.folder!r}", hint=self._known_folders())
+        else:
+            found = [_user_name(filter_.folder)]
+        if filter_.include_subfolders:
+            for base in list(found):
+                found += [f.name for f in self.folders(f"{base}/*") if "\\NOSELECT" not in f.flags]
+        return list(dict.fromkeys(found))
+
+    def _known_folders(self) -> str:
+        names = [f.name for f in self.folders()]
+        shown = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30 else "")
+        return f"folders on this server: {shown}"
+
+    def _select(self, folder: str, *, writable: bool) -> int:
+        """Select ``folder`` (EXAMINE when only reading); returns its UIDVALIDITY."""
+        if self._selected is not None and self._selected[0] == folder and (self._selected[1] or not writable):
+            return self._uidvalidity
+        command = "SELECT" if writable else "EXAMINE"
+        typ, data = self._call(lambda c: c._simple_command(command, mailbox_arg(self._server_name(folder))))
+        client = self._require()
+        if typ != "OK":
+            self._selected = None
+            client.state = "AUTH"
+            raise ProtocolError(f"cannot open folder {folder!r}: {server_text(data)}", hint=self._known_folders())
+        client.state = "SELECTED"
+        validity = client.untagged_responses.get("UIDVALIDITY", [b"0"])[-1]
+        self._uidvalidity = int(validity) if isinstance(validity, bytes) and validity.isdigit() else 0
+        self._selected = (folder, writable)
+        return self._uidvalidity
+
+    def _select_for(self, keys: Sequence[MessageKey], *, writable: bool) -> None:
+        folders = {key.folder for key in keys}
+        if len(folders) != 1:
+            raise ValueError("keys of one folder at a time")
+        folder = folders.pop()
+        validity = self._select(folder, writable=writable)
+        stale = {key.uidvalidity for key in keys} - {validity}
+        if stale:
+            raise ProtocolError(
+                f"folder {folder!r} was rebuilt on the server (UIDVALIDITY changed), so earlier message keys "
+                "no longer name the same messages; nothing was changed",
+                hint="run the loop again to get fresh keys",
+            )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def search(self, filter_: MessageFilter) -> list[MessageKey]:
+        keys: list[MessageKey] = []
+        for folder in self._folders_for(filter_):
+            validity = self._select(folder, writable=False)
+            uids = self._search_uids(filter_)
+            keys.extend(MessageKey(folder, validity, uid) for uid in uids)
+        return keys
+
+    def _search_uids(self, filter_: MessageFilter) -> list[int]:
+        """UIDs the server finds, newest (highest UID: latest to arrive in the folder) first when asked."""
+        criteria = search_criteria(filter_)
+        for attempt in (criteria, criteria.without_literal()):
+            charset = ("CHARSET", attempt.charset) if attempt.charset else ()
+            typ, data = self._uid("SEARCH", *charset, *attempt.args, literal=attempt.literal)
+            if typ == "OK":
+                uids = [int(token) for line in data if isinstance(line, bytes) for token in line.split()]
+                uids.sort(reverse=filter_.order == "newest")
+                return uids
+            if attempt.literal is None or "BADCHARSET" not in server_text(data).upper():
+                raise ProtocolError(f"SEARCH failed: {server_text(data)}")
+            _log.info("server refused UTF-8 search (%s); filtering on the client", server_text(data))
+        return []
+
+    def summaries(self, keys: list[MessageKey]) -> list[MessageSummary]:
+        if not keys:
+            return []
+        self._select_for(keys, writable=False)
+        folder, validity = keys[0].folder, keys[0].uidvalidity
+        wanted = {key.uid for key in keys}
+        found: dict[int, MessageSummary] = {}
+        for chunk in chunked([key.uid for key in keys], SUMMARY_CHUNK):
+            typ, data = self._uid("FETCH", uid_set(chunk), _SUMMARY_ITEMS)
+            if typ != "OK":
+                raise ProtocolError(f"FETCH failed: {server_text(data)}")
+            for items in parse_fetch(data):
+                summary = _summary(items, folder, validity)
+                if summary is not None and summary.key.uid in wanted:
+                    found[summary.key.uid] = summary
+        return [found[key.uid] for key in keys if key.uid in found]
+
+    def _fetch_one(self, key: MessageKey, item: str) -> bytes:
+        self._select_for([key], writable=False)
+        typ, data = self._uid("FETCH", str(key.uid), f"(UID {item})")
+        if typ != "OK":
+            raise ProtocolError(f"FETCH failed: {server_text(data)}")
+        for items in parse_fetch(data):
+            for name, value in items.items():
+                if name.startswith(("BODY[", "BINARY[")) and isinstance(value, bytes):
+                    return bytes(value)
+                if name.startswith(("BODY[", "BINARY[")) and value is None:
+                    return b""
+        raise _gone(key)
+
+    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+        data = self._fetch_one(key, f"BODY.PEEK[{part.fetch_section}]")
+        decoder = StreamDecoder(part.encoding)
+        return decoder.feed(data) + decoder.finish()
+
+    def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
+        decoder = StreamDecoder(part.encoding)
+        offset = total = 0
+        while True:
+            chunk = self._fetch_one(key, f"BODY.PEEK[{part.fetch_section}]<{offset}.{STREAM_CHUNK}>")
+            decoded = decoder.feed(chunk)
+            write(decoded)
+            total += len(decoded)
+            offset += len(chunk)
+            if len(chunk) < STREAM_CHUNK:
+                break
+        tail = decoder.finish()
+        write(tail)
+        return total + len(tail)
+
+    def header_block(self, key: MessageKey) -> bytes:
+        return self._fetch_one(key, "BODY.PEEK[HEADER]")
+
+    def raw(self, key: MessageKey) -> bytes:
+        return self._fetch_one(key, "BODY.PEEK[]")
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _existing(self, keys: list[MessageKey]) -> set[int]:
+        uids: set[int] = set()
+        for chunk in chunked([key.uid for key in keys], _WRITE_CHUNK):
+            typ, data = self._uid("SEARCH", "UID", uid_set(chunk))
+            if typ != "OK":
+                raise ProtocolError(f"SEARCH failed: {server_text(data)}")
+            uids.update(int(t) for line in data if isinstance(line, bytes) for t in line.split())
+        return uids
+
+    def _by_folder(
+        self, keys: list[MessageKey], action: Callable[[list[MessageKey]], dict[MessageKey, ItemResult]]
+    ) -> list[ItemResult]:
+        """Run ``action`` per folder; return one result per key, in input order."""
+        results: dict[MessageKey, ItemResult] = {}
+        for folder in dict.fromkeys(key.folder for key in keys):
+            group = [key for key in keys if key.folder == folder]
+            self._select_for(group, writable=True)
+            existing = self._existing(group)
+            present = [key for key in group if key.uid in existing]
+            for key in group:
+                if key.uid not in existing:
+                    results[key] = ItemResult(key, False, "not found: already moved or deleted")
+            if present:
+                results.update(action(present))
+        return [results[key] for key in keys]
+
+    def _store(self, keys: list[MessageKey], change: str) -> None:
+        for chunk in chunked([key.uid for key in keys], _WRITE_CHUNK):
+            typ, data = self._uid("STORE", uid_set(chunk), change)
+            if typ != "OK":
+                raise ProtocolError(f"STORE failed: {server_text(data)}")
+
+    def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
+        change = "+FLAGS.SILENT (\\Seen)" if seen else "-FLAGS.SILENT (\\Seen)"
+
+        def mark(present: list[MessageKey]) -> dict[MessageKey, ItemResult]:
+            self._store(present, change)
+            return {key: ItemResult(key, True, "marked read" if seen else "marked unread") for key in present}
+
+        return self._by_folder(keys, mark)
+
+    def _expunge(self, keys: list[MessageKey], *, allow_expunge_all: bool) -> None:
+        """Expunge exactly ``keys``: UID EXPUNGE, or (opted in) EXPUNGE with others' \\Deleted lifted first."""
+        if "UIDPLUS" in self._capabilities:
+            for chunk in chunked([key.uid for key in keys], _WRITE_CHUNK):
+                typ, data = self._uid("EXPUNGE", uid_set(chunk))
+                if typ != "OK":
+                    raise ProtocolError(f"UID EXPUNGE failed: {server_text(data)}")
+            return
+        if not allow_expunge_all:
+            raise UnsupportedError(
+                "the server offers neither MOVE nor UIDPLUS, so removing these messages would need a bare "
+                "EXPUNGE, which can remove other messages marked \\Deleted; nothing was changed",
+                hint="pass allow_expunge_all=True (CLI: --allow-expunge-all) to accept that risk",
+            )
+        mine = {key.uid for key in keys}
+        typ, data = self._uid("SEARCH", "DELETED")
+        others = [int(t) for line in data if isinstance(line, bytes) for t in line.split() if int(t) not in mine]
+        if others:
+            self._uid("STORE", uid_set(others), "-FLAGS.SILENT (\\Deleted)")
+        try:
+            self._call(lambda c: c._simple_command("EXPUNGE"))
+        finally:
+            if others:
+                self._uid("STORE", uid_set(others), "+FLAGS.SILENT (\\Deleted)")
+
+    def move(self, keys: list[MessageKey], folder: str, *, allow_expunge_all: bool = False) -> list[ItemResult]:
+        target = mailbox_arg(self._server_name(folder))
+        use_move = "MOVE" in self._capabilities
+        if not use_move and "UIDPLUS" not in self._capabilities and not allow_expunge_all:
+            self._expunge([], allow_expunge_all=False)  # raises the explanation before any change
+
+        def move_group(present: list[MessageKey]) -> dict[MessageKey, ItemResult]:
+            new_uids: dict[int, int] = {}
+            validity = 0
+            for chunk in chunked([key.uid for key in present], _WRITE_CHUNK):
+                command = "MOVE" if use_move else "COPY"
+                typ, data = self._uid(command, uid_set(chunk), target)
+                if typ != "OK":
+                    raise ProtocolError(f"{command} to {folder!r} failed: {server_text(data)}")
+                copied = _copyuid(self._require(), data)
+                if copied is not None:
+                    validity, mapping = copied
+                    new_uids.update(mapping)
+                if not use_move:
+                    group = [key for key in present if key.uid in set(chunk)]
+                    self._store(group, "+FLAGS.SILENT (\\Deleted)")
+                    self._expunge(group, allow_expunge_all=allow_expunge_all)
+            return {
+                key: ItemResult(
+                    key,
+                    True,
+                    f"moved to {folder}",
+                    MessageKey(_normal_inbox(folder), validity, new_uids[key.uid]) if key.uid in new_uids else None,
+                )
+                for key in present
+            }
+
+        return self._by_folder(keys, move_group)
+
+    def delete(self, keys: list[MessageKey], *, allow_expunge_all: bool = False) -> list[ItemResult]:
+        if "UIDPLUS" not in self._capabilities and not allow_expunge_all:
+            self._expunge([], allow_expunge_all=False)
+
+        def delete_group(present: list[MessageKey]) -> dict[MessageKey, ItemResult]:
+            self._store(present, "+FLAGS.SILENT (\\Deleted)")
+            self._expunge(present, allow_expunge_all=allow_expunge_all)
+            return {key: ItemResult(key, True, "deleted") for key in present}
+
+        return self._by_folder(keys, delete_group)
+
+    def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
+        target = mailbox_arg(self._server_name(folder))
+        flags = "(\\Seen)" if seen else None
+        stamp = imaplib.Time2Internaldate(dt.datetime.now(dt.UTC))
+        typ, data = self._call(lambda c: c.append(target, flags, stamp, raw))
+        if typ != "OK":
+            raise ProtocolError(f"APPEND to {folder!r} failed: {server_text(data)}")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+_LIST_LINE = re.compile(rb"^\((?P<flags>[^)]*)\) (?P<delim>NIL|\"(?:[^\"\\]|\\.)*\") (?P<name>.*)$", re.DOTALL)
+
+
+def _parse_list(lines: Sequence[object], user_delimiter: str) -> list[Folder]:
+    """LIST responses → folders named with ``/`` between levels, decoded from modified UTF-7."""
+    folders = []
+    parts: list[bytes | Literal] = []
+    for item in lines:
+        if isinstance(item, tuple):  # name sent as a literal
+            parts = [item[0], Literal(item[1])]
+            continue
+        if not isinstance(item, bytes):
+            continue
+        if parts:
+            parts.append(item)
+            values = tokenize(parts)
+            parts = []
+        else:
+            values = tokenize([item])
+        if len(values) < 3:
+            continue
+        flags_value, delimiter_value, name_value = values[0], values[1], values[2]
+        flags = (
+            tuple(f.decode("ascii", "replace").upper() for f in flags_value if isinstance(f, bytes))
+            if isinstance(flags_value, list)
+            else ()
+        )
+        delimiter = delimiter_value.decode() if isinstance(delimiter_value, bytes) else None
+        raw_name = name_value.decode("utf-8", "replace") if isinstance(name_value, bytes) else ""
+        name = decode_mailbox(raw_name)
+        if delimiter and delimiter != user_delimiter:
+            name = name.replace(delimiter, user_delimiter)
+        folders.append(Folder(name=_normal_inbox(name), delimiter=delimiter, flags=flags))
+    return folders
+
+
+def _normal_inbox(name: str) -> str:
+    head, sep, rest = name.partition("/")
+    return f"INBOX{sep}{rest}" if head.upper() == "INBOX" else name
+
+
+def _user_name(folder: str) -> str:
+    """A folder path as keys carry it: ``/`` between levels, ``INBOX`` upper-case."""
+    return _normal_inbox("/".join(p for p in folder.strip().split("/") if p))
+
+
+def _summary(items: Mapping[str, object], folder: str, validity: int) -> MessageSummary | None:
+    uid_value = items.get("UID")
+    if not isinstance(uid_value, bytes) or not uid_value.isdigit():
+        return None
+    flags_value = items.get("FLAGS")
+    flags = (
+        frozenset(f.decode("ascii", "replace") for f in flags_value) if isinstance(flags_value, list) else frozenset()
+    )
+    size_value = items.get("RFC822.SIZE")
+    header = b""
+    for name, value in items.items():
+        if name.startswith("BODY[HEADER") and isinstance(value, bytes):
+            header = bytes(value)
+    date_value = items.get("INTERNALDATE")
+    received = _internaldate(date_value) if isinstance(date_value, bytes) else None
+    return MessageSummary(
+        key=MessageKey(folder, validity, int(uid_value)),
+        header=header,
+        flags=flags,
+        size=int(size_value) if isinstance(size_value, bytes) and size_value.isdigit() else 0,
+        received=received,
+        structure=parse_bodystructure(items.get("BODYSTRUCTURE")),  # type: ignore[arg-type]
+    )
+
+
+def _internaldate(value: bytes) -> dt.datetime | None:
+    """``17-Jul-1996 02:44:25 -0700`` → an aware datetime."""
+    try:
+        return dt.datetime.strptime(value.decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return None
+
+
+def _copyuid(client: imaplib.IMAP4, data: list[Any]) -> tuple[int, dict[int, int]] | None:
+    """(UIDVALIDITY, source UID → new UID) from a ``[COPYUID ...]`` code (UIDPLUS), tagged or untagged."""
+    texts = [d for d in data if isinstance(d, bytes)]
+    texts += [d for d in client.untagged_responses.get("OK", []) if isinstance(d, bytes)]
+    for text in texts:
+        match = re.search(rb"\[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\]", text)
+        if match:
+            return int(match.group(1)), dict(zip(_expand(match.group(2)), _expand(match.group(3)), strict=False))
+    return None
+
+
+def _expand(uid_set_text: bytes) -> list[int]:
+    out: list[int] = []
+    for piece in uid_set_text.split(b","):
+        low, _, high = piece.partition(b":")
+        start, end = int(low), int(high or low)
+        step = 1 if end >= start else -1
+        out.extend(range(start, end + step, step))
+    return out
+
+
+def _gone(key: MessageKey) -> ProtocolError:
+    return ProtocolError(
+        f"message {key} is no longer in {key.folder!r}", hint="it was moved or deleted after the loop listed it"
+    )
 
 
 def _capabilities_after_login(client: _Client, data: Sequence[object]) -> tuple[str, ...]:

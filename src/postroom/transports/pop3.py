@@ -1,22 +1,31 @@
 """POP3 over implicit TLS or STLS, on the stdlib's ``poplib``.
 
-POP3 has one folder (the maildrop) and no flags. Deletions are committed by the
-server only on a clean QUIT; postroom never sends QUIT after an error it cannot
-account for.
+POP3 has one folder (the maildrop) and no flags. Messages are addressed by UIDL,
+never by their number. Deletions are committed by the server only on a clean
+QUIT: a deletion lost to a dropped connection is sent again after reconnecting.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email
+import email.message
+import email.policy
 import poplib
 import socket
 import ssl
+from collections.abc import Callable
+from typing import TypeVar
 
 from postroom.auth.base import PasswordLogin
 from postroom.config import EmailServer
-from postroom.errors import ConnectionLostError, StartTLSError
+from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
+from postroom.filters import MessageFilter
 from postroom.logs import get_logger
-from postroom.transports.base import ServerReport
+from postroom.message.decode import decode_body
+from postroom.message.structure import MimePart, part_by_section
+from postroom.message.summary import MessageKey, MessageSummary
+from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
@@ -24,6 +33,7 @@ from postroom.transports.tls import client_context, describe_tls
 __all__ = ["Pop3Mailbox"]
 
 _log = get_logger("postroom.pop3")
+T = TypeVar("T")
 
 
 class _Client(poplib.POP3):
@@ -38,16 +48,26 @@ class _Client(poplib.POP3):
         return open_socket(self._where, self._implicit_tls)
 
 
+def _unsupported(what: str) -> UnsupportedError:
+    return UnsupportedError(
+        f"POP3 has no {what}",
+        hint="connect with protocol='imap' to use folders, read status and moves (nothing was sent to the server)",
+    )
+
+
 class Pop3Mailbox:
     """A POP3 connection for one session."""
 
     protocol = "pop3"
+    features = Features(folders=False, flags=False, move=False)
 
     def __init__(self, config: EmailServer, login: PasswordLogin) -> None:
         self.config = config
         self._login = login
         self._client: _Client | None = None
         self._where = tracker_for(config)
+        self._numbers: dict[str, int] = {}
+        self._pending_deletes: list[str] = []
 
     @property
     def connected(self) -> bool:
@@ -77,6 +97,11 @@ class Pop3Mailbox:
                 _drop(client)
                 raise
         self._client = client
+        self._numbers = {}
+        if self._pending_deletes:
+            resend, self._pending_deletes = self._pending_deletes, []
+            _log.warning("re-sending %d deletion(s) the server rolled back when the connection dropped", len(resend))
+            self.delete([MessageKey("INBOX", uidl=uidl) for uidl in resend])
         _log.debug("connected to %s", config.address)
 
     def close(self) -> None:
@@ -85,30 +110,32 @@ class Pop3Mailbox:
         if client is not None:
             try:
                 client.quit()
+                self._pending_deletes = []
             except Exception as exc:
-                _log.debug("QUIT to %s failed: %s", self.config.address, type(exc).__name__)
+                _log.warning(
+                    "QUIT to %s failed (%s): deletions were not committed", self.config.address, type(exc).__name__
+                )
                 _drop(client)
 
-    def _require(self) -> _Client:
-        if self._client is None:
+    def _run(self, action: Callable[[_Client], T]) -> T:
+        client = self._client
+        if client is None:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
-        return self._client
-
-    def noop(self) -> None:
-        client = self._require()
         try:
             with mapped_errors(self._where, "pop3"):
-                client.noop()
+                return action(client)
         except ConnectionLostError:
             self._client = None
             _drop(client)
             raise
 
+    def noop(self) -> None:
+        self._run(lambda c: c.noop())
+
     def report(self) -> ServerReport:
-        client = self._require()
-        with mapped_errors(self._where, "pop3"):
-            count, _size = client.stat()
-            capabilities = _capa(client)
+        client = self._run(lambda c: c)
+        count, _size = self._run(lambda c: c.stat())
+        capabilities = self._run(_capa)
         tls_version, cipher = describe_tls(client.sock)
         return ServerReport(
             protocol="pop3",
@@ -119,6 +146,102 @@ class Pop3Mailbox:
             capabilities=tuple(" ".join([name, *args]).upper() for name, args in sorted(capabilities.items())),
             message_count=count,
         )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _uidls(self) -> dict[str, int]:
+        if not self._numbers:
+            _resp, lines, _octets = self._run(lambda c: c.uidl())
+            numbers = {}
+            for line in lines:
+                number, _, uidl = line.decode("ascii", "replace").partition(" ")
+                numbers[uidl.strip()] = int(number)
+            self._numbers = numbers
+        return self._numbers
+
+    def _number(self, key: MessageKey) -> int:
+        number = self._uidls().get(key.uidl or "")
+        if number is None or key.uidl in self._pending_deletes:
+            raise ProtocolError(f"message {key} is no longer in the maildrop", hint="it was deleted after the loop")
+        return number
+
+    def folders(self, pattern: str = "*") -> list[Folder]:
+        return [Folder("INBOX", None)]
+
+    def search(self, filter_: MessageFilter) -> list[MessageKey]:
+        if filter_.folder.upper() != "INBOX" or filter_.include_subfolders:
+            raise _unsupported("folders other than the inbox")
+        if filter_.status != "all":
+            raise _unsupported("read status")
+        numbers = sorted(self._uidls().items(), key=lambda item: item[1], reverse=filter_.order == "newest")
+        return [MessageKey("INBOX", uidl=uidl) for uidl, _n in numbers if uidl not in self._pending_deletes]
+
+    def summaries(self, keys: list[MessageKey]) -> list[MessageSummary]:
+        out = []
+        numbers = self._uidls()
+        for key in keys:
+            number = numbers.get(key.uidl or "")
+            if number is None:
+                continue
+            _resp, lines, _octets = self._run(lambda c, n=number: c.top(n, 0))  # type: ignore[misc]
+            size_line = self._run(lambda c, n=number: c.list(n))  # type: ignore[misc]
+            parts = size_line.split()
+            size = int(parts[-1]) if parts and parts[-1].isdigit() else 0
+            out.append(
+                MessageSummary(key=key, header=b"\r\n".join(lines) + b"\r\n", flags=None, size=size, received=None)
+            )
+        return out
+
+    def raw(self, key: MessageKey) -> bytes:
+        number = self._number(key)
+        _resp, lines, _octets = self._run(lambda c: c.retr(number))
+        return b"\r\n".join(lines) + b"\r\n"
+
+    def header_block(self, key: MessageKey) -> bytes:
+        number = self._number(key)
+        _resp, lines, _octets = self._run(lambda c: c.top(number, 0))
+        return b"\r\n".join(lines) + b"\r\n"
+
+    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+        parsed = email.message_from_bytes(self.raw(key), policy=email.policy.compat32)
+        found = part_by_section(parsed, part.section)
+        if found is None:
+            return b""
+        payload = found.get_payload(decode=False)
+        if isinstance(payload, list):  # an attached message: its own bytes
+            inner = payload[0] if payload else None
+            return inner.as_bytes() if part.is_message and isinstance(inner, email.message.Message) else b""
+        data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else bytes(payload)
+        return decode_body(data, part.encoding)
+
+    def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
+        data = self.part_content(key, part)  # POP3 has no partial fetch: RETR brings the whole message
+        write(data)
+        return len(data)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
+        raise _unsupported("read status")
+
+    def move(self, keys: list[MessageKey], folder: str, *, allow_expunge_all: bool = False) -> list[ItemResult]:
+        raise _unsupported("folders to move messages to")
+
+    def delete(self, keys: list[MessageKey], *, allow_expunge_all: bool = False) -> list[ItemResult]:
+        results = []
+        numbers = self._uidls()
+        for key in keys:
+            number = numbers.get(key.uidl or "")
+            if number is None or key.uidl in self._pending_deletes:
+                results.append(ItemResult(key, False, "not found: already deleted"))
+                continue
+            self._run(lambda c, n=number: c.dele(n))  # type: ignore[misc]
+            self._pending_deletes.append(key.uidl or "")
+            results.append(ItemResult(key, True, "deleted when the session disconnects (POP3 commits on QUIT)"))
+        return results
+
+    def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
+        raise _unsupported("folders to store messages in")
 
 
 def _capa(client: poplib.POP3) -> dict[str, list[str]]:

@@ -1,0 +1,175 @@
+"""Decoding what mail is made of, never raising on malformed input.
+
+Every function here returns its best reading and, where asked, appends a
+human-readable *defect* to a list instead of raising (like the stdlib's
+``email`` defects).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import datetime as dt
+import email.errors
+import email.header
+import email.utils
+import quopri
+import re
+from collections.abc import Iterator
+
+__all__ = [
+    "StreamDecoder",
+    "clean_control",
+    "decode_body",
+    "decode_text",
+    "decode_words",
+    "parse_addresses",
+    "parse_date",
+]
+
+_CHARSET_ALIASES = {"unknown-8bit": "latin-1", "x-unknown": "latin-1", "ansi_x3.4-1968": "ascii", "cp-850": "cp850"}
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _codec(charset: str | None, defects: list[str] | None) -> str:
+    name = (charset or "utf-8").strip().strip('"').lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        if defects is not None:
+            defects.append(f"unknown charset {charset!r}; read as UTF-8")
+        return "utf-8"
+
+
+def decode_text(data: bytes, charset: str | None, defects: list[str] | None = None) -> str:
+    """``data`` as text in ``charset``; undecodable bytes become U+FFFD and a defect."""
+    codec = _codec(charset, defects)
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        if codec == "ascii":  # a common lie: 8-bit text declared ASCII
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        if defects is not None:
+            defects.append(f"text is not valid {codec}; undecodable bytes replaced")
+        return data.decode(codec, "replace")
+
+
+def decode_words(value: str, defects: list[str] | None = None) -> str:
+    """A header value with folding undone and RFC 2047 encoded words decoded; never raises."""
+    value = _FOLD.sub("", value)
+    if "=?" not in value:
+        return value
+    try:
+        chunks = email.header.decode_header(value)
+        return str(email.header.make_header(chunks))
+    except (email.errors.HeaderParseError, ValueError, LookupError, binascii.Error, UnicodeError):
+        pass
+    if defects is not None:
+        defects.append("malformed encoded word in header; decoded what could be")
+    try:
+        chunks = email.header.decode_header(value)
+    except (email.errors.HeaderParseError, ValueError, binascii.Error):
+        return value
+    return "".join(
+        decode_text(chunk, charset or "ascii") if isinstance(chunk, bytes) else chunk for chunk, charset in chunks
+    )
+
+
+def clean_control(text: str) -> str:
+    """Control characters (except tab) replaced by U+FFFD, so a value is safe to show and store."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def parse_addresses(values: list[str], defects: list[str] | None = None) -> list[tuple[str, str]]:
+    """``(name, address)`` pairs from address headers, names decoded."""
+    pairs = []
+    decoded = [decode_words(v, defects) if "=?" in v else v for v in values]
+    try:
+        parsed = email.utils.getaddresses(decoded)
+    except (ValueError, IndexError):
+        parsed = []
+        if defects is not None:
+            defects.append("unparseable address header")
+    for name, address in parsed:
+        if not name and not address:
+            continue
+        pairs.append((clean_control(name), address))
+    return pairs
+
+
+def parse_date(value: str | None, defects: list[str] | None = None) -> dt.datetime | None:
+    """A timezone-aware datetime from a Date header; naive dates are taken as UTC; bad ones are None."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        if defects is not None:
+            defects.append(f"unparseable date {value[:60]!r}")
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
+def decode_body(data: bytes, encoding: str, defects: list[str] | None = None) -> bytes:
+    """Undo a Content-Transfer-Encoding (base64, quoted-printable; others pass through)."""
+    decoder = StreamDecoder(encoding, defects)
+    return decoder.feed(data) + decoder.finish()
+
+
+class StreamDecoder:
+    """Undo a transfer encoding chunk by chunk, so attachments can stream to disk."""
+
+    def __init__(self, encoding: str, defects: list[str] | None = None) -> None:
+        self.encoding = (encoding or "7bit").strip().lower()
+        self._defects = defects
+        self._carry = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self.encoding == "base64":
+            data = self._carry + bytes(data).translate(None, b" \t\r\n")
+            usable = len(data) - len(data) % 4
+            self._carry = data[usable:]
+            return self._b64(data[:usable])
+        if self.encoding == "quoted-printable":
+            data = self._carry + data
+            cut = max(data.rfind(b"\n") + 1, 0)
+            if cut == 0 and len(data) < 1 << 20:
+                self._carry = data
+                return b""
+            self._carry = data[cut:]
+            return quopri.decodestring(data[:cut])
+        return data
+
+    def finish(self) -> bytes:
+        rest, self._carry = self._carry, b""
+        if self.encoding == "base64" and rest:
+            rest = rest.rstrip(b"=")
+            return self._b64(rest + b"=" * (-len(rest) % 4))
+        if self.encoding == "quoted-printable" and rest:
+            return quopri.decodestring(rest)
+        return rest
+
+    def _b64(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        try:
+            return base64.b64decode(data, validate=False)
+        except (binascii.Error, ValueError):
+            if self._defects is not None:
+                self._defects.append("invalid base64 data; decoded what could be")
+            cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+            cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+            return base64.b64decode(cleaned) if cleaned else b""
+
+
+def iter_chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]

@@ -1,0 +1,339 @@
+"""A lazy, parsed view of one email.
+
+Headers and structure come with the loop; the text body, the full header block,
+attachments and the raw message are fetched only when asked for, through a
+:class:`MessageSource` bound to the session. Nothing here raises on malformed
+mail: what cannot be decoded is recorded in :attr:`Message.defects`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.message
+import email.parser
+import email.policy
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, Protocol
+
+from postroom.message.decode import decode_text, decode_words, parse_addresses, parse_date
+from postroom.message.html_text import html_to_text
+from postroom.message.structure import MimePart, structure_of
+from postroom.message.summary import MessageKey, MessageSummary
+
+__all__ = ["PROPERTY_KEYS", "Address", "BodyFormat", "Message", "MessageSource"]
+
+BodyFormat = Literal["plain", "html"]
+
+#: The keys of :meth:`Message.properties`, stable across versions.
+PROPERTY_KEYS = (
+    "key",
+    "uid",
+    "folder",
+    "message_id",
+    "from",
+    "from_address",
+    "from_name",
+    "to",
+    "cc",
+    "bcc",
+    "reply_to",
+    "subject",
+    "sent_date",
+    "received_date",
+    "size",
+    "seen",
+    "flagged",
+    "body",
+    "text",
+    "html",
+    "attachment_names",
+    "has_attachments",
+    "headers",
+    "defects",
+)
+
+
+@dataclass(frozen=True)
+class Address:
+    """A mailbox: display name and address."""
+
+    name: str
+    address: str
+
+    def __str__(self) -> str:
+        if not self.name:
+            return self.address
+        name = self.name
+        if any(ch in name for ch in '()<>@,;:\\".[]'):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{self.address}>"
+
+
+class MessageSource(Protocol):
+    """How a message fetches what it did not get with the loop (bound to a session)."""
+
+    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+        """The part's content with its transfer encoding undone."""
+        ...
+
+    def header_block(self, key: MessageKey) -> bytes:
+        """The complete header block."""
+        ...
+
+    def raw(self, key: MessageKey) -> bytes:
+        """The whole message, byte for byte as the server holds it."""
+        ...
+
+    def stream_part(self, key: MessageKey, part: MimePart, sink: BinaryIO) -> int:
+        """Write the part's decoded content to ``sink`` in chunks (from its start); return the byte count."""
+        ...
+
+
+_HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+class Message:
+    """One email in a session. Properties are computed on first use and then cached."""
+
+    def __init__(self, summary: MessageSummary, source: MessageSource, *, body_format: BodyFormat = "plain") -> None:
+        self.summary = summary
+        self._source = source
+        self.body_format = body_format
+        self.defects: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<Message {self.key} {self.subject[:40]!r}>"
+
+    # -- identity and flags ---------------------------------------------------------------
+
+    @property
+    def key(self) -> MessageKey:
+        return self.summary.key
+
+    @property
+    def uid(self) -> int | str:
+        """IMAP UID, or the POP3 UIDL."""
+        return self.key.uidl if self.key.uidl is not None else self.key.uid
+
+    @property
+    def folder(self) -> str:
+        return self.key.folder
+
+    @property
+    def size(self) -> int:
+        return self.summary.size
+
+    @property
+    def seen(self) -> bool | None:
+        """Read status; None on POP3, which has no flags."""
+        flags = self.summary.flags
+        return None if flags is None else "\\Seen" in flags
+
+    @property
+    def flagged(self) -> bool | None:
+        flags = self.summary.flags
+        return None if flags is None else "\\Flagged" in flags
+
+    @property
+    def received_date(self) -> dt.datetime | None:
+        """When the server received it (IMAP INTERNALDATE); the Date header on POP3."""
+        return self.summary.received or self.sent_date
+
+    # -- headers ----------------------------------------------------------------------------
+
+    @cached_property
+    def _header(self) -> email.message.Message:
+        return _HEADER_PARSER.parsebytes(self.summary.header)
+
+    def _get(self, name: str) -> str | None:
+        value = self._header.get(name)
+        if value is None:
+            return None
+        return decode_words(str(value), self.defects)
+
+    def _addresses(self, name: str) -> list[Address]:
+        values = [str(v) for v in self._header.get_all(name, [])]
+        return [Address(n, a) for n, a in parse_addresses(values, self.defects)]
+
+    @cached_property
+    def subject(self) -> str:
+        return self._get("Subject") or ""
+
+    @cached_property
+    def from_(self) -> Address | None:
+        found = self._addresses("From")
+        return found[0] if found else None
+
+    @property
+    def from_address(self) -> str:
+        return self.from_.address if self.from_ else ""
+
+    @property
+    def from_name(self) -> str:
+        return self.from_.name if self.from_ else ""
+
+    @cached_property
+    def sender_text(self) -> str:
+        """``Name <address>`` of the sender, what sender filters match against."""
+        return f"{self.from_name} <{self.from_address}>" if self.from_ else (self._get("From") or "")
+
+    @cached_property
+    def to(self) -> list[Address]:
+        return self._addresses("To")
+
+    @cached_property
+    def cc(self) -> list[Address]:
+        return self._addresses("Cc")
+
+    @cached_property
+    def bcc(self) -> list[Address]:
+        return self._addresses("Bcc")
+
+    @cached_property
+    def reply_to(self) -> list[Address]:
+        return self._addresses("Reply-To")
+
+    @cached_property
+    def message_id(self) -> str:
+        return (self._get("Message-ID") or "").strip()
+
+    @cached_property
+    def in_reply_to(self) -> str:
+        return (self._get("In-Reply-To") or "").strip()
+
+    @cached_property
+    def references(self) -> list[str]:
+        return (self._get("References") or "").split()
+
+    @cached_property
+    def sent_date(self) -> dt.datetime | None:
+        return parse_date(self._get("Date"), self.defects)
+
+    @cached_property
+    def headers(self) -> dict[str, list[str]]:
+        """Every header (names as sent, values decoded), fetched on first use."""
+        parsed = _HEADER_PARSER.parsebytes(self._source.header_block(self.key))
+        out: dict[str, list[str]] = {}
+        for name, value in parsed.items():
+            out.setdefault(name, []).append(decode_words(str(value), self.defects))
+        return out
+
+    # -- structure and bodies -------------------------------------------------------------
+
+    @cached_property
+    def structure(self) -> MimePart:
+        if self.summary.structure is not None:
+            return self.summary.structure
+        return structure_of(email.message_from_bytes(self.raw(), policy=email.policy.compat32))
+
+    def _part_text(self, part: MimePart | None) -> str | None:
+        if part is None:
+            return None
+        data = self._source.part_content(self.key, part)
+        return decode_text(data, part.charset, self.defects).replace("\r\n", "\n")
+
+    @cached_property
+    def html(self) -> str | None:
+        """The HTML body, or None."""
+        return self._part_text(self.structure.body_parts()[1])
+
+    @cached_property
+    def text(self) -> str:
+        """The plain-text body; derived from the HTML body when there is no text part."""
+        plain, html_part = self.structure.body_parts()
+        if plain is not None:
+            return self._part_text(plain) or ""
+        if html_part is not None:
+            return html_to_text(self.html or "")
+        return ""
+
+    @property
+    def body(self) -> str:
+        """The body in the loop's format: HTML when asked and present, else text."""
+        if self.body_format == "html" and self.html is not None:
+            return self.html
+        return self.text
+
+    def attachments(self, *, include_inline: bool = False) -> list[MimePart]:
+        return self.structure.attachments(include_inline=include_inline)
+
+    @cached_property
+    def attachment_names(self) -> list[str]:
+        return [part.filename or _default_name(part) for part in self.attachments()]
+
+    @property
+    def has_attachments(self) -> bool:
+        return bool(self.attachments())
+
+    def raw(self) -> bytes:
+        """The whole message as the server holds it (fetched each call; not cached)."""
+        return self._source.raw(self.key)
+
+    def part_content(self, part: MimePart) -> bytes:
+        """A part's content, transfer encoding undone (held in memory: prefer :meth:`stream_part` for files)."""
+        return self._source.part_content(self.key, part)
+
+    def stream_part(self, part: MimePart, sink: BinaryIO) -> int:
+        """Write a part's decoded content to a seekable binary file, chunk by chunk."""
+        return self._source.stream_part(self.key, part, sink)
+
+    def save_attachments(self, folder: str | Path, **options: Any) -> list[Any]:
+        """Shortcut for :func:`postroom.save_attachments` on this message."""
+        from postroom.actions.save import save_attachments
+
+        return save_attachments(self, folder, **options)
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Any:
+        """Shortcut for :func:`postroom.save_email` on this message."""
+        from postroom.actions.save import save_email
+
+        return save_email(self, path, overwrite=overwrite)
+
+    # -- the properties dictionary --------------------------------------------------------
+
+    def properties(self, *, with_bodies: bool = True, with_headers: bool = False) -> dict[str, Any]:
+        """The documented properties (:data:`PROPERTY_KEYS`) as plain JSON-ready values.
+
+        Bodies are fetched unless ``with_bodies=False``; all headers only with ``with_headers=True``.
+        """
+        lazy: dict[str, Callable[[], Any]] = {
+            "body": lambda: self.body,
+            "text": lambda: self.text,
+            "html": lambda: self.html,
+        }
+        data: dict[str, Any] = {
+            "key": str(self.key),
+            "uid": self.uid,
+            "folder": self.folder,
+            "message_id": self.message_id,
+            "from": str(self.from_) if self.from_ else "",
+            "from_address": self.from_address,
+            "from_name": self.from_name,
+            "to": [str(a) for a in self.to],
+            "cc": [str(a) for a in self.cc],
+            "bcc": [str(a) for a in self.bcc],
+            "reply_to": [str(a) for a in self.reply_to],
+            "subject": self.subject,
+            "sent_date": self.sent_date.isoformat() if self.sent_date else None,
+            "received_date": self.received_date.isoformat() if self.received_date else None,
+            "size": self.size,
+            "seen": self.seen,
+            "flagged": self.flagged,
+            "attachment_names": self.attachment_names,
+            "has_attachments": self.has_attachments,
+        }
+        for name, get in lazy.items():
+            data[name] = get() if with_bodies else None
+        data["headers"] = self.headers if with_headers else None
+        data["defects"] = list(self.defects)
+        return {key: data[key] for key in PROPERTY_KEYS}
+
+
+def _default_name(part: MimePart) -> str:
+    if part.is_message:
+        return "message.eml"
+    extension = {"application/pdf": ".pdf", "text/plain": ".txt", "text/html": ".html"}.get(part.content_type, ".bin")
+    return f"part-{part.fetch_section}{extension}"

@@ -1,0 +1,218 @@
+"""The MIME structure of a message, independent of the protocol that described it.
+
+IMAP describes it with BODYSTRUCTURE (without downloading the message); POP3 and
+saved ``.eml`` files describe it by parsing the raw bytes. Both become the same
+:class:`MimePart` tree, numbered the IMAP way (``"1"``, ``"1.2"``, ...), and the
+same rules then pick the text body and the attachments.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from postroom.message.decode import decode_words
+
+__all__ = ["MimePart", "decode_params", "part_by_section", "structure_of"]
+
+
+@dataclass(frozen=True)
+class MimePart:
+    """One MIME part. ``section`` is its IMAP section number ("" for a non-multipart message's root)."""
+
+    section: str
+    content_type: str
+    params: dict[str, str] = field(default_factory=dict)
+    disposition: str | None = None
+    disposition_params: dict[str, str] = field(default_factory=dict)
+    encoding: str = "7bit"
+    size: int = 0
+    content_id: str | None = None
+    children: tuple[MimePart, ...] = ()
+
+    @property
+    def maintype(self) -> str:
+        return self.content_type.split("/", 1)[0]
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.maintype == "multipart"
+
+    @property
+    def is_message(self) -> bool:
+        return self.content_type in {"message/rfc822", "message/global"}
+
+    @property
+    def charset(self) -> str | None:
+        return self.params.get("charset")
+
+    @property
+    def filename(self) -> str | None:
+        """The decoded file name: disposition ``filename`` (RFC 2231), else the type's ``name``."""
+        raw = self.disposition_params.get("filename") or self.params.get("name")
+        if raw is None:
+            return None
+        return decode_words(raw) if "=?" in raw else raw
+
+    @property
+    def fetch_section(self) -> str:
+        """The section to fetch for this part's content (``"1"`` for a single-part message)."""
+        return self.section or "1"
+
+    def walk(self) -> Iterator[MimePart]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    # -- what a bot wants from a structure ------------------------------------------------
+
+    def body_parts(self) -> tuple[MimePart | None, MimePart | None]:
+        """The first text/plain and the first text/html part that are bodies, not attachments."""
+        plain: MimePart | None = None
+        html: MimePart | None = None
+        for part in self._leaves(into_messages=False):
+            if part.is_attachment() or part.maintype != "text":
+                continue
+            if part.content_type == "text/plain" and plain is None:
+                plain = part
+            elif part.content_type == "text/html" and html is None:
+                html = part
+        return plain, html
+
+    def attachments(self, *, include_inline: bool = False) -> list[MimePart]:
+        """Parts that are files: attachments (and inline files such as images, on request).
+
+        An attached message (message/rfc822) counts as one attachment; its own parts
+        are not listed here.
+        """
+        plain, html = self.body_parts()
+        bodies = {id(plain), id(html)}
+        found = []
+        for part in self._leaves(into_messages=False):
+            if id(part) in bodies:
+                continue
+            if part.is_attachment() or (include_inline and part.is_inline_file()):
+                found.append(part)
+        return found
+
+    def is_attachment(self) -> bool:
+        if self.is_multipart:
+            return False
+        if self.disposition == "attachment" or self.is_message:
+            return True
+        if self.disposition == "inline":
+            return False
+        # No Content-Disposition: a named non-text part is a file; so is any non-text, non-inline leaf.
+        return self.filename is not None and not (self.maintype == "text" and self.content_id)
+
+    def is_inline_file(self) -> bool:
+        return not self.is_multipart and self.maintype != "text" and not self.is_attachment()
+
+    def _leaves(self, *, into_messages: bool) -> Iterator[MimePart]:
+        if self.is_multipart or (self.is_message and into_messages):
+            for child in self.children:
+                yield from child._leaves(into_messages=into_messages)
+        else:
+            yield self
+
+
+def decode_params(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Parameters with lower-case names, RFC 2231 continuations joined and charsets decoded."""
+    plain: dict[str, str] = {}
+    pieces: dict[str, list[tuple[int, bool, str]]] = {}
+    for raw_name, value in pairs:
+        name = raw_name.strip().lower()
+        if "*" not in name:
+            plain[name] = value
+            continue
+        base, _, rest = name.partition("*")
+        encoded = rest.endswith("*") or rest == ""
+        index_text = rest.rstrip("*")
+        index = int(index_text) if index_text.isdigit() else 0
+        pieces.setdefault(base, []).append((index, encoded, value))
+    for base, parts in pieces.items():
+        parts.sort()
+        charset = None
+        text = ""
+        for position, (_index, encoded, value) in enumerate(parts):
+            if encoded and position == 0 and value.count("'") >= 2:
+                charset, _language, value = value.split("'", 2)
+            if encoded:
+                text += _percent_decode(value, charset or "utf-8")
+            else:
+                text += value
+        plain[base] = text
+    return plain
+
+
+def _percent_decode(value: str, charset: str) -> str:
+    from urllib.parse import unquote_to_bytes
+
+    data = unquote_to_bytes(value)
+    try:
+        return data.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return data.decode("utf-8", "replace")
+
+
+def structure_of(message: email.message.Message, section: str = "") -> MimePart:
+    """The :class:`MimePart` tree of a parsed message, numbered as IMAP numbers it."""
+    content_type = message.get_content_type()
+    params = decode_params((k, v) for k, v in (message.get_params(failobj=[], unquote=True) or [])[1:])
+    disposition_header = message.get("Content-Disposition")
+    disposition = None
+    disposition_params: dict[str, str] = {}
+    if disposition_header is not None:
+        disposition = (message.get_content_disposition() or "").lower() or None
+        raw = message.get_params(failobj=[], header="content-disposition", unquote=True) or []
+        disposition_params = decode_params((k, v) for k, v in raw[1:])
+    children: tuple[MimePart, ...] = ()
+    if message.is_multipart() and content_type.startswith("multipart/"):
+        payload = message.get_payload()
+        assert isinstance(payload, list)
+        prefix = f"{section}." if section else ""
+        children = tuple(structure_of(child, f"{prefix}{n}") for n, child in enumerate(payload, start=1))
+    elif content_type in {"message/rfc822", "message/global"} and message.is_multipart():
+        inner = message.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], email.message.Message):
+            inner_section = section or "1"
+            child = structure_of(inner[0], inner_section if inner[0].is_multipart() else f"{inner_section}.1")
+            children = (child,)
+    return MimePart(
+        section=section,
+        content_type=content_type,
+        params=params,
+        disposition=disposition,
+        disposition_params=disposition_params,
+        encoding=(message.get("Content-Transfer-Encoding") or "7bit").strip().lower(),
+        size=0,
+        content_id=(message.get("Content-ID") or None),
+        children=children,
+    )
+
+
+def part_by_section(message: email.message.Message, section: str) -> email.message.Message | None:
+    """The part at an IMAP section number; ``"1"`` of a single-part message is the message itself."""
+    current = message
+    if not section:
+        return current
+    for number in section.split("."):
+        index = int(number) - 1 if number.isdigit() else -1
+        if current.get_content_type() in {"message/rfc822", "message/global"}:
+            inner = current.get_payload()
+            if not isinstance(inner, list) or not inner or not isinstance(inner[0], email.message.Message):
+                return None
+            current = inner[0]  # step into the attached message
+        if current.is_multipart():
+            payload = current.get_payload()
+            if not isinstance(payload, list) or not 0 <= index < len(payload):
+                return None
+            child = payload[index]
+            if not isinstance(child, email.message.Message):
+                return None
+            current = child
+        elif index != 0:
+            return None
+    return current

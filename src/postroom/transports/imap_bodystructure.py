@@ -1,0 +1,84 @@
+"""IMAP BODYSTRUCTURE (RFC 3501 §7.4.2) → :class:`~postroom.message.structure.MimePart`."""
+
+from __future__ import annotations
+
+from postroom.message.decode import decode_text
+from postroom.message.structure import MimePart, decode_params
+from postroom.transports.imap_response import Value
+
+__all__ = ["parse_bodystructure"]
+
+
+def _text(value: Value) -> str:
+    return decode_text(value, "utf-8") if isinstance(value, bytes) else ""
+
+
+def _pairs(value: Value) -> list[tuple[str, str]]:
+    if not isinstance(value, list):
+        return []
+    items = [_text(v) for v in value]
+    return list(zip(items[::2], items[1::2], strict=False))
+
+
+def _disposition(value: Value) -> tuple[str | None, dict[str, str]]:
+    if not isinstance(value, list) or not value or not isinstance(value[0], bytes):
+        return None, {}
+    return _text(value[0]).lower(), decode_params(_pairs(value[1] if len(value) > 1 else None))
+
+
+def parse_bodystructure(value: Value, section: str = "") -> MimePart:
+    """The part tree described by a BODYSTRUCTURE value (as tokenised by ``imap_response``)."""
+    if not isinstance(value, list) or not value:
+        return MimePart(section=section, content_type="text/plain")
+    if isinstance(value[0], list):  # multipart: (part)(part)... "subtype" [params [disposition ...]]
+        rest_index = next((i for i, v in enumerate(value) if not isinstance(v, list)), len(value))
+        children_values = value[:rest_index]
+        rest = value[rest_index:]
+        subtype = _text(rest[0]).lower() if rest else "mixed"
+        params = decode_params(_pairs(rest[1])) if len(rest) > 1 else {}
+        disposition, disposition_params = _disposition(rest[2]) if len(rest) > 2 else (None, {})
+        prefix = f"{section}." if section else ""
+        return MimePart(
+            section=section,
+            content_type=f"multipart/{subtype}",
+            params=params,
+            disposition=disposition,
+            disposition_params=disposition_params,
+            children=tuple(
+                parse_bodystructure(child, f"{prefix}{n}") for n, child in enumerate(children_values, start=1)
+            ),
+        )
+    maintype = _text(value[0]).lower() or "text"
+    subtype = _text(value[1]).lower() if len(value) > 1 else "plain"
+    content_type = f"{maintype}/{subtype}"
+    params = decode_params(_pairs(value[2])) if len(value) > 2 else {}
+    content_id = (_text(value[3]) or None) if len(value) > 3 else None
+    encoding = (_text(value[5]) if len(value) > 5 else "") or "7bit"
+    size_text = _text(value[6]) if len(value) > 6 else "0"
+    size = int(size_text) if size_text.isdigit() else 0
+    children: tuple[MimePart, ...] = ()
+    if content_type in {"message/rfc822", "message/global"} and len(value) > 9:
+        ext_start = 10  # envelope, body, lines
+        inner = value[8]
+        inner_section = section or "1"
+        if isinstance(inner, list) and inner and isinstance(inner[0], list):
+            children = (parse_bodystructure(inner, inner_section),)
+        else:
+            children = (parse_bodystructure(inner, f"{inner_section}.1"),)
+    elif maintype == "text":
+        ext_start = 8  # lines
+    else:
+        ext_start = 7
+    # extension data: md5, disposition, language, location
+    disposition, disposition_params = _disposition(value[ext_start + 1]) if len(value) > ext_start + 1 else (None, {})
+    return MimePart(
+        section=section,
+        content_type=content_type,
+        params=params,
+        disposition=disposition,
+        disposition_params=disposition_params,
+        encoding=encoding.lower(),
+        size=size,
+        content_id=content_id,
+        children=children,
+    )
