@@ -79,7 +79,7 @@ def mailbox_user(dovecot: Dovecot, request: pytest.FixtureRequest) -> str:
     """A fresh, empty mailbox on the shared Dovecot, for one test."""
     import hashlib
 
-    user = "t-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12] + "@example.test"
+    user = "t-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12] + "@example.test"
     dovecot.add_user(user)
     return user
 

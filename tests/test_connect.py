@@ -21,7 +21,7 @@ from postroom import (
     TLSError,
     Variable,
 )
-from tests.conftest import PASSWORD, USER, VARIABLES, server_config
+from tests.conftest import USER, VARIABLES, server_config
 from tests.servers.dovecot import Dovecot, free_port
 from tests.servers.silent import silent_server
 
@@ -227,7 +227,7 @@ def test_canary_password_never_leaks(dovecot: Dovecot, caplog: pytest.LogCapture
     config = server_config(dovecot, auth=Basic(username=Variable("U"), password=Variable("P")))
     texts: list[str] = []
     with caplog.at_level(logging.DEBUG):
-        for variables in ({"U": USER, "P": canary}, {"U": canary, "P": PASSWORD}):
+        for variables in ({"U": USER, "P": canary}, {"U": canary, "P": "not-the-password"}):
             with pytest.raises(AuthenticationError) as caught:
                 postroom.connect("leak", config, variables=variables)
             texts += [str(caught.value), repr(caught.value), str(caught.value.to_dict())]

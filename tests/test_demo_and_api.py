@@ -43,6 +43,8 @@ def test_public_api_is_exactly_what_all_says() -> None:
         "get_logger",
         "profiles",
         "sandbox",
+        "filters",
+        "message",
     }
     assert public == exported - {"__version__"}
 
