@@ -45,6 +45,14 @@ def dovecot_without_tls() -> Iterator[Dovecot]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def dovecot_without_move() -> Iterator[Dovecot]:
+    """A Dovecot that advertises neither MOVE nor UIDPLUS, like some older servers."""
+    server = Dovecot.start(extra_config="protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ IDLE\n}\n")
+    yield server
+    server.stop()
+
+
 PORT_NAMES = {
     ("imap", "ssl"): "imaps",
     ("imap", "starttls"): "imap",

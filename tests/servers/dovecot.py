@@ -63,12 +63,13 @@ class Dovecot:
     users: dict[str, str] = field(default_factory=lambda: {"bot@example.test": "s3cret-Pa55"})
     ports: dict[str, int] = field(default_factory=dict)
     certs: CertificateSet | None = None
+    extra: str = ""
     _process: subprocess.Popen[bytes] | None = None
     _uid: int = 0
     _gid: int = 0
 
     @classmethod
-    def start(cls, *, tls: bool = True, users: dict[str, str] | None = None) -> Dovecot:
+    def start(cls, *, tls: bool = True, users: dict[str, str] | None = None, extra_config: str = "") -> Dovecot:
         """Start an instance in a fresh temp folder (removed again by :meth:`stop`).
 
         The folder is world-traversable (0755) because Dovecot's auth and mail
@@ -76,7 +77,7 @@ class Dovecot:
         """
         folder = Path(tempfile.mkdtemp(prefix="postroom-dovecot-"))
         folder.chmod(0o755)
-        instance = cls(folder=folder, tls=tls, users=users or {"bot@example.test": "s3cret-Pa55"})
+        instance = cls(folder=folder, tls=tls, users=users or {"bot@example.test": "s3cret-Pa55"}, extra=extra_config)
         try:
             instance._launch()
         except BaseException:
@@ -160,6 +161,7 @@ auth_mechanisms = plain login
 auth_failure_delay = 0
 login_trusted_networks = 127.0.0.0/8
 mail_location = maildir:~/Maildir
+mail_fsync = never
 pop3_uidl_format = %08Xu%08Xv
 namespace inbox {{
   inbox = yes
@@ -191,6 +193,7 @@ service anvil {{
     mode = 0
   }}
 }}
+{self.extra}
 """
 
     def _wait_ready(self, timeout: float = 15.0) -> None:

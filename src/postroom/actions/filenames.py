@@ -14,10 +14,15 @@ _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?
 MAX_NAME_BYTES = 200
 
 
-def safe_filename(name: str | None, fallback: str = "attachment") -> str:
-    """A plain file name: no folders, no ``..``, no control or reserved characters, bounded length."""
+def safe_filename(name: str | None, fallback: str = "attachment", *, from_text: bool = False) -> str:
+    """A plain file name: no folders, no ``..``, no control or reserved characters, bounded length.
+
+    A sender's path keeps only its last component; ``from_text=True`` (a name made
+    from a subject) keeps every word and replaces the separators instead.
+    """
     text = unicodedata.normalize("NFC", name or "")
-    text = re.split(r"[/\\]", text)[-1]  # the last path component, whatever separator the sender used
+    if not from_text:
+        text = re.split(r"[/\\]", text)[-1]  # the last path component, whatever separator the sender used
     text = _UNSAFE.sub("_", text).strip(" .")
     if not text or set(text) <= {"_", "."}:
         text = fallback

@@ -124,7 +124,7 @@ def save_email(message: Message, path: Path | str, *, overwrite: bool = False) -
     target = Path(path).expanduser()
     if target.is_dir() or str(path).endswith((os.sep, "/")):
         folder = _target_folder(target)
-        name = safe_filename(message.subject[:120], f"message-{message.uid}") + ".eml"
+        name = safe_filename(message.subject[:120], f"message-{message.uid}", from_text=True) + ".eml"
         final = reserve_path(folder, name, overwrite=overwrite)
     else:
         folder = _target_folder(target.parent)

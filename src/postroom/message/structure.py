@@ -157,17 +157,33 @@ def _percent_decode(value: str, charset: str) -> str:
         return data.decode("utf-8", "replace")
 
 
+def _param_pairs(message: email.message.Message, header: str) -> list[tuple[str, str]]:
+    """A header's parameters as text; the stdlib already joined RFC 2231 continuations."""
+    try:
+        raw = message.get_params(failobj=[], header=header, unquote=True) or []
+    except (ValueError, IndexError, LookupError):
+        return []
+    pairs = []
+    for name, value in raw[1:]:
+        if isinstance(value, tuple):
+            try:
+                value = email.utils.collapse_rfc2231_value(value)
+            except (LookupError, UnicodeError):
+                value = str(value[2])
+        pairs.append((name, str(value)))
+    return pairs
+
+
 def structure_of(message: email.message.Message, section: str = "") -> MimePart:
     """The :class:`MimePart` tree of a parsed message, numbered as IMAP numbers it."""
     content_type = message.get_content_type()
-    params = decode_params((k, v) for k, v in (message.get_params(failobj=[], unquote=True) or [])[1:])
+    params = decode_params(_param_pairs(message, "content-type"))
     disposition_header = message.get("Content-Disposition")
     disposition = None
     disposition_params: dict[str, str] = {}
     if disposition_header is not None:
         disposition = (message.get_content_disposition() or "").lower() or None
-        raw = message.get_params(failobj=[], header="content-disposition", unquote=True) or []
-        disposition_params = decode_params((k, v) for k, v in raw[1:])
+        disposition_params = decode_params(_param_pairs(message, "content-disposition"))
     children: tuple[MimePart, ...] = ()
     if message.is_multipart() and content_type.startswith("multipart/"):
         payload = message.get_payload()

@@ -1,0 +1,146 @@
+"""Move, move all, delete, mark read/unread: by stable keys, batched, one result per message."""
+
+from __future__ import annotations
+
+import imaplib
+
+import pytest
+
+import postroom
+from postroom import ItemResult, Session, UnsupportedError
+from tests.conftest import PASSWORD, server_config
+from tests.mail_samples import simple
+from tests.servers.dovecot import Dovecot
+
+
+def fill(dovecot: Dovecot, user: str, count: int, folder: str = "INBOX") -> None:
+    for number in range(1, count + 1):
+        dovecot.deliver(user, simple(f"message {number}"), folder=folder)
+
+
+def subjects(session: Session, **filters: object) -> list[str]:
+    return sorted(m.subject for m in postroom.messages(session, **filters))  # type: ignore[arg-type]
+
+
+def raw_imap(dovecot: Dovecot, user: str) -> imaplib.IMAP4:
+    """A plain imaplib connection, to look at the mailbox independently of postroom."""
+    assert dovecot.certs is not None
+    import ssl
+
+    client = imaplib.IMAP4_SSL(
+        "localhost", dovecot.ports["imaps"], ssl_context=ssl.create_default_context(cafile=dovecot.certs.ca_file)
+    )
+    client.login(user, PASSWORD)
+    return client
+
+
+def test_move_one_and_results_in_order(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    fill(dovecot, mailbox_user, 3)
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Processed")
+    found = list(postroom.messages(imap, order="oldest"))
+    results = postroom.move(imap, [found[2], found[0]], "Processed")
+    assert [r.key for r in results] == [found[2].key, found[0].key]
+    assert all(r.ok for r in results)
+    assert all(r.new_key is not None and r.new_key.folder == "Processed" for r in results)
+    assert subjects(imap) == ["message 2"]
+    assert subjects(imap, folder="Processed") == ["message 1", "message 3", "seed"]
+    again = postroom.move(imap, found[0], "Processed")
+    assert again == [ItemResult(found[0].key, False, "not found: already moved or deleted")]
+
+
+def test_moving_inside_the_loop_never_skips_or_repeats(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    fill(dovecot, mailbox_user, 700)  # more than one header chunk
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Done")
+    handled = []
+    for message in postroom.messages(imap, order="oldest"):
+        handled.append(message.subject)
+        assert postroom.move(imap, message, "Done")[0].ok
+    assert len(handled) == len(set(handled)) == 700
+    assert subjects(imap) == []
+
+
+def test_a_deleted_flagged_message_survives_a_move_of_others(
+    dovecot: Dovecot, mailbox_user: str, imap: Session
+) -> None:
+    fill(dovecot, mailbox_user, 3)
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Processed")
+    client = raw_imap(dovecot, mailbox_user)
+    client.select("INBOX")
+    client.uid("STORE", "2", "+FLAGS", "(\\Deleted)")  # another client marked it, not yet expunged
+    moved = [m for m in postroom.messages(imap, order="oldest") if m.subject != "message 2"]
+    assert all(r.ok for r in postroom.move(imap, moved, "Processed"))
+    client.noop()  # let the server tell this client about the expunges
+    typ, data = client.uid("SEARCH", "ALL")
+    assert data[0].split() == [b"2"]  # still there, still \Deleted
+    client.logout()
+
+
+def test_move_all_by_filter(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    for subject in ("Invoice 1", "Invoice 2", "Newsletter", "invoice 3"):
+        dovecot.deliver(mailbox_user, simple(subject))
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Invoices")
+    results = postroom.move_all(imap, "Invoices", subject=r"^invoice \d", regex=True)
+    assert len(results) == 3 and all(r.ok for r in results)
+    assert subjects(imap) == ["Newsletter"]
+
+
+def test_move_to_a_missing_folder_is_a_clear_error(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    fill(dovecot, mailbox_user, 1)
+    with pytest.raises(postroom.ProtocolError, match="MOVE to 'Nowhere' failed"):
+        postroom.move(imap, next(postroom.messages(imap)), "Nowhere")
+    assert subjects(imap) == ["message 1"]
+
+
+def test_delete_removes_exactly_those(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    fill(dovecot, mailbox_user, 4)
+    doomed = [m for m in postroom.messages(imap) if m.subject in {"message 1", "message 3"}]
+    assert [r.ok for r in postroom.delete(imap, doomed)] == [True, True]
+    assert subjects(imap) == ["message 2", "message 4"]
+
+
+def test_mark_read_and_unread(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    fill(dovecot, mailbox_user, 2)
+    first = next(postroom.messages(imap, subject="message 1"))
+    assert postroom.mark_read(imap, first)[0].ok
+    assert subjects(imap, status="read") == ["message 1"]
+    postroom.mark_unread(imap, first)
+    assert subjects(imap, status="read") == []
+
+
+def test_server_without_move_or_uidplus_is_refused_unless_opted_in(
+    dovecot_without_move: Dovecot, mailbox_user: str
+) -> None:
+    dovecot_without_move.add_user(mailbox_user)
+    fill(dovecot_without_move, mailbox_user, 3)
+    dovecot_without_move.deliver(mailbox_user, simple("seed"), folder="Done")
+    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    session = postroom.connect("old", server_config(dovecot_without_move), variables=variables)
+    assert "MOVE" not in session.call(lambda mb: mb.report()).capabilities
+    first = next(postroom.messages(session, subject="message 1"))
+    with pytest.raises(UnsupportedError, match="neither MOVE nor UIDPLUS.*nothing was changed"):
+        postroom.move(session, first, "Done")
+    assert subjects(session) == ["message 1", "message 2", "message 3"]
+    client = raw_imap(dovecot_without_move, mailbox_user)
+    client.select("INBOX")
+    client.uid("STORE", "2", "+FLAGS", "(\\Deleted)")
+    results = postroom.move(session, first, "Done", allow_expunge_all=True)
+    assert results[0].ok
+    assert subjects(session, folder="Done") == ["message 1", "seed"]
+    typ, data = client.uid("SEARCH", "DELETED")
+    assert data[0].split() == [b"2"]  # the other client's \Deleted message was not expunged
+    client.logout()
+
+
+def test_pop3_delete_is_committed_on_disconnect(dovecot: Dovecot, mailbox_user: str) -> None:
+    fill(dovecot, mailbox_user, 3)
+    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    session = postroom.connect("p", server_config(dovecot, "pop3"), variables=variables)
+    doomed = next(postroom.messages(session, subject="message 2"))
+    result = postroom.delete(session, doomed)[0]
+    assert result.ok and "disconnects" in result.detail
+    assert subjects(session) == ["message 1", "message 3"]
+    with pytest.raises(UnsupportedError, match="POP3"):
+        postroom.move(session, doomed, "Elsewhere")
+    postroom.disconnect("p")
+    again = postroom.connect("p", server_config(dovecot, "pop3"), variables=variables)
+    assert subjects(again) == ["message 1", "message 3"]
