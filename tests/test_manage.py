@@ -70,7 +70,7 @@ def test_a_deleted_flagged_message_survives_a_move_of_others(
     moved = [m for m in postroom.messages(imap, order="oldest") if m.subject != "message 2"]
     assert all(r.ok for r in postroom.move(imap, moved, "Processed"))
     client.noop()  # let the server tell this client about the expunges
-    typ, data = client.uid("SEARCH", "ALL")
+    _typ, data = client.uid("SEARCH", "ALL")
     assert data[0].split() == [b"2"]  # still there, still \Deleted
     client.logout()
 
@@ -126,7 +126,7 @@ def test_server_without_move_or_uidplus_is_refused_unless_opted_in(
     results = postroom.move(session, first, "Done", allow_expunge_all=True)
     assert results[0].ok
     assert subjects(session, folder="Done") == ["message 1", "seed"]
-    typ, data = client.uid("SEARCH", "DELETED")
+    _typ, data = client.uid("SEARCH", "DELETED")
     assert data[0].split() == [b"2"]  # the other client's \Deleted message was not expunged
     client.logout()
 
