@@ -12,6 +12,7 @@ import postroom
 from postroom import Basic, EmailServer, Variable
 from postroom.credentials import sources
 from tests.servers.dovecot import Dovecot
+from tests.servers.smtp import SmtpServerUnderTest, smtp_server
 
 USER = "bot@example.test"
 PASSWORD = "s3cret-Pa55"
@@ -106,3 +107,10 @@ def pop3(dovecot: Dovecot, mailbox_user: str) -> postroom.Session:
     return postroom.connect(
         "p", server_config(dovecot, "pop3"), variables={"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
     )
+
+
+@pytest.fixture(scope="session")
+def smtp(dovecot: Dovecot) -> Iterator[SmtpServerUnderTest]:
+    """A real SMTP server (aiosmtpd, STARTTLS + AUTH) delivering into the shared Dovecot via LMTP."""
+    with smtp_server(dovecot) as server:
+        yield server

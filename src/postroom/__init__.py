@@ -29,8 +29,10 @@ from postroom.actions import (
     save_email,
     test_connection,
 )
+from postroom.actions.send import SendReceipt, forward, reply, send
 from postroom.auth import AuthMode, Basic
 from postroom.config import PROVIDERS, EmailServer, PlaintextWarning, UnverifiedTLSWarning
+from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import (
     CredentialVault,
     Insecure,
@@ -99,6 +101,7 @@ __all__ = [
     "RedactingFilter",
     "SavedFile",
     "Secret",
+    "SendReceipt",
     "ServerReport",
     "ServerTimeoutError",
     "ServerUnreachableError",
@@ -106,6 +109,7 @@ __all__ = [
     "SessionError",
     "SessionExistsError",
     "SessionNotFoundError",
+    "SmtpServer",
     "StartTLSError",
     "TLSError",
     "UnsupportedError",
@@ -120,6 +124,7 @@ __all__ = [
     "disconnect",
     "disconnect_all",
     "folders",
+    "forward",
     "get_session",
     "mark_read",
     "mark_unread",
@@ -128,8 +133,10 @@ __all__ = [
     "move_all",
     "open_sessions",
     "redact",
+    "reply",
     "save_attachments",
     "save_email",
+    "send",
     "test_connection",
 ]
 

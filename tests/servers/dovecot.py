@@ -95,7 +95,7 @@ class Dovecot:
         self._uid, self._gid = entry.pw_uid, entry.pw_gid
         if self.tls:
             self.certs = make_certificates(self.folder / "tls", ("localhost",))
-        names = ["imap", "pop3"] + (["imaps", "pop3s"] if self.tls else [])
+        names = ["imap", "pop3", "lmtp"] + (["imaps", "pop3s"] if self.tls else [])
         self.ports = {name: free_port() for name in names}
         users_file = self.folder / "users"
         lines = []
@@ -149,7 +149,8 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
 listen = 127.0.0.1
-protocols = imap pop3
+protocols = imap pop3 lmtp
+postmaster_address = postmaster@example.test
 default_internal_user = {internal_user}
 default_internal_group = {internal_user if os.geteuid() != 0 else "dovecot"}
 default_login_user = {login_user}
@@ -188,6 +189,12 @@ service imap-login {{
   {listeners_imap}}}
 service pop3-login {{
   {listeners_pop3}}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {self.ports["lmtp"]}
+  }}
+}}
 service anvil {{
   unix_listener anvil-auth-penalty {{
     mode = 0

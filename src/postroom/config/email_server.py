@@ -8,16 +8,14 @@ traffic. It is immutable; :meth:`EmailServer.clone` makes a changed copy.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import math
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from postroom.auth.base import AuthMode
 from postroom.config.providers import PROVIDERS, Endpoint, ProviderPreset, Security
+from postroom.config.validation import check_ca_file, check_choice, check_port, check_timeout, normalise_host
 from postroom.errors import ConfigError, PostroomWarning
 
 __all__ = [
@@ -45,8 +43,6 @@ DEFAULT_PORTS: dict[tuple[str, str], int] = {
     ("smtp", "starttls"): 587,
     ("smtp", "none"): 25,
 }
-
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
 class PlaintextWarning(PostroomWarning):
@@ -84,8 +80,8 @@ class EmailServer:
     preset_fields: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check_choice("protocol", self.protocol, Protocol)
-        _check_choice("azure_cloud", self.azure_cloud, AzureCloud)
+        check_choice("protocol", self.protocol, Protocol)
+        check_choice("azure_cloud", self.azure_cloud, AzureCloud)
         preset = self._preset()
         filled: set[str] = set()
 
@@ -113,24 +109,24 @@ class EmailServer:
                     take("smtp_port", preset.smtp.port)
                 take("smtp_security", preset.smtp.security)
         take("security", "ssl")
-        _check_choice("security", self.security, Security)
+        check_choice("security", self.security, Security)
         if self.host is None:
             raise ConfigError("host", "is required", hint="give the server's host name, or a provider=")
-        object.__setattr__(self, "host", _normalise_host("host", self.host))
+        object.__setattr__(self, "host", normalise_host("host", self.host))
         take("port", DEFAULT_PORTS[(self.protocol, str(self.security))])
-        _check_port("port", self.port)
+        check_port("port", self.port)
         if self.smtp_host is not None:
-            object.__setattr__(self, "smtp_host", _normalise_host("smtp_host", self.smtp_host))
+            object.__setattr__(self, "smtp_host", normalise_host("smtp_host", self.smtp_host))
             take("smtp_security", "starttls")
-            _check_choice("smtp_security", self.smtp_security, Security)
+            check_choice("smtp_security", self.smtp_security, Security)
             take("smtp_port", DEFAULT_PORTS[("smtp", str(self.smtp_security))])
-            _check_port("smtp_port", self.smtp_port)
+            check_port("smtp_port", self.smtp_port)
         for name in ("connect_timeout", "read_timeout"):
-            _check_timeout(name, getattr(self, name))
+            check_timeout(name, getattr(self, name))
         if not isinstance(self.verify_certificate, bool):
             raise ConfigError("verify_certificate", "must be True or False")
         if self.ca_file is not None:
-            object.__setattr__(self, "ca_file", _check_ca_file(self.ca_file))
+            object.__setattr__(self, "ca_file", check_ca_file(self.ca_file))
         if not hasattr(self.auth, "resolve") or not hasattr(self.auth, "kind"):
             raise ConfigError("auth", f"expected an auth mode such as Basic(...), got {type(self.auth).__name__}")
         object.__setattr__(self, "preset_fields", frozenset(filled))
@@ -193,65 +189,3 @@ class EmailServer:
 def _offered(preset: ProviderPreset) -> str:
     offered = [p for p in ("imap", "pop3") if preset.endpoint(p) is not None]
     return f"use protocol={' or '.join(repr(p) for p in offered)}"
-
-
-def _check_choice(name: str, value: object, choices: Any) -> None:
-    allowed = get_args(choices)
-    if value not in allowed:
-        raise ConfigError(
-            name, f"{value!r} is not supported", hint=f"choose one of {', '.join(repr(a) for a in allowed)}"
-        )
-
-
-def _check_port(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ConfigError(name, f"{value!r} is not a TCP port", hint="give a whole number from 1 to 65535")
-
-
-def _check_timeout(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
-        raise ConfigError(name, f"{value!r} is not a usable timeout", hint="give seconds, greater than 0")
-
-
-def _normalise_host(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(name, f"expected a host name, got {type(value).__name__}")
-    if any(ch in value for ch in "\r\n\0"):
-        raise ConfigError(name, "contains a line break or NUL character", hint="give the host name only")
-    host = value.strip()
-    if not host:
-        raise ConfigError(name, "is empty", hint="give the server's host name, e.g. imap.example.com")
-    if "://" in host:
-        raise ConfigError(
-            name,
-            f"{value!r} is a URL",
-            hint="give the host name only (e.g. imap.example.com); set port= apart",
-        )
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit():
-        raise ConfigError(name, f"{value!r} includes a port", hint="give the host name alone and set port= apart")
-    try:
-        ascii_host = host.encode("idna").decode("ascii").lower().rstrip(".")
-    except UnicodeError:
-        raise ConfigError(name, f"{value!r} is not a valid host name") from None
-    if not ascii_host or not all(_HOST_LABEL.match(label) for label in ascii_host.split(".")):
-        raise ConfigError(
-            name,
-            f"{value!r} is not a valid host name",
-            hint="letters, digits, '-' and '.' only, e.g. mail.example.com",
-        )
-    return ascii_host
-
-
-def _check_ca_file(value: object) -> Path:
-    if not isinstance(value, str | Path) or any(ch in str(value) for ch in "\r\n\0"):
-        raise ConfigError("ca_file", f"{value!r} is not a file path")
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ConfigError("ca_file", f"{path} does not exist", hint="give the PEM file of the server's CA")
-    return path

@@ -29,9 +29,10 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, scrub: bool = True) -> None:
+        """``scrub=False`` for identities (usernames): hidden in ``repr`` but not blanked out of every text."""
         self._value = value
-        if len(value) >= _MIN_REDACT_LENGTH:
+        if scrub and len(value) >= _MIN_REDACT_LENGTH:
             with _known_lock:
                 _known_values.add(value)
 

@@ -33,6 +33,15 @@ __all__ = [
 ]
 
 
+#: Secret fields that are identities rather than keys: hidden in ``repr``, but not scrubbed from logs.
+IDENTITY_FIELDS = frozenset({"username"})
+
+
+def scrubbed(field_name: str) -> bool:
+    """Whether a resolved value of ``field_name`` is blanked out of log lines and error text."""
+    return field_name not in IDENTITY_FIELDS
+
+
 class InsecureSecretWarning(PostroomWarning):
     """A secret was given as a plain string instead of a vault entry or variable."""
 
@@ -91,9 +100,9 @@ class Variable:
 
     def resolve(self, context: ResolveContext, field_name: str) -> Secret:
         if not self.environment_only and self.name in context.variables:
-            return Secret(context.variables[self.name])
+            return Secret(context.variables[self.name], scrub=scrubbed(field_name))
         if self.name in os.environ:
-            return Secret(os.environ[self.name])
+            return Secret(os.environ[self.name], scrub=scrubbed(field_name))
         where = "environment variable" if self.environment_only else "variable"
         fix = (
             f"export {self.name}=... before running"
@@ -118,10 +127,10 @@ class Insecure:
     scripts, shell history and version control.
     """
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
-        self._secret = Secret(value)
+        self._value = value
 
     def resolve(self, context: ResolveContext, field_name: str) -> Secret:
         with _warned_lock:
@@ -134,7 +143,7 @@ class Insecure:
                 InsecureSecretWarning,
                 stacklevel=2,
             )
-        return self._secret
+        return Secret(self._value, scrub=scrubbed(field_name))
 
     def describe(self) -> str:
         return "insecure:***"
@@ -143,10 +152,10 @@ class Insecure:
         return "Insecure('***')"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Insecure) and other._secret == self._secret
+        return isinstance(other, Insecure) and other._value == self._value
 
     def __hash__(self) -> int:
-        return hash(self._secret)
+        return hash(("Insecure", self._value))
 
 
 SecretRef: TypeAlias = Vault | Variable | Insecure

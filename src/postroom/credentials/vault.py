@@ -62,7 +62,9 @@ class CredentialVault:
                 f"{prefix}{ref}: credential {name!r} has no attribute {attribute!r} (attributes: {known})",
                 hint=f"add it with `postroom vault set {name} {attribute}`",
             )
-        return Secret(entries[name][attribute])
+        from postroom.credentials.sources import scrubbed
+
+        return Secret(entries[name][attribute], scrub=scrubbed(field_name or attribute))
 
     def list(self) -> dict[str, list[str]]:
         """Credential names and their attribute names (never values)."""

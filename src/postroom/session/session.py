@@ -8,6 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Literal, TypeVar
 
+from postroom.auth.base import PasswordLogin
 from postroom.config import EmailServer
 from postroom.credentials import ResolveContext
 from postroom.errors import ConnectionLostError, PostroomError, SessionError
@@ -61,6 +62,13 @@ class Session:
             self.state = "open"
             self.opened_at = time.time()
         return self
+
+    def resolve_login(self) -> PasswordLogin:
+        """The session's credentials, resolved afresh (for sending through SMTP with the same login)."""
+        try:
+            return self.config.auth.resolve(self._context)
+        except PostroomError as exc:
+            raise exc.with_context(session=self.name) from exc.__cause__
 
     def _connect(self) -> Mailbox:
         try:

@@ -1,0 +1,150 @@
+"""*Send*, *Reply*, *Reply all*, *Forward*: over SMTP, with or without a mailbox session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from postroom.actions._resolve import SessionRef, resolve
+from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
+from postroom.auth.base import PasswordLogin
+from postroom.config.smtp_server import SmtpServer
+from postroom.credentials import CredentialVault, ResolveContext
+from postroom.errors import ConfigError, PostroomError
+from postroom.logs import get_logger
+from postroom.message.model import Address, Message
+from postroom.session import Session
+from postroom.transports.smtp import SendReceipt, send_message
+
+__all__ = ["SendReceipt", "forward", "reply", "send"]
+
+_log = get_logger("postroom.send")
+
+
+def _route(
+    via: SessionRef | SmtpServer, variables: Mapping[str, str] | None, vault: CredentialVault | None
+) -> tuple[SmtpServer, PasswordLogin | None, Session | None]:
+    if isinstance(via, SmtpServer):
+        context = ResolveContext(variables=dict(variables or {}), vault=vault)
+        return via, (via.auth.resolve(context) if via.auth is not None else None), None
+    session = resolve(via)
+    try:
+        server = SmtpServer.for_session(session.config)
+    except PostroomError as exc:
+        raise exc.with_context(session=session.name) from None
+    return server, session.resolve_login(), session
+
+
+def _sender(sender: str | None, login: PasswordLogin | None) -> Address:
+    candidate = sender or (login.username.reveal() if login is not None else "")
+    found = parse_recipients("sender", candidate) if candidate and "@" in candidate else []
+    if len(found) != 1:
+        raise ConfigError("sender", "no sender address", hint="give sender='name@example.com'")
+    return found[0]
+
+
+def _deliver(
+    draft: Draft, server: SmtpServer, login: PasswordLogin | None, session: Session | None, save_to_sent: bool | str
+) -> SendReceipt:
+    receipt = send_message(server, login, draft.message, draft.sender, draft.recipients)
+    _log.info("sent %s to %d recipient(s) via %s", receipt.message_id, len(receipt.recipients), server.address)
+    if save_to_sent:
+        if session is None or not session.features.folders:
+            raise ConfigError(
+                "save_to_sent", "needs an IMAP session", hint="the message was sent; only the copy failed"
+            )
+        folder = save_to_sent if isinstance(save_to_sent, str) else _sent_folder(session)
+        raw = draft.message.as_bytes()
+        session.call(lambda mailbox: mailbox.append(folder, raw, seen=True))
+    return receipt
+
+
+def _sent_folder(session: Session) -> str:
+    folders = session.call(lambda mailbox: mailbox.folders())
+    for folder in folders:
+        if "\\SENT" in folder.flags:
+            return folder.name
+    names = {f.name.casefold(): f.name for f in folders}
+    for candidate in ("sent", "inbox/sent", "sent items", "sent messages"):
+        if candidate in names:
+            return names[candidate]
+    return "Sent"
+
+
+def send(
+    via: SessionRef | SmtpServer,
+    *,
+    to: str | Iterable[str] | None = None,
+    subject: str = "",
+    body: str = "",
+    cc: str | Iterable[str] | None = None,
+    bcc: str | Iterable[str] | None = None,
+    reply_to: str | Iterable[str] | None = None,
+    html: bool = False,
+    attachments: Iterable[str | Path] = (),
+    importance: Importance = "normal",
+    sender: str | None = None,
+    save_to_sent: bool | str = False,
+    variables: Mapping[str, str] | None = None,
+    vault: CredentialVault | None = None,
+) -> SendReceipt:
+    """Send a new message through a session's SMTP server (or an explicit :class:`SmtpServer`).
+
+    Recipients may be lists or strings separated by ``;`` or ``,``. A missing
+    attachment file or a bad address fails before anything is sent.
+    """
+    server, login, session = _route(via, variables, vault)
+    draft = build_message(
+        sender=_sender(sender, login),
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        reply_to=reply_to,
+        subject=subject,
+        body=body,
+        html=html,
+        attachments=attachments,
+        importance=importance,
+    )
+    return _deliver(draft, server, login, session, save_to_sent)
+
+
+def reply(
+    via: SessionRef,
+    message: Message,
+    body: str,
+    *,
+    reply_all: bool = False,
+    html: bool = False,
+    attachments: Iterable[str | Path] = (),
+    quote: bool = True,
+    sender: str | None = None,
+    save_to_sent: bool | str = False,
+) -> SendReceipt:
+    """Reply (or reply to all) to ``message``: threaded, one ``Re:``, the original quoted, never to ourselves."""
+    server, login, session = _route(via, None, None)
+    me = _sender(sender, login)
+    draft = build_reply(
+        message, sender=me, body=body, reply_all=reply_all, html=html, attachments=attachments, quote=quote
+    )
+    return _deliver(draft, server, login, session, save_to_sent)
+
+
+def forward(
+    via: SessionRef,
+    message: Message,
+    to: str | Iterable[str],
+    body: str = "",
+    *,
+    cc: str | Iterable[str] | None = None,
+    bcc: str | Iterable[str] | None = None,
+    as_attachment: bool = False,
+    sender: str | None = None,
+    save_to_sent: bool | str = False,
+) -> SendReceipt:
+    """Forward ``message`` inline with its attachments, or as an attached ``.eml``."""
+    server, login, session = _route(via, None, None)
+    draft = build_forward(
+        message, sender=_sender(sender, login), to=to, body=body, cc=cc, bcc=bcc, as_attachment=as_attachment
+    )
+    return _deliver(draft, server, login, session, save_to_sent)

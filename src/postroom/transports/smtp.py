@@ -1,0 +1,130 @@
+"""SMTP submission over implicit TLS or STARTTLS, on the stdlib's ``smtplib``."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from postroom.auth.base import PasswordLogin
+from postroom.config.smtp_server import SmtpServer
+from postroom.errors import AuthenticationError, ProtocolError, StartTLSError
+from postroom.logs import get_logger
+from postroom.transports.errors import StageTracker, mapped_errors, server_text
+from postroom.transports.sockets import open_socket
+from postroom.transports.tls import client_context
+
+__all__ = ["SendReceipt", "send_message"]
+
+_log = get_logger("postroom.smtp")
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    """What the server accepted: the envelope, and recipients it refused (if only some were)."""
+
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    refused: dict[str, str]
+    server: str
+
+
+class _Client(smtplib.SMTP):
+    def __init__(self, where: StageTracker, implicit_tls: ssl.SSLContext | None) -> None:
+        self._where = where
+        self._implicit_tls = implicit_tls
+        # smtplib would ask DNS for our FQDN (socket.getfqdn), which can stall for seconds
+        super().__init__(timeout=where.connect_timeout, local_hostname=_ehlo_name())
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return open_socket(self._where, self._implicit_tls)
+
+
+def _authenticate(client: smtplib.SMTP, login: PasswordLogin) -> None:
+    """One AUTH attempt with the best password mechanism offered (smtplib's login() tries them all)."""
+    if not client.has_extn("auth"):
+        raise AuthenticationError(
+            "the server offers no AUTH on this connection",
+            hint="use security='starttls' or 'ssl' (many servers offer AUTH only over TLS), or auth=None for a relay",
+        )
+    offered = client.esmtp_features["auth"].upper().split()
+    client.user, client.password = login.username.reveal(), login.password.reveal()
+    if "PLAIN" in offered:
+        client.auth("PLAIN", client.auth_plain)
+    elif "LOGIN" in offered:
+        client.auth("LOGIN", client.auth_login, initial_response_ok=False)
+    else:
+        raise AuthenticationError(
+            f"the server offers no password mechanism postroom uses (offered: {' '.join(offered)})",
+            hint="PLAIN or LOGIN over TLS is needed for Basic auth",
+        )
+
+
+def _ehlo_name() -> str:
+    name = socket.gethostname()
+    return name if name and all(ch.isalnum() or ch in ".-" for ch in name) else "localhost"
+
+
+def send_message(
+    server: SmtpServer, login: PasswordLogin | None, message: EmailMessage, sender: str, recipients: list[str]
+) -> SendReceipt:
+    """Send ``message`` to ``recipients`` (the envelope; Bcc included). Fails if every recipient is refused."""
+    assert server.port is not None
+    where = StageTracker(
+        address=server.address,
+        host=server.host,
+        port=server.port,
+        security=server.security,
+        connect_timeout=server.connect_timeout,
+        read_timeout=server.read_timeout,
+    )
+    context = client_context(verify=server.verify_certificate, ca_file=server.ca_file)
+    with mapped_errors(where, "smtp"):
+        client = _Client(where, context if server.security == "ssl" else None)
+        client._host = server.host  # type: ignore[attr-defined]  # the name STARTTLS verifies against
+        try:
+            client.connect(server.host, server.port)
+            client.ehlo()
+            if server.security == "starttls":
+                where.stage = "starttls"
+                if not client.has_extn("starttls"):
+                    raise StartTLSError(
+                        "the server does not offer STARTTLS",
+                        hint="postroom never falls back to plaintext: use security='ssl' (usually port 465)",
+                    )
+                client.starttls(context=context)
+                client.ehlo()
+            if login is not None:
+                where.stage = "login"
+                _authenticate(client, login)
+            where.stage = "command"
+            try:
+                refused = client.send_message(message, from_addr=sender, to_addrs=recipients)
+            except smtplib.SMTPRecipientsRefused as exc:
+                detail = "; ".join(f"{rcpt}: {server_text(reply[1])}" for rcpt, reply in exc.recipients.items())
+                raise ProtocolError(f"every recipient was refused ({detail})", hint="check the addresses") from None
+            except smtplib.SMTPSenderRefused as exc:
+                raise ProtocolError(
+                    f"the sender {sender!r} was refused: {server_text(exc.smtp_error)}",
+                    hint="send from the mailbox's own address, or ask for send-as rights",
+                ) from None
+            except smtplib.SMTPDataError as exc:
+                raise ProtocolError(f"the message was refused: {server_text(exc.smtp_error)}") from None
+        finally:
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()
+    refused_text = {rcpt: server_text(reply[1]) for rcpt, reply in refused.items()}
+    if refused_text:
+        _log.warning("some recipients were refused: %s", refused_text)
+    return SendReceipt(
+        message_id=str(message.get("Message-ID", "")),
+        sender=sender,
+        recipients=tuple(r for r in recipients if r not in refused_text),
+        refused=refused_text,
+        server=server.address,
+    )

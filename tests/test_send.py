@@ -1,0 +1,186 @@
+"""Send, reply, reply-all, forward through a real SMTP server; every message read back from Dovecot."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from pathlib import Path
+
+import pytest
+
+import postroom
+from postroom import AuthenticationError, Basic, ConfigError, Session, SmtpServer, Variable
+from tests.conftest import PASSWORD, server_config
+from tests.mail_samples import PDF, simple
+from tests.servers.dovecot import Dovecot
+from tests.servers.smtp import SmtpServerUnderTest
+
+
+def session_for(dovecot: Dovecot, smtp: SmtpServerUnderTest, user: str, name: str = "s", **changes: object) -> Session:
+    config = server_config(
+        dovecot, smtp_host="localhost", smtp_port=smtp.starttls_port, smtp_security="starttls", **changes
+    )
+    return postroom.connect(name, config, variables={"MAILBOX_USER": user, "MAILBOX_PASSWORD": PASSWORD})
+
+
+def inbox_of(dovecot: Dovecot, user: str, name: str = "reader") -> list[postroom.Message]:
+    reader = postroom.connect(
+        name, server_config(dovecot), variables={"MAILBOX_USER": user, "MAILBOX_PASSWORD": PASSWORD}, replace=True
+    )
+    return list(postroom.messages(reader, order="oldest"))
+
+
+@pytest.fixture
+def recipient(dovecot: Dovecot, mailbox_user: str) -> str:
+    user = "rcpt-" + mailbox_user
+    dovecot.add_user(user)
+    return user
+
+
+def test_send_round_trip_with_attachments(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str, tmp_path: Path
+) -> None:
+    report = tmp_path / "Bericht März.pdf"
+    report.write_bytes(PDF)
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(range(256)) * 100)
+    session = session_for(dovecot, smtp, mailbox_user)
+    receipt = postroom.send(
+        session,
+        to=f"Recipient <{recipient}>; nobody-else@example.test",
+        bcc=[f"bcc-{recipient}"],
+        subject="Monatsbericht für März",
+        body="Anbei.\n",
+        attachments=[report, data],
+        importance="high",
+    )
+    assert receipt.sender == mailbox_user
+    assert f"bcc-{recipient}" in receipt.recipients
+    arrived = inbox_of(dovecot, recipient)
+    assert [m.subject for m in arrived] == ["Monatsbericht für März"]
+    message = arrived[0]
+    assert message.attachment_names == ["Bericht März.pdf", "data.bin"]
+    saved = message.save_attachments(tmp_path / "in")
+    assert (tmp_path / "in" / "Bericht März.pdf").read_bytes() == PDF
+    assert saved[1].path.read_bytes() == data.read_bytes()
+    assert message.text == "Anbei.\n"
+    assert message.headers["Importance"] == ["high"]
+    assert "Bcc" not in message.headers
+    assert message.message_id == receipt.message_id
+
+
+def test_send_over_implicit_tls_without_a_session(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str
+) -> None:
+    assert dovecot.certs is not None
+    server = SmtpServer(
+        host="localhost",
+        port=smtp.ssl_port,
+        security="ssl",
+        ca_file=dovecot.certs.ca_file,
+        auth=Basic(username=Variable("U"), password=Variable("P")),
+    )
+    postroom.send(server, to=recipient, subject="via 465", body="x", variables={"U": mailbox_user, "P": PASSWORD})
+    assert [m.subject for m in inbox_of(dovecot, recipient)] == ["via 465"]
+
+
+def test_html_body_gets_a_text_alternative(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str
+) -> None:
+    session = session_for(dovecot, smtp, mailbox_user)
+    postroom.send(session, to=recipient, subject="html", body="<p>Hello <b>you</b></p>", html=True)
+    message = inbox_of(dovecot, recipient)[0]
+    assert message.html == "<p>Hello <b>you</b></p>\n"
+    assert message.text.strip() == "Hello you"
+
+
+def test_bad_input_fails_before_anything_is_sent(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    session = session_for(dovecot, smtp, mailbox_user)
+    before = len(smtp.received)
+    with pytest.raises(ConfigError, match=r"attachments: not found: .*missing\.pdf — nothing was sent"):
+        postroom.send(session, to="a@example.test", subject="x", attachments=[tmp_path / "missing.pdf"])
+    with pytest.raises(ConfigError, match=r"cc: 'not-an-address' is not an email address"):
+        postroom.send(session, to="a@example.test", cc="not-an-address", subject="x")
+    with pytest.raises(ConfigError, match="to: no recipient"):
+        postroom.send(session, subject="x")
+    with pytest.raises(ConfigError, match="subject: contains a line break"):
+        postroom.send(session, to="a@example.test", subject="x\r\nBcc: victim@example.test")
+    assert len(smtp.received) == before
+
+
+def test_wrong_smtp_password(dovecot: Dovecot, smtp: SmtpServerUnderTest) -> None:
+    config = server_config(dovecot, smtp_host="localhost", smtp_port=smtp.starttls_port, smtp_security="starttls")
+    session = postroom.connect(
+        "s", config, variables={"MAILBOX_USER": "bot@example.test", "MAILBOX_PASSWORD": PASSWORD}
+    )
+    # the IMAP login worked; now the same user on SMTP with a wrong password
+    bad = postroom.SmtpServer(
+        host="localhost",
+        port=smtp.starttls_port,
+        ca_file=session.config.ca_file,
+        auth=Basic(username=Variable("U"), password=Variable("P")),
+    )
+    with pytest.raises(AuthenticationError, match="login refused") as caught:
+        postroom.send(bad, to="a@example.test", subject="x", variables={"U": "bot@example.test", "P": "wrong-canary"})
+    assert "wrong-canary" not in str(caught.value)
+
+
+def test_reply_and_reply_all(dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str) -> None:
+    colleague = "colleague-" + recipient
+    dovecot.add_user(colleague)
+    original = simple("Re: RE: Invoice 1001", sender=f"Customer <{recipient}>", body="Is it paid?\nThanks\n")
+    original = original.replace(b"To: Bot <bot@example.test>", f"To: Me <{mailbox_user}>\r\nCc: {colleague}".encode())
+    dovecot.deliver(mailbox_user, original)
+    session = session_for(dovecot, smtp, mailbox_user)
+    message = next(postroom.messages(session))
+    postroom.reply(session, message, "Yes, paid.")
+    answer = inbox_of(dovecot, recipient)[-1]
+    assert answer.subject == "Re: Invoice 1001"
+    assert answer.in_reply_to == message.message_id
+    assert answer.references[-1] == message.message_id
+    assert answer.text.startswith("Yes, paid.\n\nOn ")
+    assert "> Is it paid?\n> Thanks" in answer.text
+    assert [a.address for a in answer.to] == [recipient]
+    assert answer.cc == []
+    postroom.reply(session, message, "Adding everyone.", reply_all=True)
+    everyone = inbox_of(dovecot, recipient)[-1]
+    assert [a.address for a in everyone.to] == [recipient]
+    assert [a.address for a in everyone.cc] == [colleague]  # and not ourselves
+    assert [m.subject for m in inbox_of(dovecot, colleague, "colleague")] == ["Re: Invoice 1001"]
+
+
+def test_forward_inline_and_as_attachment(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str
+) -> None:
+    dovecot.deliver(mailbox_user, simple("Invoice 7", body="See PDF.\n", attachments={"invoice-7.pdf": PDF}))
+    session = session_for(dovecot, smtp, mailbox_user)
+    message = next(postroom.messages(session))
+    postroom.forward(session, message, recipient, "FYI")
+    postroom.forward(session, message, recipient, "As file", as_attachment=True)
+    inline, attached = inbox_of(dovecot, recipient)
+    assert inline.subject == attached.subject == "Fwd: Invoice 7"
+    assert inline.text.startswith("FYI\n\n---------- Forwarded message ----------")
+    assert "See PDF." in inline.text
+    assert inline.attachment_names == ["invoice-7.pdf"]
+    assert inline.part_content(inline.attachments()[0]) == PDF
+    assert attached.attachment_names == ["Invoice 7.eml"]
+    inner = email.message_from_bytes(attached.part_content(attached.attachments()[0]), policy=email.policy.default)
+    assert inner["subject"] == "Invoice 7"
+
+
+def test_save_to_sent(dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str) -> None:
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Sent")
+    session = session_for(dovecot, smtp, mailbox_user)
+    postroom.send(session, to=recipient, subject="keep a copy", body="x", save_to_sent=True)
+    copies = [m for m in postroom.messages(session, folder="Sent") if m.subject == "keep a copy"]
+    assert len(copies) == 1 and copies[0].seen is True
+
+
+def test_session_without_smtp_settings_says_what_to_add(dovecot: Dovecot, mailbox_user: str) -> None:
+    session = postroom.connect(
+        "n", server_config(dovecot), variables={"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    )
+    with pytest.raises(ConfigError, match="smtp_host: no SMTP server is known"):
+        postroom.send(session, to="a@example.test", subject="x")
