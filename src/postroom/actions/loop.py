@@ -8,6 +8,7 @@ from itertools import groupby
 from typing import BinaryIO
 
 from postroom.actions._resolve import SessionRef, require, resolve
+from postroom.errors import ProtocolError
 from postroom.filters import MessageFilter, Order, Status
 from postroom.message.model import BodyFormat, Message
 from postroom.message.structure import MimePart
@@ -15,7 +16,7 @@ from postroom.message.summary import MessageKey
 from postroom.session import Session
 from postroom.transports.base import Mailbox
 
-__all__ = ["SessionSource", "messages"]
+__all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
 
 #: Messages whose headers are fetched per round trip while looping.
 LOOP_CHUNK = 500
@@ -45,6 +46,45 @@ class SessionSource:
         return self.session.call(attempt)
 
 
+class MessageLoop(Iterator[Message]):
+    """The messages of one loop. The set is taken when the loop is created (``candidates`` is its size)."""
+
+    def __init__(self, session: Session, chosen: MessageFilter, body_format: BodyFormat) -> None:
+        self.session = session
+        self.filter = chosen
+        self.keys = session.call(lambda mailbox: mailbox.search(chosen))
+        #: How many of the candidates have been looked at so far (for progress bars).
+        self.scanned = 0
+        self._iterator = self._iterate(body_format)
+
+    @property
+    def candidates(self) -> int:
+        """Messages the server matched; the client-side checks may drop some."""
+        return len(self.keys)
+
+    def __next__(self) -> Message:
+        return next(self._iterator)
+
+    def _iterate(self, body_format: BodyFormat) -> Iterator[Message]:
+        source = SessionSource(self.session)
+        yielded = 0
+        for _folder, group in groupby(self.keys, key=lambda key: key.folder):
+            folder_keys = list(group)
+            for start in range(0, len(folder_keys), LOOP_CHUNK):
+                chunk = folder_keys[start : start + LOOP_CHUNK]
+                summaries = self.session.call(lambda mailbox, c=chunk: mailbox.summaries(c))  # type: ignore[misc]
+                for summary in summaries:
+                    self.scanned += 1
+                    message = Message(summary, source, body_format=body_format)
+                    if not _matches(self.filter, message):
+                        continue
+                    yield message
+                    yielded += 1
+                    if self.filter.limit is not None and yielded >= self.filter.limit:
+                        return
+                self.scanned += len(chunk) - len(summaries)  # gone since the search
+
+
 def messages(
     session: SessionRef,
     folder: str = "INBOX",
@@ -61,8 +101,8 @@ def messages(
     limit: int | None = None,
     body_format: BodyFormat = "plain",
     filter: MessageFilter | None = None,
-) -> Iterator[Message]:
-    """Yield the messages of ``session`` that match, lazily, in ``order``.
+) -> MessageLoop:
+    """The messages of ``session`` that match, lazily, in ``order``.
 
     The matching set is taken when the loop starts (by stable keys), so moving or
     deleting a message inside the loop never skips or repeats another one. Headers
@@ -88,25 +128,17 @@ def messages(
         require(resolved, "flags", "filtering on read status")
     if chosen.folder.upper() != "INBOX" or chosen.include_subfolders:
         require(resolved, "folders", f"looping over folder {chosen.folder!r}")
-    return _iterate(resolved, chosen, body_format)
+    return MessageLoop(resolved, chosen, body_format)
 
 
-def _iterate(session: Session, chosen: MessageFilter, body_format: BodyFormat) -> Iterator[Message]:
-    keys = session.call(lambda mailbox: mailbox.search(chosen))
-    source = SessionSource(session)
-    yielded = 0
-    for _folder, group in groupby(keys, key=lambda key: key.folder):
-        folder_keys = list(group)
-        for start in range(0, len(folder_keys), LOOP_CHUNK):
-            chunk = folder_keys[start : start + LOOP_CHUNK]
-            for summary in session.call(lambda mailbox, c=chunk: mailbox.summaries(c)):  # type: ignore[misc]
-                message = Message(summary, source, body_format=body_format)
-                if not _matches(chosen, message):
-                    continue
-                yield message
-                yielded += 1
-                if chosen.limit is not None and yielded >= chosen.limit:
-                    return
+def get_message(session: SessionRef, key: MessageKey | str, *, body_format: BodyFormat = "plain") -> Message:
+    """One message by its key (as printed by ``postroom list``)."""
+    resolved = resolve(session)
+    wanted = MessageKey.parse(key) if isinstance(key, str) else key
+    found = resolved.call(lambda mailbox: mailbox.summaries([wanted]))
+    if not found:
+        raise ProtocolError(f"message {wanted} is not there", hint="it was moved or deleted; list the folder again")
+    return Message(found[0], SessionSource(resolved), body_format=body_format)
 
 
 def _matches(chosen: MessageFilter, message: Message) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from postroom import __version__
+from postroom.cli import mail, send
 from postroom.cli.connect import connect_command, profiles_group, test_connection_command
 from postroom.cli.demo import demo_command
 from postroom.cli.output import CliState, setup_logging
@@ -51,6 +52,8 @@ cli.add_command(test_connection_command)
 cli.add_command(profiles_group)
 cli.add_command(vault_group)
 cli.add_command(demo_command)
+for command in [*mail.COMMANDS, *send.COMMANDS]:
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -27,6 +27,19 @@ class MessageKey:
             return f"pop3:{self.uidl}"
         return f"{self.folder};UIDVALIDITY={self.uidvalidity};UID={self.uid}"
 
+    @classmethod
+    def parse(cls, text: str) -> MessageKey:
+        """The key from its ``str()`` form (``INBOX;UIDVALIDITY=123;UID=45`` or ``pop3:UIDL``)."""
+        if text.startswith("pop3:") and len(text) > 5:
+            return cls("INBOX", uidl=text[5:])
+        folder, _, rest = text.rpartition(";UIDVALIDITY=")
+        validity, _, uid = rest.partition(";UID=")
+        if not folder or not validity.isdigit() or not uid.isdigit():
+            from postroom.errors import ConfigError
+
+            raise ConfigError("key", f"{text!r} is not a message key", hint="copy it from `postroom list --json`")
+        return cls(folder, int(validity), int(uid))
+
 
 @dataclass(frozen=True)
 class MessageSummary:

@@ -1,0 +1,310 @@
+"""The action commands: folders, list, save-attachments, save, move, delete, mark."""
+
+from __future__ import annotations
+
+import sys
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import click
+
+from postroom.actions import delete as delete_messages
+from postroom.actions import folders as list_folders
+from postroom.actions import mark_read, mark_unread, move, save_attachments, save_email
+from postroom.cli.common import (
+    filter_options,
+    open_session,
+    require_selection,
+    selected_messages,
+    session_option,
+    with_progress,
+)
+from postroom.cli.output import emit, handle_errors, json_option
+from postroom.message.model import Message
+from postroom.transports.base import ItemResult
+
+__all__ = ["COMMANDS"]
+
+
+def _row(message: Message) -> dict[str, Any]:
+    return {
+        "key": str(message.key),
+        "received": message.received_date.isoformat(timespec="minutes") if message.received_date else None,
+        "from": str(message.from_) if message.from_ else "",
+        "subject": message.subject,
+        "attachments": message.attachment_names,
+        "seen": message.seen,
+        "size": message.size,
+    }
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A table on a terminal; tab-separated lines when piped (for grep and cut)."""
+    if not sys.stdout.isatty():
+        for row in rows:
+            click.echo("\t".join(_cell(row.get(column)) for column in columns))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, show_lines=False)
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    Console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+@click.command("folders")
+@session_option
+@json_option
+@handle_errors
+def folders_command(session_name: str, as_json: bool) -> None:
+    """List the folders of a session."""
+    with open_session(session_name) as session:
+        found = list_folders(session)
+    data = [{"name": f.name, "flags": list(f.flags)} for f in found]
+
+    def human() -> None:
+        for folder in sorted(found, key=lambda f: f.name):
+            click.echo(folder.name)
+
+    emit(as_json, {"folders": data}, human)
+
+
+@click.command("list")
+@session_option
+@filter_options
+@click.option("--bodies", is_flag=True, help="Include text and HTML bodies (JSON only; fetches them).")
+@json_option
+@handle_errors
+def list_command(session_name: str, filters: dict[str, Any], bodies: bool, as_json: bool) -> None:
+    """List the messages that match (headers only: no body is downloaded unless --bodies)."""
+    with open_session(session_name) as session:
+        total, items, loop = selected_messages(session, filters)
+        rows = []
+        for message in with_progress(total, items, loop, "listing", as_json):
+            rows.append(message.properties(with_bodies=bodies) if as_json else _row(message))
+    emit(
+        as_json,
+        {"messages": rows, "count": len(rows)},
+        lambda: _table(rows, ["key", "received", "from", "subject", "attachments"]),
+    )
+
+
+_PAST = {"save": "saved", "move": "move", "delete": "delete", "mark": "marked"}
+
+
+def _results(as_json: bool, verb: str, results: list[dict[str, Any]], dry_run: bool) -> None:
+    """Print one line per message and a count; exit 1 when any message failed."""
+    done = sum(1 for r in results if r.get("ok"))
+
+    def human() -> None:
+        for result in results:
+            mark = "would" if dry_run else ("ok" if result.get("ok") else "FAILED")
+            click.echo(f"{mark}: {result['key']} {result.get('subject', '')!r} {result.get('detail', '')}".rstrip())
+        summary = f"would {verb}" if dry_run else _PAST[verb]
+        click.echo(f"{summary}: {len(results) if dry_run else done} of {len(results)}")
+
+    emit(as_json, {"ok": dry_run or done == len(results), "dry_run": dry_run, "results": results}, human)
+    if not dry_run and done != len(results):
+        raise SystemExit(1)
+
+
+@click.command("save-attachments")
+@session_option
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@filter_options
+@click.option("--overwrite", is_flag=True, help="Replace files of the same name (default: keep both).")
+@click.option("--pattern", help="Only file names matching this glob, e.g. '*.pdf'.")
+@click.option("--inline", "include_inline", is_flag=True, help="Also inline parts such as embedded images.")
+@click.option("--nested", "include_nested", is_flag=True, help="Also the attachments of attached emails.")
+@click.option("--dry-run", is_flag=True, help="Show what would be saved; write nothing.")
+@json_option
+@handle_errors
+def save_attachments_command(
+    session_name: str,
+    dest: Path,
+    filters: dict[str, Any],
+    overwrite: bool,
+    pattern: str | None,
+    include_inline: bool,
+    include_nested: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Save the attachments of the matching messages into folder DEST (names made safe; streamed)."""
+    results = []
+    with open_session(session_name) as session:
+        total, items, loop = selected_messages(session, filters)
+        for message in with_progress(total, items, loop, "saving", as_json):
+            if dry_run:
+                names = [
+                    n for n in message.attachment_names if not pattern or fnmatch(n.casefold(), pattern.casefold())
+                ]
+                results.append(
+                    {"key": str(message.key), "subject": message.subject, "ok": True, "detail": ", ".join(names)}
+                )
+                continue
+            saved = save_attachments(
+                message,
+                dest,
+                overwrite=overwrite,
+                pattern=pattern,
+                include_inline=include_inline,
+                include_nested=include_nested,
+            )
+            results.append(
+                {
+                    "key": str(message.key),
+                    "subject": message.subject,
+                    "ok": True,
+                    "files": [str(s.path) for s in saved],
+                    "detail": ", ".join(s.path.name for s in saved),
+                }
+            )
+    _results(as_json, "save", results, dry_run)
+
+
+@click.command("save")
+@session_option
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@filter_options
+@click.option("--overwrite", is_flag=True, help="Replace a file of the same name.")
+@click.option("--dry-run", is_flag=True, help="Show what would be saved; write nothing.")
+@json_option
+@handle_errors
+def save_command(
+    session_name: str, dest: Path, filters: dict[str, Any], overwrite: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Save the matching messages as .eml files in folder DEST, byte for byte."""
+    results = []
+    if not dry_run:
+        dest.mkdir(parents=True, exist_ok=True)
+    with open_session(session_name) as session:
+        total, items, loop = selected_messages(session, filters)
+        for message in with_progress(total, items, loop, "saving", as_json):
+            entry = {"key": str(message.key), "subject": message.subject, "ok": True}
+            if not dry_run:
+                path = save_email(message, dest, overwrite=overwrite)
+                entry.update(file=str(path), detail=path.name)
+            results.append(entry)
+    _results(as_json, "save", results, dry_run)
+
+
+def _apply(session_name: str, filters: dict[str, Any], dry_run: bool, as_json: bool, verb: str, act: Any) -> None:
+    with open_session(session_name) as session:
+        total, items, loop = selected_messages(session, filters)
+        chosen = list(with_progress(total, items, loop, "selecting", as_json))
+        subjects = {m.key: m.subject for m in chosen}
+        if dry_run:
+            rows = [{"key": str(m.key), "subject": m.subject, "ok": True} for m in chosen]
+        else:
+            outcome: list[ItemResult] = act(session, chosen) if chosen else []
+            rows = [
+                {
+                    "key": str(r.key),
+                    "subject": subjects.get(r.key, ""),
+                    "ok": r.ok,
+                    "detail": r.detail,
+                    "new_key": str(r.new_key) if r.new_key else None,
+                }
+                for r in outcome
+            ]
+    _results(as_json, verb, rows, dry_run)
+
+
+@click.command("move")
+@session_option
+@click.option("--to", "target", required=True, metavar="FOLDER", help="Destination folder, e.g. 'Processed'.")
+@filter_options
+@click.option("--all", "everything", is_flag=True, help="Allow moving every message of the folder.")
+@click.option("--allow-expunge-all", is_flag=True, help="On servers without MOVE/UIDPLUS, accept a plain EXPUNGE.")
+@click.option("--dry-run", is_flag=True, help="Show what would move; change nothing.")
+@json_option
+@handle_errors
+def move_command(
+    session_name: str,
+    target: str,
+    filters: dict[str, Any],
+    everything: bool,
+    allow_expunge_all: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Move the matching messages to another folder (server-side, by UID)."""
+    require_selection(filters, everything, "move")
+    _apply(
+        session_name,
+        filters,
+        dry_run,
+        as_json,
+        "move",
+        lambda s, chosen: move(s, chosen, target, allow_expunge_all=allow_expunge_all),
+    )
+
+
+@click.command("delete")
+@session_option
+@filter_options
+@click.option("--all", "everything", is_flag=True, help="Allow deleting every message of the folder.")
+@click.option("--allow-expunge-all", is_flag=True, help="On servers without UIDPLUS, accept a plain EXPUNGE.")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; change nothing.")
+@json_option
+@handle_errors
+def delete_command(
+    session_name: str, filters: dict[str, Any], everything: bool, allow_expunge_all: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Delete the matching messages for good."""
+    require_selection(filters, everything, "delete")
+    _apply(
+        session_name,
+        filters,
+        dry_run,
+        as_json,
+        "delete",
+        lambda s, chosen: delete_messages(s, chosen, allow_expunge_all=allow_expunge_all),
+    )
+
+
+@click.command("mark")
+@session_option
+@click.option("--read/--unread", "read", required=True, help="Mark read or unread.")
+@filter_options
+@click.option("--all", "everything", is_flag=True, help="Allow marking every message of the folder.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@json_option
+@handle_errors
+def mark_command(
+    session_name: str, read: bool, filters: dict[str, Any], everything: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Mark the matching messages read or unread."""
+    require_selection(filters, everything, "mark")
+    _apply(
+        session_name,
+        filters,
+        dry_run,
+        as_json,
+        "mark",
+        lambda s, chosen: (mark_read if read else mark_unread)(s, chosen),
+    )
+
+
+COMMANDS = [
+    folders_command,
+    list_command,
+    save_attachments_command,
+    save_command,
+    move_command,
+    delete_command,
+    mark_command,
+]

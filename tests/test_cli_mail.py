@@ -1,0 +1,191 @@
+"""The action commands end to end: a profile, Dovecot, the SMTP server, JSON and human output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from postroom.cli.main import cli
+from tests.conftest import PASSWORD
+from tests.mail_samples import PDF, simple
+from tests.servers.dovecot import Dovecot
+from tests.servers.smtp import SmtpServerUnderTest
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["--var", f"PW={PASSWORD}", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def profile(dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str) -> str:
+    assert dovecot.certs is not None
+    result = run(
+        "connect",
+        "box",
+        "--host",
+        "localhost",
+        "--port",
+        str(dovecot.ports["imaps"]),
+        "--ca-file",
+        str(dovecot.certs.ca_file),
+        "--username",
+        mailbox_user,
+        "--password",
+        "var:PW",
+        "--smtp-host",
+        "localhost",
+        "--smtp-port",
+        str(smtp.starttls_port),
+        "--smtp-security",
+        "starttls",
+    )
+    assert result.exit_code == 0, result.output
+    for number, subject in enumerate(["Invoice 1 from Acme", "Invoice 2 from Acme", "Newsletter"], start=1):
+        attachments = {f"invoice-{number}.pdf": PDF} if subject.startswith("Invoice") else None
+        dovecot.deliver(mailbox_user, simple(subject, sender=f"Acme <acme-{mailbox_user}>", attachments=attachments))
+    dovecot.add_user(f"acme-{mailbox_user}")
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Processed")
+    return "box"
+
+
+def listed(*filters: str) -> list[str]:
+    result = run("list", "--session", "box", "--json", *filters)
+    assert result.exit_code == 0, result.output
+    return [m["subject"] for m in json.loads(result.stdout)["messages"]]
+
+
+def test_list_json_and_table(profile: str) -> None:
+    assert listed() == ["Newsletter", "Invoice 2 from Acme", "Invoice 1 from Acme"]
+    assert listed("--subject", r"^Invoice \d", "--regex", "--order", "oldest", "--limit", "1") == [
+        "Invoice 1 from Acme"
+    ]
+    data = json.loads(run("list", "--session", "box", "--json", "--subject", "Invoice 1").stdout)["messages"][0]
+    assert data["attachment_names"] == ["invoice-1.pdf"]
+    assert data["text"] is None  # headers only unless --bodies
+    assert (
+        json.loads(run("list", "--session", "box", "--json", "--bodies", "--subject", "Invoice 1").stdout)["messages"][
+            0
+        ]["text"]
+        == "Hello.\n"
+    )
+    table = run("list", "--session", "box")
+    assert "Newsletter" in table.stdout and "invoice-2.pdf" in table.stdout
+
+
+def test_folders(profile: str) -> None:
+    data = json.loads(run("folders", "--session", "box", "--json").stdout)
+    assert {f["name"] for f in data["folders"]} == {"INBOX", "Processed"}
+
+
+def test_save_attachments_then_move_with_dry_run(profile: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    dry = run("save-attachments", "--session", "box", str(out), "--subject", "invoice", "--dry-run", "--json")
+    assert [r["detail"] for r in json.loads(dry.stdout)["results"]] == ["invoice-2.pdf", "invoice-1.pdf"]
+    assert not out.exists()
+    saved = run("save-attachments", "--session", "box", str(out), "--subject", "invoice")
+    assert saved.exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["invoice-1.pdf", "invoice-2.pdf"]
+    assert "saved: 2 of 2" in saved.stdout
+    would = run("move", "--session", "box", "--to", "Processed", "--subject", "invoice", "--dry-run")
+    assert "would move: 2 of 2" in would.stdout
+    assert listed("--subject", "invoice") == ["Invoice 2 from Acme", "Invoice 1 from Acme"]
+    moved = run("move", "--session", "box", "--to", "Processed", "--subject", "invoice", "--json")
+    results = json.loads(moved.stdout)["results"]
+    assert [r["ok"] for r in results] == [True, True]
+    assert all(r["new_key"].startswith("Processed;") for r in results)
+    assert listed() == ["Newsletter"]
+
+
+def test_save_eml(profile: str, tmp_path: Path) -> None:
+    result = run("save", "--session", "box", str(tmp_path / "eml"), "--subject", "Newsletter")
+    assert result.exit_code == 0
+    assert [p.name for p in (tmp_path / "eml").iterdir()] == ["Newsletter.eml"]
+
+
+def test_delete_needs_a_filter_or_all(profile: str) -> None:
+    refused = run("delete", "--session", "box")
+    assert refused.exit_code == 3
+    assert "refusing to delete every message of INBOX without a filter" in refused.stderr
+    assert len(listed()) == 3
+    assert run("delete", "--session", "box", "--subject", "Newsletter").exit_code == 0
+    assert listed() == ["Invoice 2 from Acme", "Invoice 1 from Acme"]
+
+
+def test_mark_read_and_status_filter(profile: str) -> None:
+    assert run("mark", "--session", "box", "--read", "--subject", "Newsletter").exit_code == 0
+    assert listed("--status", "read") == ["Newsletter"]
+    assert listed("--status", "unread") == ["Invoice 2 from Acme", "Invoice 1 from Acme"]
+
+
+def test_send_reply_forward(profile: str, dovecot: Dovecot, mailbox_user: str, tmp_path: Path) -> None:
+    attachment = tmp_path / "report.pdf"
+    attachment.write_bytes(PDF)
+    dry = run(
+        "send",
+        "--session",
+        "box",
+        "--to",
+        mailbox_user,
+        "--subject",
+        "Report",
+        "--body",
+        "see file",
+        "--attach",
+        str(attachment),
+        "--dry-run",
+        "--json",
+    )
+    assert json.loads(dry.stdout)["recipients"] == [mailbox_user]
+    assert "Report" not in listed()
+    sent = run(
+        "send",
+        "--session",
+        "box",
+        "--to",
+        mailbox_user,
+        "--subject",
+        "Report",
+        "--body",
+        "see file",
+        "--attach",
+        str(attachment),
+    )
+    assert sent.exit_code == 0, sent.output
+    assert "Report" in listed()
+    replied = run("reply", "--session", "box", "--subject", "Invoice 1", "--body", "Paid, thanks.", "--json")
+    assert json.loads(replied.stdout)["results"][0]["recipients"] == [f"acme-{mailbox_user}"]
+    forwarded = run("forward", "--session", "box", "--subject", "Invoice 2", "--to", mailbox_user, "--body", "FYI")
+    assert forwarded.exit_code == 0
+    assert "Fwd: Invoice 2 from Acme" in listed()
+    missing = run(
+        "send", "--session", "box", "--to", mailbox_user, "--subject", "x", "--attach", str(tmp_path / "nope")
+    )
+    assert missing.exit_code == 3
+    assert "attachments: not found" in missing.stderr
+
+
+def test_pop3_move_is_refused_before_touching_the_server(dovecot: Dovecot, mailbox_user: str) -> None:
+    assert dovecot.certs is not None
+    run(
+        "connect",
+        "pop",
+        "--protocol",
+        "pop3",
+        "--host",
+        "localhost",
+        "--port",
+        str(dovecot.ports["pop3s"]),
+        "--ca-file",
+        str(dovecot.certs.ca_file),
+        "--username",
+        mailbox_user,
+        "--password",
+        "var:PW",
+    )
+    dovecot.deliver(mailbox_user, simple("only"))
+    result = run("move", "--session", "pop", "--to", "Elsewhere", "--subject", "only")
+    assert result.exit_code == 8
+    assert "moving messages is not possible on POP3" in result.stderr
