@@ -16,9 +16,24 @@ def test_demo_runs_a_bot_against_the_embedded_server(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ok"] is True
-    assert data["delivered"] == 7
+    assert data["delivered"] == 8
     assert data["test_connection"]["tls_version"] in {"TLSv1.2", "TLSv1.3"}
-    assert any("connected session 'sandbox'" in step for step in data["steps"])
+    handled = [i["subject"] for i in data["invoices"]]
+    assert handled == [
+        "Invoice 1041 from Acme Tools",
+        "Invoice 1042 from Müller & Söhne GmbH",
+        "Invoice 1043 from Globex Corporation",
+        "Invoice 1044 from Initech",
+    ]
+    assert sorted(Path(f).name for i in data["invoices"] for f in i["files"]) == [
+        f"invoice-{n}.pdf" for n in range(1041, 1045)
+    ]
+    assert all(Path(f).read_bytes().startswith(b"%PDF-") for i in data["invoices"] for f in i["files"])
+    assert data["invoices"][1]["replied_to"] == ["rechnung@mueller.example"]
+    assert data["replies_sent"] == 4
+    assert sorted(data["processed"]) == sorted([*handled, "Invoice 1012 from Acme Tools"])
+    assert "Invoice 1037 from Acme Tools (paid)" in data["inbox"]
+    assert not set(handled) & set(data["inbox"])
     assert postroom.open_sessions() == []
 
 

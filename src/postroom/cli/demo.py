@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -31,4 +32,30 @@ def demo_command(workdir: Path | None, as_json: bool) -> None:
             click.echo(f"• {line}")
 
     summary = run_demo(say, workdir)
-    emit(as_json, {"ok": True, "steps": lines, **summary}, lambda: None)
+
+    def table() -> None:
+        rows = [
+            (
+                i["subject"],
+                i["from"],
+                ", ".join(Path(f).name for f in i["files"]),
+                ", ".join(i["replied_to"]),
+                "yes" if i["moved"] else "no",
+            )
+            for i in summary["invoices"]
+        ]
+        headers = ("invoice", "from", "saved", "replied to", "moved")
+        if sys.stdout.isatty():
+            from rich.console import Console
+            from rich.table import Table
+
+            rich_table = Table(*headers, title="invoices processed")
+            for row in rows:
+                rich_table.add_row(*row)
+            Console().print(rich_table)
+        else:
+            click.echo("\t".join(headers))
+            for row in rows:
+                click.echo("\t".join(row))
+
+    emit(as_json, {"ok": True, "steps": lines, **summary}, table)

@@ -1,7 +1,13 @@
-"""The bot behind ``postroom demo``: a real session against the embedded sandbox server."""
+"""The bot behind ``postroom demo``: an invoice bot against the embedded sandbox server.
+
+It does what a real bot does, with the public API only: loop over unread mail
+whose subject matches a regular expression, save the PDF attachments, reply to
+the sender, move the message to ``Processed``, and report.
+"""
 
 from __future__ import annotations
 
+import re
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -13,41 +19,72 @@ from postroom import Basic, EmailServer, Variable
 from postroom.sandbox.seed import sample_mailbox
 from postroom.sandbox.server import SandboxServer
 
-__all__ = ["run_demo"]
+__all__ = ["INVOICE_SUBJECT", "run_demo"]
 
 DEMO_USER = "bot@sandbox.postroom.test"
+#: The bot's filter: "Invoice 1041 from Acme Tools", not "... (paid)".
+INVOICE_SUBJECT = r"^Invoice (\d+) from (?!.*\(paid\))"
 
 
 def run_demo(say: Callable[[str], None], workdir: Path | None = None) -> dict[str, Any]:
-    """Start the sandbox, seed it, and run the bot. ``say`` receives one line per step."""
+    """Start the sandbox, seed it, and run the invoice bot. ``say`` receives one line per step."""
     folder = Path(workdir or tempfile.mkdtemp(prefix="postroom-demo-"))
+    out = folder / "invoices"
     password = secrets.token_urlsafe(16)  # a fresh secret per run, handed over as a bot variable
     variables = {"SANDBOX_USER": DEMO_USER, "SANDBOX_PASSWORD": password}
-    summary: dict[str, Any] = {"workdir": str(folder)}
+    summary: dict[str, Any] = {"workdir": str(folder), "invoices": []}
     with SandboxServer(folder, user=DEMO_USER, password=password) as server:
-        say(f"started an embedded IMAP server on {server.host}:{server.imap_port} (STARTTLS, CA {server.ca_file})")
+        say(
+            f"started an embedded mail server: IMAP {server.host}:{server.imap_port}, SMTP :{server.smtp_port} "
+            f"(STARTTLS, CA {server.ca_file})"
+        )
         mail = sample_mailbox(DEMO_USER)
         server.deliver(mail)
+        summary["delivered"] = len(mail)
         say(f"delivered {len(mail)} sample messages to {DEMO_USER}")
         config = EmailServer(
             host=server.host,
             port=server.imap_port,
             security="starttls",
             ca_file=server.ca_file,
+            smtp_host=server.host,
+            smtp_port=server.smtp_port,
+            smtp_security="starttls",
             auth=Basic(username=Variable("SANDBOX_USER"), password=Variable("SANDBOX_PASSWORD")),
         )
         tested = postroom.test_connection(config, name="sandbox", variables=variables)
         report = tested.report
         say(
-            f"test connection: {report.address} {report.tls_version} {report.cipher}, "
-            f"{report.folder_count} folder(s), login in {tested.connect_ms:.1f} ms, "
-            f"round trip {tested.round_trip_ms:.2f} ms"
+            f"test connection: {report.address} {report.tls_version}, {report.folder_count} folder(s), "
+            f"capabilities include {' '.join(c for c in report.capabilities if c in {'MOVE', 'UIDPLUS', 'IDLE'})}"
         )
         summary["test_connection"] = tested.to_dict()
-        with postroom.connect("sandbox", config, variables=variables) as session:
-            say(f"connected session {session.name!r} to {session.server}")
-            session.call(lambda mailbox: mailbox.noop())
-        say("disconnected session 'sandbox'")
-        summary["delivered"] = len(mail)
-    say("stopped the embedded server")
+        with postroom.connect("invoices", config, variables=variables) as session:
+            loop = postroom.messages(session, status="unread", subject=INVOICE_SUBJECT, regex=True, order="oldest")
+            say(f"loop: unread messages matching {INVOICE_SUBJECT!r}")
+            for message in loop:
+                number = re.match(INVOICE_SUBJECT, message.subject).group(1)  # type: ignore[union-attr]
+                saved = message.save_attachments(out, pattern="*.pdf")
+                receipt = postroom.reply(session, message, f"Thank you, we received invoice {number}.")
+                moved = postroom.move(session, message, "Processed")[0]
+                summary["invoices"].append(
+                    {
+                        "subject": message.subject,
+                        "from": message.from_address,
+                        "files": [str(s.path) for s in saved],
+                        "replied_to": list(receipt.recipients),
+                        "moved": moved.ok,
+                    }
+                )
+                say(
+                    f"  {message.subject}: saved {', '.join(s.path.name for s in saved)}, replied to "
+                    f"{', '.join(receipt.recipients)}, moved to Processed"
+                )
+            remaining = [m.subject for m in postroom.messages(session)]
+            processed = [m.subject for m in postroom.messages(session, folder="Processed")]
+        summary.update(inbox=remaining, processed=processed, replies_sent=len(server.outbox), output=str(out))
+        say(
+            f"done: {len(processed)} invoice(s) in Processed, {len(server.outbox)} replies sent, "
+            f"{len(remaining)} message(s) left in INBOX, PDFs in {out}"
+        )
     return summary

@@ -51,7 +51,7 @@ def _message(sender: str, to: str, subject: str, body: str, when: dt.datetime) -
 
 
 def sample_mailbox(user: str, now: dt.datetime | None = None) -> list[tuple[str, bytes, bool]]:
-    """``(folder, raw message, seen)`` for a small bot-sized mailbox: 4 unread invoices, 3 others."""
+    """``(folder, raw message, seen)``: 4 unread invoices and 3 others in INBOX, one earlier invoice in Processed."""
     now = now or dt.datetime.now(dt.UTC)
     mail: list[tuple[str, bytes, bool]] = []
     for number, (vendor, address, amount) in enumerate(_VENDORS, start=1041):
@@ -78,4 +78,6 @@ def sample_mailbox(user: str, now: dt.datetime | None = None) -> list[tuple[str,
     for offset, (sender, subject, seen) in enumerate(others):
         when = now - dt.timedelta(days=2 + offset)
         mail.append(("INBOX", _message(sender, user, subject, "See the subject.\n", when).as_bytes(), seen))
+    earlier = _message("Acme Tools <billing@acme.example>", user, "Invoice 1012 from Acme Tools", "Paid.\n", now)
+    mail.append(("Processed", earlier.as_bytes(), True))
     return mail

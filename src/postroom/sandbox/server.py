@@ -1,8 +1,9 @@
-"""An embedded mail server on loopback for ``postroom demo``: pymap (IMAP with STARTTLS).
+"""An embedded mail server on loopback for ``postroom demo``: pymap (IMAP) and aiosmtpd (SMTP).
 
-No root, no system packages: everything runs in a background thread of this
-process, with a certificate made for the run, so the demo connects and verifies
-TLS exactly as a bot does against a real server.
+No root, no system packages: both run in background threads of this process,
+with STARTTLS, AUTH and a certificate made for the run, so the demo connects and
+verifies TLS exactly as a bot does against a real server. Mail sent to the
+sandbox user lands in its INBOX; mail to anyone else is kept in :attr:`outbox`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import imaplib
+import logging
+import socket
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from postroom.errors import PostroomError
 from postroom.sandbox.certs import CertificateSet, make_certificates
@@ -31,6 +35,10 @@ class SandboxServer:
         self._password = password
         self.host = "localhost"
         self.imap_port = 0
+        self.smtp_port = 0
+        #: Messages sent to anyone but the sandbox user: (sender, recipients, raw bytes).
+        self.outbox: list[tuple[str, list[str], bytes]] = []
+        self._smtp: Any = None
         self.certs: CertificateSet | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -58,7 +66,52 @@ class SandboxServer:
             raise PostroomError("the embedded mail server did not start within 20 s")
         if self._error is not None:
             raise PostroomError(f"the embedded mail server failed to start: {self._error}") from self._error
+        self._start_smtp()
         return self
+
+    def _start_smtp(self) -> None:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        assert self.certs is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.certs.cert_file, self.certs.key_file)
+        sandbox = self
+
+        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+            ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == (
+                sandbox.user,
+                sandbox._password,
+            )
+            return AuthResult(success=ok, handled=False)
+
+        class Deliver:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                local = [r for r in envelope.rcpt_tos if r.lower() == sandbox.user.lower()]
+                others = [r for r in envelope.rcpt_tos if r.lower() != sandbox.user.lower()]
+                if others:
+                    sandbox.outbox.append((envelope.mail_from, others, envelope.original_content))
+                if local:
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(None, sandbox.deliver, [("INBOX", envelope.original_content, False)])
+                return "250 2.0.0 accepted"
+
+        logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd logs its own deprecations on every AUTH
+        self._smtp = Controller(
+            Deliver(),
+            hostname="127.0.0.1",
+            port=_free_port(),  # aiosmtpd cannot listen on port 0
+            server_hostname="localhost",
+            tls_context=context,
+            require_starttls=True,
+            auth_required=True,
+            auth_require_tls=True,
+            authenticator=authenticate,
+        )
+        self._smtp.start()
+        self.smtp_port = self._smtp.port
 
     def _run(self) -> None:
         try:
@@ -115,6 +168,8 @@ class SandboxServer:
             client.logout()
 
     def stop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.stop()
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
@@ -127,3 +182,10 @@ class SandboxServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

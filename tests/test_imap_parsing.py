@@ -1,0 +1,72 @@
+"""IMAP response parsing on inputs servers really send, including odd ones."""
+
+from __future__ import annotations
+
+from postroom.filters import MessageFilter
+from postroom.transports.imap_bodystructure import parse_bodystructure
+from postroom.transports.imap_response import parse_fetch, tokenize
+from postroom.transports.imap_search import search_criteria
+from postroom.transports.imap_syntax import quote, uid_set
+
+
+def test_fetch_with_literals_and_bracketed_item_names() -> None:
+    data = [
+        (
+            b"7 (UID 42 FLAGS (\\Seen $Junk) BODY[HEADER.FIELDS (SUBJECT FROM)] {30}",
+            b'Subject: a (b) "c"\r\nFrom: x\r\n\r\n',
+        ),
+        b' RFC822.SIZE 1234 INTERNALDATE "24-Nov-2026 10:00:00 +0100")',
+        b"8 (UID 43 FLAGS () BODY[HEADER.FIELDS (SUBJECT FROM)] NIL RFC822.SIZE 0)",
+    ]
+    first, second = list(parse_fetch(data))
+    assert first["UID"] == b"42"
+    assert first["FLAGS"] == [b"\\Seen", b"$Junk"]
+    assert first["BODY[HEADER.FIELDS (SUBJECT FROM)]"] == b'Subject: a (b) "c"\r\nFrom: x\r\n\r\n'
+    assert first["INTERNALDATE"] == b"24-Nov-2026 10:00:00 +0100"
+    assert second["BODY[HEADER.FIELDS (SUBJECT FROM)]"] is None
+
+
+def test_quoted_strings_with_escapes() -> None:
+    assert tokenize([b'("a \\"quoted\\" \\\\ value" NIL atom)']) == [[b'a "quoted" \\ value', None, b"atom"]]
+
+
+def test_bodystructure_nested_message_and_rfc2231() -> None:
+    value = tokenize(
+        [
+            b'(("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 10 1 NIL NIL NIL NIL)'
+            b'("message" "rfc822" NIL NIL NIL "7bit" 500 (NIL "inner" NIL NIL NIL NIL NIL NIL NIL NIL) '
+            b'(("text" "plain" NIL NIL NIL "7bit" 5 1 NIL NIL NIL NIL)("application" "pdf" ("name" "a.pdf") NIL NIL '
+            b'"base64" 100 NIL ("attachment" ("filename*0*" "utf-8\'\'R%C3%A9" "filename*1*" "sum%C3%A9.pdf")) NIL NIL) '
+            b'"mixed" NIL NIL NIL NIL) 20 NIL ("attachment" ("filename" "fwd.eml")) NIL NIL) "mixed" NIL NIL NIL NIL)'
+        ]
+    )[0]
+    root = parse_bodystructure(value)
+    assert [p.section for p in root.walk()] == ["", "1", "2", "2", "2.1", "2.2"]
+    inner_pdf = list(root.walk())[-1]
+    assert inner_pdf.filename == "Résumé.pdf"
+    assert [p.filename for p in root.attachments()] == ["fwd.eml"]
+    plain, html = root.body_parts()
+    assert plain is not None and plain.section == "1" and html is None
+
+
+def test_bodystructure_disposition_sent_as_a_string() -> None:
+    value = tokenize(
+        [
+            b'(("text" "plain" NIL NIL NIL "7bit" 5 1 NIL NIL NIL NIL)("application" "pdf" NIL NIL NIL '
+            b'"base64" 9 NIL "attachment; filename=\\"x y.pdf\\"" NIL NIL) "mixed" NIL NIL NIL NIL)'
+        ]
+    )[0]
+    assert [p.filename for p in parse_bodystructure(value).attachments()] == ["x y.pdf"]
+
+
+def test_search_criteria_quote_everything_and_use_one_literal() -> None:
+    criteria = search_criteria(MessageFilter(status="unread", subject='a "b"', senders=("x", "y")))
+    assert criteria.args == ("UNSEEN", "SUBJECT", '"a \\"b\\""', "OR", "FROM", '"x"', "FROM", '"y"')
+    utf8 = search_criteria(MessageFilter(subject="für", senders=("müller",)))
+    assert utf8.literal == "für".encode() and utf8.args[-1] == "SUBJECT" and utf8.charset == "UTF-8"
+    assert search_criteria(MessageFilter(subject=r"\d+", regex=True)).args == ("ALL",)
+
+
+def test_syntax_helpers() -> None:
+    assert uid_set([5, 1, 2, 3, 9, 10, 12]) == "1:3,5,9:10,12"
+    assert quote('C:\\x "y"') == '"C:\\\\x \\"y\\""'
