@@ -259,3 +259,37 @@ class TestPop3:
     ) -> None:
         with pytest.raises(UnsupportedError, match="not possible on POP3.*nothing was sent"):
             postroom.messages(pop3, **filters)  # type: ignore[arg-type]
+
+
+def test_encoded_names_with_commas_and_raw_utf8_headers(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    raw = (
+        "From: =?utf-8?q?M=C3=BCller=2C_J=C3=BCrgen?= <j@example.test>\r\n"
+        'To: "Doe, Jane" <jane@example.test>, bob@example.test\r\n'
+        "Subject: caf\u00e9 =?utf-8?q?cr=C3=A8me?=\r\n\r\nbody\r\n"
+    ).encode()
+    dovecot.deliver(mailbox_user, raw)
+    message = next(postroom.messages(imap))
+    assert str(message.from_) == '"Müller, Jürgen" <j@example.test>'
+    assert [str(a) for a in message.to] == ['"Doe, Jane" <jane@example.test>', "bob@example.test"]
+    assert message.subject == "café crème"
+    full = email.message_from_bytes(message.raw(), policy=email.policy.default)
+    assert message.subject == full["subject"] and str(message.from_) == str(full["from"])
+
+
+def test_reading_bodies_fetches_a_whole_chunk_at_once(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    for number in range(30):
+        dovecot.deliver(mailbox_user, simple(f"m{number}", body=f"body {number}\n"))
+    sent: list[str] = []
+    mailbox = imap._mailbox
+    assert mailbox is not None
+    real_uid = mailbox._uid  # type: ignore[attr-defined]
+
+    def spy(command: str, *args: str, **kwargs: object) -> object:
+        sent.append(" ".join((command, *args)))
+        return real_uid(command, *args, **kwargs)
+
+    mailbox._uid = spy  # type: ignore[attr-defined]
+    texts = [m.text for m in postroom.messages(imap, order="oldest")]
+    assert texts == [f"body {n}\n" for n in range(30)]
+    body_fetches = [c for c in sent if "BODY.PEEK[1]" in c or "BODY.PEEK[]" in c]
+    assert len(body_fetches) == 1, body_fetches

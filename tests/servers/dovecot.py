@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,6 +248,23 @@ service anvil {{
         tmp.rename(target)
         self._chown(self.home(user))
         return target
+
+    def deliver_many(self, user: str, messages: Iterable[bytes], *, folder: str = "INBOX") -> int:
+        """Write many messages at once (bulk: one ownership pass at the end). Returns the count."""
+        maildir = self.home(user) / "Maildir"
+        if folder.upper() != "INBOX":
+            maildir = maildir / ("." + encode_mailbox(folder).replace("/", "."))
+        for sub in ("cur", "new", "tmp"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+        count = 0
+        base = time.time() - 86400
+        for count, raw in enumerate(messages, start=1):
+            name = f"{int(base) + count}.M{count}P{os.getpid()}.postroom-bench,S={len(raw)}"
+            path = maildir / "cur" / (name + ":2,")
+            path.write_bytes(raw)
+            os.utime(path, (base + count, base + count))  # internal date: one second apart, in order
+        self._chown(self.home(user))
+        return count
 
     def kick(self, user: str) -> None:
         """Drop every connection of ``user``, as an admin or an idle timeout would."""

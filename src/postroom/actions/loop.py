@@ -10,16 +10,17 @@ from typing import BinaryIO
 from postroom.actions._resolve import SessionRef, require, resolve
 from postroom.errors import ProtocolError
 from postroom.filters import MessageFilter, Order, Status
+from postroom.message.decode import decode_body
 from postroom.message.model import BodyFormat, Message
 from postroom.message.structure import MimePart
-from postroom.message.summary import MessageKey
+from postroom.message.summary import MessageKey, MessageSummary
 from postroom.session import Session
 from postroom.transports.base import Mailbox
 
 __all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
 
 #: Messages whose headers are fetched per round trip while looping.
-LOOP_CHUNK = 500
+LOOP_CHUNK = 1000
 
 
 class SessionSource:
@@ -66,13 +67,17 @@ class MessageLoop(Iterator[Message]):
         return next(self._iterator)
 
     def _iterate(self, body_format: BodyFormat) -> Iterator[Message]:
-        source = SessionSource(self.session)
         yielded = 0
+        bodies_wanted = False
         for _folder, group in groupby(self.keys, key=lambda key: key.folder):
             folder_keys = list(group)
             for start in range(0, len(folder_keys), LOOP_CHUNK):
                 chunk = folder_keys[start : start + LOOP_CHUNK]
-                summaries = self.session.call(lambda mailbox, c=chunk: mailbox.summaries(c))  # type: ignore[misc]
+                first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
+                summaries = self.session.call(
+                    lambda mailbox, c=chunk, f=first: mailbox.summaries(c, first_section=f)  # type: ignore[misc]
+                )
+                source = _ChunkSource(self.session, summaries)
                 for summary in summaries:
                     self.scanned += 1
                     message = Message(summary, source, body_format=body_format)
@@ -83,6 +88,56 @@ class MessageLoop(Iterator[Message]):
                     if self.filter.limit is not None and yielded >= self.filter.limit:
                         return
                 self.scanned += len(chunk) - len(summaries)  # gone since the search
+                bodies_wanted = source.used_bodies
+
+
+#: Body parts larger than this are fetched on their own, never prefetched for a chunk.
+PREFETCH_LIMIT = 256 * 1024
+#: Bytes of section 1 fetched with each summary once a loop has shown that it reads bodies.
+FIRST_SECTION_BYTES = 64 * 1024
+
+
+class _ChunkSource(SessionSource):
+    """A chunk's messages share this source. The first body one of them asks for brings the
+    text bodies of the whole chunk in one FETCH per section; a loop that reads only headers
+    never triggers it."""
+
+    def __init__(self, session: Session, summaries: list[MessageSummary]) -> None:
+        super().__init__(session)
+        self._summaries = summaries
+        self._cache: dict[tuple[MessageKey, str], bytes] | None = None
+        #: Whether a body was asked for: the loop then fetches the next chunk's section 1 with its summaries.
+        self.used_bodies = False
+
+    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+        self.used_bodies = True
+        if self._cache is None and self.session.features.bulk_sections:
+            self._cache = self._prefetch()
+        cached = self._cache.pop((key, part.section), None) if self._cache else None
+        if cached is None:
+            return super().part_content(key, part)
+        return decode_body(cached, part.encoding)
+
+    def _prefetch(self) -> dict[tuple[MessageKey, str], bytes]:
+        wanted: dict[str, list[MessageKey]] = {}
+        cache: dict[tuple[MessageKey, str], bytes] = {}
+        for summary in self._summaries:
+            if summary.structure is None:
+                continue
+            plain, html = summary.structure.body_parts()
+            part = plain or html
+            if part is None or part.size > PREFETCH_LIMIT:
+                continue
+            first = summary.first_section
+            if first is not None and part.fetch_section == "1" and len(first) >= part.size:
+                cache[(summary.key, part.section)] = first  # came with the summary, complete
+            else:
+                wanted.setdefault(part.section, []).append(summary.key)
+        for section, keys in wanted.items():
+            fetch_section = section or "1"
+            found = self.session.call(lambda mailbox, k=keys, s=fetch_section: mailbox.sections(k, s))  # type: ignore[misc]
+            cache.update(((key, section), data) for key, data in found.items())
+        return cache
 
 
 def messages(

@@ -14,6 +14,7 @@ import datetime as dt
 import email.errors
 import email.header
 import email.utils
+import functools
 import quopri
 import re
 from collections.abc import Iterator
@@ -33,15 +34,23 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _codec(charset: str | None, defects: list[str] | None) -> str:
-    name = (charset or "utf-8").strip().strip('"').lower()
+@functools.lru_cache(maxsize=256)
+def _lookup(charset: str) -> str | None:
+    name = charset.strip().strip('"').lower()
     name = _CHARSET_ALIASES.get(name, name)
     try:
         return codecs.lookup(name).name
     except LookupError:
+        return None
+
+
+def _codec(charset: str | None, defects: list[str] | None) -> str:
+    found = _lookup(charset or "utf-8")
+    if found is None:
         if defects is not None:
             defects.append(f"unknown charset {charset!r}; read as UTF-8")
         return "utf-8"
+    return found
 
 
 def decode_text(data: bytes, charset: str | None, defects: list[str] | None = None) -> str:
@@ -65,6 +74,8 @@ def decode_words(value: str, defects: list[str] | None = None) -> str:
     value = _FOLD.sub("", value)
     if "=?" not in value:
         return value
+    if not value.isascii():  # raw 8-bit text beside encoded words: the stdlib would mangle the raw part
+        return _decode_words_by_hand(value, defects)
     try:
         chunks = email.header.decode_header(value)
         return str(email.header.make_header(chunks))
@@ -81,25 +92,57 @@ def decode_words(value: str, defects: list[str] | None = None) -> str:
     )
 
 
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(?<=\?=)[ \t]+(?==\?)")
+
+
+def _decode_words_by_hand(value: str, defects: list[str] | None) -> str:
+    def one(match: re.Match[str]) -> str:
+        charset, kind, text = match.group(1).split("*")[0], match.group(2).upper(), match.group(3)
+        try:
+            data = (
+                base64.b64decode(text + "=" * (-len(text) % 4))
+                if kind == "B"
+                else quopri.decodestring(text.replace("_", " ").encode("ascii"), header=True)
+            )
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            if defects is not None:
+                defects.append("malformed encoded word in header")
+            return match.group(0)
+        return decode_text(data, charset, defects)
+
+    return _ENCODED_WORD.sub(one, _BETWEEN_WORDS.sub("", value))
+
+
 def clean_control(text: str) -> str:
     """Control characters (except tab) replaced by U+FFFD, so a value is safe to show and store."""
     return _CONTROL.sub("\ufffd", text)
 
 
+_SIMPLE_ADDRESS = re.compile(r"^\s*([^\s<>@,;:()\"\[\]]+@[^\s<>@,;:()\"\[\]]+)\s*$")
+_SIMPLE_NAMED = re.compile(r"^\s*([^<>@,;:()\"\[\]\\]*?)\s*<([^\s<>@,;:()\"\[\]]+@[^\s<>@,;:()\"\[\]]+)>\s*$")
+
+
 def parse_addresses(values: list[str], defects: list[str] | None = None) -> list[tuple[str, str]]:
-    """``(name, address)`` pairs from address headers, names decoded."""
-    pairs = []
-    decoded = [decode_words(v, defects) if "=?" in v else v for v in values]
-    try:
-        parsed = email.utils.getaddresses(decoded)
-    except (ValueError, IndexError):
-        parsed = []
-        if defects is not None:
-            defects.append("unparseable address header")
-    for name, address in parsed:
-        if not name and not address:
-            continue
-        pairs.append((clean_control(name), address))
+    """``(name, address)`` pairs from address headers. Parsed first, names decoded after:
+    an encoded name may hide a comma (``=?utf-8?q?M=C3=BCller=2C_J=C3=BCrgen?=``)."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        simple = _SIMPLE_NAMED.match(value) or _SIMPLE_ADDRESS.match(value)
+        if simple is not None:  # the common case, without the full RFC 5322 parser
+            name, address = simple.groups() if simple.re is _SIMPLE_NAMED else ("", simple.group(1))
+            parsed = [(name, address)]
+        else:
+            try:
+                parsed = email.utils.getaddresses([value])
+            except (ValueError, IndexError):
+                parsed = []
+                if defects is not None:
+                    defects.append("unparseable address header")
+        for name, address in parsed:
+            if not name and not address:
+                continue
+            pairs.append((clean_control(decode_words(name, defects)) if name else "", address))
     return pairs
 
 

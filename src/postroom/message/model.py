@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
 from postroom.message.decode import decode_text, decode_words, parse_addresses, parse_date
+from postroom.message.headers import HeaderBlock, split_header_block
 from postroom.message.html_text import html_to_text
 from postroom.message.structure import MimePart, structure_of
 from postroom.message.summary import MessageKey, MessageSummary
@@ -64,6 +65,8 @@ class Address:
     address: str
 
     def __str__(self) -> str:
+        if not self.address:  # a malformed header left only a name: show it as the stdlib does
+            return '"' + self.name.replace("\\", "\\\\").replace('"', '\\"') + '"' if self.name else ""
         if not self.name:
             return self.address
         name = self.name
@@ -90,9 +93,6 @@ class MessageSource(Protocol):
     def stream_part(self, key: MessageKey, part: MimePart, sink: BinaryIO) -> int:
         """Write the part's decoded content to ``sink`` in chunks (from its start); return the byte count."""
         ...
-
-
-_HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 
 
 class Message:
@@ -145,18 +145,17 @@ class Message:
     # -- headers ----------------------------------------------------------------------------
 
     @cached_property
-    def _header(self) -> email.message.Message:
-        return _HEADER_PARSER.parsebytes(self.summary.header)
+    def _header(self) -> HeaderBlock:
+        return split_header_block(self.summary.header, self.defects)
 
     def _get(self, name: str) -> str | None:
         value = self._header.get(name)
         if value is None:
             return None
-        return decode_words(str(value), self.defects)
+        return decode_words(value, self.defects)
 
     def _addresses(self, name: str) -> list[Address]:
-        values = [str(v) for v in self._header.get_all(name, [])]
-        return [Address(n, a) for n, a in parse_addresses(values, self.defects)]
+        return [Address(n, a) for n, a in parse_addresses(self._header.get_all(name), self.defects)]
 
     @cached_property
     def subject(self) -> str:
@@ -215,10 +214,10 @@ class Message:
     @cached_property
     def headers(self) -> dict[str, list[str]]:
         """Every header (names as sent, values decoded), fetched on first use."""
-        parsed = _HEADER_PARSER.parsebytes(self._source.header_block(self.key))
+        parsed = split_header_block(self._source.header_block(self.key), self.defects)
         out: dict[str, list[str]] = {}
-        for name, value in parsed.items():
-            out.setdefault(name, []).append(decode_words(str(value), self.defects))
+        for name, value in parsed.fields:
+            out.setdefault(name, []).append(decode_words(value, self.defects))
         return out
 
     # -- structure and bodies -------------------------------------------------------------

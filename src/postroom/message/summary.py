@@ -51,3 +51,5 @@ class MessageSummary:
     size: int
     received: dt.datetime | None
     structure: MimePart | None = None
+    #: Section 1 as fetched along with the summary (first ``PREFETCH_BYTES`` only), when the loop asked for it.
+    first_section: bytes | None = None

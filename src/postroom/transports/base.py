@@ -36,6 +36,8 @@ class Features:
     folders: bool
     flags: bool
     move: bool
+    #: Can fetch one section of many messages in one command (IMAP); used to prefetch bodies.
+    bulk_sections: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,19 @@ class Mailbox(Protocol):
         """Keys of the messages the server finds for ``filter_`` (a superset), in the filter's order."""
         ...
 
-    def summaries(self, keys: list[MessageKey]) -> list[MessageSummary]:
-        """Headers, flags, size and structure of ``keys`` (one folder), without bodies; gone ones are skipped."""
+    def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:
+        """Headers, flags, size and structure of ``keys`` (one folder); gone ones are skipped.
+
+        ``first_section=N`` asks for the first N bytes of section 1 too, where the server can give them cheaply.
+        """
         ...
 
     def part_content(self, key: MessageKey, part: MimePart) -> bytes:
         """A part's content, transfer encoding undone."""
+        ...
+
+    def sections(self, keys: list[MessageKey], section: str) -> dict[MessageKey, bytes]:
+        """One section of many messages of one folder, still transfer-encoded (only when ``bulk_sections``)."""
         ...
 
     def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:

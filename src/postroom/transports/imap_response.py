@@ -27,100 +27,54 @@ Value: TypeAlias = "bytes | list[Value] | None"
 FetchItems: TypeAlias = dict[str, Value]
 
 _FETCH_PREFIX = re.compile(rb"^(\d+) (?:FETCH )?(?=\()", re.IGNORECASE)  # imaplib drops the word FETCH
-_LITERAL_TAIL = re.compile(rb"\{(\d+)\+?\}$")
-_ATOM_END = frozenset(b' ()"{\r\n')
 
 
-class _Stream:
-    """Text segments interleaved with literals."""
-
-    def __init__(self, parts: list[bytes | Literal]) -> None:
-        self.parts = parts
-        self.index = 0
-        self.pos = 0
-
-    def current(self) -> bytes | None:
-        while self.index < len(self.parts):
-            part = self.parts[self.index]
-            if isinstance(part, Literal):
-                return part
-            if self.pos < len(part):
-                return part
-            self.index += 1
-            self.pos = 0
-        return None
+_TOKEN = re.compile(
+    rb"[ \r\n]+"  # white space
+    rb"|(?P<open>\()|(?P<close>\))"
+    rb'|"(?P<quoted>(?:[^"\\]|\\.)*)"'
+    rb"|\{(?P<literal>\d+)\+?\}\r?\n?$"  # announces the literal that follows as its own part
+    rb'|(?P<atom>[^ ()"{\r\n\[\]]*(?:\[[^\]]*\][^ ()"{\r\n]*)?)',
+    re.DOTALL,
+)
+_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 
 
 def tokenize(parts: list[bytes | Literal]) -> list[Value]:
     """Parse a sequence of text and literals into values (the top level as a list)."""
-    stream = _Stream(parts)
     stack: list[list[Value]] = [[]]
-    while (part := stream.current()) is not None:
+    top = stack[-1]
+    for part in parts:
         if isinstance(part, Literal):
-            stack[-1].append(part)
-            stream.index += 1
-            stream.pos = 0
+            top.append(part)
             continue
-        pos = stream.pos
-        char = part[pos]
-        if char == 0x20:  # space
-            stream.pos += 1
-        elif char == 0x28:  # (
-            stack.append([])
-            stream.pos += 1
-        elif char == 0x29:  # )
-            if len(stack) == 1:
-                raise ValueError("unbalanced ')' in IMAP response")
-            done = stack.pop()
-            stack[-1].append(done)
-            stream.pos += 1
-        elif char == 0x22:  # quoted string
-            value, stream.pos = _quoted(part, pos)
-            stack[-1].append(value)
-        elif char == 0x7B and _LITERAL_TAIL.match(part, pos):  # {n} followed by the literal
-            stream.pos = len(part)
-        elif char in (0x0D, 0x0A):
-            stream.pos += 1
-        else:
-            end = _atom_end(part, pos)
-            atom = part[pos:end]
-            stack[-1].append(None if atom.upper() == b"NIL" else atom)
-            stream.pos = end
+        pos, end = 0, len(part)
+        while pos < end:
+            match = _TOKEN.match(part, pos)
+            if match is None or match.end() == pos:
+                raise ValueError(f"unexpected IMAP response text at {part[pos : pos + 20]!r}")
+            pos = match.end()
+            kind = match.lastgroup
+            if kind is None or kind == "literal":
+                continue
+            if kind == "open":
+                stack.append([])
+                top = stack[-1]
+            elif kind == "close":
+                if len(stack) == 1:
+                    raise ValueError("unbalanced ')' in IMAP response")
+                done = stack.pop()
+                top = stack[-1]
+                top.append(done)
+            elif kind == "quoted":
+                value = match.group("quoted")
+                top.append(_ESCAPE.sub(rb"\1", value) if b"\\" in value else value)
+            else:
+                atom = match.group("atom")
+                top.append(None if atom.upper() == b"NIL" else atom)
     if len(stack) != 1:
         raise ValueError("unbalanced '(' in IMAP response")
     return stack[0]
-
-
-def _quoted(data: bytes, pos: int) -> tuple[bytes, int]:
-    out = bytearray()
-    i = pos + 1
-    while i < len(data):
-        char = data[i]
-        if char == 0x5C and i + 1 < len(data):  # backslash escape
-            out.append(data[i + 1])
-            i += 2
-        elif char == 0x22:
-            return bytes(out), i + 1
-        else:
-            out.append(char)
-            i += 1
-    raise ValueError("unterminated quoted string in IMAP response")
-
-
-def _atom_end(data: bytes, pos: int) -> int:
-    """End of an atom; ``[...]`` (e.g. ``BODY[HEADER.FIELDS (A B)]``) and ``<n>`` are part of it."""
-    i = pos
-    depth = 0
-    while i < len(data):
-        char = data[i]
-        if char == 0x5B:  # [
-            depth += 1
-        elif char == 0x5D:  # ]
-            depth -= 1
-        elif depth == 0 and char in _ATOM_END:
-            break
-        i += 1
-    return i
 
 
 def _segments(data: Iterable[bytes | tuple[bytes, bytes] | None]) -> Iterator[list[bytes | Literal]]:

@@ -59,7 +59,7 @@ class Pop3Mailbox:
     """A POP3 connection for one session."""
 
     protocol = "pop3"
-    features = Features(folders=False, flags=False, move=False)
+    features = Features(folders=False, flags=False, move=False, bulk_sections=False)
 
     def __init__(self, config: EmailServer, login: PasswordLogin) -> None:
         self.config = config
@@ -176,7 +176,7 @@ class Pop3Mailbox:
         numbers = sorted(self._uidls().items(), key=lambda item: item[1], reverse=filter_.order == "newest")
         return [MessageKey("INBOX", uidl=uidl) for uidl, _n in numbers if uidl not in self._pending_deletes]
 
-    def summaries(self, keys: list[MessageKey]) -> list[MessageSummary]:
+    def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:
         out = []
         numbers = self._uidls()
         for key in keys:
@@ -213,6 +213,9 @@ class Pop3Mailbox:
             return inner.as_bytes() if part.is_message and isinstance(inner, email.message.Message) else b""
         data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else bytes(payload)
         return decode_body(data, part.encoding)
+
+    def sections(self, keys: list[MessageKey], section: str) -> dict[MessageKey, bytes]:
+        raise _unsupported("partial fetches")
 
     def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
         data = self.part_content(key, part)  # POP3 has no partial fetch: RETR brings the whole message

@@ -1,0 +1,1 @@
+"""Benchmarks: postroom's loop against the usual Python approaches, measured in one run."""

@@ -1,0 +1,176 @@
+"""One benchmark case per child process: ``python -m bench.cases CASE HOST PORT CA USER PASSWORD``.
+
+Every case hands each message to the same consumer (subject, from, date, text
+body, attachment names) and prints ``{"seconds", "messages"}`` for the span after
+login: from selecting the folder to the last message consumed.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import imaplib
+import json
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+Consumed = tuple[str, str, Any, str, list[str]]
+
+
+def _context(ca: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca)
+
+
+def _stdlib_fields(raw: bytes) -> Consumed:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    body = message.get_body(("plain", "html"))
+    text = body.get_content() if body is not None else ""
+    return (
+        str(message["subject"] or ""),
+        str(message["from"] or ""),
+        message["date"].datetime if message["date"] is not None and message["date"].datetime else None,
+        text,
+        [part.get_filename() or "" for part in message.iter_attachments()],
+    )
+
+
+def case_postroom(host: str, port: int, ca: str, user: str, password: str, *, bodies: bool = True) -> int:
+    import postroom
+    from postroom import Basic, EmailServer, Variable
+
+    config = EmailServer(host=host, port=port, ca_file=ca, auth=Basic(Variable("U"), Variable("P")))
+    session = postroom.connect("bench", config, variables={"U": user, "P": password})
+    count = 0
+    start = time.perf_counter()
+    for message in postroom.messages(session, order="oldest"):
+        _ = (message.subject, str(message.from_ or ""), message.sent_date, message.attachment_names)
+        if bodies:
+            _ = message.text
+        count += 1
+    _report(start, count)
+    postroom.disconnect("bench")
+    return count
+
+
+def case_postroom_headers(host: str, port: int, ca: str, user: str, password: str) -> int:
+    return case_postroom(host, port, ca, user, password, bodies=False)
+
+
+def _imaplib(host: str, port: int, ca: str, user: str, password: str) -> imaplib.IMAP4_SSL:
+    client = imaplib.IMAP4_SSL(host, port, ssl_context=_context(ca))
+    client.login(user, password)
+    return client
+
+
+def case_imaplib_parse(host: str, port: int, ca: str, user: str, password: str) -> int:
+    client = _imaplib(host, port, ca, user, password)
+    start = time.perf_counter()
+    client.select("INBOX", readonly=True)
+    _typ, data = client.uid("FETCH", "1:*", "(RFC822)")
+    count = 0
+    for item in data:
+        if isinstance(item, tuple):
+            _stdlib_fields(item[1])
+            count += 1
+    _report(start, count)
+    client.logout()
+    return count
+
+
+def case_imaplib_raw(host: str, port: int, ca: str, user: str, password: str) -> int:
+    client = _imaplib(host, port, ca, user, password)
+    start = time.perf_counter()
+    client.select("INBOX", readonly=True)
+    _typ, data = client.uid("FETCH", "1:*", "(RFC822)")
+    count = sum(1 for item in data if isinstance(item, tuple))
+    _report(start, count)
+    client.logout()
+    return count
+
+
+def _imap_tools(host: str, port: int, ca: str, user: str, password: str) -> Any:
+    from imap_tools import MailBox
+
+    return MailBox(host, port, ssl_context=_context(ca)).login(user, password, initial_folder=None)
+
+
+def _imap_tools_consume(fetch: Callable[[], Any], start: float) -> int:
+    count = 0
+    for message in fetch():
+        _ = (
+            message.subject,
+            message.from_,
+            message.date,
+            message.text or message.html,
+            [a.filename for a in message.attachments],
+        )
+        count += 1
+    _report(start, count)
+    return count
+
+
+def case_imaptools_bulk(host: str, port: int, ca: str, user: str, password: str) -> int:
+    box = _imap_tools(host, port, ca, user, password)
+    start = time.perf_counter()
+    box.folder.set("INBOX", readonly=True)
+    return _imap_tools_consume(lambda: box.fetch(bulk=True, mark_seen=False), start)
+
+
+def case_imaptools_default(host: str, port: int, ca: str, user: str, password: str) -> int:
+    box = _imap_tools(host, port, ca, user, password)
+    start = time.perf_counter()
+    box.folder.set("INBOX", readonly=True)
+    return _imap_tools_consume(lambda: box.fetch(mark_seen=False), start)
+
+
+def check(host: str, port: int, ca: str, user: str, password: str, sample: int = 200) -> dict[str, Any]:
+    """postroom's fields against a full ``policy=default`` parse of the same messages."""
+    import postroom
+    from postroom import Basic, EmailServer, Variable
+
+    config = EmailServer(host=host, port=port, ca_file=ca, auth=Basic(Variable("U"), Variable("P")))
+    session = postroom.connect("check", config, variables={"U": user, "P": password})
+    compared = 0
+    mismatches: list[dict[str, str]] = []
+    for message in postroom.messages(session, order="oldest", limit=sample):
+        ours: Consumed = (
+            message.subject,
+            str(message.from_ or ""),
+            message.sent_date,
+            message.text,
+            message.attachment_names,
+        )
+        theirs = _stdlib_fields(message.raw())
+        theirs = (theirs[0], theirs[1], theirs[2], theirs[3].replace("\r\n", "\n"), theirs[4])
+        for name, a, b in zip(("subject", "from", "date", "text", "attachments"), ours, theirs, strict=True):
+            if a != b:
+                mismatches.append(
+                    {"key": str(message.key), "field": name, "postroom": repr(a)[:80], "stdlib": repr(b)[:80]}
+                )
+        compared += 1
+    postroom.disconnect("check")
+    return {"compared": compared, "mismatches": mismatches}
+
+
+def _report(start: float, count: int) -> None:
+    print(json.dumps({"seconds": time.perf_counter() - start, "messages": count}), flush=True)
+
+
+CASES: dict[str, Callable[..., Any]] = {
+    "postroom": case_postroom,
+    "postroom-headers": case_postroom_headers,
+    "imaplib-parse": case_imaplib_parse,
+    "imaplib-raw": case_imaplib_raw,
+    "imaptools-bulk": case_imaptools_bulk,
+    "imaptools-default": case_imaptools_default,
+}
+
+if __name__ == "__main__":
+    name, host, port_text, ca, user, password = sys.argv[1:7]
+    if name == "check":
+        print(json.dumps(check(host, int(port_text), ca, user, password)))
+    else:
+        CASES[name](host, int(port_text), ca, user, password)

@@ -1,0 +1,53 @@
+"""A fast, forgiving reader for a block of header fields (what IMAP ``HEADER.FIELDS`` returns).
+
+The stdlib's feed parser is built for whole messages and costs more than the rest
+of a loop; a header block needs only line unfolding. Raw 8-bit values are read as
+UTF-8 (as ``email.policy.default`` does), with a defect when they are not.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["HeaderBlock", "split_header_block"]
+
+_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.MULTILINE)
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+class HeaderBlock:
+    """Header fields in order; lookups are case-insensitive."""
+
+    __slots__ = ("_by_name", "fields")
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self.fields = fields
+        self._by_name: dict[str, list[str]] = {}
+        for name, value in fields:
+            self._by_name.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str) -> str | None:
+        values = self._by_name.get(name.lower())
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        return self._by_name.get(name.lower(), [])
+
+
+def split_header_block(data: bytes, defects: list[str] | None = None) -> HeaderBlock:
+    """The fields of a header block, values unfolded and decoded to text (encoded words kept)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = data.find(b"\n\n")
+    block = data if end < 0 else data[:end]
+    fields = []
+    for match in _FIELD.finditer(block):
+        raw = match.group(2)
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw.decode("utf-8", "replace")
+            if defects is not None:
+                defects.append(f"header {match.group(1).decode('ascii', 'replace')} is not valid UTF-8")
+        fields.append((match.group(1).decode("ascii"), _FOLD.sub("", value).rstrip("\r\n")))
+    return HeaderBlock(fields)
