@@ -13,30 +13,10 @@ from collections.abc import Iterator
 
 __all__ = ["generate"]
 
-_WORDS = [
-    "invoice",
-    "order",
-    "shipment",
-    "report",
-    "meeting",
-    "budget",
-    "review",
-    "contract",
-    "delivery",
-    "payment",
-    "reminder",
-    "update",
-    "ticket",
-    "incident",
-    "schedule",
-    "forecast",
-    "quarterly",
-    "account",
-    "statement",
-    "summary",
-    "request",
-    "approval",
-]
+_WORDS = (
+    "invoice order shipment report meeting budget review contract delivery payment reminder update "
+    "ticket incident schedule forecast quarterly account statement summary request approval"
+).split()
 _NAMES = ["Anna Schmidt", "Jürgen Müller", "Zoë Dubois", "李雷", "Ольга Петрова", "Bob Smith", "Åsa Öberg"]
 _DOMAINS = ["example.com", "acme.test", "globex.test", "initech.test"]
 

@@ -44,7 +44,8 @@ def run_case(name: str, dovecot: Dovecot, user: str) -> dict[str, Any]:
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent
     )
     _pid, status, usage = os.wait4(process.pid, 0)
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     out, err = process.stdout.read().decode(), process.stderr.read().decode()
     if status != 0 or not out.strip():
         last = (err.strip().splitlines() or ["no output"])[-1]
@@ -105,11 +106,9 @@ def main() -> None:
                     cwd=Path(__file__).resolve().parent.parent,
                 ).stdout
             )
-            print(
-                f"  fields equal to a full policy=default parse: {check['compared'] - len({m['key'] for m in check['mismatches']})}"
-                f" of {check['compared']} messages",
-                flush=True,
-            )
+            differing = len({m["key"] for m in check["mismatches"]})
+            equal = check["compared"] - differing
+            print(f"  fields equal to a full policy=default parse: {equal} of {check['compared']} messages", flush=True)
             for mismatch in check["mismatches"][:5]:
                 print(f"    differs: {mismatch}", flush=True)
             rows = {}
