@@ -20,7 +20,7 @@ from postroom.transports.base import Mailbox
 __all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
 
 #: Messages whose headers are fetched per round trip while looping.
-LOOP_CHUNK = 1000
+LOOP_CHUNK = 2000
 
 
 class SessionSource:
@@ -94,7 +94,9 @@ class MessageLoop(Iterator[Message]):
 #: Body parts larger than this are fetched on their own, never prefetched for a chunk.
 PREFETCH_LIMIT = 256 * 1024
 #: Bytes of section 1 fetched with each summary once a loop has shown that it reads bodies.
-FIRST_SECTION_BYTES = 64 * 1024
+FIRST_SECTION_BYTES = 16 * 1024
+#: At most this many bytes of bodies are prefetched for one chunk (bounds memory; the rest come one by one).
+PREFETCH_BUDGET = 24 * 1024 * 1024
 
 
 class _ChunkSource(SessionSource):
@@ -121,6 +123,7 @@ class _ChunkSource(SessionSource):
     def _prefetch(self) -> dict[tuple[MessageKey, str], bytes]:
         wanted: dict[str, list[MessageKey]] = {}
         cache: dict[tuple[MessageKey, str], bytes] = {}
+        budget = PREFETCH_BUDGET
         for summary in self._summaries:
             if summary.structure is None:
                 continue
@@ -131,7 +134,8 @@ class _ChunkSource(SessionSource):
             first = summary.first_section
             if first is not None and part.fetch_section == "1" and len(first) >= part.size:
                 cache[(summary.key, part.section)] = first  # came with the summary, complete
-            else:
+            elif budget >= part.size:
+                budget -= part.size
                 wanted.setdefault(part.section, []).append(summary.key)
         for section, keys in wanted.items():
             fetch_section = section or "1"

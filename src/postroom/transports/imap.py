@@ -18,7 +18,7 @@ import imaplib
 import re
 import socket
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from postroom.auth.base import PasswordLogin
@@ -32,7 +32,8 @@ from postroom.message.summary import MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
 from postroom.transports.imap_bodystructure import parse_bodystructure
-from postroom.transports.imap_response import Literal, parse_fetch, tokenize
+from postroom.transports.imap_fetch import pipelined_fetch
+from postroom.transports.imap_response import FetchItems, Literal, parse_fetch, tokenize
 from postroom.transports.imap_search import search_criteria
 from postroom.transports.imap_syntax import chunked, mailbox_arg, quote, uid_set
 from postroom.transports.imap_utf7 import decode_mailbox
@@ -47,7 +48,7 @@ _log = get_logger("postroom.imap")
 HEADER_FIELDS = "FROM TO CC BCC REPLY-TO SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES"
 _SUMMARY_ITEMS = f"(UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
 #: UIDs per FETCH command: bounds the command length and the memory of one response.
-SUMMARY_CHUNK = 1000
+SUMMARY_CHUNK = 250
 #: Bytes per partial fetch when streaming an attachment.
 STREAM_CHUNK = 1 << 20
 _WRITE_CHUNK = 1000
@@ -317,15 +318,27 @@ class ImapMailbox:
         wanted = {key.uid for key in keys}
         found: dict[int, MessageSummary] = {}
         request = _SUMMARY_ITEMS if not first_section else f"{_SUMMARY_ITEMS[:-1]} BODY.PEEK[1]<0.{first_section}>)"
-        for chunk in chunked([key.uid for key in keys], SUMMARY_CHUNK):
-            typ, data = self._uid("FETCH", uid_set(chunk), request)
-            if typ != "OK":
-                raise ProtocolError(f"FETCH failed: {server_text(data)}")
-            for items in parse_fetch(data):
+        for responses in self._fetch_many([key.uid for key in keys], request):
+            for items in responses:
                 summary = _summary(items, folder, validity)
                 if summary is not None and summary.key.uid in wanted:
                     found[summary.key.uid] = summary
         return [found[key.uid] for key in keys if key.uid in found]
+
+    def _fetch_many(self, uids: list[int], request: str) -> Iterator[list[FetchItems]]:
+        """Pipelined UID FETCH in chunks. Any failure closes the connection: with a command in
+        flight its state is unknown, so the session reconnects on next use."""
+        client = self._require()
+        client.untagged_responses.clear()
+        sets = [uid_set(chunk) for chunk in chunked(uids, SUMMARY_CHUNK)]
+        try:
+            with mapped_errors(self._where, "imap"):
+                yield from pipelined_fetch(client, sets, request)
+        except BaseException:
+            self._client = None
+            self._selected = None
+            _shutdown(client)
+            raise
 
     def _fetch_one(self, key: MessageKey, item: str) -> bytes:
         self._select_for([key], writable=False)
@@ -352,12 +365,8 @@ class ImapMailbox:
         self._select_for(keys, writable=False)
         by_uid = {key.uid: key for key in keys}
         found: dict[MessageKey, bytes] = {}
-        item = f"BODY.PEEK[{section}]"
-        for chunk in chunked(list(by_uid), SUMMARY_CHUNK):
-            typ, data = self._uid("FETCH", uid_set(chunk), f"(UID {item})")
-            if typ != "OK":
-                raise ProtocolError(f"FETCH failed: {server_text(data)}")
-            for items in parse_fetch(data):
+        for responses in self._fetch_many(list(by_uid), f"(UID BODY.PEEK[{section}])"):
+            for items in responses:
                 uid = items.get("UID")
                 body = next((v for n, v in items.items() if n.startswith("BODY[")), None)
                 if isinstance(uid, bytes) and uid.isdigit() and int(uid) in by_uid:

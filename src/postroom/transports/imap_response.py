@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TypeAlias
 
-__all__ = ["FetchItems", "Literal", "Value", "parse_fetch", "tokenize"]
+__all__ = ["FetchItems", "Literal", "Value", "items_of", "parse_fetch", "tokenize"]
 
 
 class Literal(bytes):
@@ -29,49 +29,37 @@ FetchItems: TypeAlias = dict[str, Value]
 _FETCH_PREFIX = re.compile(rb"^(\d+) (?:FETCH )?(?=\()", re.IGNORECASE)  # imaplib drops the word FETCH
 
 
-_TOKEN = re.compile(
-    rb"[ \r\n]+"  # white space
-    rb"|(?P<open>\()|(?P<close>\))"
-    rb'|"(?P<quoted>(?:[^"\\]|\\.)*)"'
-    rb"|\{(?P<literal>\d+)\+?\}\r?\n?$"  # announces the literal that follows as its own part
-    rb'|(?P<atom>[^ ()"{\r\n\[\]]*(?:\[[^\]]*\][^ ()"{\r\n]*)?)',
-    re.DOTALL,
-)
+# One alternative per token kind; findall skips the white space between tokens. An atom may carry a
+# bracketed section with spaces and parentheses inside: BODY[HEADER.FIELDS (SUBJECT FROM)].
+_TOKENS = re.compile(rb'(\()|(\))|"((?:[^"\\]|\\.)*)"|([^ ()"\r\n\[]*\[[^\]]*\][^ ()"\r\n]*|[^ ()"\r\n]+)')
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+_LITERAL_MARK = re.compile(rb"\{\d+\+?\}\r?\n?$")
 
 
 def tokenize(parts: list[bytes | Literal]) -> list[Value]:
     """Parse a sequence of text and literals into values (the top level as a list)."""
     stack: list[list[Value]] = [[]]
-    top = stack[-1]
+    top = stack[0]
     for part in parts:
         if isinstance(part, Literal):
             top.append(part)
             continue
-        pos, end = 0, len(part)
-        while pos < end:
-            match = _TOKEN.match(part, pos)
-            if match is None or match.end() == pos:
-                raise ValueError(f"unexpected IMAP response text at {part[pos : pos + 20]!r}")
-            pos = match.end()
-            kind = match.lastgroup
-            if kind is None or kind == "literal":
-                continue
-            if kind == "open":
-                stack.append([])
-                top = stack[-1]
-            elif kind == "close":
+        if part.endswith((b"}", b"}\r\n")):
+            part = _LITERAL_MARK.sub(b"", part)  # the literal itself follows as its own part
+        for opening, closing, quoted, atom in _TOKENS.findall(part):
+            if atom:
+                top.append(None if len(atom) == 3 and atom.upper() == b"NIL" else atom)
+            elif opening:
+                top = []
+                stack.append(top)
+            elif closing:
                 if len(stack) == 1:
                     raise ValueError("unbalanced ')' in IMAP response")
                 done = stack.pop()
                 top = stack[-1]
                 top.append(done)
-            elif kind == "quoted":
-                value = match.group("quoted")
-                top.append(_ESCAPE.sub(rb"\1", value) if b"\\" in value else value)
             else:
-                atom = match.group("atom")
-                top.append(None if atom.upper() == b"NIL" else atom)
+                top.append(_ESCAPE.sub(rb"\1", quoted) if b"\\" in quoted else quoted)
     if len(stack) != 1:
         raise ValueError("unbalanced '(' in IMAP response")
     return stack[0]
@@ -99,6 +87,19 @@ def _segments(data: Iterable[bytes | tuple[bytes, bytes] | None]) -> Iterator[li
         yield current
 
 
+def items_of(parts: list[bytes | Literal]) -> FetchItems:
+    """``{ITEM: value}`` from the text and literals of one FETCH response, starting at its ``(``."""
+    values = tokenize(parts)
+    if not values or not isinstance(values[0], list):
+        raise ValueError("FETCH response without an item list")
+    items = values[0]
+    result: FetchItems = {}
+    for name, value in zip(items[::2], items[1::2], strict=False):
+        if isinstance(name, bytes):
+            result[name.decode("ascii", "replace").upper()] = value
+    return result
+
+
 def parse_fetch(data: Iterable[bytes | tuple[bytes, bytes] | None]) -> Iterator[FetchItems]:
     """One ``{ITEM: value}`` mapping per FETCH response, item names upper-cased (``"UID"``, ``"FLAGS"``, ...)."""
     for parts in _segments(data):
@@ -106,12 +107,4 @@ def parse_fetch(data: Iterable[bytes | tuple[bytes, bytes] | None]) -> Iterator[
         match = _FETCH_PREFIX.match(first)
         assert match is not None
         parts[0] = first[match.end() :]
-        values = tokenize(parts)
-        if not values or not isinstance(values[0], list):
-            raise ValueError("FETCH response without an item list")
-        items = values[0]
-        result: FetchItems = {}
-        for name, value in zip(items[::2], items[1::2], strict=False):
-            if isinstance(name, bytes):
-                result[name.decode("ascii", "replace").upper()] = value
-        yield result
+        yield items_of(parts)
