@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from itertools import groupby
 from typing import BinaryIO
 
 from postroom.actions._resolve import SessionRef, require, resolve
@@ -53,7 +52,7 @@ class MessageLoop(Iterator[Message]):
     def __init__(self, session: Session, chosen: MessageFilter, body_format: BodyFormat) -> None:
         self.session = session
         self.filter = chosen
-        self.keys = session.call(lambda mailbox: mailbox.search(chosen))
+        self.runs = session.call(lambda mailbox: mailbox.search(chosen))
         #: How many of the candidates have been looked at so far (for progress bars).
         self.scanned = 0
         self._iterator = self._iterate(body_format)
@@ -61,7 +60,7 @@ class MessageLoop(Iterator[Message]):
     @property
     def candidates(self) -> int:
         """Messages the server matched; the client-side checks may drop some."""
-        return len(self.keys)
+        return sum(len(run) for run in self.runs)
 
     def __next__(self) -> Message:
         return next(self._iterator)
@@ -69,10 +68,9 @@ class MessageLoop(Iterator[Message]):
     def _iterate(self, body_format: BodyFormat) -> Iterator[Message]:
         yielded = 0
         bodies_wanted = False
-        for _folder, group in groupby(self.keys, key=lambda key: key.folder):
-            folder_keys = list(group)
-            for start in range(0, len(folder_keys), LOOP_CHUNK):
-                chunk = folder_keys[start : start + LOOP_CHUNK]
+        for run in self.runs:
+            for start in range(0, len(run), LOOP_CHUNK):
+                chunk = run.keys(start, start + LOOP_CHUNK)
                 first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
                 summaries = self.session.call(
                     lambda mailbox, c=chunk, f=first: mailbox.summaries(c, first_section=f)  # type: ignore[misc]

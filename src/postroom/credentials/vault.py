@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import InvalidToken
-
 from postroom.credentials.secret import Secret
 from postroom.credentials.vault_key import VaultKey, VaultKeyStore
 from postroom.errors import CredentialError, VaultError, VaultLockedError
@@ -125,6 +123,8 @@ class CredentialVault:
             if create:
                 self._key()
             return {}
+        from cryptography.fernet import InvalidToken
+
         key = self._key()
         try:
             plain = key.fernet.decrypt(self.path.read_bytes())

@@ -18,12 +18,14 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.fernet import Fernet
+from typing import TYPE_CHECKING
 
 from postroom.errors import VaultLockedError
 from postroom.logs import get_logger
 from postroom.paths import write_private_file
+
+if TYPE_CHECKING:  # cryptography is imported only when the vault is used: it costs ~15 MB of memory
+    from cryptography.fernet import Fernet
 
 __all__ = ["ENV_KEY", "KeyringAccess", "VaultKey", "VaultKeyStore"]
 
@@ -116,6 +118,8 @@ class VaultKeyStore:
         existing = self.find()
         if existing is not None:
             return existing
+        from cryptography.fernet import Fernet
+
         value = Fernet.generate_key().decode("ascii")
         if self._keyring.set(value):
             return VaultKey(Fernet(value), self._keyring.label)
@@ -125,6 +129,8 @@ class VaultKeyStore:
 
 
 def _fernet(value: str, location: str) -> Fernet:
+    from cryptography.fernet import Fernet
+
     try:
         return Fernet(value.strip())
     except (ValueError, TypeError):

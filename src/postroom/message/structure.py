@@ -12,6 +12,7 @@ import email.message
 import email.utils
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from postroom.message.decode import decode_words
 
@@ -32,9 +33,9 @@ class MimePart:
     content_id: str | None = None
     children: tuple[MimePart, ...] = ()
 
-    @property
+    @cached_property
     def maintype(self) -> str:
-        return self.content_type.split("/", 1)[0]
+        return self.content_type.partition("/")[0]
 
     @property
     def is_multipart(self) -> bool:
@@ -70,6 +71,10 @@ class MimePart:
 
     def body_parts(self) -> tuple[MimePart | None, MimePart | None]:
         """The first text/plain and the first text/html part that are bodies, not attachments."""
+        return self._bodies
+
+    @cached_property
+    def _bodies(self) -> tuple[MimePart | None, MimePart | None]:
         plain: MimePart | None = None
         html: MimePart | None = None
         for part in self._leaves(into_messages=False):

@@ -5,12 +5,13 @@ Data only: transports build these; :class:`~postroom.message.model.Message` read
 
 from __future__ import annotations
 
+import array
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from postroom.message.structure import MimePart
 
-__all__ = ["MessageKey", "MessageSummary"]
+__all__ = ["KeyRun", "MessageKey", "MessageSummary"]
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -39,6 +40,28 @@ class MessageKey:
 
             raise ConfigError("key", f"{text!r} is not a message key", hint="copy it from `postroom list --json`")
         return cls(folder, int(validity), int(uid))
+
+
+@dataclass(frozen=True)
+class KeyRun:
+    """Keys of one folder, stored compactly (4 bytes a UID): what a search returns, in loop order.
+
+    A mailbox of 100,000 messages costs 400 KB here instead of 100,000 key objects.
+    """
+
+    folder: str
+    uidvalidity: int = 0
+    uids: array.array[int] = field(default_factory=lambda: array.array("I"))
+    uidls: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.uidls) if self.uidls else len(self.uids)
+
+    def keys(self, start: int = 0, stop: int | None = None) -> list[MessageKey]:
+        """:class:`MessageKey` objects for the slice ``start:stop``."""
+        if self.uidls:
+            return [MessageKey(self.folder, uidl=uidl) for uidl in self.uidls[start:stop]]
+        return [MessageKey(self.folder, self.uidvalidity, uid) for uid in self.uids[start:stop]]
 
 
 @dataclass(frozen=True)

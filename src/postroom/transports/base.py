@@ -8,7 +8,7 @@ from typing import Protocol
 
 from postroom.filters import MessageFilter
 from postroom.message.structure import MimePart
-from postroom.message.summary import MessageKey, MessageSummary
+from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 
 __all__ = ["Features", "Folder", "ItemResult", "Mailbox", "ServerReport"]
 
@@ -95,8 +95,8 @@ class Mailbox(Protocol):
         """Folders matching ``pattern`` (``*`` any depth, ``%`` one level)."""
         ...
 
-    def search(self, filter_: MessageFilter) -> list[MessageKey]:
-        """Keys of the messages the server finds for ``filter_`` (a superset), in the filter's order."""
+    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+        """Keys of the messages the server finds for ``filter_`` (a superset), in the filter's order, per folder."""
         ...
 
     def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:

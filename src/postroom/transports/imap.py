@@ -12,6 +12,7 @@ when asked for, and attachments stream in ranges. Reading uses EXAMINE and
 
 from __future__ import annotations
 
+import array
 import contextlib
 import datetime as dt
 import imaplib
@@ -28,7 +29,7 @@ from postroom.filters import MessageFilter
 from postroom.logs import get_logger
 from postroom.message.decode import StreamDecoder
 from postroom.message.structure import MimePart
-from postroom.message.summary import MessageKey, MessageSummary
+from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
 from postroom.transports.imap_bodystructure import parse_bodystructure
@@ -285,28 +286,29 @@ class ImapMailbox:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def search(self, filter_: MessageFilter) -> list[MessageKey]:
-        keys: list[MessageKey] = []
+    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+        runs = []
         for folder in self._folders_for(filter_):
             validity = self._select(folder, writable=False)
-            uids = self._search_uids(filter_)
-            keys.extend(MessageKey(folder, validity, uid) for uid in uids)
-        return keys
+            runs.append(KeyRun(folder, validity, self._search_uids(filter_)))
+        return runs
 
-    def _search_uids(self, filter_: MessageFilter) -> list[int]:
+    def _search_uids(self, filter_: MessageFilter) -> array.array[int]:
         """UIDs the server finds, newest (highest UID: latest to arrive in the folder) first when asked."""
         criteria = search_criteria(filter_)
         for attempt in (criteria, criteria.without_literal()):
             charset = ("CHARSET", attempt.charset) if attempt.charset else ()
             typ, data = self._uid("SEARCH", *charset, *attempt.args, literal=attempt.literal)
             if typ == "OK":
-                uids = [int(token) for line in data if isinstance(line, bytes) for token in line.split()]
-                uids.sort(reverse=filter_.order == "newest")
-                return uids
+                found = sorted(
+                    (int(token) for line in data if isinstance(line, bytes) for token in line.split()),
+                    reverse=filter_.order == "newest",
+                )
+                return array.array("I", found)
             if attempt.literal is None or "BADCHARSET" not in server_text(data).upper():
                 raise ProtocolError(f"SEARCH failed: {server_text(data)}")
             _log.info("server refused UTF-8 search (%s); filtering on the client", server_text(data))
-        return []
+        return array.array("I")
 
     def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:
         """Summaries of ``keys``; with ``first_section=N``, also the first N bytes of section 1, in the same FETCH

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.message
 import email.utils
 
-from postroom.message.decode import decode_text
 from postroom.message.structure import MimePart, decode_params
 from postroom.transports.imap_response import Value
 
@@ -13,7 +12,7 @@ __all__ = ["parse_bodystructure"]
 
 
 def _text(value: Value) -> str:
-    return decode_text(value, "utf-8") if isinstance(value, bytes) else ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
 
 
 def _pairs(value: Value) -> list[tuple[str, str]]:

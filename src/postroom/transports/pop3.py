@@ -24,7 +24,7 @@ from postroom.filters import MessageFilter
 from postroom.logs import get_logger
 from postroom.message.decode import decode_body
 from postroom.message.structure import MimePart, part_by_section
-from postroom.message.summary import MessageKey, MessageSummary
+from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
 from postroom.transports.sockets import open_socket
@@ -168,13 +168,13 @@ class Pop3Mailbox:
     def folders(self, pattern: str = "*") -> list[Folder]:
         return [Folder("INBOX", None)]
 
-    def search(self, filter_: MessageFilter) -> list[MessageKey]:
+    def search(self, filter_: MessageFilter) -> list[KeyRun]:
         if filter_.folder.upper() != "INBOX" or filter_.include_subfolders:
             raise _unsupported("folders other than the inbox")
         if filter_.status != "all":
             raise _unsupported("read status")
         numbers = sorted(self._uidls().items(), key=lambda item: item[1], reverse=filter_.order == "newest")
-        return [MessageKey("INBOX", uidl=uidl) for uidl, _n in numbers if uidl not in self._pending_deletes]
+        return [KeyRun("INBOX", uidls=tuple(uidl for uidl, _n in numbers if uidl not in self._pending_deletes))]
 
     def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:
         out = []
