@@ -22,7 +22,7 @@ __all__ = ["pipelined_fetch"]
 
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r\n$")
 _FETCH_START = re.compile(rb"^\* \d+ FETCH ", re.IGNORECASE)
-_MAX_LINE = 10_000_000
+_MAX_LINE = 64 * 1024 * 1024
 
 
 def _send(client: imaplib.IMAP4, uid_set: str, items: str) -> bytes:
@@ -31,13 +31,20 @@ def _send(client: imaplib.IMAP4, uid_set: str, items: str) -> bytes:
     return tag
 
 
+def _line(reader: BinaryIO) -> bytes:
+    line = reader.readline(_MAX_LINE + 1)
+    if not line:
+        raise imaplib.IMAP4.abort("socket error: EOF")
+    if not line.endswith(b"\n"):
+        raise imaplib.IMAP4.abort(f"a response line longer than {_MAX_LINE} bytes")
+    return line
+
+
 def _read(client: imaplib.IMAP4, tag: bytes) -> Iterator[FetchItems]:
     reader = cast(BinaryIO, client.file)
     done = tag + b" "
     while True:
-        line = reader.readline(_MAX_LINE)
-        if not line:
-            raise imaplib.IMAP4.abort("socket error: EOF")
+        line = _line(reader)
         if line.startswith(done):
             status = line[len(done) :].split(b" ", 1)[0].upper()
             if status != b"OK":
@@ -48,8 +55,11 @@ def _read(client: imaplib.IMAP4, tag: bytes) -> Iterator[FetchItems]:
         is_fetch = _FETCH_START.match(line) is not None
         parts: list[bytes | Literal] = [line[line.index(b"(") :]] if is_fetch else []
         while (match := _LITERAL_AT_END.search(line)) is not None:  # a literal, then the rest of the line
-            data = reader.read(int(match.group(1)))
-            line = reader.readline(_MAX_LINE)
+            size = int(match.group(1))
+            data = reader.read(size)
+            if len(data) != size:
+                raise imaplib.IMAP4.abort("socket error: EOF inside a literal")
+            line = _line(reader)
             if is_fetch:
                 parts[-1] = parts[-1][: -(len(match.group(0)))]
                 parts += [Literal(data), line]
