@@ -10,7 +10,6 @@ from typing import Any
 
 from postroom.config import EmailServer
 from postroom.credentials import CredentialVault, ResolveContext
-from postroom.errors import PostroomError
 from postroom.session.session import Session
 from postroom.transports import ServerReport
 
@@ -24,14 +23,22 @@ class ConnectionTest:
     """The result of :func:`test_connection`. Times are in milliseconds."""
 
     report: ServerReport
+    #: Who logged in (usernames are identities, not keys: shown, unlike passwords).
     username: str
+    #: Where the username came from (``vault:...``, ``var:...``).
+    username_source: str
     connect_ms: float
     round_trip_ms: float
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self.report)
         data["capabilities"] = list(self.report.capabilities)
-        data.update(username=self.username, connect_ms=self.connect_ms, round_trip_ms=self.round_trip_ms)
+        data.update(
+            username=self.username,
+            username_source=self.username_source,
+            connect_ms=self.connect_ms,
+            round_trip_ms=self.round_trip_ms,
+        )
         return data
 
 
@@ -52,6 +59,7 @@ def test_connection(
     session.open()
     connect_ms = (time.perf_counter() - started) * 1000
     try:
+        username = session.resolve_login().username.reveal()
         report = session.call(lambda mailbox: mailbox.report())
         samples = []
         for _ in range(_ROUND_TRIPS):
@@ -60,13 +68,10 @@ def test_connection(
             samples.append((time.perf_counter() - tick) * 1000)
     finally:
         session.close()
-    try:
-        username = config.auth.describe().get("username", "")
-    except PostroomError:
-        username = ""
     return ConnectionTest(
         report=report,
         username=username,
+        username_source=config.auth.describe().get("username", ""),
         connect_ms=round(connect_ms, 2),
         round_trip_ms=round(statistics.median(samples), 2),
     )

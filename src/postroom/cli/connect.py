@@ -99,7 +99,7 @@ def test_connection_command(name: str, as_json: bool) -> None:
 
 def _print_test(result: ConnectionTest) -> None:
     report = result.report
-    click.echo(f"ok: {report.address} — logged in ({result.username})")
+    click.echo(f"ok: {report.address} — logged in as {result.username} ({result.username_source})")
     rows = [
         ("TLS", f"{report.tls_version}, {report.cipher}" if report.tls_version else "none (plaintext)"),
         ("connect", f"{result.connect_ms:.1f} ms (TCP, TLS and login)"),

@@ -174,7 +174,8 @@ def _pop3_connection_gone(text: str) -> bool:
 
 def _certificate_error(exc: ssl.SSLCertVerificationError, where: StageTracker) -> CertificateError:
     message = exc.verify_message or str(exc.reason or exc)
-    if "hostname mismatch" in message.lower() or "doesn't match" in message.lower():
+    lowered = message.lower()
+    if "mismatch" in lowered or "doesn't match" in lowered or "not valid for" in lowered:
         return CertificateError(
             f"the server's certificate is not valid for {where.host!r} ({message})",
             hint="connect with a host name listed in the certificate, or have the certificate reissued",
