@@ -108,14 +108,13 @@ def send_command(
 def _respond(
     session_name: str,
     filters: dict[str, Any],
-    everything: bool,
     dry_run: bool,
     as_json: bool,
     verb: str,
     build: Any,
     act: Any,
 ) -> None:
-    require_selection(filters, everything, verb)
+    require_selection(filters, False, verb)  # never answer a whole folder by accident
     rows = []
     with open_session(session_name) as session:
         _total, items, _loop = selected_messages(session, filters)
@@ -183,7 +182,6 @@ def reply_command(
     _respond(
         session_name,
         filters,
-        False,
         dry_run,
         as_json,
         "reply",
@@ -229,7 +227,6 @@ def forward_command(
     _respond(
         session_name,
         filters,
-        False,
         dry_run,
         as_json,
         "forward",

@@ -16,7 +16,7 @@ from functools import cached_property
 
 from postroom.message.decode import decode_words
 
-__all__ = ["MimePart", "decode_params", "part_by_section", "structure_of"]
+__all__ = ["MimePart", "decode_params", "header_params", "part_by_section", "structure_of"]
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _percent_decode(value: str, charset: str) -> str:
         return data.decode("utf-8", "replace")
 
 
-def _param_pairs(message: email.message.Message, header: str) -> list[tuple[str, str]]:
+def header_params(message: email.message.Message, header: str) -> list[tuple[str, str]]:
     """A header's parameters as text; the stdlib already joined RFC 2231 continuations."""
     try:
         raw = message.get_params(failobj=[], header=header, unquote=True) or []
@@ -182,13 +182,13 @@ def _param_pairs(message: email.message.Message, header: str) -> list[tuple[str,
 def structure_of(message: email.message.Message, section: str = "") -> MimePart:
     """The :class:`MimePart` tree of a parsed message, numbered as IMAP numbers it."""
     content_type = message.get_content_type()
-    params = decode_params(_param_pairs(message, "content-type"))
+    params = decode_params(header_params(message, "content-type"))
     disposition_header = message.get("Content-Disposition")
     disposition = None
     disposition_params: dict[str, str] = {}
     if disposition_header is not None:
         disposition = (message.get_content_disposition() or "").lower() or None
-        disposition_params = decode_params(_param_pairs(message, "content-disposition"))
+        disposition_params = decode_params(header_params(message, "content-disposition"))
     children: tuple[MimePart, ...] = ()
     if message.is_multipart() and content_type.startswith("multipart/"):
         payload = message.get_payload()

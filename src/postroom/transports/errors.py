@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from postroom.config import EmailServer
+from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import redact
 from postroom.errors import (
     AuthenticationError,
@@ -52,7 +53,7 @@ class StageTracker:
     stage: Stage = "connect"
 
 
-def tracker_for(config: EmailServer) -> StageTracker:
+def tracker_for(config: EmailServer | SmtpServer) -> StageTracker:
     """A fresh tracker for a connection to ``config``'s server."""
     assert config.host is not None and config.port is not None and config.security is not None
     return StageTracker(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import email.message
-import email.utils
 
-from postroom.message.structure import MimePart, decode_params
+from postroom.message.structure import MimePart, decode_params, header_params
 from postroom.transports.imap_response import Value
 
 __all__ = ["parse_bodystructure"]
@@ -26,11 +25,8 @@ def _disposition(value: Value) -> tuple[str | None, dict[str, str]]:
     if isinstance(value, bytes) and value:  # some servers (pymap) send the raw header value as one string
         header = email.message.Message()
         header["Content-Disposition"] = _text(value)
-        raw = header.get_params(header="content-disposition", unquote=True) or []
-        if not raw:
-            return None, {}
-        pairs = [(k, email.utils.collapse_rfc2231_value(v)) for k, v in raw[1:]]
-        return raw[0][0].strip().lower() or None, decode_params(pairs)
+        kind = header.get_content_disposition()
+        return kind, decode_params(header_params(header, "content-disposition"))
     if not isinstance(value, list) or not value or not isinstance(value[0], bytes):
         return None, {}
     return _text(value[0]).lower(), decode_params(_pairs(value[1] if len(value) > 1 else None))

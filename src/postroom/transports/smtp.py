@@ -12,7 +12,7 @@ from postroom.auth.base import PasswordLogin
 from postroom.config.smtp_server import SmtpServer
 from postroom.errors import AuthenticationError, ProtocolError, StartTLSError
 from postroom.logs import get_logger
-from postroom.transports.errors import StageTracker, mapped_errors, server_text
+from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context
 
@@ -73,14 +73,7 @@ def send_message(
 ) -> SendReceipt:
     """Send ``message`` to ``recipients`` (the envelope; Bcc included). Fails if every recipient is refused."""
     assert server.port is not None
-    where = StageTracker(
-        address=server.address,
-        host=server.host,
-        port=server.port,
-        security=server.security,
-        connect_timeout=server.connect_timeout,
-        read_timeout=server.read_timeout,
-    )
+    where = tracker_for(server)
     context = client_context(verify=server.verify_certificate, ca_file=server.ca_file)
     with mapped_errors(where, "smtp"):
         client = _Client(where, context if server.security == "ssl" else None)
