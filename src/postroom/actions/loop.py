@@ -20,6 +20,8 @@ __all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
 
 #: Messages whose headers are fetched per round trip while looping.
 LOOP_CHUNK = 2000
+#: The first chunk of a loop: small, so that body prefetching starts early.
+FIRST_CHUNK = 100
 
 
 class SessionSource:
@@ -69,8 +71,8 @@ class MessageLoop(Iterator[Message]):
         yielded = 0
         bodies_wanted = False
         for run in self.runs:
-            for start in range(0, len(run), LOOP_CHUNK):
-                chunk = run.keys(start, start + LOOP_CHUNK)
+            for start, stop in _chunk_bounds(len(run)):
+                chunk = run.keys(start, stop)
                 first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
                 summaries = self.session.call(
                     lambda mailbox, c=chunk, f=first: mailbox.summaries(c, first_section=f)  # type: ignore[misc]
@@ -140,6 +142,16 @@ class _ChunkSource(SessionSource):
             found = self.session.call(lambda mailbox, k=keys, s=fetch_section: mailbox.sections(k, s))  # type: ignore[misc]
             cache.update(((key, section), data) for key, data in found.items())
         return cache
+
+
+def _chunk_bounds(total: int) -> Iterator[tuple[int, int]]:
+    """A small first chunk (the loop learns early whether bodies are read), then LOOP_CHUNK at a time."""
+    start = 0
+    size = FIRST_CHUNK
+    while start < total:
+        yield start, min(start + size, total)
+        start += size
+        size = LOOP_CHUNK
 
 
 def messages(
