@@ -144,3 +144,17 @@ def test_pop3_delete_is_committed_on_disconnect(dovecot: Dovecot, mailbox_user: 
     postroom.disconnect("p")
     again = postroom.connect("p", server_config(dovecot, "pop3"), variables=variables)
     assert subjects(again) == ["message 1", "message 3"]
+
+
+def test_pop3_deletion_survives_a_dropped_connection(dovecot: Dovecot, mailbox_user: str) -> None:
+    fill(dovecot, mailbox_user, 3)
+    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    session = postroom.connect("p", server_config(dovecot, "pop3"), variables=variables)
+    doomed = next(postroom.messages(session, subject="message 2"))
+    assert postroom.delete(session, doomed)[0].ok
+    dovecot.kick(mailbox_user)  # the server rolls back uncommitted deletions
+    assert subjects(session) == ["message 1", "message 3"]  # reconnected; the deletion was sent again
+    assert session.reconnects == 1
+    postroom.disconnect("p")
+    again = postroom.connect("p", server_config(dovecot, "pop3"), variables=variables)
+    assert subjects(again) == ["message 1", "message 3"]

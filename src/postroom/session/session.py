@@ -70,10 +70,12 @@ class Session:
         except PostroomError as exc:
             raise exc.with_context(session=self.name) from exc.__cause__
 
-    def _connect(self) -> Mailbox:
+    def _connect(self, mailbox: Mailbox | None = None) -> Mailbox:
+        """Open ``mailbox`` again (it keeps state a reconnect must carry over, such as POP3 deletions
+        not yet committed), or a new one."""
         try:
-            login = self.config.auth.resolve(self._context)
-            mailbox = make_mailbox(self.config, login)
+            if mailbox is None:
+                mailbox = make_mailbox(self.config, self.config.auth.resolve(self._context))
             mailbox.open()
         except PostroomError as exc:
             raise exc.with_context(session=self.name, server=self.config.address) from exc.__cause__
@@ -100,7 +102,7 @@ class Session:
         _log.warning("session %r: %s; reconnecting to %s", self.name, why, self.config.address)
         if self._mailbox is not None:
             self._mailbox.close()
-        self._mailbox = self._connect()
+        self._mailbox = self._connect(self._mailbox)
         self.reconnects += 1
         _log.info("session %r: reconnected to %s", self.name, self.config.address)
 

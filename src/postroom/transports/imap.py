@@ -16,10 +16,9 @@ import array
 import contextlib
 import datetime as dt
 import imaplib
-import re
 import socket
 import ssl
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, cast
 
 from postroom.auth.base import PasswordLogin
@@ -32,12 +31,12 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
-from postroom.transports.imap_bodystructure import parse_bodystructure
 from postroom.transports.imap_fetch import pipelined_fetch
-from postroom.transports.imap_response import FetchItems, Literal, parse_fetch, tokenize
+from postroom.transports.imap_folders import normal_inbox, parse_list, user_path
+from postroom.transports.imap_response import FetchItems, parse_fetch
 from postroom.transports.imap_search import search_criteria
-from postroom.transports.imap_syntax import chunked, mailbox_arg, quote, uid_set
-from postroom.transports.imap_utf7 import decode_mailbox
+from postroom.transports.imap_summary import summary_from
+from postroom.transports.imap_syntax import chunked, copyuid, mailbox_arg, quote, uid_set
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
 
@@ -225,7 +224,7 @@ class ImapMailbox:
     def _server_delimiter(self) -> str | None:
         if self._delimiter is None:
             lines = self._ok("LIST", quote(""), quote(""))
-            folders = _parse_list(lines, "/")
+            folders = parse_list(lines, "/")
             self._delimiter = folders[0].delimiter if folders else "/"
         return self._delimiter
 
@@ -240,7 +239,7 @@ class ImapMailbox:
     def folders(self, pattern: str = "*") -> list[Folder]:
         delimiter = self._server_delimiter() or "/"
         lines = self._ok("LIST", quote(""), mailbox_arg(self._server_name(pattern) if pattern != "*" else "*"))
-        return _parse_list(lines, delimiter)
+        return parse_list(lines, delimiter)
 
     def _folders_for(self, filter_: MessageFilter) -> list[str]:
         """The folders a filter covers: wildcards expanded, subfolders added, in a stable order."""
@@ -251,7 +250,7 @@ class ImapMailbox:
             if not found:
                 raise ProtocolError(f"no folder matches {filter_.folder!r}", hint=self._known_folders())
         else:
-            found = [_user_name(filter_.folder)]
+            found = [user_path(filter_.folder)]
         if filter_.include_subfolders:
             for base in list(found):
                 found += [f.name for f in self.folders(f"{base}/*") if "\\NOSELECT" not in f.flags]
@@ -331,7 +330,7 @@ class ImapMailbox:
         request = _SUMMARY_ITEMS if not first_section else f"{_SUMMARY_ITEMS[:-1]} BODY.PEEK[1]<0.{first_section}>)"
         for responses in self._fetch_many([key.uid for key in keys], request):
             for items in responses:
-                summary = _summary(items, folder, validity)
+                summary = summary_from(items, folder, validity)
                 if summary is not None and summary.key.uid in wanted:
                     found[summary.key.uid] = summary
         return [found[key.uid] for key in keys if key.uid in found]
@@ -487,7 +486,7 @@ class ImapMailbox:
                 typ, data = self._uid(command, uid_set(chunk), target)
                 if typ != "OK":
                     raise ProtocolError(f"{command} to {folder!r} failed: {server_text(data)}")
-                copied = _copyuid(self._require(), data)
+                copied = copyuid(self._require().untagged_responses.get("OK", []), data)
                 if copied is not None:
                     validity, mapping = copied
                     new_uids.update(mapping)
@@ -500,7 +499,7 @@ class ImapMailbox:
                     key,
                     True,
                     f"moved to {folder}",
-                    MessageKey(_normal_inbox(folder), validity, new_uids[key.uid]) if key.uid in new_uids else None,
+                    MessageKey(normal_inbox(folder), validity, new_uids[key.uid]) if key.uid in new_uids else None,
                 )
                 for key in present
             }
@@ -528,125 +527,6 @@ class ImapMailbox:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-_LIST_LINE = re.compile(rb"^\((?P<flags>[^)]*)\) (?P<delim>NIL|\"(?:[^\"\\]|\\.)*\") (?P<name>.*)$", re.DOTALL)
-
-
-def _parse_list(lines: Sequence[object], user_delimiter: str) -> list[Folder]:
-    """LIST responses → folders named with ``/`` between levels, decoded from modified UTF-7."""
-    folders = []
-    parts: list[bytes | Literal] = []
-    for item in lines:
-        if isinstance(item, tuple):  # name sent as a literal
-            parts = [item[0], Literal(item[1])]
-            continue
-        if not isinstance(item, bytes):
-            continue
-        if parts:
-            parts.append(item)
-            values = tokenize(parts)
-            parts = []
-        else:
-            values = tokenize([item])
-        if len(values) < 3:
-            continue
-        flags_value, delimiter_value, name_value = values[0], values[1], values[2]
-        flags = (
-            tuple(f.decode("ascii", "replace").upper() for f in flags_value if isinstance(f, bytes))
-            if isinstance(flags_value, list)
-            else ()
-        )
-        delimiter = delimiter_value.decode() if isinstance(delimiter_value, bytes) else None
-        raw_name = name_value.decode("utf-8", "replace") if isinstance(name_value, bytes) else ""
-        name = decode_mailbox(raw_name)
-        if delimiter and delimiter != user_delimiter:
-            name = name.replace(delimiter, user_delimiter)
-        folders.append(Folder(name=_normal_inbox(name), delimiter=delimiter, flags=flags))
-    return folders
-
-
-def _normal_inbox(name: str) -> str:
-    head, sep, rest = name.partition("/")
-    return f"INBOX{sep}{rest}" if head.upper() == "INBOX" else name
-
-
-def _user_name(folder: str) -> str:
-    """A folder path as keys carry it: ``/`` between levels, ``INBOX`` upper-case."""
-    return _normal_inbox("/".join(p for p in folder.strip().split("/") if p))
-
-
-def _summary(items: Mapping[str, object], folder: str, validity: int) -> MessageSummary | None:
-    uid_value = items.get("UID")
-    if not isinstance(uid_value, bytes) or not uid_value.isdigit():
-        return None
-    flags_value = items.get("FLAGS")
-    flags = (
-        frozenset(f.decode("ascii", "replace") for f in flags_value) if isinstance(flags_value, list) else frozenset()
-    )
-    size_value = items.get("RFC822.SIZE")
-    header = b""
-    first: bytes | None = None
-    for name, value in items.items():
-        if name.startswith("BODY[HEADER") and isinstance(value, bytes):
-            header = bytes(value)
-        elif name.startswith("BODY[1]"):
-            first = bytes(value) if isinstance(value, bytes) else b""
-    date_value = items.get("INTERNALDATE")
-    received = _internaldate(date_value) if isinstance(date_value, bytes) else None
-    return MessageSummary(
-        key=MessageKey(folder, validity, int(uid_value)),
-        header=header,
-        flags=flags,
-        size=int(size_value) if isinstance(size_value, bytes) and size_value.isdigit() else 0,
-        received=received,
-        structure=parse_bodystructure(items.get("BODYSTRUCTURE")),  # type: ignore[arg-type]
-        first_section=first,
-    )
-
-
-_MONTHS = {
-    m: n for n, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1)
-}
-_INTERNALDATE = re.compile(rb"^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$")
-
-
-def _internaldate(value: bytes) -> dt.datetime | None:
-    """``17-Jul-1996 02:44:25 -0700`` → an aware datetime (strptime costs more than the rest of a summary)."""
-    match = _INTERNALDATE.match(value)
-    if match is None:
-        return None
-    day, month, year, hour, minute, second, sign, off_h, off_m = match.groups()
-    month_number = _MONTHS.get(month.decode().upper())
-    if month_number is None:
-        return None
-    offset = dt.timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == b"-" else 1)
-    try:
-        return dt.datetime(
-            int(year), month_number, int(day), int(hour), int(minute), int(second), tzinfo=dt.timezone(offset)
-        )
-    except ValueError:
-        return None
-
-
-def _copyuid(client: imaplib.IMAP4, data: list[Any]) -> tuple[int, dict[int, int]] | None:
-    """(UIDVALIDITY, source UID → new UID) from a ``[COPYUID ...]`` code (UIDPLUS), tagged or untagged."""
-    texts = [d for d in data if isinstance(d, bytes)]
-    texts += [d for d in client.untagged_responses.get("OK", []) if isinstance(d, bytes)]
-    for text in texts:
-        match = re.search(rb"\[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\]", text)
-        if match:
-            return int(match.group(1)), dict(zip(_expand(match.group(2)), _expand(match.group(3)), strict=False))
-    return None
-
-
-def _expand(uid_set_text: bytes) -> list[int]:
-    out: list[int] = []
-    for piece in uid_set_text.split(b","):
-        low, _, high = piece.partition(b":")
-        start, end = int(low), int(high or low)
-        step = 1 if end >= start else -1
-        out.extend(range(start, end + step, step))
-    return out
 
 
 def _gone(key: MessageKey) -> ProtocolError:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from postroom.transports.imap_utf7 import encode_mailbox
 
-__all__ = ["chunked", "mailbox_arg", "quote", "uid_set"]
+__all__ = ["chunked", "copyuid", "expand_uid_set", "mailbox_arg", "quote", "uid_set"]
 
 
 def quote(value: str) -> str:
@@ -41,3 +43,26 @@ def uid_set(uids: Iterable[int]) -> str:
 def chunked(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def copyuid(untagged_ok: list[Any], data: list[Any]) -> tuple[int, dict[int, int]] | None:
+    """(UIDVALIDITY, source UID → new UID) from a ``[COPYUID ...]`` code (UIDPLUS), tagged or untagged."""
+    texts = [d for d in data if isinstance(d, bytes)]
+    texts += [d for d in untagged_ok if isinstance(d, bytes)]
+    for text in texts:
+        match = re.search(rb"\[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\]", text)
+        if match:
+            return int(match.group(1)), dict(
+                zip(expand_uid_set(match.group(2)), expand_uid_set(match.group(3)), strict=False)
+            )
+    return None
+
+
+def expand_uid_set(uid_set_text: bytes) -> list[int]:
+    out: list[int] = []
+    for piece in uid_set_text.split(b","):
+        low, _, high = piece.partition(b":")
+        start, end = int(low), int(high or low)
+        step = 1 if end >= start else -1
+        out.extend(range(start, end + step, step))
+    return out
