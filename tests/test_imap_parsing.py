@@ -70,3 +70,14 @@ def test_search_criteria_quote_everything_and_use_one_literal() -> None:
 def test_syntax_helpers() -> None:
     assert uid_set([5, 1, 2, 3, 9, 10, 12]) == "1:3,5,9:10,12"
     assert quote('C:\\x "y"') == '"C:\\\\x \\"y\\""'
+
+
+def test_a_malformed_reply_is_a_protocol_error_not_a_crash() -> None:
+    import pytest
+
+    from postroom.errors import ProtocolError
+    from postroom.transports.errors import StageTracker, mapped_errors
+
+    where = StageTracker("imaps://h:993", "h", 993, "ssl", 1, 1, stage="command")
+    with pytest.raises(ProtocolError, match="could not read the server's reply"), mapped_errors(where, "imap"):
+        tokenize([b"(UID 1 FLAGS (\\Seen)"])

@@ -157,6 +157,11 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
                 "or ask the server's admin to enable STARTTLS",
             )
         return ProtocolError(f"unexpected server reply: {text}")
+    if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError) and stage == "command":
+        return ProtocolError(
+            f"could not read the server's reply ({exc})",
+            hint="the connection was closed; postroom reconnects on next use. Please report the server's name",
+        )
     if isinstance(exc, OSError):
         if stage == "command":
             return ConnectionLostError(
