@@ -119,3 +119,26 @@ def test_pop3_saves_the_same_files(dovecot: Dovecot, mailbox_user: str, tmp_path
 def test_safe_filename(name: str, safe: str) -> None:
     assert safe_filename(name) == safe
     assert len(safe_filename(name).encode()) <= 200
+
+
+def test_pop3_reads_a_message_once_for_structure_body_and_attachments(
+    dovecot: Dovecot, mailbox_user: str, tmp_path: Path
+) -> None:
+    from tests.test_loop import pop3_session
+
+    dovecot.deliver(mailbox_user, simple("once", body="text\n", attachments={"a.pdf": PDF, "b.pdf": PDF}))
+    session = pop3_session(dovecot, mailbox_user)
+    client = session._mailbox._client  # type: ignore[union-attr]
+    sent: list[bytes] = []
+    real_putline = client._putline
+
+    def putline(line: bytes) -> None:
+        sent.append(line)
+        real_putline(line)
+
+    client._putline = putline
+    message = only_message(session)
+    assert message.text == "text\n"
+    assert [s.path.name for s in message.save_attachments(tmp_path)] == ["a.pdf", "b.pdf"]
+    assert (tmp_path / "b.pdf").read_bytes() == PDF
+    assert sum(1 for line in sent if line.upper().startswith(b"RETR")) == 1

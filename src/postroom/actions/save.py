@@ -13,11 +13,10 @@ from typing import BinaryIO
 
 from postroom.actions.filenames import reserve_path, safe_filename
 from postroom.errors import ConfigError, PostroomError
-from postroom.message.decode import decode_body
 from postroom.message.model import Message
-from postroom.message.structure import MimePart, part_by_section, structure_of
+from postroom.message.structure import MimePart, content_of, structure_of
 
-__all__ = ["SavedFile", "save_attachments", "save_email"]
+__all__ = ["SavedFile", "attachment_file_name", "name_matches", "save_attachments", "save_email"]
 
 
 @dataclass(frozen=True)
@@ -75,15 +74,24 @@ def save_attachments(
     saved: list[SavedFile] = []
     for part in message.attachments(include_inline=include_inline):
         name = _name_for(part)
-        if pattern and not fnmatch.fnmatch(name.casefold(), pattern.casefold()):
+        if not name_matches(name, pattern):
             continue
         path = reserve_path(target, name, overwrite=overwrite)
-
         size = _write(path, lambda sink, part=part: message.stream_part(part, sink))  # type: ignore[misc]
         saved.append(SavedFile(path, name, size, part.content_type))
         if include_nested and part.is_message:
             saved += _save_nested(message.part_content(part), target, overwrite=overwrite, pattern=pattern)
     return saved
+
+
+def name_matches(name: str, pattern: str | None) -> bool:
+    """Whether a file name passes the (case-insensitive) glob; no pattern passes everything."""
+    return pattern is None or fnmatch.fnmatch(name.casefold(), pattern.casefold())
+
+
+def attachment_file_name(part: MimePart) -> str:
+    """The safe file name an attachment is saved under (before any ``(2)`` for a clash)."""
+    return _name_for(part)
 
 
 def _name_for(part: MimePart) -> str:
@@ -100,15 +108,9 @@ def _save_nested(raw: bytes, target: Path, *, overwrite: bool, pattern: str | No
     saved = []
     for part in structure.attachments():
         name = _name_for(part)
-        if pattern and not fnmatch.fnmatch(name.casefold(), pattern.casefold()):
+        if not name_matches(name, pattern):
             continue
-        found = part_by_section(parsed, part.section)
-        payload = found.get_payload(decode=False) if found is not None else b""
-        if isinstance(payload, list):
-            data = payload[0].as_bytes() if payload and isinstance(payload[0], email.message.Message) else b""
-        else:
-            text = payload if isinstance(payload, bytes) else str(payload).encode("ascii", "surrogateescape")
-            data = decode_body(text, part.encoding)
+        data = content_of(parsed, part)
         path = reserve_path(target, name, overwrite=overwrite)
         saved.append(SavedFile(path, name, _write(path, _bytes_producer(data)), part.content_type))
         if part.is_message:

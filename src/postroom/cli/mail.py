@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import click
 from postroom.actions import delete as delete_messages
 from postroom.actions import folders as list_folders
 from postroom.actions import mark_read, mark_unread, move, save_attachments, save_email
+from postroom.actions.save import attachment_file_name, name_matches
 from postroom.cli.common import (
     filter_options,
     open_session,
@@ -148,9 +148,8 @@ def save_attachments_command(
         total, items, loop = selected_messages(session, filters)
         for message in with_progress(total, items, loop, "saving", as_json):
             if dry_run:
-                names = [
-                    n for n in message.attachment_names if not pattern or fnmatch(n.casefold(), pattern.casefold())
-                ]
+                parts = message.attachments(include_inline=include_inline)
+                names = [n for n in map(attachment_file_name, parts) if name_matches(n, pattern)]
                 results.append(
                     {"key": str(message.key), "subject": message.subject, "ok": True, "detail": ", ".join(names)}
                 )

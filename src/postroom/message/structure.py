@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from postroom.message.decode import decode_words
+from postroom.message.decode import decode_body, decode_words
 
-__all__ = ["MimePart", "decode_params", "header_params", "part_by_section", "structure_of"]
+__all__ = ["MimePart", "content_of", "decode_params", "header_params", "part_by_section", "structure_of"]
 
 
 @dataclass(frozen=True)
@@ -237,3 +237,16 @@ def part_by_section(message: email.message.Message, section: str) -> email.messa
         elif index != 0:
             return None
     return current
+
+
+def content_of(message: email.message.Message, part: MimePart) -> bytes:
+    """The content of ``part`` in a parsed message, transfer encoding undone; an attached email as its bytes."""
+    found = part_by_section(message, part.section)
+    if found is None:
+        return b""
+    payload = found.get_payload(decode=False)
+    if isinstance(payload, list):  # an attached message
+        inner = payload[0] if payload else None
+        return inner.as_bytes() if part.is_message and isinstance(inner, email.message.Message) else b""
+    data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else bytes(payload)
+    return decode_body(data, part.encoding)

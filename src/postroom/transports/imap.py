@@ -230,11 +230,7 @@ class ImapMailbox:
 
     def _server_name(self, folder: str) -> str:
         """A user's folder path (``Inbox/Projects``) in the server's terms (``INBOX.Projects``)."""
-        delimiter = self._server_delimiter() or "/"
-        parts = [p for p in folder.strip().strip("/").split("/") if p]
-        if parts and parts[0].upper() == "INBOX":
-            parts[0] = "INBOX"
-        return delimiter.join(parts)
+        return user_path(folder).replace("/", self._server_delimiter() or "/")
 
     def folders(self, pattern: str = "*") -> list[Folder]:
         delimiter = self._server_delimiter() or "/"

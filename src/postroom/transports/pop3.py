@@ -22,8 +22,7 @@ from postroom.config import EmailServer
 from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
-from postroom.message.decode import decode_body
-from postroom.message.structure import MimePart, part_by_section
+from postroom.message.structure import MimePart, content_of
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
@@ -68,6 +67,8 @@ class Pop3Mailbox:
         self._where = tracker_for(config)
         self._numbers: dict[str, int] = {}
         self._pending_deletes: list[str] = []
+        self._last_raw: tuple[str, bytes] | None = None
+        self._last_parsed: tuple[str, email.message.Message] | None = None
 
     @property
     def connected(self) -> bool:
@@ -193,9 +194,14 @@ class Pop3Mailbox:
         return out
 
     def raw(self, key: MessageKey) -> bytes:
+        """RETR; the last message is kept, so its structure, body and attachments cost one RETR together."""
+        if self._last_raw is not None and self._last_raw[0] == key.uidl:
+            return self._last_raw[1]
         number = self._number(key)
         _resp, lines, _octets = self._run(lambda c: c.retr(number))
-        return b"\r\n".join(lines) + b"\r\n"
+        data = b"\r\n".join(lines) + b"\r\n"
+        self._last_raw, self._last_parsed = (key.uidl or "", data), None
+        return data
 
     def header_block(self, key: MessageKey) -> bytes:
         number = self._number(key)
@@ -203,16 +209,13 @@ class Pop3Mailbox:
         return b"\r\n".join(lines) + b"\r\n"
 
     def part_content(self, key: MessageKey, part: MimePart) -> bytes:
-        parsed = email.message_from_bytes(self.raw(key), policy=email.policy.compat32)
-        found = part_by_section(parsed, part.section)
-        if found is None:
-            return b""
-        payload = found.get_payload(decode=False)
-        if isinstance(payload, list):  # an attached message: its own bytes
-            inner = payload[0] if payload else None
-            return inner.as_bytes() if part.is_message and isinstance(inner, email.message.Message) else b""
-        data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else bytes(payload)
-        return decode_body(data, part.encoding)
+        return content_of(self._parsed(key), part)
+
+    def _parsed(self, key: MessageKey) -> email.message.Message:
+        raw = self.raw(key)
+        if self._last_parsed is None or self._last_parsed[0] != key.uidl:
+            self._last_parsed = (key.uidl or "", email.message_from_bytes(raw, policy=email.policy.compat32))
+        return self._last_parsed[1]
 
     def sections(self, keys: list[MessageKey], section: str) -> dict[MessageKey, bytes]:
         raise _unsupported("partial fetches")
