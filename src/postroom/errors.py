@@ -24,6 +24,9 @@ catch a library's exception.
     │   ├── AuthenticationError      the server refused the login
     │   ├── ConnectionLostError      the server dropped an established connection
     │   └── ProtocolError            the server answered something unexpected
+    ├── OAuthError                   the OAuth2 authorization server refused or failed
+    │   ├── ConsentRequiredError     no usable token: sign in (again) to give consent
+    │   └── AuthorizationDeniedError the browser sign-in was denied, forged or timed out
     └── UnsupportedError             the server or protocol cannot do what was asked
 
 Every message says what failed, where (session and server), and what to try.
@@ -35,11 +38,14 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "AuthorizationDeniedError",
     "CertificateError",
     "ConfigError",
     "ConnectionLostError",
+    "ConsentRequiredError",
     "CredentialError",
     "MailServerError",
+    "OAuthError",
     "PostroomError",
     "PostroomWarning",
     "ProtocolError",
@@ -179,9 +185,28 @@ class StartTLSError(TLSError):
 
 
 class AuthenticationError(MailServerError):
-    """The server refused the login."""
+    """The server refused the login.
+
+    For OAuth2 logins, ``token_rejected`` is True when the server turned the access
+    token down (the session then refreshes it once and tries again), and
+    ``sasl_status`` holds the status the server sent in its error challenge
+    (``"401"``, ``"invalid_token"``, ``"insufficient_scope"``...), if any.
+    """
 
     exit_code = 7
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        hint: str | None = None,
+        token_rejected: bool = False,
+        sasl_status: str | None = None,
+        **where: str | None,
+    ) -> None:
+        super().__init__(problem, hint=hint, **where)
+        self.token_rejected = token_rejected
+        self.sasl_status = sasl_status
 
 
 class ConnectionLostError(MailServerError):
@@ -190,6 +215,28 @@ class ConnectionLostError(MailServerError):
 
 class ProtocolError(MailServerError):
     """The server answered something postroom did not expect."""
+
+
+class OAuthError(PostroomError):
+    """The OAuth2 authorization server refused a request or could not be reached.
+
+    ``error`` is the OAuth2 error code (``invalid_client``, ``invalid_grant``...) when
+    the server sent one.
+    """
+
+    exit_code = 7
+
+    def __init__(self, problem: str, *, hint: str | None = None, error: str | None = None, **where: str | None) -> None:
+        super().__init__(problem, hint=hint, **where)
+        self.error = error
+
+
+class ConsentRequiredError(OAuthError):
+    """No usable token: never signed in, or the refresh token expired or was revoked."""
+
+
+class AuthorizationDeniedError(OAuthError):
+    """The browser sign-in did not complete: denied, forged (state mismatch) or timed out."""
 
 
 class UnsupportedError(PostroomError):

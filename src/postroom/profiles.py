@@ -10,11 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from postroom.auth import Basic
+from postroom.auth import auth_from_profile
 from postroom.config import EmailServer
-from postroom.credentials import Insecure
-from postroom.credentials.refs import format_ref, parse_ref
-from postroom.errors import ConfigError, SessionNotFoundError
+from postroom.errors import SessionNotFoundError
 from postroom.paths import home_dir, write_private_file
 
 __all__ = ["ProfileStore"]
@@ -53,19 +51,11 @@ class ProfileStore:
 
     def save(self, name: str, config: EmailServer) -> dict[str, Any]:
         """Store ``config`` as ``name``. Its secrets must be references, not insecure strings."""
-        auth = config.auth
-        if not isinstance(auth, Basic):
-            raise ConfigError("auth", f"profiles cannot store {auth.kind!r} yet")
-        refs = {}
-        for field_name in ("username", "password"):
-            ref = getattr(auth, field_name)
-            if isinstance(ref, Insecure):
-                raise ConfigError(field_name, "an insecure string cannot be stored in a profile", hint="use vault:")
-            refs[field_name] = format_ref(ref)
+        auth_record = config.auth.to_profile()
         settings = {key: getattr(config, key) for key in _SETTINGS if key not in config.preset_fields}
         if settings.get("ca_file") is not None:
             settings["ca_file"] = str(Path(settings["ca_file"]).resolve())
-        record = {"settings": settings, "auth": {"mode": auth.kind, **refs}}
+        record = {"settings": settings, "auth": auth_record}
         profiles = self._read()
         profiles[name] = record
         write_private_file(self.path, json.dumps(profiles, indent=2, sort_keys=True).encode("utf-8"))
@@ -83,13 +73,7 @@ class ProfileStore:
 
     def load(self, name: str) -> EmailServer:
         record = self.raw(name)
-        auth = record["auth"]
-        if auth.get("mode") != "basic":
-            raise ConfigError("auth", f"profile {name!r} uses an auth mode this version does not know")
-        basic = Basic(
-            username=parse_ref(auth["username"], "username"), password=parse_ref(auth["password"], "password")
-        )
-        return EmailServer(auth=basic, **record["settings"])
+        return EmailServer(auth=auth_from_profile(record["auth"]), **record["settings"])
 
     def delete(self, name: str) -> None:
         profiles = self._read()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from postroom.actions._resolve import SessionRef, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
-from postroom.auth.base import PasswordLogin
+from postroom.auth.base import Login
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.errors import ConfigError, PostroomError
@@ -23,7 +23,7 @@ _log = get_logger("postroom.send")
 
 def _route(
     via: SessionRef | SmtpServer, variables: Mapping[str, str] | None, vault: CredentialVault | None
-) -> tuple[SmtpServer, PasswordLogin | None, Session | None]:
+) -> tuple[SmtpServer, Login | None, Session | None]:
     if isinstance(via, SmtpServer):
         context = ResolveContext(variables=dict(variables or {}), vault=vault)
         return via, (via.auth.resolve(context) if via.auth is not None else None), None
@@ -35,7 +35,7 @@ def _route(
     return server, session.resolve_login(), session
 
 
-def _sender(sender: str | None, login: PasswordLogin | None) -> Address:
+def _sender(sender: str | None, login: Login | None) -> Address:
     candidate = sender or (login.username.reveal() if login is not None else "")
     found = parse_recipients("sender", candidate) if candidate and "@" in candidate else []
     if len(found) != 1:
@@ -44,7 +44,7 @@ def _sender(sender: str | None, login: PasswordLogin | None) -> Address:
 
 
 def _deliver(
-    draft: Draft, server: SmtpServer, login: PasswordLogin | None, session: Session | None, save_to_sent: bool | str
+    draft: Draft, server: SmtpServer, login: Login | None, session: Session | None, save_to_sent: bool | str
 ) -> SendReceipt:
     receipt = send_message(server, login, draft.message, draft.sender, draft.recipients)
     _log.info("sent %s to %d recipient(s) via %s", receipt.message_id, len(receipt.recipients), server.address)

@@ -1,6 +1,32 @@
-"""How a secret becomes a login: one module per auth mode."""
+"""How a secret becomes a login: one module (or package) per auth mode."""
 
-from postroom.auth.base import AuthMode, PasswordLogin
+from typing import Any
+
+from postroom.auth.base import AuthMode, Login, PasswordLogin, TokenLogin
 from postroom.auth.basic import Basic
+from postroom.auth.oauth import OAuth2ClientCredentials, OAuth2PKCE
+from postroom.errors import ConfigError
 
-__all__ = ["AuthMode", "Basic", "PasswordLogin"]
+__all__ = [
+    "AUTH_MODES",
+    "AuthMode",
+    "Basic",
+    "Login",
+    "OAuth2ClientCredentials",
+    "OAuth2PKCE",
+    "PasswordLogin",
+    "TokenLogin",
+    "auth_from_profile",
+]
+
+#: Profile ``mode`` → auth mode class.
+AUTH_MODES: dict[str, Any] = {cls.kind: cls for cls in (Basic, OAuth2PKCE, OAuth2ClientCredentials)}
+
+
+def auth_from_profile(record: dict[str, str]) -> AuthMode:
+    """The auth mode stored in a profile record."""
+    mode = AUTH_MODES.get(record.get("mode", ""))
+    if mode is None:
+        raise ConfigError("auth", f"unknown auth mode {record.get('mode')!r}", hint=f"one of {', '.join(AUTH_MODES)}")
+    built: AuthMode = mode.from_profile(record)
+    return built

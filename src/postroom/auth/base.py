@@ -15,7 +15,7 @@ from typing import Protocol
 from postroom.credentials import ResolveContext, Secret
 from postroom.errors import CredentialError
 
-__all__ = ["AuthMode", "PasswordLogin", "check_wire_safe"]
+__all__ = ["AuthMode", "Login", "PasswordLogin", "TokenLogin", "TokenSource", "check_wire_safe"]
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,50 @@ class PasswordLogin:
     password: Secret
 
 
+class TokenSource(Protocol):
+    """Where an OAuth2 login gets its access token (cached, refreshed when needed)."""
+
+    def access_token(self) -> Secret:
+        """A token valid for a while yet: from the vault, else refreshed (or newly requested)."""
+        ...
+
+    def renew(self, rejected: Secret) -> Secret:
+        """A new token after the server refused ``rejected``."""
+        ...
+
+    @property
+    def account(self) -> str | None:
+        """Who signed in, when the provider said (for error messages)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TokenLogin:
+    """An OAuth2 login: the SASL user (the mailbox address) and a source of access tokens."""
+
+    username: Secret
+    tokens: TokenSource
+
+
+Login = PasswordLogin | TokenLogin
+
+
 class AuthMode(Protocol):
     """How a connection logs in."""
 
     #: Short name used in profiles, the CLI and reports, e.g. ``"basic"``.
     kind: str
 
-    def resolve(self, context: ResolveContext) -> PasswordLogin:
+    def resolve(self, context: ResolveContext) -> Login:
         """Resolve every secret reference; raise :class:`CredentialError` naming the field."""
         ...
 
     def describe(self) -> dict[str, str]:
         """Field name → reference description; safe to print and to store."""
+        ...
+
+    def to_profile(self) -> dict[str, str]:
+        """The mode as a profile record (references only); insecure strings raise ConfigError."""
         ...
 
 

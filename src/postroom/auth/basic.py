@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from postroom.auth.base import PasswordLogin, check_wire_safe
 from postroom.credentials import ResolveContext, SecretRef, as_secret_ref
+from postroom.credentials.refs import format_ref, parse_ref
+from postroom.credentials.sources import Insecure
+from postroom.errors import ConfigError
 
 __all__ = ["Basic"]
 
@@ -31,6 +34,21 @@ class Basic:
 
     def describe(self) -> dict[str, str]:
         return {"mode": self.kind, "username": self.username.describe(), "password": self.password.describe()}
+
+    def to_profile(self) -> dict[str, str]:
+        record = {"mode": self.kind}
+        for name in ("username", "password"):
+            ref = getattr(self, name)
+            if isinstance(ref, Insecure):
+                raise ConfigError(name, "an insecure string cannot be stored in a profile", hint="use vault:")
+            record[name] = format_ref(ref)
+        return record
+
+    @classmethod
+    def from_profile(cls, record: dict[str, str]) -> Basic:
+        return cls(
+            username=parse_ref(record["username"], "username"), password=parse_ref(record["password"], "password")
+        )
 
     def __repr__(self) -> str:
         return f"Basic(username={self.username.describe()}, password={self.password.describe()})"

@@ -129,6 +129,9 @@ class EmailServer:
             object.__setattr__(self, "ca_file", check_ca_file(self.ca_file))
         if not hasattr(self.auth, "resolve") or not hasattr(self.auth, "kind"):
             raise ConfigError("auth", f"expected an auth mode such as Basic(...), got {type(self.auth).__name__}")
+        bind = getattr(self.auth, "for_server", None)
+        if bind is not None:  # OAuth2 modes check (and take) the server's provider and Azure cloud
+            object.__setattr__(self, "auth", bind(self.protocol, self.provider, self.azure_cloud))
         object.__setattr__(self, "preset_fields", frozenset(filled))
         if self.security == "none":
             warnings.warn(

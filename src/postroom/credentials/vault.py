@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -77,16 +77,34 @@ class CredentialVault:
 
     def set(self, name: str, attribute: str, value: str) -> None:
         """Store ``value`` as ``name``/``attribute``, creating the vault on first use."""
-        for label, text in (("name", name), ("attribute", attribute)):
-            if not text or any(ch in text for ch in "/\r\n\0") or text != text.strip():
-                raise VaultError(
-                    f"vault {label} {text!r} is not usable",
-                    hint="use a non-empty name without '/', line breaks or surrounding spaces",
-                )
+        self._check_names(name, attribute)
         with self._locked():
             entries = self._read(create=True)
             entries.setdefault(name, {})[attribute] = value
             self._write(entries)
+
+    def update(self, name: str, attribute: str, change: Callable[[str | None], str | None]) -> str | None:
+        """Read-modify-write one value while holding the vault lock, so other threads and processes wait.
+
+        ``change`` gets the current value (None when absent) and returns the new one,
+        or None to remove it; it may do network work (an OAuth2 refresh) that must not
+        race with another process doing the same. Returns what was stored.
+        """
+        self._check_names(name, attribute)
+        with self._locked():
+            entries = self._read(create=True)
+            current = entries.get(name, {}).get(attribute)
+            new = change(current)
+            if new == current:
+                return new
+            if new is None:
+                entries.get(name, {}).pop(attribute, None)
+                if name in entries and not entries[name]:
+                    del entries[name]
+            else:
+                entries.setdefault(name, {})[attribute] = new
+            self._write(entries)
+            return new
 
     def delete(self, name: str, attribute: str | None = None) -> None:
         """Remove one attribute, or the whole credential when ``attribute`` is None."""
@@ -104,6 +122,15 @@ class CredentialVault:
             self._write(entries)
 
     # -- storage -------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_names(name: str, attribute: str) -> None:
+        for label, text in (("name", name), ("attribute", attribute)):
+            if not text or any(ch in text for ch in "/\r\n\0") or text != text.strip():
+                raise VaultError(
+                    f"vault {label} {text!r} is not usable",
+                    hint="use a non-empty name without '/', line breaks or surrounding spaces",
+                )
 
     def _key(self) -> VaultKey:
         """The vault's key; a new one only while no vault file exists."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Literal, TypeVar
 
-from postroom.auth.base import PasswordLogin
+from postroom.auth.base import Login
 from postroom.config import EmailServer
 from postroom.credentials import ResolveContext
 from postroom.errors import ConnectionLostError, PostroomError, SessionError
@@ -63,7 +63,7 @@ class Session:
             self.opened_at = time.time()
         return self
 
-    def resolve_login(self) -> PasswordLogin:
+    def resolve_login(self) -> Login:
         """The session's credentials, resolved afresh (for sending through SMTP with the same login)."""
         try:
             return self.config.auth.resolve(self._context)

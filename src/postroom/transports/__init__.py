@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from postroom.auth.base import PasswordLogin
+from postroom.auth.base import Login
 from postroom.config import EmailServer
 from postroom.transports.base import Features, Folder, ItemResult, Mailbox, ServerReport
 from postroom.transports.imap import ImapMailbox
@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 #: protocol name → factory of an unopened :class:`Mailbox`.
-TRANSPORTS: dict[str, Callable[[EmailServer, PasswordLogin], Mailbox]] = {
+TRANSPORTS: dict[str, Callable[[EmailServer, Login], Mailbox]] = {
     "imap": ImapMailbox,
     "pop3": Pop3Mailbox,
 }
@@ -35,6 +35,6 @@ TRANSPORTS: dict[str, Callable[[EmailServer, PasswordLogin], Mailbox]] = {
 TRANSPORT_FEATURES: dict[str, Features] = {"imap": ImapMailbox.features, "pop3": Pop3Mailbox.features}
 
 
-def make_mailbox(config: EmailServer, login: PasswordLogin) -> Mailbox:
+def make_mailbox(config: EmailServer, login: Login) -> Mailbox:
     """An unopened mailbox for ``config``'s protocol."""
     return TRANSPORTS[config.protocol](config, login)

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, cast
 
-from postroom.auth.base import PasswordLogin
+from postroom.auth.base import Login, TokenLogin
 from postroom.config import EmailServer
 from postroom.errors import AuthenticationError, ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
@@ -37,6 +37,7 @@ from postroom.transports.imap_response import FetchItems, parse_fetch
 from postroom.transports.imap_search import search_criteria
 from postroom.transports.imap_summary import summary_from
 from postroom.transports.imap_syntax import chunked, copyuid, mailbox_arg, quote, uid_set
+from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
 
@@ -81,7 +82,7 @@ class ImapMailbox:
     protocol = "imap"
     features = Features(folders=True, flags=True, move=True, bulk_sections=True)
 
-    def __init__(self, config: EmailServer, login: PasswordLogin) -> None:
+    def __init__(self, config: EmailServer, login: Login) -> None:
         self.config = config
         self._login = login
         self._client: _Client | None = None
@@ -129,6 +130,9 @@ class ImapMailbox:
         _log.debug("connected to %s", config.address)
 
     def _authenticate(self, client: _Client) -> None:
+        if isinstance(self._login, TokenLogin):
+            self._authenticate_oauth(client, self._login)
+            return
         username = self._login.username.reveal()
         password = self._login.password.reveal()
         if "AUTH=PLAIN" in client.capabilities:
@@ -150,6 +154,21 @@ class ImapMailbox:
                 raise client.error(data[-1] if data else "LOGIN failed")
             client.state = "AUTH"
         self._capabilities = _capabilities_after_login(client, data)
+
+    def _authenticate_oauth(self, client: _Client, login: TokenLogin) -> None:
+        offered = [c.removeprefix("AUTH=") for c in client.capabilities if c.startswith("AUTH=")]
+        mechanism = choose_mechanism(offered, "imap")
+        replies: list[Any] = []
+
+        def attempt(exchange: OAuthExchange) -> None:
+            try:
+                replies[:] = client.authenticate(mechanism, exchange.respond)[1]
+            except client.error as refused:
+                raise exchange.failure(server_text(refused.args[0] if refused.args else refused)) from None
+
+        assert self.config.host is not None and self.config.port is not None
+        oauth_login(login, mechanism, attempt, host=self.config.host, port=self.config.port)
+        self._capabilities = _capabilities_after_login(client, replies)
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -7,6 +7,7 @@ QUIT: a deletion lost to a dropped connection is sent again after reconnecting.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email
 import email.message
@@ -17,7 +18,7 @@ import ssl
 from collections.abc import Callable
 from typing import TypeVar
 
-from postroom.auth.base import PasswordLogin
+from postroom.auth.base import Login, TokenLogin
 from postroom.config import EmailServer
 from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
@@ -26,6 +27,7 @@ from postroom.message.structure import MimePart, content_of
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
+from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
 
@@ -46,6 +48,19 @@ class _Client(poplib.POP3):
     def _create_socket(self, timeout: float | None) -> socket.socket:
         return open_socket(self._where, self._implicit_tls)
 
+    # poplib has no AUTH command; these expose the line-level calls it is built from.
+    def command(self, line: str) -> bytes:
+        """Send a command; its one-line reply (raises ``error_proto`` on ``-ERR``)."""
+        reply: bytes = self._shortcmd(line)  # type: ignore[attr-defined]
+        return reply
+
+    def send_line(self, line: bytes) -> None:
+        self._putline(line)  # type: ignore[attr-defined]
+
+    def read_reply(self) -> bytes:
+        reply: bytes = self._getresp()  # type: ignore[attr-defined]
+        return reply
+
 
 def _unsupported(what: str) -> UnsupportedError:
     return UnsupportedError(
@@ -60,7 +75,7 @@ class Pop3Mailbox:
     protocol = "pop3"
     features = Features(folders=False, flags=False, move=False, bulk_sections=False)
 
-    def __init__(self, config: EmailServer, login: PasswordLogin) -> None:
+    def __init__(self, config: EmailServer, login: Login) -> None:
         self.config = config
         self._login = login
         self._client: _Client | None = None
@@ -91,8 +106,11 @@ class Pop3Mailbox:
                         )
                     client.stls(context)
                 where.stage = "login"
-                client.user(self._login.username.reveal())
-                client.pass_(self._login.password.reveal())
+                if isinstance(self._login, TokenLogin):
+                    _authenticate_oauth(client, self._login, config)
+                else:
+                    client.user(self._login.username.reveal())
+                    client.pass_(self._login.password.reveal())
                 where.stage = "command"
             except BaseException:
                 _drop(client)
@@ -248,6 +266,34 @@ class Pop3Mailbox:
 
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
         raise _unsupported("folders to store messages in")
+
+
+def _authenticate_oauth(client: _Client, login: TokenLogin, config: EmailServer) -> None:
+    """RFC 5034 AUTH with the credentials on the continuation line (tokens exceed the 255-octet command limit).
+
+    poplib treats any reply starting with ``+`` as success, so ``+OK`` (logged in)
+    is told apart from ``+ <challenge>`` (the server's error JSON) here.
+    """
+    mechanism = choose_mechanism(_capa(client).get("SASL", []), "pop3")
+
+    def attempt(exchange: OAuthExchange) -> None:
+        try:
+            reply = client.command(f"AUTH {mechanism}")
+            if reply.startswith(b"+ ") or reply == b"+":
+                client.send_line(base64.b64encode(exchange.initial()))
+                reply = client.read_reply()
+                if reply.startswith(b"+OK"):
+                    return
+                if reply.startswith(b"+"):  # the error challenge: acknowledge it, then read the -ERR
+                    exchange.record_error(reply[1:])
+                    client.send_line(base64.b64encode(exchange.error_ack()))
+                    reply = client.read_reply()
+        except poplib.error_proto as refused:
+            reply = refused.args[0] if refused.args else b"-ERR"
+        raise exchange.failure(server_text(reply))
+
+    assert config.host is not None and config.port is not None
+    oauth_login(login, mechanism, attempt, host=config.host, port=config.port)
 
 
 def _capa(client: poplib.POP3) -> dict[str, list[str]]:

@@ -8,11 +8,12 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from postroom.auth.base import PasswordLogin
+from postroom.auth.base import Login, TokenLogin
 from postroom.config.smtp_server import SmtpServer
 from postroom.errors import AuthenticationError, ProtocolError, StartTLSError
 from postroom.logs import get_logger
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
+from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context
 
@@ -43,14 +44,17 @@ class _Client(smtplib.SMTP):
         return open_socket(self._where, self._implicit_tls)
 
 
-def _authenticate(client: smtplib.SMTP, login: PasswordLogin) -> None:
-    """One AUTH attempt with the best password mechanism offered (smtplib's login() tries them all)."""
+def _authenticate(client: smtplib.SMTP, login: Login, server: SmtpServer) -> None:
+    """One AUTH attempt with the best mechanism offered (smtplib's login() tries them all)."""
     if not client.has_extn("auth"):
         raise AuthenticationError(
             "the server offers no AUTH on this connection",
             hint="use security='starttls' or 'ssl' (many servers offer AUTH only over TLS), or auth=None for a relay",
         )
     offered = client.esmtp_features["auth"].upper().split()
+    if isinstance(login, TokenLogin):
+        _authenticate_oauth(client, login, server, offered)
+        return
     client.user, client.password = login.username.reveal(), login.password.reveal()
     if "PLAIN" in offered:
         client.auth("PLAIN", client.auth_plain)
@@ -63,13 +67,30 @@ def _authenticate(client: smtplib.SMTP, login: PasswordLogin) -> None:
         )
 
 
+def _authenticate_oauth(client: smtplib.SMTP, login: TokenLogin, server: SmtpServer, offered: list[str]) -> None:
+    """XOAUTH2/OAUTHBEARER with the credentials on the line after ``334`` (no initial response: tokens are long)."""
+    mechanism = choose_mechanism(offered, "smtp")
+
+    def attempt(exchange: OAuthExchange) -> None:
+        def answer(challenge: bytes | None = None) -> str:
+            return exchange.respond(challenge or b"").decode()
+
+        try:
+            client.auth(mechanism, answer, initial_response_ok=False)
+        except smtplib.SMTPAuthenticationError as refused:
+            raise exchange.failure(server_text(f"{refused.smtp_code} {server_text(refused.smtp_error)}")) from None
+
+    assert server.host is not None and server.port is not None
+    oauth_login(login, mechanism, attempt, host=server.host, port=server.port)
+
+
 def _ehlo_name() -> str:
     name = socket.gethostname()
     return name if name and all(ch.isalnum() or ch in ".-" for ch in name) else "localhost"
 
 
 def send_message(
-    server: SmtpServer, login: PasswordLogin | None, message: EmailMessage, sender: str, recipients: list[str]
+    server: SmtpServer, login: Login | None, message: EmailMessage, sender: str, recipients: list[str]
 ) -> SendReceipt:
     """Send ``message`` to ``recipients`` (the envelope; Bcc included). Fails if every recipient is refused."""
     assert server.port is not None
@@ -92,7 +113,7 @@ def send_message(
                 client.ehlo()
             if login is not None:
                 where.stage = "login"
-                _authenticate(client, login)
+                _authenticate(client, login, server)
             where.stage = "command"
             try:
                 refused = client.send_message(message, from_addr=sender, to_addrs=recipients)

@@ -1,0 +1,306 @@
+"""Talking to authorization servers: MSAL for Microsoft, Authlib for Google and custom providers.
+
+Both sides expose the same four steps — start an authorization-code request
+(PKCE S256, our own ``state``), redeem the code, refresh, and the client-credentials
+grant — and return a :class:`TokenResponse`. Every failure becomes an
+:class:`~postroom.errors.OAuthError` that names the field to fix; library
+exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from postroom.auth.oauth.endpoints import OAuthEndpoints
+from postroom.auth.oauth.tokens import TokenResponse, unverified_claims
+from postroom.credentials import Secret, redact
+from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, OAuthError, ServerUnreachableError
+
+__all__ = ["AuthlibClient", "AuthorizationRequest", "MsalClient", "OAuthClient", "make_client"]
+
+
+@dataclass
+class AuthorizationRequest:
+    """A started authorization-code request: the URL to open and what redeeming it needs."""
+
+    url: str
+    state: str
+    redirect_uri: str
+    #: Backend data (the MSAL flow, or the PKCE verifier); holds secrets, never shown.
+    private: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+class OAuthClient(Protocol):
+    """One app registration at one authorization server."""
+
+    endpoints: OAuthEndpoints
+
+    def begin(self, redirect_uri: str, state: str, login_hint: str | None) -> AuthorizationRequest: ...
+
+    def redeem(self, request: AuthorizationRequest, callback: Mapping[str, str]) -> TokenResponse: ...
+
+    def refresh(self, refresh_token: Secret) -> TokenResponse: ...
+
+    def client_credentials(self) -> TokenResponse: ...
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Resolved app settings: ids and secret as :class:`Secret`, plus how to re-consent."""
+
+    client_id: Secret
+    client_secret: Secret | None
+    #: CA bundle for the authorization server's certificate (None: the system's).
+    ca_file: str | None
+    #: The command or call that signs in again, for error hints.
+    relogin: str
+
+
+def make_client(endpoints: OAuthEndpoints, settings: ClientSettings) -> OAuthClient:
+    """MSAL for Microsoft 365, Authlib for everything else."""
+    if endpoints.provider == "microsoft365":
+        return MsalClient(endpoints, settings)
+    return AuthlibClient(endpoints, settings)
+
+
+# -- Microsoft: MSAL --------------------------------------------------------------------------
+
+
+class MsalClient:
+    """Microsoft identity platform through MSAL (public client, or confidential with a secret)."""
+
+    def __init__(self, endpoints: OAuthEndpoints, settings: ClientSettings) -> None:
+        self.endpoints = endpoints
+        self.settings = settings
+        self._app: Any = None
+
+    def _application(self) -> Any:
+        if self._app is None:
+            import msal
+
+            options: dict[str, Any] = {
+                "authority": self.endpoints.authority,
+                "verify": self.settings.ca_file or True,
+                "token_cache": msal.TokenCache(),  # in memory only: the vault keeps what lasts
+            }
+            if self.endpoints.authority and not _is_microsoft_login_host(self.endpoints.authority):
+                options["instance_discovery"] = False  # an ADFS or other authority given explicitly
+            client_id = self.settings.client_id.reveal()
+            with _mapped(self.settings, "tenant discovery", self.endpoints.authority or ""):
+                if self.settings.client_secret is not None:
+                    self._app = msal.ConfidentialClientApplication(
+                        client_id, client_credential=self.settings.client_secret.reveal(), **options
+                    )
+                else:
+                    self._app = msal.PublicClientApplication(client_id, **options)
+        return self._app
+
+    def begin(self, redirect_uri: str, state: str, login_hint: str | None) -> AuthorizationRequest:
+        with _mapped(self.settings, "authorization request", self.endpoints.authorize_url):
+            flow = self._application().initiate_auth_code_flow(
+                list(self.endpoints.delegated_scopes), redirect_uri=redirect_uri, state=state, login_hint=login_hint
+            )
+        return AuthorizationRequest(flow["auth_uri"], state, redirect_uri, {"flow": flow})
+
+    def redeem(self, request: AuthorizationRequest, callback: Mapping[str, str]) -> TokenResponse:
+        with _mapped(self.settings, "code redemption", self.endpoints.token_url):
+            result = self._application().acquire_token_by_auth_code_flow(request.private["flow"], dict(callback))
+        return self._response(result, grant="authorization_code")
+
+    def refresh(self, refresh_token: Secret) -> TokenResponse:
+        with _mapped(self.settings, "token refresh", self.endpoints.token_url):
+            result = self._application().acquire_token_by_refresh_token(
+                refresh_token.reveal(), list(self.endpoints.delegated_scopes)
+            )
+        return self._response(result, grant="refresh_token")
+
+    def client_credentials(self) -> TokenResponse:
+        if self.settings.client_secret is None:
+            raise ConfigError("client_secret", "is required for the client-credentials grant", hint=_SECRET_HINT)
+        with _mapped(self.settings, "client-credentials request", self.endpoints.token_url):
+            result = self._application().acquire_token_for_client(list(self.endpoints.app_scopes))
+        return self._response(result, grant="client_credentials")
+
+    def _response(self, result: Mapping[str, Any], *, grant: str) -> TokenResponse:
+        if "error" in result:
+            raise _token_error(str(result["error"]), str(result.get("error_description") or ""), grant, self.settings)
+        claims = result.get("id_token_claims") or {}
+        return _normalised(result, claims)
+
+
+def _is_microsoft_login_host(authority: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(authority).hostname or ""
+    return host in {"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn"}
+
+
+# -- Google and custom providers: Authlib ----------------------------------------------------
+
+
+class AuthlibClient:
+    """A standard OAuth2 server (Google, or a custom provider) through Authlib's requests client."""
+
+    def __init__(self, endpoints: OAuthEndpoints, settings: ClientSettings) -> None:
+        self.endpoints = endpoints
+        self.settings = settings
+
+    def _session(self, **options: Any) -> Any:
+        from authlib.integrations.requests_client import OAuth2Session
+
+        secret = self.settings.client_secret
+        session = OAuth2Session(
+            self.settings.client_id.reveal(),
+            secret.reveal() if secret is not None else None,
+            token_endpoint_auth_method="client_secret_post" if secret is not None else "none",
+            **options,
+        )
+        session.verify = self.settings.ca_file or True
+        return session
+
+    def begin(self, redirect_uri: str, state: str, login_hint: str | None) -> AuthorizationRequest:
+        from authlib.common.security import generate_token
+
+        verifier = generate_token(64)  # RFC 7636: 43-128 characters of [A-Za-z0-9-._~]
+        session = self._session(
+            scope=" ".join(self.endpoints.delegated_scopes), redirect_uri=redirect_uri, code_challenge_method="S256"
+        )
+        extra = dict(self.endpoints.authorize_params)
+        if login_hint:
+            extra["login_hint"] = login_hint
+        url, _ = session.create_authorization_url(
+            self.endpoints.authorize_url, state=state, code_verifier=verifier, **extra
+        )
+        return AuthorizationRequest(url, state, redirect_uri, {"code_verifier": verifier})
+
+    def redeem(self, request: AuthorizationRequest, callback: Mapping[str, str]) -> TokenResponse:
+        session = self._session(redirect_uri=request.redirect_uri)
+        with _mapped(self.settings, "code redemption", self.endpoints.token_url):
+            token = session.fetch_token(
+                self.endpoints.token_url,
+                grant_type="authorization_code",
+                code=callback.get("code", ""),
+                code_verifier=request.private["code_verifier"],
+            )
+        return _normalised(token, unverified_claims(str(token.get("id_token") or "")))
+
+    def refresh(self, refresh_token: Secret) -> TokenResponse:
+        session = self._session()
+        with _mapped(self.settings, "token refresh", self.endpoints.token_url):
+            token = session.refresh_token(self.endpoints.token_url, refresh_token=refresh_token.reveal())
+        return _normalised(token, unverified_claims(str(token.get("id_token") or "")))
+
+    def client_credentials(self) -> TokenResponse:
+        if self.settings.client_secret is None:
+            raise ConfigError("client_secret", "is required for the client-credentials grant", hint=_SECRET_HINT)
+        session = self._session(scope=" ".join(self.endpoints.app_scopes))
+        with _mapped(self.settings, "client-credentials request", self.endpoints.token_url):
+            token = session.fetch_token(self.endpoints.token_url, grant_type="client_credentials")
+        return _normalised(token, {})
+
+
+# -- shared ----------------------------------------------------------------------------------
+
+_SECRET_HINT = "give the app's client secret (from the vault: --client-secret vault:NAME/client_secret)"  # noqa: S105
+
+
+def _normalised(result: Mapping[str, Any], claims: Mapping[str, Any]) -> TokenResponse:
+    access = result.get("access_token")
+    if not access:
+        raise OAuthError("the authorization server answered without an access token", hint="check the provider URLs")
+    refresh = result.get("refresh_token")
+    scope = result.get("scope") or ""
+    scopes = tuple(scope.split() if isinstance(scope, str) else scope)
+    return TokenResponse(
+        access_token=Secret(str(access)),
+        expires_in=float(result.get("expires_in") or 3600),
+        refresh_token=Secret(str(refresh)) if refresh else None,
+        scopes=scopes,
+        id_claims=dict(claims),
+    )
+
+
+#: Entra ID error codes (AADSTSnnnn) → (field to fix, what to do).
+_AADSTS: dict[str, tuple[str, str]] = {
+    "700016": ("client_id", "the application (client) ID is not registered in this tenant: check it and the tenant"),
+    "90002": ("tenant_id", "the tenant was not found: check the directory (tenant) ID"),
+    "900023": ("tenant_id", "the tenant id is not a valid GUID or domain"),
+    "7000215": ("client_secret", "the client secret is wrong: copy the secret's *value*, not its ID"),
+    "7000222": ("client_secret", "the client secret has expired: create a new one in the app registration"),
+    "65001": ("consent", "the app lacks consent: an admin must grant consent for its API permissions"),
+    "50011": ("redirect_uri", "the redirect URI is not registered: add it to the app registration (exact path)"),
+    "500113": ("redirect_uri", "the app registration has no redirect URI: add http://localhost/Callback"),
+    "7000218": ("client_secret", "the app is confidential: give its client secret, or allow public client flows"),
+}
+
+
+def _token_error(error: str, description: str, grant: str, settings: ClientSettings) -> OAuthError:
+    description = redact(" ".join(description.split()))[:400]
+    detail = f"{error}: {description}" if description else error
+    for code, (field_name, advice) in _AADSTS.items():
+        if f"AADSTS{code}" in description:
+            if field_name in {"client_id", "tenant_id", "client_secret", "redirect_uri"}:
+                return OAuthError(f"{field_name}: {advice} ({detail})", hint="fix it and try again", error=error)
+            return OAuthError(advice + f" ({detail})", hint="ask your Entra ID admin", error=error)
+    if error == "invalid_grant":
+        what = "the refresh token" if grant == "refresh_token" else "the authorization"
+        return ConsentRequiredError(
+            f"{what} was refused — expired, revoked, or the password changed ({detail})",
+            hint=f"sign in again: {settings.relogin}",
+            error=error,
+        )
+    if error in {"invalid_client", "unauthorized_client"}:
+        return OAuthError(
+            f"client_id / client_secret: the authorization server does not accept this app ({detail})",
+            hint="check the client id, the client secret (vault entry or variable) and the tenant",
+            error=error,
+        )
+    if error == "invalid_scope":
+        return OAuthError(
+            f"scopes: the authorization server refused the requested scopes ({detail})",
+            hint="add the mail permissions to the app registration, or fix the scopes",
+            error=error,
+        )
+    return OAuthError(f"the authorization server refused the {grant} request ({detail})", error=error)
+
+
+@contextmanager
+def _mapped(settings: ClientSettings, step: str, url: str) -> Iterator[None]:
+    """Map network and library failures of one token request to postroom errors."""
+    import requests
+    from authlib.integrations.base_client import OAuthError as AuthlibError
+
+    try:
+        yield
+    except requests.exceptions.SSLError:
+        raise ServerUnreachableError(
+            f"{step}: the authorization server's certificate is not trusted ({url})",
+            hint="give its CA certificate (ca_file=) or fix the system trust store",
+        ) from None
+    except requests.RequestException as exc:
+        raise ServerUnreachableError(
+            f"{step}: cannot reach the authorization server at {url} ({type(exc).__name__})",
+            hint="check the network, proxy settings and the provider/tenant settings",
+        ) from None
+    except AuthlibError as exc:
+        raise _token_error(exc.error or "error", exc.description or "", _grant_of(step), settings) from None
+    except (OAuthError, ConfigError, CredentialError):
+        raise
+    except ValueError as exc:
+        # MSAL raises ValueError for an unusable authority and for a state/scope mismatch in the callback.
+        raise OAuthError(f"{step} failed: {redact(str(exc))[:300]}", hint=_value_error_hint(step)) from None
+
+
+def _grant_of(step: str) -> str:
+    return {"token refresh": "refresh_token", "client-credentials request": "client_credentials"}.get(
+        step, "authorization_code"
+    )
+
+
+def _value_error_hint(step: str) -> str:
+    if step == "tenant discovery":
+        return "check the tenant id and the Azure cloud (global or gcc-high)"
+    return "start the sign-in again"

@@ -1,0 +1,138 @@
+"""Where an OAuth2 flow goes: authorization server URLs and scopes per provider and cloud.
+
+Data and one function. Microsoft values follow "Authenticate an IMAP, POP or SMTP
+connection using OAuth" (learn.microsoft.com) and MSAL's national-cloud table;
+US GCC High hosts (``login.microsoftonline.us``, ``outlook.office365.us``) come
+from Microsoft's GCC High endpoint lists. Google's from its OAuth2 for native apps
+and XOAUTH2 pages. A ``custom`` provider gives its own URLs and scopes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from postroom.errors import ConfigError
+
+__all__ = ["MICROSOFT_CLOUDS", "MicrosoftCloud", "OAuthEndpoints", "OAuthProvider", "endpoints_for"]
+
+OAuthProvider = Literal["microsoft365", "gmail", "custom"]
+
+
+@dataclass(frozen=True)
+class MicrosoftCloud:
+    """One Azure cloud: where its users sign in and where its mailboxes live."""
+
+    login_host: str
+    #: Resource host of delegated IMAP/POP/SMTP scopes (``<host>/IMAP.AccessAsUser.All``).
+    delegated_resource: str
+    #: Resource host of the app-only scope (``<host>/.default``).
+    app_resource: str
+
+
+MICROSOFT_CLOUDS: dict[str, MicrosoftCloud] = {
+    "global": MicrosoftCloud(
+        "login.microsoftonline.com", "https://outlook.office.com", "https://outlook.office365.com"
+    ),
+    "gcc-high": MicrosoftCloud(
+        "login.microsoftonline.us", "https://outlook.office365.us", "https://outlook.office365.us"
+    ),
+}
+
+_MICROSOFT_DELEGATED = ("IMAP.AccessAsUser.All", "POP.AccessAsUser.All", "SMTP.Send")
+
+GOOGLE_AUTHORIZE_URL = "https://accounts.google.com/o/oauth2/v2/auth"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a password
+GOOGLE_MAIL_SCOPE = "https://mail.google.com/"
+
+
+@dataclass(frozen=True)
+class OAuthEndpoints:
+    """Everything a flow needs to know about the authorization server, resolved for one connection."""
+
+    provider: OAuthProvider
+    authorize_url: str
+    token_url: str
+    #: Scopes for a user's sign-in (authorization code) and for app-only access (client credentials).
+    delegated_scopes: tuple[str, ...]
+    app_scopes: tuple[str, ...]
+    #: MSAL authority (``https://<login host>/<tenant>``); Microsoft only.
+    authority: str | None = None
+    #: Extra query parameters of the authorization request (Google: offline access).
+    authorize_params: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, str]:
+        """URLs and scopes, for reports and ``auth status`` (nothing secret in here)."""
+        return {
+            "provider": self.provider,
+            "authorize_url": self.authorize_url,
+            "token_url": self.token_url,
+            "scopes": " ".join(self.delegated_scopes),
+            "app_scopes": " ".join(self.app_scopes),
+        }
+
+
+def endpoints_for(
+    provider: OAuthProvider,
+    *,
+    tenant_id: str | None = None,
+    azure_cloud: str = "global",
+    authority: str | None = None,
+    authorize_url: str | None = None,
+    token_url: str | None = None,
+    scopes: tuple[str, ...] = (),
+) -> OAuthEndpoints:
+    """The endpoints of ``provider``. ``scopes`` replace the provider's defaults when given.
+
+    ``authority`` overrides Microsoft's login host and tenant path (an ADFS or a
+    test authority); the tenant id is then taken as part of it.
+    """
+    if provider == "microsoft365":
+        cloud = MICROSOFT_CLOUDS.get(azure_cloud)
+        if cloud is None:
+            raise ConfigError("azure_cloud", f"unknown Azure cloud {azure_cloud!r}", hint="use 'global' or 'gcc-high'")
+        if authority is None:
+            if not tenant_id:
+                raise ConfigError(
+                    "tenant_id",
+                    "is required for Microsoft 365",
+                    hint="give the directory (tenant) ID from the app registration's Overview page in Entra ID",
+                )
+            authority = f"https://{cloud.login_host}/{tenant_id}"
+        authority = authority.rstrip("/")
+        delegated = scopes or tuple(f"{cloud.delegated_resource}/{name}" for name in _MICROSOFT_DELEGATED)
+        return OAuthEndpoints(
+            provider="microsoft365",
+            authorize_url=f"{authority}/oauth2/v2.0/authorize",
+            token_url=f"{authority}/oauth2/v2.0/token",
+            delegated_scopes=delegated,
+            app_scopes=(f"{cloud.app_resource}/.default",),
+            authority=authority,
+        )
+    if provider == "gmail":
+        return OAuthEndpoints(
+            provider="gmail",
+            authorize_url=authorize_url or GOOGLE_AUTHORIZE_URL,
+            token_url=token_url or GOOGLE_TOKEN_URL,
+            delegated_scopes=scopes or (GOOGLE_MAIL_SCOPE,),
+            app_scopes=(),
+            # A refresh token comes only with offline access; consent is asked again so one always comes.
+            authorize_params={"access_type": "offline", "prompt": "consent"},
+        )
+    if provider == "custom":
+        for name, value in (("authorize_url", authorize_url), ("token_url", token_url)):
+            if not value:
+                raise ConfigError(name, "is required for a custom OAuth2 provider", hint="give the server's URL")
+            if not value.startswith(("https://", "http://localhost", "http://127.0.0.1")):
+                raise ConfigError(name, f"{value!r} is not an https URL", hint="OAuth2 needs https except on loopback")
+        if not scopes:
+            raise ConfigError("scopes", "are required for a custom OAuth2 provider", hint="give the mail scope(s)")
+        assert authorize_url is not None and token_url is not None
+        return OAuthEndpoints(
+            provider="custom",
+            authorize_url=authorize_url,
+            token_url=token_url,
+            delegated_scopes=scopes,
+            app_scopes=scopes,
+        )
+    raise ConfigError("provider", f"unknown OAuth2 provider {provider!r}", hint="use microsoft365, gmail or custom")

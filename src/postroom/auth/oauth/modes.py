@@ -1,0 +1,390 @@
+"""The OAuth2 auth modes: authorization code with PKCE, and client credentials.
+
+Like :class:`~postroom.auth.Basic`, a mode is configuration: secret fields (client
+id, tenant id, client secret, username) are references to the vault, a variable
+or an insecure string. Resolving a mode gives a :class:`TokenLogin` whose token
+source reads the vault-cached tokens and refreshes them when they are about to
+expire, or when the mail server turned one down.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from postroom.auth.base import TokenLogin, check_wire_safe
+from postroom.auth.oauth.clients import ClientSettings, OAuthClient, make_client
+from postroom.auth.oauth.endpoints import OAuthEndpoints, OAuthProvider, endpoints_for
+from postroom.auth.oauth.loopback import DEFAULT_REDIRECT_URI, check_redirect_uri
+from postroom.auth.oauth.tokens import TokenRecord, TokenStore, fingerprint
+from postroom.config.validation import check_choice
+from postroom.credentials import ResolveContext, Secret, SecretRef, as_secret_ref
+from postroom.credentials.refs import format_ref, parse_ref
+from postroom.credentials.sources import Insecure
+from postroom.credentials.vault import CredentialVault
+from postroom.errors import ConfigError, ConsentRequiredError, CredentialError
+from postroom.logs import get_logger
+
+__all__ = ["OAuth2ClientCredentials", "OAuth2PKCE", "VaultTokenSource"]
+
+_log = get_logger("postroom.auth")
+_SECRET_FIELDS = ("client_id", "tenant_id", "client_secret", "username")
+_PLAIN_FIELDS = (
+    "provider",
+    "azure_cloud",
+    "mailbox",
+    "redirect_uri",
+    "authority",
+    "authorize_url",
+    "token_url",
+    "token_name",
+    "ca_file",
+)
+
+
+class _OAuthMode:
+    """What both OAuth2 modes share: the app registration, the provider and the token's vault entry."""
+
+    kind: ClassVar[str]
+    grant: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        client_id: SecretRef | str,
+        provider: OAuthProvider = "microsoft365",
+        tenant_id: SecretRef | str | None = None,
+        client_secret: SecretRef | str | None = None,
+        username: SecretRef | str | None = None,
+        mailbox: str | None = None,
+        azure_cloud: str | None = None,
+        scopes: tuple[str, ...] | list[str] | str = (),
+        authority: str | None = None,
+        authorize_url: str | None = None,
+        token_url: str | None = None,
+        token_name: str | None = None,
+        ca_file: str | None = None,
+        redirect_uri: str = DEFAULT_REDIRECT_URI,
+    ) -> None:
+        check_choice("provider", provider, OAuthProvider)
+        self.provider: OAuthProvider = provider
+        self.client_id: SecretRef = as_secret_ref(client_id, "client_id")
+        self.tenant_id: SecretRef | None = as_secret_ref(tenant_id, "tenant_id") if tenant_id is not None else None
+        self.client_secret: SecretRef | None = (
+            as_secret_ref(client_secret, "client_secret") if client_secret is not None else None
+        )
+        self.username: SecretRef | None = as_secret_ref(username, "username") if username is not None else None
+        self.mailbox = mailbox.strip() if mailbox else None
+        self.azure_cloud = azure_cloud
+        self.scopes: tuple[str, ...] = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+        self.authority = authority
+        self.authorize_url = authorize_url
+        self.token_url = token_url
+        self.ca_file = ca_file
+        self.redirect_uri = check_redirect_uri(redirect_uri)
+        if provider == "microsoft365" and tenant_id is None and authority is None:
+            raise ConfigError(
+                "tenant_id",
+                "is required for Microsoft 365",
+                hint="give the directory (tenant) ID from the app registration's Overview page "
+                "(a tenant-specific endpoint, never /common)",
+            )
+        # Fail on bad URLs and clouds now, before any network traffic (tenant resolved later).
+        self._endpoints_with("tenant")
+        self.token_name = token_name or "oauth:" + fingerprint(self.kind, *self._identity())[:12]
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def _identity(self) -> tuple[str, ...]:
+        refs = (self.client_id, self.tenant_id, self.username)
+        return (
+            self.provider,
+            self.azure_cloud or "global",
+            self.authority or "",
+            self.mailbox or "",
+            *(_describe(r) for r in refs),
+        )
+
+    def _endpoints_with(self, tenant: str | None) -> OAuthEndpoints:
+        return endpoints_for(
+            self.provider,
+            tenant_id=tenant,
+            azure_cloud=self.azure_cloud or "global",
+            authority=self.authority,
+            authorize_url=self.authorize_url,
+            token_url=self.token_url,
+            scopes=self.scopes,
+        )
+
+    def endpoints(self, context: ResolveContext | None = None) -> OAuthEndpoints:
+        """The URLs and scopes this mode uses (resolves the tenant id)."""
+        context = context or ResolveContext()
+        tenant = self.tenant_id.resolve(context, "tenant_id").reveal() if self.tenant_id else None
+        return self._endpoints_with(tenant)
+
+    def for_server(self, protocol: str, provider: str | None, azure_cloud: str) -> Any:
+        """Check the mode against the mail server it logs in to (called by :class:`EmailServer`)."""
+        if provider and provider.startswith("microsoft365") and self.provider == "gmail":
+            raise ConfigError("auth", "a Gmail OAuth2 app cannot sign in to a Microsoft 365 server")
+        if provider == "gmail" and self.provider == "microsoft365":
+            raise ConfigError("auth", "a Microsoft 365 OAuth2 app cannot sign in to Gmail", hint="use provider='gmail'")
+        same_provider = provider == "microsoft365" and self.provider == "microsoft365"
+        if same_provider and self.azure_cloud is None and azure_cloud != "global":
+            bound = copy.copy(self)
+            bound.azure_cloud = azure_cloud  # the server's cloud, when the mode did not say
+            return bound
+        if same_provider and azure_cloud != (self.azure_cloud or "global"):
+            raise ConfigError(
+                "azure_cloud",
+                f"the server is in Azure cloud {azure_cloud!r} but the OAuth2 app signs in to {self.azure_cloud!r}",
+                hint="give the same azure_cloud to the server and the auth mode",
+            )
+        return self
+
+    # -- resolving ---------------------------------------------------------------------------
+
+    def _settings(self, context: ResolveContext) -> ClientSettings:
+        secret = self.client_secret.resolve(context, "client_secret") if self.client_secret else None
+        return ClientSettings(
+            client_id=check_wire_safe(self.client_id.resolve(context, "client_id"), "client_id"),
+            client_secret=check_wire_safe(secret, "client_secret") if secret is not None else None,
+            ca_file=self.ca_file,
+            relogin=self.relogin_hint(),
+        )
+
+    def relogin_hint(self) -> str:
+        """How to sign in again, for error hints."""
+        if self.token_name.startswith("profile:"):
+            return f"run `postroom auth login {self.token_name.removeprefix('profile:')}`"
+        return f"call {type(self).__name__}(...).login() (CLI: `postroom auth login PROFILE`)"
+
+    def client(self, context: ResolveContext) -> OAuthClient:
+        """The authorization-server client for this app."""
+        return make_client(self.endpoints(context), self._settings(context))
+
+    def store(self, context: ResolveContext) -> TokenStore:
+        return TokenStore(context.vault or CredentialVault.default(), self.token_name)
+
+    def fingerprint(self, context: ResolveContext) -> str:
+        """Hash of the app, tenant, user and grant the tokens must belong to."""
+        settings = self._settings(context)
+        endpoints = self.endpoints(context)
+        user = self.username.resolve(context, "username").reveal().lower() if self.username else ""
+        return fingerprint(self.grant, endpoints.token_url, settings.client_id.reveal(), user, self.mailbox or "")
+
+    def _source(self, context: ResolveContext) -> VaultTokenSource:
+        return VaultTokenSource(
+            client=lambda: self.client(context),
+            store=self.store(context),
+            fingerprint=self.fingerprint(context),
+            grant=self.grant,
+            relogin=self.relogin_hint(),
+        )
+
+    def resolve(self, context: ResolveContext) -> TokenLogin:
+        source = self._source(context)
+        user = self.mailbox or (self.username.resolve(context, "username").reveal() if self.username else None)
+        if not user:
+            user = source.account
+        if not user:
+            raise CredentialError(
+                "username: the mailbox address is needed for the SASL login and the provider did not say who signed in",
+                hint="give username= (the mailbox address; mailbox= for a shared mailbox)",
+            )
+        return TokenLogin(username=check_wire_safe(Secret(user, scrub=False), "username"), tokens=source)
+
+    # -- profiles and reports ----------------------------------------------------------------
+
+    def describe(self) -> dict[str, str]:
+        described = {"mode": self.kind}
+        for name in _SECRET_FIELDS:
+            ref = getattr(self, name)
+            if ref is not None:
+                described[name] = _describe(ref)
+        for name in _PLAIN_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                described[name] = str(value)
+        if self.scopes:
+            described["scopes"] = " ".join(self.scopes)
+        return described
+
+    def to_profile(self) -> dict[str, str]:
+        record = self.describe()
+        for name in _SECRET_FIELDS:
+            ref = getattr(self, name)
+            if isinstance(ref, Insecure):
+                raise ConfigError(name, "an insecure string cannot be stored in a profile", hint="use vault:")
+            if ref is not None:
+                record[name] = format_ref(ref)
+        return record
+
+    @classmethod
+    def from_profile(cls, record: dict[str, str]) -> Any:
+        options: dict[str, Any] = {k: record[k] for k in _PLAIN_FIELDS if k in record and k != "redirect_uri"}
+        if "redirect_uri" in record and cls.grant == "authorization_code":
+            options["redirect_uri"] = record["redirect_uri"]
+        for name in _SECRET_FIELDS:
+            if name in record:
+                options[name] = parse_ref(record[name], name)
+        if "scopes" in record:
+            options["scopes"] = record["scopes"]
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in self.describe().items() if k != "mode")
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.describe() == self.describe()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.describe().items())))
+
+
+class OAuth2PKCE(_OAuthMode):
+    """OAuth2 authorization code with PKCE: a user signs in once in a browser, the bot refreshes.
+
+    >>> from postroom import Vault
+    >>> OAuth2PKCE(client_id=Vault("app", "client_id"), tenant_id=Vault("app", "tenant_id"),
+    ...            username="bot@contoso.com", token_name="oauth:bot")
+    OAuth2PKCE(client_id=vault:app/client_id, tenant_id=vault:app/tenant_id, username=insecure:***, \
+provider=microsoft365, azure_cloud=global, redirect_uri=http://localhost:8888/Callback, token_name=oauth:bot)
+    """
+
+    kind = "oauth2-pkce"
+    grant = "authorization_code"
+
+    def login(
+        self,
+        *,
+        variables: dict[str, str] | None = None,
+        vault: CredentialVault | None = None,
+        open_browser: Callable[[str], object] | None = None,
+        show_url: Callable[[str], object] | None = None,
+        timeout: float = 300.0,
+    ) -> TokenRecord:
+        """Run the consent in a browser and store the tokens in the vault (see :func:`sign_in`)."""
+        from postroom.auth.oauth.sign_in import sign_in
+
+        context = ResolveContext(variables=variables or {}, vault=vault)
+        return sign_in(self, context, open_browser=open_browser, show_url=show_url, timeout=timeout)
+
+
+class OAuth2ClientCredentials(_OAuthMode):
+    """OAuth2 client credentials: app-only access, no user (Microsoft 365 and custom providers).
+
+    ``username`` is the mailbox the app opens; the app needs ``IMAP.AccessAsApp`` /
+    ``POP.AccessAsApp`` / ``SMTP.SendAsApp`` with admin consent, a service principal
+    in Exchange Online and FullAccess on the mailbox.
+    """
+
+    kind = "oauth2-client-credentials"
+    grant = "client_credentials"
+
+    def __init__(self, *, client_id: SecretRef | str, **options: Any) -> None:
+        if options.get("provider") == "gmail":
+            raise ConfigError(
+                "auth",
+                "Gmail has no OAuth2 client-credentials grant",
+                hint="use OAuth2PKCE (a user signs in once; the bot refreshes its token), or for Google "
+                "Workspace a service account with domain-wide delegation",
+            )
+        if options.get("client_secret") is None:
+            raise ConfigError(
+                "client_secret", "is required for client credentials", hint="give the app's client secret (vault:)"
+            )
+        if options.get("username") is None and options.get("mailbox") is None:
+            raise ConfigError(
+                "username",
+                "is required for client credentials: the mailbox address the app opens",
+                hint="give the mailbox's primary SMTP address",
+            )
+        options.pop("redirect_uri", None)
+        super().__init__(client_id=client_id, **options)
+
+    def relogin_hint(self) -> str:
+        return "check the client secret and the app's permissions"
+
+
+class VaultTokenSource:
+    """Access tokens for one login, cached in the vault and renewed under the vault's lock."""
+
+    def __init__(
+        self,
+        *,
+        client: Callable[[], OAuthClient],
+        store: TokenStore,
+        fingerprint: str,
+        grant: str,
+        relogin: str,
+    ) -> None:
+        self._client_factory = client
+        self._client: OAuthClient | None = None
+        self.store = store
+        self.fingerprint = fingerprint
+        self.grant = grant
+        self.relogin = relogin
+        self._record: TokenRecord | None = None
+        self._loaded = False
+
+    def __repr__(self) -> str:
+        return f"VaultTokenSource({self.store!r})"
+
+    def _current(self) -> TokenRecord | None:
+        if not self._loaded:
+            record = self.store.load()
+            self._record = record if record is not None and record.fingerprint == self.fingerprint else None
+            self._loaded = True
+        return self._record
+
+    @property
+    def account(self) -> str | None:
+        record = self._current()
+        return record.account if record else None
+
+    def access_token(self) -> Secret:
+        record = self._current()
+        if record is not None and not record.expires_soon():
+            return record.access_token
+        return self._renew(rejected=None)
+
+    def renew(self, rejected: Secret) -> Secret:
+        _log.info("the mail server refused the access token; renewing it")
+        return self._renew(rejected=rejected)
+
+    def _renew(self, rejected: Secret | None) -> Secret:
+        def change(stored: TokenRecord | None) -> TokenRecord | None:
+            current = stored if stored is not None and stored.fingerprint == self.fingerprint else None
+            if current is not None and not current.expires_soon() and current.access_token != rejected:
+                return stored  # another thread or process renewed it meanwhile
+            client = self._oauth_client()
+            if self.grant == "client_credentials":
+                response = client.client_credentials()
+            elif current is None or current.refresh_token is None:
+                raise ConsentRequiredError(
+                    "not signed in: the vault holds no OAuth2 token for this connection"
+                    if current is None
+                    else "the stored sign-in has no refresh token",
+                    hint=f"sign in once: {self.relogin}",
+                )
+            else:
+                response = client.refresh(current.refresh_token)
+                rotated = response.refresh_token is not None and response.refresh_token != current.refresh_token
+                _log.info("refreshed the OAuth2 access token%s", " (new refresh token stored)" if rotated else "")
+            return TokenRecord.from_response(response, fingerprint=self.fingerprint, grant=self.grant, previous=current)
+
+        record = self.store.update(change)
+        assert record is not None
+        self._record, self._loaded = record, True
+        return record.access_token
+
+    def _oauth_client(self) -> OAuthClient:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+
+def _describe(ref: SecretRef | None) -> str:
+    return ref.describe() if ref is not None else ""

@@ -1,0 +1,75 @@
+"""The interactive sign-in (consent) of the authorization-code flow with PKCE.
+
+Order matters: the loopback listener is bound *before* the browser opens (so the
+redirect cannot race it), the authorization request carries a fresh ``state`` and
+S256 code challenge, the callback is accepted only with that state, and the code
+is redeemed with the same redirect URI and the code verifier. The tokens go
+straight into the vault.
+"""
+
+from __future__ import annotations
+
+import secrets
+import webbrowser
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from postroom.auth.oauth.loopback import LoopbackRedirect
+from postroom.auth.oauth.tokens import TokenRecord
+from postroom.credentials import ResolveContext
+from postroom.logs import get_logger
+
+if TYPE_CHECKING:
+    from postroom.auth.oauth.modes import OAuth2PKCE
+
+__all__ = ["sign_in", "system_browser"]
+
+_log = get_logger("postroom.auth")
+
+
+def system_browser(url: str) -> bool:
+    """Open ``url`` in the user's browser when this machine has one; False otherwise (headless)."""
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return bool(browser.open(url))
+
+
+def sign_in(
+    mode: OAuth2PKCE,
+    context: ResolveContext,
+    *,
+    open_browser: Callable[[str], object] | None = None,
+    show_url: Callable[[str], object] | None = None,
+    timeout: float = 300.0,
+) -> TokenRecord:
+    """Sign in through the browser and store the tokens; returns the stored record.
+
+    ``open_browser`` opens the URL (default: the system browser, when there is one);
+    ``show_url`` tells the user where to go, always, so a headless machine can be
+    signed in from another browser that reaches its loopback (e.g. over SSH forwarding).
+    """
+    client = mode.client(context)
+    login_hint = mode.username.resolve(context, "username").reveal() if mode.username else None
+    state = secrets.token_urlsafe(32)
+    with LoopbackRedirect(mode.redirect_uri, state) as listener:
+        request = client.begin(listener.redirect_uri, state, login_hint)
+        if show_url is not None:
+            show_url(request.url)
+        (open_browser or system_browser)(request.url)
+        callback = listener.wait(timeout)
+    response = client.redeem(request, callback)
+    record = TokenRecord.from_response(response, fingerprint=mode.fingerprint(context), grant=mode.grant)
+    missing = [s for s in client.endpoints.delegated_scopes if record.scopes and s not in record.scopes]
+    if missing:
+        _log.warning(
+            "the sign-in did not grant %s; logins that need it will be refused (granted: %s)",
+            " ".join(missing),
+            " ".join(record.scopes),
+        )
+    mode.store(context).save(record)
+    _log.info(
+        "signed in%s; tokens stored in vault:%s", f" as {record.account}" if record.account else "", mode.token_name
+    )
+    return record
