@@ -12,6 +12,7 @@ import postroom
 from postroom import Basic, EmailServer, Variable
 from postroom.credentials import sources
 from tests.servers.dovecot import Dovecot
+from tests.servers.oauth import AuthorizationServerUnderTest, oauth_server
 from tests.servers.smtp import SmtpServerUnderTest, smtp_server
 
 USER = "bot@example.test"
@@ -31,9 +32,20 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
 
 @pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    """A Dovecot with IMAP, IMAPS, POP3 and POP3S, shared by the whole run."""
-    server = Dovecot.start(users={USER: PASSWORD, "other@example.test": "0ther-Pa55"})
+def authorization_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthorizationServerUnderTest]:
+    """A real OAuth2 authorization server (Authlib) on loopback, shared by the whole run."""
+    with oauth_server(tmp_path_factory.mktemp("oauth")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dovecot(authorization_server: AuthorizationServerUnderTest) -> Iterator[Dovecot]:
+    """A Dovecot with IMAP, IMAPS, POP3 and POP3S, shared by the whole run; OAuth2 tokens are
+    checked with the authorization server (RFC 7662 introspection)."""
+    server = Dovecot.start(
+        users={USER: PASSWORD, "other@example.test": "0ther-Pa55"},
+        oauth_introspection_url=authorization_server.introspection_url(),
+    )
     yield server
     server.stop()
 
@@ -110,7 +122,8 @@ def pop3(dovecot: Dovecot, mailbox_user: str) -> postroom.Session:
 
 
 @pytest.fixture(scope="session")
-def smtp(dovecot: Dovecot) -> Iterator[SmtpServerUnderTest]:
-    """A real SMTP server (aiosmtpd, STARTTLS + AUTH) delivering into the shared Dovecot via LMTP."""
-    with smtp_server(dovecot) as server:
+def smtp(dovecot: Dovecot, authorization_server: AuthorizationServerUnderTest) -> Iterator[SmtpServerUnderTest]:
+    """A real SMTP server (aiosmtpd, STARTTLS + AUTH incl. XOAUTH2/OAUTHBEARER) delivering into the
+    shared Dovecot via LMTP."""
+    with smtp_server(dovecot, introspect=authorization_server.introspect) as server:
         yield server

@@ -65,12 +65,21 @@ class Dovecot:
     ports: dict[str, int] = field(default_factory=dict)
     certs: CertificateSet | None = None
     extra: str = ""
+    #: RFC 7662 endpoint (with client credentials in the URL) for XOAUTH2/OAUTHBEARER logins.
+    oauth_introspection_url: str | None = None
     _process: subprocess.Popen[bytes] | None = None
     _uid: int = 0
     _gid: int = 0
 
     @classmethod
-    def start(cls, *, tls: bool = True, users: dict[str, str] | None = None, extra_config: str = "") -> Dovecot:
+    def start(
+        cls,
+        *,
+        tls: bool = True,
+        users: dict[str, str] | None = None,
+        extra_config: str = "",
+        oauth_introspection_url: str | None = None,
+    ) -> Dovecot:
         """Start an instance in a fresh temp folder (removed again by :meth:`stop`).
 
         The folder is world-traversable (0755) because Dovecot's auth and mail
@@ -78,7 +87,13 @@ class Dovecot:
         """
         folder = Path(tempfile.mkdtemp(prefix="postroom-dovecot-"))
         folder.chmod(0o755)
-        instance = cls(folder=folder, tls=tls, users=users or {"bot@example.test": "s3cret-Pa55"}, extra=extra_config)
+        instance = cls(
+            folder=folder,
+            tls=tls,
+            users=users or {"bot@example.test": "s3cret-Pa55"},
+            extra=extra_config,
+            oauth_introspection_url=oauth_introspection_url,
+        )
         try:
             instance._launch()
         except BaseException:
@@ -159,7 +174,7 @@ first_valid_uid = {self._uid}
 last_valid_uid = {self._uid}
 first_valid_gid = 0
 {tls_lines}disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth_introspection_url else ""}
 auth_failure_delay = 0
 login_trusted_networks = 127.0.0.0/8
 mail_location = maildir:~/Maildir
@@ -172,12 +187,15 @@ namespace inbox {{
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
+  mechanisms = plain login
 }}
 # any other user name logs in with the shared password: a fresh mailbox per test, no reload needed
 passdb {{
   driver = static
   args = password={SHARED_PASSWORD}
+  mechanisms = plain login
 }}
+{self._oauth_passdb()}
 userdb {{
   driver = passwd-file
   args = username_format=%u {d}/users
@@ -203,6 +221,18 @@ service anvil {{
 }}
 {self.extra}
 """
+
+    def _oauth_passdb(self) -> str:
+        """Dovecot's ``oauth2`` passdb asking the test authorization server (RFC 7662, POST)."""
+        if not self.oauth_introspection_url:
+            return ""
+        conf = self.folder / "oauth2.conf"
+        conf.write_text(
+            f"introspection_mode = post\nintrospection_url = {self.oauth_introspection_url}\n"
+            "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+        )
+        conf.chmod(0o644)
+        return f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {conf}\n}}\n"
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout

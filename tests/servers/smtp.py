@@ -4,15 +4,17 @@ delivering what it accepts into Dovecot over LMTP, so a sent message can be read
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 from tests.servers.dovecot import SHARED_PASSWORD, Dovecot, free_port
 
@@ -28,9 +30,39 @@ class SmtpServerUnderTest:
 
 
 class _LmtpRelay:
-    def __init__(self, dovecot: Dovecot, record: SmtpServerUnderTest) -> None:
+    def __init__(
+        self, dovecot: Dovecot, record: SmtpServerUnderTest, introspect: Callable[[str], dict[str, Any]] | None
+    ) -> None:
         self.dovecot = dovecot
         self.record = record
+        self.introspect = introspect
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd hook
+        return await self._oauth(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd hook
+        return await self._oauth(server, args, "OAUTHBEARER")
+
+    async def _oauth(self, server: SMTP, args: list[str], mechanism: str) -> AuthResult:
+        """Validate the bearer token with the authorization server (RFC 7662), like Gmail's SMTP does with Google's."""
+        if self.introspect is None:
+            return AuthResult(success=False, handled=False)
+        if len(args) > 1:
+            response: Any = base64.b64decode(args[1])
+        else:
+            response = await server.challenge_auth(b"", encode_to_b64=False)
+        if response is MISSING:
+            return AuthResult(success=False, handled=False)
+        user, token = _parse_oauth(mechanism, response)
+        found = await asyncio.get_running_loop().run_in_executor(None, self.introspect, token)
+        if found.get("active") and found.get("username") == user and found.get("mail"):
+            return AuthResult(success=True, auth_data=user)
+        status = "400" if found.get("active") and not found.get("mail") else "401"
+        if mechanism == "OAUTHBEARER":
+            status = "insufficient_scope" if status == "400" else "invalid_token"
+        challenge = json.dumps({"status": status, "schemes": "bearer", "scope": "https://mail.google.com/"})
+        await server.challenge_auth(challenge.encode())
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
         data: bytes = envelope.original_content
@@ -46,6 +78,33 @@ class _LmtpRelay:
                 lmtp.sendmail(sender, [recipient], data)
 
 
+def _parse_oauth(mechanism: str, response: bytes) -> tuple[str, str]:
+    """The user and the bearer token of an XOAUTH2 or OAUTHBEARER client response."""
+    text = response.decode("utf-8", "replace")
+    fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part and not part.startswith("n,"))
+    user = fields.get("user", "")
+    if mechanism == "OAUTHBEARER":
+        gs2 = text.split("\x01", 1)[0]
+        user = next((p[2:] for p in gs2.split(",") if p.startswith("a=")), "").replace("=2C", ",").replace("=3D", "=")
+    token = fields.get("auth", "").removeprefix("Bearer ")
+    return user, token
+
+
+class _BigLineSMTP(SMTP):  # type: ignore[misc]
+    """Room for real-size tokens: RFC 4954 allows AUTH lines of 12,288 octets; aiosmtpd's default is 512."""
+
+    line_length_limit = 16384
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.command_size_limits["AUTH"] = 16384
+
+
+class _Controller(Controller):  # type: ignore[misc]
+    def factory(self) -> SMTP:
+        return _BigLineSMTP(self.handler, **self.SMTP_kwargs)
+
+
 def _authenticator(dovecot: Dovecot) -> Any:
     def check(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
@@ -58,23 +117,25 @@ def _authenticator(dovecot: Dovecot) -> Any:
 
 
 @contextmanager
-def smtp_server(dovecot: Dovecot) -> Iterator[SmtpServerUnderTest]:
+def smtp_server(
+    dovecot: Dovecot, introspect: Callable[[str], dict[str, Any]] | None = None
+) -> Iterator[SmtpServerUnderTest]:
     """Two listeners: submission with STARTTLS required (like 587) and implicit TLS (like 465); both need AUTH."""
     assert dovecot.certs is not None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(dovecot.certs.cert_file, dovecot.certs.key_file)
     record = SmtpServerUnderTest("localhost", free_port(), free_port())
-    handler = _LmtpRelay(dovecot, record)
+    handler = _LmtpRelay(dovecot, record, introspect)
     common = {
         "hostname": "127.0.0.1",
         "server_hostname": "localhost",
         "authenticator": _authenticator(dovecot),
         "auth_required": True,
     }
-    starttls = Controller(
+    starttls = _Controller(
         handler, port=record.starttls_port, tls_context=context, require_starttls=True, auth_require_tls=True, **common
     )
-    implicit = Controller(handler, port=record.ssl_port, ssl_context=context, auth_require_tls=False, **common)
+    implicit = _Controller(handler, port=record.ssl_port, ssl_context=context, auth_require_tls=False, **common)
     starttls.start()
     implicit.start()  # implicit TLS: encrypted before AUTH, though aiosmtpd cannot tell and warns
     try:

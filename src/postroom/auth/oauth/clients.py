@@ -83,7 +83,7 @@ class MsalClient:
 
             options: dict[str, Any] = {
                 "authority": self.endpoints.authority,
-                "verify": self.settings.ca_file or True,
+                "http_client": _http_session(self.settings.ca_file),
                 "token_cache": msal.TokenCache(),  # in memory only: the vault keeps what lasts
             }
             if self.endpoints.authority and not _is_microsoft_login_host(self.endpoints.authority):
@@ -101,7 +101,12 @@ class MsalClient:
     def begin(self, redirect_uri: str, state: str, login_hint: str | None) -> AuthorizationRequest:
         with _mapped(self.settings, "authorization request", self.endpoints.authorize_url):
             flow = self._application().initiate_auth_code_flow(
-                list(self.endpoints.delegated_scopes), redirect_uri=redirect_uri, state=state, login_hint=login_hint
+                list(self.endpoints.delegated_scopes),
+                redirect_uri=redirect_uri,
+                state=state,
+                login_hint=login_hint,
+                # the code comes back in a POST body, not in the URL and browser history (RFC 9700 §4.3.1)
+                response_mode="form_post",
             )
         return AuthorizationRequest(flow["auth_uri"], state, redirect_uri, {"flow": flow})
 
@@ -152,13 +157,14 @@ class AuthlibClient:
         from authlib.integrations.requests_client import OAuth2Session
 
         secret = self.settings.client_secret
-        session = OAuth2Session(
+        session_class = type("_Session", (_PinnedVerify, OAuth2Session), {})
+        session = session_class(
             self.settings.client_id.reveal(),
             secret.reveal() if secret is not None else None,
             token_endpoint_auth_method="client_secret_post" if secret is not None else "none",
             **options,
         )
-        session.verify = self.settings.ca_file or True
+        session.ca_file = self.settings.ca_file
         return session
 
     def begin(self, redirect_uri: str, state: str, login_hint: str | None) -> AuthorizationRequest:
@@ -203,6 +209,31 @@ class AuthlibClient:
 
 
 # -- shared ----------------------------------------------------------------------------------
+
+#: Seconds to wait for an authorization server (MSAL and requests wait forever by default).
+HTTP_TIMEOUT = 30.0
+
+
+class _PinnedVerify:
+    """A requests session that uses its CA file even when REQUESTS_CA_BUNDLE is set (requests lets the
+    environment win over ``session.verify``), and never waits forever."""
+
+    ca_file: str | None = None
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if self.ca_file and "verify" not in kwargs:
+            kwargs["verify"] = self.ca_file
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        return super().request(method, url, *args, **kwargs)  # type: ignore[misc]
+
+
+def _http_session(ca_file: str | None) -> Any:
+    import requests
+
+    session = type("_Session", (_PinnedVerify, requests.Session), {})()
+    session.ca_file = ca_file
+    return session
+
 
 _SECRET_HINT = "give the app's client secret (from the vault: --client-secret vault:NAME/client_secret)"  # noqa: S105
 

@@ -2,7 +2,8 @@
 
 It binds 127.0.0.1 only, on the redirect URI's port (a free one when the URI has
 none), answers only ``GET`` on the exact path, and accepts exactly one callback
-whose ``state`` matches the one postroom sent (compared in constant time). A
+whose ``state`` matches the one postroom sent (compared in constant time), as a
+query (``GET``) or as a form (``POST``, the ``form_post`` response mode). A
 callback with a wrong or missing state is refused and logged, and the listener
 keeps waiting for the real one, so a forged request can neither sign the bot in
 to another account nor cancel the sign-in. Nothing from the query is echoed into
@@ -25,6 +26,7 @@ __all__ = ["DEFAULT_REDIRECT_URI", "LoopbackRedirect", "check_redirect_uri"]
 
 DEFAULT_REDIRECT_URI = "http://localhost:8888/Callback"
 _log = get_logger("postroom.auth")
+_MAX_FORM = 64 * 1024
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>postroom</title></head>
 <body style="font-family:sans-serif;margin:3em"><h2>{title}</h2><p>{text}</p></body></html>"""
@@ -114,6 +116,7 @@ class LoopbackRedirect:
     # called by the handler ---------------------------------------------------------------
 
     def _accept(self, path: str, query: str) -> tuple[int, str, str]:
+        """Check one callback (its query or form body); returns the page to answer with."""
         expected_path = self._parts.path or "/"
         if path != expected_path:
             return 404, "Not found", "This address is not postroom's sign-in callback."
@@ -144,8 +147,16 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         status, title, text = self.listener._accept(parts.path, parts.query)
         self._reply(status, title, text)
 
-    def do_POST(self) -> None:
-        self._reply(405, "Method not allowed", "Only GET is accepted here.")
+    def do_POST(self) -> None:  # noqa: N802 - response_mode=form_post
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded" or not 0 < length <= _MAX_FORM:
+            self._reply(400, "Sign-in refused", "Expected a small form-encoded sign-in response.")
+            return
+        body = self.rfile.read(length).decode("ascii", "replace")
+        status, title, text = self.listener._accept(parts.path, body)
+        self._reply(status, title, text)
 
     def _reply(self, status: int, title: str, text: str) -> None:
         body = _PAGE.format(title=title, text=text).encode()
