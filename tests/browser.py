@@ -49,7 +49,9 @@ class Browser:
                     if found is None:
                         return
                     self.landed_on = unescape(found.group(1))
-                    fields = {unescape(k): unescape(v) for k, v in re.findall(r'name="([^"]*)" value="([^"]*)"', reply.text)}
+                    fields = {
+                        unescape(k): unescape(v) for k, v in re.findall(r'name="([^"]*)" value="([^"]*)"', reply.text)
+                    }
                     back = web.post(self.landed_on, data=fields, allow_redirects=False, timeout=10, verify=ca)
                 self.listener_status = back.status_code
         except BaseException as exc:  # reported by the test

@@ -30,7 +30,7 @@ from postroom.actions import (
     test_connection,
 )
 from postroom.actions.send import SendReceipt, forward, reply, send
-from postroom.auth import AuthMode, Basic
+from postroom.auth import AuthMode, Basic, OAuth2ClientCredentials, OAuth2PKCE
 from postroom.config import PROVIDERS, EmailServer, PlaintextWarning, UnverifiedTLSWarning
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import (
@@ -44,11 +44,14 @@ from postroom.credentials import (
 )
 from postroom.errors import (
     AuthenticationError,
+    AuthorizationDeniedError,
     CertificateError,
     ConfigError,
     ConnectionLostError,
+    ConsentRequiredError,
     CredentialError,
     MailServerError,
+    OAuthError,
     PostroomError,
     PostroomWarning,
     ProtocolError,
@@ -78,11 +81,13 @@ __all__ = [
     "Address",
     "AuthMode",
     "AuthenticationError",
+    "AuthorizationDeniedError",
     "Basic",
     "CertificateError",
     "ConfigError",
     "ConnectionLostError",
     "ConnectionTest",
+    "ConsentRequiredError",
     "CredentialError",
     "CredentialVault",
     "EmailServer",
@@ -94,6 +99,9 @@ __all__ = [
     "Message",
     "MessageFilter",
     "MessageKey",
+    "OAuth2ClientCredentials",
+    "OAuth2PKCE",
+    "OAuthError",
     "PlaintextWarning",
     "PostroomError",
     "PostroomWarning",

@@ -202,7 +202,7 @@ userdb {{
 }}
 userdb {{
   driver = static
-  args = uid={self._uid} gid={self._gid} home={d}/mail/%u
+  args = uid={self._uid} gid={self._gid} home={d}/mail/%u allow_all_users=yes
 }}
 service imap-login {{
   {listeners_imap}}}

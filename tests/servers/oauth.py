@@ -101,7 +101,9 @@ class _Client(ClientMixin):  # type: ignore[misc]
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         parts = urlsplit(redirect_uri)
-        return parts.scheme == "http" and parts.hostname in {"localhost", "127.0.0.1"} and parts.path in _REGISTERED_PATHS
+        return (
+            parts.scheme == "http" and parts.hostname in {"localhost", "127.0.0.1"} and parts.path in _REGISTERED_PATHS
+        )
 
     def check_client_secret(self, client_secret: str) -> bool:
         return self.secret is not None and hmac.compare_digest(client_secret, self.secret)
@@ -331,7 +333,11 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
             status, body, headers = super().create_token_response()
             if "openid" in code.scope.split():
                 now = int(time.time())
-                claims = {"iss": issuer, "sub": hashlib.sha256(code.user.encode()).hexdigest()[:16], "aud": code.client_id}
+                claims = {
+                    "iss": issuer,
+                    "sub": hashlib.sha256(code.user.encode()).hexdigest()[:16],
+                    "aud": code.client_id,
+                }
                 claims |= {"iat": now, "exp": now + 3600, "preferred_username": code.user, "email": code.user}
                 if code.nonce:
                     claims["nonce"] = code.nonce
@@ -410,7 +416,9 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
                 message="",
             )
         if request.form.get("decision") == "deny":
-            denied = server.create_authorization_response(grant_user=None, grant=server.get_consent_grant(end_user=None))
+            denied = server.create_authorization_response(
+                grant_user=None, grant=server.get_consent_grant(end_user=None)
+            )
             return _deliver(denied)
         user = request.form.get("username", "")
         if not (user.endswith("@example.test") and request.form.get("password") == USER_PASSWORD):
@@ -432,7 +440,6 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
         )
         action = html.escape(target._replace(query="").geturl())
         return f'<html><body onload="document.forms[0].submit()"><form method="post" action="{action}">{fields}</form></body></html>'
-
 
     @app.post("/<tenant>/oauth2/v2.0/token")
     def token(tenant: str) -> Any:

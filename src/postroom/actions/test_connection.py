@@ -71,7 +71,7 @@ def test_connection(
     return ConnectionTest(
         report=report,
         username=username,
-        username_source=config.auth.describe().get("username", ""),
+        username_source=config.auth.describe().get("username") or config.auth.kind,
         connect_ms=round(connect_ms, 2),
         round_trip_ms=round(statistics.median(samples), 2),
     )

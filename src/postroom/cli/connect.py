@@ -8,11 +8,13 @@ from typing import Any
 import click
 
 from postroom.actions import ConnectionTest, test_connection
-from postroom.auth import Basic
+from postroom.auth import AuthMode, Basic, OAuth2ClientCredentials, OAuth2PKCE
+from postroom.auth.oauth import DEFAULT_REDIRECT_URI
 from postroom.cli.output import emit, handle_errors, json_option, state
 from postroom.config import PROVIDERS, EmailServer
 from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault
 from postroom.credentials.refs import parse_ref
+from postroom.errors import ConfigError
 from postroom.profiles import ProfileStore
 
 __all__ = ["connect_command", "profiles_group", "test_connection_command"]
@@ -28,8 +30,37 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option("--security", type=click.Choice(["ssl", "starttls", "none"]), help="Implicit TLS, STARTTLS, or none.")
 @click.option("--provider", type=click.Choice(sorted(PROVIDERS), case_sensitive=False), help="Fill host/port/security.")
 @click.option("--azure-cloud", type=click.Choice(["global", "gcc-high"]), default="global", show_default=True)
-@click.option("--username", "username_ref", required=True, metavar="REF", help="vault:N/A, var:N, env:N or a value.")
-@click.option("--password", "password_ref", required=True, metavar="REF", help="vault:N/A, var:N, env:N or a value.")
+@click.option(
+    "--auth",
+    "auth_mode",
+    type=click.Choice(["basic", "oauth2-pkce", "oauth2-client-credentials"]),
+    default="basic",
+    show_default=True,
+    help="Basic (password), OAuth2 authorization code with PKCE (a user signs in once), or client credentials.",
+)
+@click.option("--username", "username_ref", metavar="REF", help="vault:N/A, var:N, env:N or a value (the mailbox).")
+@click.option("--password", "password_ref", metavar="REF", help="Basic only. vault:N/A, var:N, env:N or a value.")
+@click.option(
+    "--oauth-provider",
+    type=click.Choice(["microsoft365", "gmail", "custom"]),
+    help="OAuth2 provider (default: from --provider; custom needs --authorize-url, --token-url, --scope).",
+)
+@click.option("--client-id", "client_id_ref", metavar="REF", help="OAuth2 application (client) ID.")
+@click.option("--tenant-id", "tenant_id_ref", metavar="REF", help="Microsoft 365 directory (tenant) ID.")
+@click.option("--client-secret", "client_secret_ref", metavar="REF", help="OAuth2 client secret.")
+@click.option("--redirect-uri", default=DEFAULT_REDIRECT_URI, show_default=True, help="PKCE loopback redirect URI.")
+@click.option(
+    "--scope", "scopes", multiple=True, help="OAuth2 scope (repeatable; default: the provider's mail scopes)."
+)
+@click.option("--mailbox", help="Shared mailbox address to open with the signed-in user's token.")
+@click.option("--authority", help="Microsoft authority URL override (ADFS, or a test authority).")
+@click.option("--authorize-url", help="Custom provider: authorization endpoint.")
+@click.option("--token-url", help="Custom provider: token endpoint.")
+@click.option(
+    "--oauth-ca-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="PEM file of the authorization server's CA (default: the system's).",
+)
 @click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="PEM file of the server's CA.")
 @click.option("--no-verify", is_flag=True, help="Do not verify the certificate (test servers only; warns).")
 @click.option("--connect-timeout", type=float, default=15.0, show_default=True, help="Seconds.")
@@ -40,22 +71,18 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option("--test", "run_test", is_flag=True, help="Also run Test connection.")
 @json_option
 @handle_errors
-def connect_command(
-    name: str, username_ref: str, password_ref: str, run_test: bool, as_json: bool, **options: Any
-) -> None:
+def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) -> None:
     """Save connection profile NAME (secrets by reference only) for later --session NAME.
 
-    A bare value for --username or --password is an insecure string: it is
-    moved into the credential vault as vault:profile:NAME/FIELD, never written
-    to the profile in clear.
+    A bare value for a secret option (--username, --password, --client-id,
+    --tenant-id, --client-secret) is an insecure string: it is moved into the
+    credential vault as vault:profile:NAME/FIELD, never written to the profile in
+    clear. With --auth oauth2-pkce, sign in afterwards with `postroom auth login NAME`.
     """
-    refs = {
-        "username": _stored_ref(name, "username", parse_ref(username_ref, "username")),
-        "password": _stored_ref(name, "password", parse_ref(password_ref, "password")),
-    }
+    auth = _auth_from_options(name, options)
     settings = {key: value for key, value in options.items() if value is not None}
     settings["verify_certificate"] = not settings.pop("no_verify", False)
-    config = EmailServer(auth=Basic(**refs), **settings)
+    config = EmailServer(auth=auth, **settings)
     record = ProfileStore().save(name, config)
     result: dict[str, Any] = {"ok": True, "profile": name, "address": config.address, **record}
     tested: ConnectionTest | None = None
@@ -69,10 +96,61 @@ def connect_command(
         )
         if tested is not None:
             _print_test(tested)
+        elif isinstance(auth, OAuth2PKCE):
+            click.echo(f"sign in with: postroom auth login {name}")
         else:
             click.echo(f"check it with: postroom test-connection {name}")
 
     emit(as_json, result, human)
+
+
+_OAUTH_OPTIONS = ("oauth_provider", "redirect_uri", "scopes", "mailbox", "authority", "authorize_url", "token_url")
+
+
+def _auth_from_options(name: str, options: dict[str, Any]) -> AuthMode:
+    """The auth mode the options describe (and take out of ``options``); secrets typed in go to the vault."""
+    mode = options.pop("auth_mode")
+    refs = {
+        field_name: options.pop(f"{field_name}_ref")
+        for field_name in ("username", "password", "client_id", "tenant_id", "client_secret")
+    }
+    oauth = {key: options.pop(key) for key in _OAUTH_OPTIONS}
+    oauth_ca_file = options.pop("oauth_ca_file")
+    given = {k: _stored_ref(name, k, parse_ref(v, k)) for k, v in refs.items() if v is not None}
+    if mode == "basic":
+        for field_name in ("username", "password"):
+            if field_name not in given:
+                raise ConfigError(field_name, "is required with --auth basic", hint=f"give --{field_name} REF")
+        return Basic(username=given["username"], password=given["password"])
+    if "password" in given:
+        raise ConfigError("password", f"is not used with --auth {mode}", hint="leave --password out")
+    if "client_id" not in given:
+        raise ConfigError("client_id", f"is required with --auth {mode}", hint="give --client-id REF")
+    provider = oauth.pop("oauth_provider") or _oauth_provider_for(options.get("provider"))
+    settings: dict[str, Any] = {
+        "provider": provider,
+        "token_name": f"{PROFILE_VAULT_PREFIX}{name}",
+        "ca_file": oauth_ca_file,
+        "scopes": tuple(oauth.pop("scopes")),
+        **{k: v for k, v in oauth.items() if v is not None},
+        **given,
+    }
+    if mode == "oauth2-pkce":
+        return OAuth2PKCE(**settings)
+    settings.pop("redirect_uri", None)
+    return OAuth2ClientCredentials(**settings)
+
+
+def _oauth_provider_for(server_provider: str | None) -> str:
+    if server_provider and server_provider.startswith("microsoft365"):
+        return "microsoft365"
+    if server_provider == "gmail":
+        return "gmail"
+    raise ConfigError(
+        "oauth_provider",
+        "cannot be guessed from the server",
+        hint="give --oauth-provider microsoft365|gmail|custom, or --provider microsoft365|gmail",
+    )
 
 
 def _stored_ref(profile: str, field_name: str, ref: SecretRef) -> SecretRef:

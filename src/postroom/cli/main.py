@@ -6,6 +6,7 @@ import click
 
 from postroom import __version__
 from postroom.cli import mail, send
+from postroom.cli.auth import auth_group
 from postroom.cli.connect import connect_command, profiles_group, test_connection_command
 from postroom.cli.demo import demo_command
 from postroom.cli.output import CliState, setup_logging
@@ -48,6 +49,7 @@ def cli(ctx: click.Context, debug: bool, variables: dict[str, str]) -> None:
 
 
 cli.add_command(connect_command)
+cli.add_command(auth_group)
 cli.add_command(test_connection_command)
 cli.add_command(profiles_group)
 cli.add_command(vault_group)

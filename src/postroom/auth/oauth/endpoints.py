@@ -114,7 +114,8 @@ def endpoints_for(
             provider="gmail",
             authorize_url=authorize_url or GOOGLE_AUTHORIZE_URL,
             token_url=token_url or GOOGLE_TOKEN_URL,
-            delegated_scopes=scopes or (GOOGLE_MAIL_SCOPE,),
+            # openid email: an ID token saying who signed in (for status and user-mismatch errors)
+            delegated_scopes=scopes or (GOOGLE_MAIL_SCOPE, "openid", "email"),
             app_scopes=(),
             # A refresh token comes only with offline access; consent is asked again so one always comes.
             authorize_params={"access_type": "offline", "prompt": "consent"},

@@ -147,7 +147,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         status, title, text = self.listener._accept(parts.path, parts.query)
         self._reply(status, title, text)
 
-    def do_POST(self) -> None:  # noqa: N802 - response_mode=form_post
+    def do_POST(self) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()

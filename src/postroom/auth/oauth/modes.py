@@ -10,8 +10,8 @@ expire, or when the mail server turned one down.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from postroom.auth.base import TokenLogin, check_wire_safe
 from postroom.auth.oauth.clients import ClientSettings, OAuthClient, make_client
@@ -46,8 +46,8 @@ _PLAIN_FIELDS = (
 class _OAuthMode:
     """What both OAuth2 modes share: the app registration, the provider and the token's vault entry."""
 
-    kind: ClassVar[str]
-    grant: ClassVar[str]
+    kind: str
+    grant: str
 
     def __init__(
         self,
@@ -259,7 +259,7 @@ provider=microsoft365, azure_cloud=global, redirect_uri=http://localhost:8888/Ca
     def login(
         self,
         *,
-        variables: dict[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
         vault: CredentialVault | None = None,
         open_browser: Callable[[str], object] | None = None,
         show_url: Callable[[str], object] | None = None,
