@@ -160,7 +160,9 @@ def _stored_ref(profile: str, field_name: str, ref: SecretRef) -> SecretRef:
     vault_name = f"{PROFILE_VAULT_PREFIX}{profile}"
     secret = ref.resolve(ResolveContext(), field_name)  # warns once: typed in on a command line
     CredentialVault.default().set(vault_name, field_name, secret.reveal())
-    click.echo(f"note: --{field_name} was stored in the vault as vault:{vault_name}/{field_name}", err=True)
+    click.echo(
+        f"note: --{field_name.replace('_', '-')} was stored in the vault as vault:{vault_name}/{field_name}", err=True
+    )
     return Vault(vault_name, field_name)
 
 
