@@ -443,3 +443,31 @@ def test_email_server_hands_its_azure_cloud_to_the_oauth_mode() -> None:
         )
     with pytest.raises(ConfigError, match="Microsoft 365 OAuth2 app cannot sign in to Gmail"):
         EmailServer(provider="gmail", auth=mode)
+
+
+@pytest.mark.parametrize(
+    ("cloud", "login", "outlook"),
+    [
+        ("global", "login.microsoftonline.com", "outlook.office.com"),
+        ("gcc-high", "login.microsoftonline.us", "outlook.office365.us"),
+    ],
+)
+def test_microsoft_cloud_decides_every_url_the_flow_calls(cloud: str, login: str, outlook: str) -> None:
+    from postroom.credentials import ResolveContext
+
+    tenant = "8a1f0c2e-1111-4222-8333-944455556666"
+    pkce_mode = OAuth2PKCE(client_id=Vault("app", "id"), tenant_id=Variable("TENANT"), azure_cloud=cloud)
+    endpoints = pkce_mode.endpoints(ResolveContext(variables={"TENANT": tenant}))
+    assert endpoints.authority == f"https://{login}/{tenant}"  # tenant-specific, never /common
+    assert endpoints.authorize_url == f"https://{login}/{tenant}/oauth2/v2.0/authorize"
+    assert endpoints.token_url == f"https://{login}/{tenant}/oauth2/v2.0/token"
+    assert endpoints.delegated_scopes == (
+        f"https://{outlook}/IMAP.AccessAsUser.All",
+        f"https://{outlook}/POP.AccessAsUser.All",
+        f"https://{outlook}/SMTP.Send",
+    )
+    app_host = "outlook.office365.us" if cloud == "gcc-high" else "outlook.office365.com"
+    assert endpoints.app_scopes == (f"https://{app_host}/.default",)
+    server = EmailServer(provider="microsoft365", azure_cloud=cloud, auth=pkce_mode)  # type: ignore[arg-type]
+    assert server.host == ("outlook.office365.us" if cloud == "gcc-high" else "outlook.office365.com")
+    assert server.smtp_host == ("smtp.office365.us" if cloud == "gcc-high" else "smtp.office365.com")
