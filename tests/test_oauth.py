@@ -471,3 +471,18 @@ def test_microsoft_cloud_decides_every_url_the_flow_calls(cloud: str, login: str
     server = EmailServer(provider="microsoft365", azure_cloud=cloud, auth=pkce_mode)  # type: ignore[arg-type]
     assert server.host == ("outlook.office365.us" if cloud == "gcc-high" else "outlook.office365.com")
     assert server.smtp_host == ("smtp.office365.us" if cloud == "gcc-high" else "smtp.office365.com")
+
+
+def test_headless_sign_in_prints_the_address_when_no_browser_opens(
+    authorization_server: AuthorizationServerUnderTest, mailbox_user: str, capsys: Any, monkeypatch: Any
+) -> None:
+    from postroom.auth.oauth.sign_in import system_browser
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert system_browser("https://example.test/") is False  # no display: never a console browser
+    mode = pkce(authorization_server)
+    with pytest.raises(OAuthError, match="no sign-in came back"):
+        mode.login(variables=variables(mailbox_user), open_browser=lambda _u: False, timeout=0.2)
+    printed = capsys.readouterr().err
+    assert "Open this address in a browser to sign in:" in printed and authorization_server.authorize_url in printed

@@ -9,7 +9,9 @@ straight into the vault.
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
 import webbrowser
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -28,11 +30,19 @@ _log = get_logger("postroom.auth")
 
 
 def system_browser(url: str) -> bool:
-    """Open ``url`` in the user's browser when this machine has one; False otherwise (headless)."""
+    """Open ``url`` in the user's graphical browser when this machine has one; False otherwise.
+
+    A console browser (lynx, w3m, ``www-browser``) is never started: it would take
+    over the terminal of a bot or an SSH session. On Linux and BSD a display is needed.
+    """
+    if sys.platform not in {"darwin", "win32"} and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
     try:
         browser = webbrowser.get()
     except webbrowser.Error:
         return False
+    if isinstance(browser, webbrowser.GenericBrowser) and not isinstance(browser, webbrowser.BackgroundBrowser):
+        return False  # a console browser runs in the foreground
     return bool(browser.open(url))
 
 
@@ -48,7 +58,8 @@ def sign_in(
 
     ``open_browser`` opens the URL (default: the system browser, when there is one);
     ``show_url`` tells the user where to go, always, so a headless machine can be
-    signed in from another browser that reaches its loopback (e.g. over SSH forwarding).
+    signed in from another browser that reaches its loopback (e.g. over SSH forwarding);
+    without it, the URL goes to stderr when no browser could be opened.
     """
     client = mode.client(context)
     login_hint = mode.username.resolve(context, "username").reveal() if mode.username else None
@@ -57,7 +68,9 @@ def sign_in(
         request = client.begin(listener.redirect_uri, state, login_hint)
         if show_url is not None:
             show_url(request.url)
-        (open_browser or system_browser)(request.url)
+        opened = (open_browser or system_browser)(request.url)
+        if not opened and show_url is None:
+            print(f"Open this address in a browser to sign in:\n\n  {request.url}\n", file=sys.stderr, flush=True)
         callback = listener.wait(timeout)
     response = client.redeem(request, callback)
     record = TokenRecord.from_response(response, fingerprint=mode.fingerprint(context), grant=mode.grant)
