@@ -68,6 +68,14 @@ def client_credentials(server: AuthorizationServerUnderTest, **changes: Any) -> 
     return OAuth2ClientCredentials(**options)
 
 
+def smtps_with(mode: Any, smtp: SmtpServerUnderTest, dovecot: Dovecot) -> postroom.SmtpServer:
+    """A standalone SMTP server (implicit TLS) logging in with ``mode``."""
+    assert dovecot.certs is not None
+    return postroom.SmtpServer(
+        host="localhost", port=smtp.ssl_port, security="ssl", ca_file=dovecot.certs.ca_file, auth=mode
+    )
+
+
 def variables(user: str, client_id: str = PUBLIC_CLIENT) -> dict[str, str]:
     return {"APP_CLIENT_ID": client_id, "MAILBOX_USER": user, "APP_SECRET": CONFIDENTIAL_SECRET}
 
@@ -137,13 +145,7 @@ def test_client_credentials_on_imap_pop3_and_smtp(
         config = server_config(dovecot, protocol, auth=mode)
         with postroom.connect(f"cc-{protocol}", config, variables=names) as session:
             assert [m.subject for m in postroom.messages(session.name)] == ["alert"]
-    smtp_server = postroom.SmtpServer(
-        host="localhost",
-        port=smtp.ssl_port,
-        security="ssl",
-        ca_file=dovecot.certs.ca_file,
-        auth=mode,
-    )
+    smtp_server = smtps_with(mode, smtp, dovecot)
     postroom.send(smtp_server, to=mailbox_user, subject="app-only send", body="x", variables=names)
     # one token request served all three logins: the token is cached (encrypted) in the vault
     assert authorization_server.count("client_credentials") == before + 1
@@ -255,13 +257,7 @@ def test_token_without_the_mail_scope_is_refused_with_the_scope_named(
         postroom.connect("o-scope", server_config(dovecot, auth=mode), variables=variables(mailbox_user))
     assert imap_error.value.sasl_status in {"401", "invalid_token"}
     # SMTP checks the scope and says so: no renewal, the scope is named
-    smtp_server = postroom.SmtpServer(
-        host="localhost",
-        port=smtp.ssl_port,
-        security="ssl",
-        ca_file=dovecot.certs.ca_file,
-        auth=mode,
-    )
+    smtp_server = smtps_with(mode, smtp, dovecot)
     with pytest.raises(AuthenticationError, match=r"lacks the permission \(scope\)") as smtp_error:
         postroom.send(smtp_server, to=mailbox_user, subject="x", body="x", variables=variables(mailbox_user))
     assert smtp_error.value.sasl_status in {"400", "insufficient_scope"}
@@ -486,3 +482,14 @@ def test_headless_sign_in_prints_the_address_when_no_browser_opens(
         mode.login(variables=variables(mailbox_user), open_browser=lambda _u: False, timeout=0.2)
     printed = capsys.readouterr().err
     assert "Open this address in a browser to sign in:" in printed and authorization_server.authorize_url in printed
+
+
+def test_a_control_character_in_the_sasl_user_never_reaches_the_wire(
+    authorization_server: AuthorizationServerUnderTest,
+) -> None:
+    from postroom.credentials import ResolveContext
+    from postroom.errors import CredentialError
+
+    mode = pkce(authorization_server, username=Variable("USER"))
+    with pytest.raises(CredentialError, match="username: contains a control character"):
+        mode.resolve(ResolveContext(variables={"USER": "bot@example.test\x01auth=Bearer forged", "APP_CLIENT_ID": "x"}))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from postroom.auth.oauth.endpoints import OAuthEndpoints
+from postroom.auth.oauth.replies import error_detail
 from postroom.auth.oauth.tokens import TokenResponse, unverified_claims
 from postroom.credentials import Secret, redact
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, OAuthError, ServerUnreachableError
@@ -269,8 +270,7 @@ _AADSTS: dict[str, tuple[str, str]] = {
 
 
 def _token_error(error: str, description: str, grant: str, settings: ClientSettings) -> OAuthError:
-    description = redact(" ".join(description.split()))[:400]
-    detail = f"{error}: {description}" if description else error
+    detail = error_detail(error, description)
     for code, (field_name, advice) in _AADSTS.items():
         if f"AADSTS{code}" in description:
             if field_name in {"client_id", "tenant_id", "client_secret", "redirect_uri"}:

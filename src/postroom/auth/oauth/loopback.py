@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from postroom.auth.oauth.replies import error_detail
 from postroom.errors import AuthorizationDeniedError, ConfigError
 from postroom.logs import get_logger
 
@@ -174,8 +175,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 
 def _denied(params: dict[str, str]) -> AuthorizationDeniedError:
     error = params.get("error", "error")
-    description = " ".join(params.get("error_description", "").split())[:300]
-    detail = f"{error}: {description}" if description else error
+    detail = error_detail(error, params.get("error_description"))
     if error == "access_denied":
         return AuthorizationDeniedError(
             f"the sign-in was declined ({detail})",

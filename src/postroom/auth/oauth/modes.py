@@ -192,6 +192,9 @@ class _OAuthMode:
                 "username: the mailbox address is needed for the SASL login and the provider did not say who signed in",
                 hint="give username= (the mailbox address; mailbox= for a shared mailbox)",
             )
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in user):
+            # \x01 separates the fields of XOAUTH2/OAUTHBEARER: a control character could forge one
+            raise CredentialError("username: contains a control character", hint="give the plain mailbox address")
         return TokenLogin(username=check_wire_safe(Secret(user, scrub=False), "username"), tokens=source)
 
     # -- profiles and reports ----------------------------------------------------------------
