@@ -178,6 +178,29 @@ def test_save_to_sent(dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user:
     assert len(copies) == 1 and copies[0].seen is True
 
 
+def test_a_retried_sent_copy_is_stored_once(dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str) -> None:
+    """APPEND is not idempotent: the session's retry after a dropped connection checks the Message-ID first."""
+    from postroom.actions.send import append_once
+
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Sent")
+    session = session_for(dovecot, smtp, mailbox_user)
+    raw = b"Message-ID: <copy-1@example.test>\r\nSubject: the copy\r\nFrom: a@example.test\r\n\r\nx\r\n"
+    store = append_once("Sent", raw, "<copy-1@example.test>")
+    session.call(store)  # stored; then the connection drops before the reply is read ...
+    dovecot.kick(mailbox_user)
+    session.call(store)  # ... and the session runs the operation again on a new connection
+    subjects = [m.subject for m in postroom.messages(session, folder="Sent")]
+    assert subjects.count("the copy") == 1
+    # a copy the server did not keep (here: removed after the first attempt) is stored by the retry
+    other = b"Message-ID: <copy-2@example.test>\r\nSubject: another\r\nFrom: a@example.test\r\n\r\nx\r\n"
+    second_store = append_once("Sent", other, "<copy-2@example.test>")
+    session.call(second_store)
+    lost = [m for m in postroom.messages(session, folder="Sent") if m.subject == "another"]
+    postroom.delete(session, lost)
+    session.call(second_store)
+    assert [m.subject for m in postroom.messages(session, folder="Sent")].count("another") == 1
+
+
 def test_session_without_smtp_settings_says_what_to_add(dovecot: Dovecot, mailbox_user: str) -> None:
     session = postroom.connect(
         "n", server_config(dovecot), variables={"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}

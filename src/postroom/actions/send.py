@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from postroom.actions._resolve import SessionRef, resolve
@@ -14,6 +14,7 @@ from postroom.errors import ConfigError, PostroomError
 from postroom.logs import get_logger
 from postroom.message.model import Address, Message
 from postroom.session import Session
+from postroom.transports.base import Mailbox
 from postroom.transports.smtp import SendReceipt, send_message
 
 __all__ = ["SendReceipt", "forward", "reply", "send"]
@@ -54,9 +55,28 @@ def _deliver(
                 "save_to_sent", "needs an IMAP session", hint="the message was sent; only the copy failed"
             )
         folder = save_to_sent if isinstance(save_to_sent, str) else _sent_folder(session)
-        raw = draft.message.as_bytes()
-        session.call(lambda mailbox: mailbox.append(folder, raw, seen=True))
+        session.call(append_once(folder, draft.message.as_bytes(), receipt.message_id))
     return receipt
+
+
+def append_once(folder: str, raw: bytes, message_id: str | None) -> Callable[[Mailbox], None]:
+    """An APPEND the session may run twice (it retries after a dropped connection) that stores one copy.
+
+    APPEND is not idempotent: when the connection drops after the server stored the
+    message but before its OK arrived, a blind retry stores a second copy. The retry
+    first looks for the message's Message-ID in the folder.
+    """
+    attempts = 0
+
+    def store(mailbox: Mailbox) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1 and message_id and mailbox.has_message_id(folder, message_id):
+            _log.info("the copy in %s was stored before the connection dropped; not storing it twice", folder)
+            return
+        mailbox.append(folder, raw, seen=True)
+
+    return store
 
 
 def _sent_folder(session: Session) -> str:

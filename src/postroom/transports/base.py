@@ -141,3 +141,7 @@ class Mailbox(Protocol):
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
         """Store a message in ``folder`` (e.g. a copy of what was sent, in Sent)."""
         ...
+
+    def has_message_id(self, folder: str, message_id: str) -> bool:
+        """Whether ``folder`` holds a message with this Message-ID header (to make a retried APPEND safe)."""
+        ...

@@ -540,6 +540,11 @@ class ImapMailbox:
         if typ != "OK":
             raise ProtocolError(f"APPEND to {folder!r} failed: {server_text(data)}")
 
+    def has_message_id(self, folder: str, message_id: str) -> bool:
+        self._select(folder, writable=False)
+        _typ, data = self._uid("SEARCH", "HEADER", "Message-ID", quote(message_id))
+        return any(chunk and bytes(chunk).split() for chunk in data)
+
 
 # -- helpers ----------------------------------------------------------------------------------
 

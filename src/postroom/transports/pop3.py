@@ -267,6 +267,9 @@ class Pop3Mailbox:
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
         raise _unsupported("folders to store messages in")
 
+    def has_message_id(self, folder: str, message_id: str) -> bool:
+        raise _unsupported("folders to store messages in")
+
 
 def _authenticate_oauth(client: _Client, login: TokenLogin, config: EmailServer) -> None:
     """RFC 5034 AUTH with the credentials on the continuation line (tokens exceed the 255-octet command limit).
