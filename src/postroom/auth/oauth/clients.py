@@ -320,8 +320,9 @@ def _mapped(settings: ClientSettings, step: str, url: str) -> Iterator[None]:
         raise _token_error(exc.error or "error", exc.description or "", _grant_of(step), settings) from None
     except (OAuthError, ConfigError, CredentialError):
         raise
-    except ValueError as exc:
-        # MSAL raises ValueError for an unusable authority and for a state/scope mismatch in the callback.
+    except (ValueError, RuntimeError) as exc:
+        # MSAL raises ValueError for an unusable authority and for a state/scope mismatch in the callback,
+        # RuntimeError for an ID token whose nonce is not the one it sent.
         raise OAuthError(f"{step} failed: {redact(str(exc))[:300]}", hint=_value_error_hint(step)) from None
 
 
