@@ -5,8 +5,6 @@ from __future__ import annotations
 from postroom.auth.base import PasswordLogin, check_wire_safe
 from postroom.credentials import ResolveContext, SecretRef, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
-from postroom.credentials.sources import Insecure
-from postroom.errors import ConfigError
 
 __all__ = ["Basic"]
 
@@ -38,10 +36,7 @@ class Basic:
     def to_profile(self) -> dict[str, str]:
         record = {"mode": self.kind}
         for name in ("username", "password"):
-            ref = getattr(self, name)
-            if isinstance(ref, Insecure):
-                raise ConfigError(name, "an insecure string cannot be stored in a profile", hint="use vault:")
-            record[name] = format_ref(ref)
+            record[name] = format_ref(getattr(self, name), name)
         return record
 
     @classmethod

@@ -86,7 +86,7 @@ def auth_status(name: str, as_json: bool) -> None:
     mode = _oauth_profile(name)
     context = ResolveContext(variables=state().variables)
     record = mode.store(context).load()
-    if record is None or record.fingerprint != mode.fingerprint(context):
+    if record is None or record.fingerprint != mode.resolved(context).fingerprint:
         problem = (
             "not signed in: the vault holds no tokens for this profile"
             if record is None

@@ -131,7 +131,7 @@ class EmailServer:
             raise ConfigError("auth", f"expected an auth mode such as Basic(...), got {type(self.auth).__name__}")
         bind = getattr(self.auth, "for_server", None)
         if bind is not None:  # OAuth2 modes check (and take) the server's provider and Azure cloud
-            object.__setattr__(self, "auth", bind(self.protocol, self.provider, self.azure_cloud))
+            object.__setattr__(self, "auth", bind(self.provider, self.azure_cloud))
         object.__setattr__(self, "preset_fields", frozenset(filled))
         if self.security == "none":
             warnings.warn(

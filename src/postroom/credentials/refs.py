@@ -29,8 +29,8 @@ def parse_ref(text: str, field_name: str) -> SecretRef:
     return Insecure(text)
 
 
-def format_ref(ref: SecretRef) -> str:
+def format_ref(ref: SecretRef, field_name: str) -> str:
     """The text form of a stored reference. Insecure values cannot be stored."""
     if isinstance(ref, Insecure):
-        raise ValueError("an insecure string has no stored form; move it into the vault first")
+        raise ConfigError(field_name, "an insecure string cannot be stored in a profile", hint="use vault:")
     return ref.describe()

@@ -74,7 +74,7 @@ class OAuthExchange:
         if self._calls == 1:
             return self.initial()
         self.record_error(challenge)
-        return b"" if self.mechanism == "XOAUTH2" else b"\x01"
+        return self.error_ack()
 
     def record_error(self, challenge: bytes) -> None:
         """Keep the JSON of the server's error challenge (raw bytes or still base64)."""
@@ -95,7 +95,6 @@ class OAuthExchange:
 
     def failure(self, reply: str) -> AuthenticationError:
         """The error for a refused OAuth login, from the JSON status and the final reply."""
-        renewed = self.renewed
         status = self.error_status.get("status", "")
         scope = self.error_status.get("scope")
         seen = (
@@ -114,10 +113,10 @@ class OAuthExchange:
             return AuthenticationError(
                 f"the server refused the token for {self.user}; the token belongs to {self.account}{seen}",
                 hint=f"sign in as {self.user}, or give {self.account} full access to that mailbox (shared mailbox)",
-                token_rejected=not renewed,
+                token_rejected=not self.renewed,
                 sasl_status=status or None,
             )
-        if renewed:
+        if self.renewed:
             return AuthenticationError(
                 f"the server refused a freshly issued token for {self.user}{seen}",
                 hint="check that the signed-in account is this mailbox (or has full access to it), that IMAP/POP/SMTP "

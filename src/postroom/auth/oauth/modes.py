@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from postroom.auth.base import TokenLogin, check_wire_safe
@@ -21,7 +22,6 @@ from postroom.auth.oauth.tokens import TokenRecord, TokenStore, fingerprint
 from postroom.config.validation import check_choice
 from postroom.credentials import ResolveContext, Secret, SecretRef, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
-from postroom.credentials.sources import Insecure
 from postroom.credentials.vault import CredentialVault
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError
 from postroom.logs import get_logger
@@ -41,6 +41,22 @@ _PLAIN_FIELDS = (
     "token_name",
     "ca_file",
 )
+
+
+@dataclass(frozen=True)
+class ResolvedApp:
+    """An OAuth2 mode with its references resolved: what one connect or sign-in needs."""
+
+    endpoints: OAuthEndpoints
+    settings: ClientSettings
+    #: The username given (the login hint and, without ``mailbox``, the SASL user).
+    username: str | None
+    #: Hash of the app, tenant, user and grant the stored tokens must belong to.
+    fingerprint: str
+
+    def client(self) -> OAuthClient:
+        """The authorization-server client for this app."""
+        return make_client(self.endpoints, self.settings)
 
 
 class _OAuthMode:
@@ -123,7 +139,7 @@ class _OAuthMode:
         tenant = self.tenant_id.resolve(context, "tenant_id").reveal() if self.tenant_id else None
         return self._endpoints_with(tenant)
 
-    def for_server(self, protocol: str, provider: str | None, azure_cloud: str) -> Any:
+    def for_server(self, provider: str | None, azure_cloud: str) -> Any:
         """Check the mode against the mail server it logs in to (called by :class:`EmailServer`)."""
         if provider and provider.startswith("microsoft365") and self.provider == "gmail":
             raise ConfigError("auth", "a Gmail OAuth2 app cannot sign in to a Microsoft 365 server")
@@ -159,34 +175,29 @@ class _OAuthMode:
             return f"run `postroom auth login {self.token_name.removeprefix('profile:')}`"
         return f"call {type(self).__name__}(...).login() (CLI: `postroom auth login PROFILE`)"
 
-    def client(self, context: ResolveContext) -> OAuthClient:
-        """The authorization-server client for this app."""
-        return make_client(self.endpoints(context), self._settings(context))
-
     def store(self, context: ResolveContext) -> TokenStore:
         return TokenStore(context.vault or CredentialVault.default(), self.token_name)
 
-    def fingerprint(self, context: ResolveContext) -> str:
-        """Hash of the app, tenant, user and grant the tokens must belong to."""
+    def resolved(self, context: ResolveContext) -> ResolvedApp:
+        """Every reference resolved once (a vault reference is a file read and a decryption)."""
         settings = self._settings(context)
         endpoints = self.endpoints(context)
-        user = self.username.resolve(context, "username").reveal().lower() if self.username else ""
-        return fingerprint(self.grant, endpoints.token_url, settings.client_id.reveal(), user, self.mailbox or "")
+        username = self.username.resolve(context, "username").reveal() if self.username else None
+        tokens_of = fingerprint(
+            self.grant, endpoints.token_url, settings.client_id.reveal(), (username or "").lower(), self.mailbox or ""
+        )
+        return ResolvedApp(endpoints, settings, username, tokens_of)
 
-    def _source(self, context: ResolveContext) -> VaultTokenSource:
-        return VaultTokenSource(
-            client=lambda: self.client(context),
+    def resolve(self, context: ResolveContext) -> TokenLogin:
+        app = self.resolved(context)
+        source = VaultTokenSource(
+            client=app.client,
             store=self.store(context),
-            fingerprint=self.fingerprint(context),
+            fingerprint=app.fingerprint,
             grant=self.grant,
             relogin=self.relogin_hint(),
         )
-
-    def resolve(self, context: ResolveContext) -> TokenLogin:
-        source = self._source(context)
-        user = self.mailbox or (self.username.resolve(context, "username").reveal() if self.username else None)
-        if not user:
-            user = source.account
+        user = self.mailbox or app.username or source.account
         if not user:
             raise CredentialError(
                 "username: the mailbox address is needed for the SASL login and the provider did not say who signed in",
@@ -217,17 +228,13 @@ class _OAuthMode:
         record = self.describe()
         for name in _SECRET_FIELDS:
             ref = getattr(self, name)
-            if isinstance(ref, Insecure):
-                raise ConfigError(name, "an insecure string cannot be stored in a profile", hint="use vault:")
             if ref is not None:
-                record[name] = format_ref(ref)
+                record[name] = format_ref(ref, name)
         return record
 
     @classmethod
     def from_profile(cls, record: dict[str, str]) -> Any:
-        options: dict[str, Any] = {k: record[k] for k in _PLAIN_FIELDS if k in record and k != "redirect_uri"}
-        if "redirect_uri" in record and cls.grant == "authorization_code":
-            options["redirect_uri"] = record["redirect_uri"]
+        options: dict[str, Any] = {k: record[k] for k in _PLAIN_FIELDS if k in record}
         for name in _SECRET_FIELDS:
             if name in record:
                 options[name] = parse_ref(record[name], name)

@@ -61,11 +61,11 @@ def sign_in(
     signed in from another browser that reaches its loopback (e.g. over SSH forwarding);
     without it, the URL goes to stderr when no browser could be opened.
     """
-    client = mode.client(context)
-    login_hint = mode.username.resolve(context, "username").reveal() if mode.username else None
+    app = mode.resolved(context)
+    client = app.client()
     state = secrets.token_urlsafe(32)
     with LoopbackRedirect(mode.redirect_uri, state) as listener:
-        request = client.begin(listener.redirect_uri, state, login_hint)
+        request = client.begin(listener.redirect_uri, state, app.username)
         if show_url is not None:
             show_url(request.url)
         opened = (open_browser or system_browser)(request.url)
@@ -73,7 +73,7 @@ def sign_in(
             print(f"Open this address in a browser to sign in:\n\n  {request.url}\n", file=sys.stderr, flush=True)
         callback = listener.wait(timeout)
     response = client.redeem(request, callback)
-    record = TokenRecord.from_response(response, fingerprint=mode.fingerprint(context), grant=mode.grant)
+    record = TokenRecord.from_response(response, fingerprint=app.fingerprint, grant=mode.grant)
     missing = [s for s in client.endpoints.delegated_scopes if record.scopes and s not in record.scopes]
     if missing:
         _log.warning(
