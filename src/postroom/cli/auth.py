@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from postroom.auth import OAuth2ClientCredentials, OAuth2PKCE
+from postroom.auth.oauth.endpoints import OAuthEndpoints
 from postroom.auth.oauth.tokens import TokenRecord
 from postroom.cli.output import emit, handle_errors, json_option, state
 from postroom.credentials import ResolveContext
@@ -73,7 +74,7 @@ def auth_login(name: str, no_browser: bool, timeout: float, as_json: bool) -> No
         login = mode.resolve(context)
         login.tokens.access_token()
         record = mode.store(context).load()  # type: ignore[assignment]
-    summary = _summary(name, mode, record)
+    summary = _summary(name, mode, mode.endpoints(context), record)
     emit(as_json, {"ok": True, **summary}, lambda: _print_summary(summary, prefix="signed in"))
 
 
@@ -86,14 +87,15 @@ def auth_status(name: str, as_json: bool) -> None:
     mode = _oauth_profile(name)
     context = ResolveContext(variables=state().variables)
     record = mode.store(context).load()
-    if record is None or record.fingerprint != mode.resolved(context).fingerprint:
+    app = mode.resolved(context)
+    if record is None or record.fingerprint != app.fingerprint:
         problem = (
             "not signed in: the vault holds no tokens for this profile"
             if record is None
             else "the stored tokens belong to another app, tenant or user than the profile now names"
         )
         raise ConsentRequiredError(problem, hint=f"run `postroom auth login {name}`")
-    summary = _summary(name, mode, record)
+    summary = _summary(name, mode, app.endpoints, record)
     emit(as_json, {"ok": True, **summary}, lambda: _print_summary(summary, prefix="signed in"))
 
 
@@ -109,8 +111,7 @@ def auth_logout(name: str, as_json: bool) -> None:
     emit(as_json, {"ok": True, "profile": name, "removed": removed}, lambda: click.echo(text))
 
 
-def _summary(name: str, mode: OAuthMode, record: TokenRecord) -> dict[str, Any]:
-    endpoints = mode.endpoints(ResolveContext(variables=state().variables))
+def _summary(name: str, mode: OAuthMode, endpoints: OAuthEndpoints, record: TokenRecord) -> dict[str, Any]:
     now = time.time()
     return {
         "profile": name,
