@@ -12,6 +12,8 @@ import postroom
 from postroom import Basic, EmailServer, Variable
 from postroom.credentials import sources
 from tests.servers.dovecot import Dovecot
+from tests.servers.ews import EwsServerUnderTest
+from tests.servers.ews import ews_server as start_ews_server
 from tests.servers.oauth import AuthorizationServerUnderTest, oauth_server
 from tests.servers.smtp import SmtpServerUnderTest, smtp_server
 
@@ -127,3 +129,24 @@ def smtp(dovecot: Dovecot, authorization_server: AuthorizationServerUnderTest) -
     shared Dovecot via LMTP."""
     with smtp_server(dovecot, introspect=authorization_server.introspect) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def ews_standin(
+    tmp_path_factory: pytest.TempPathFactory, authorization_server: AuthorizationServerUnderTest
+) -> Iterator[EwsServerUnderTest]:
+    """The EWS stand-in (a protocol-level stand-in, not Exchange), checking tokens with the test authorization server."""
+    with start_ews_server(
+        tmp_path_factory.mktemp("ews"), {"bot@example.test": PASSWORD}, authorization_server.introspect
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def ews_server(ews_standin: EwsServerUnderTest) -> EwsServerUnderTest:
+    """The EWS stand-in with an empty mailbox for this test."""
+    ews_standin.clear()
+    ews_standin.busy = 0
+    ews_standin.users.clear()
+    ews_standin.users["bot@example.test"] = PASSWORD
+    return ews_standin

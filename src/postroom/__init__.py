@@ -30,8 +30,8 @@ from postroom.actions import (
     test_connection,
 )
 from postroom.actions.send import SendReceipt, forward, reply, send
-from postroom.auth import AuthMode, Basic, OAuth2ClientCredentials, OAuth2PKCE
-from postroom.config import PROVIDERS, EmailServer, PlaintextWarning, UnverifiedTLSWarning
+from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2PKCE
+from postroom.config import PROVIDERS, EmailServer, Ews, EwsRetirementWarning, PlaintextWarning, UnverifiedTLSWarning
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import (
     CredentialVault,
@@ -91,6 +91,8 @@ __all__ = [
     "CredentialError",
     "CredentialVault",
     "EmailServer",
+    "Ews",
+    "EwsRetirementWarning",
     "Folder",
     "Insecure",
     "InsecureSecretWarning",
@@ -99,6 +101,7 @@ __all__ = [
     "Message",
     "MessageFilter",
     "MessageKey",
+    "Ntlm",
     "OAuth2ClientCredentials",
     "OAuth2PKCE",
     "OAuthError",

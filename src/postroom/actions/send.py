@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import cast
 
 from postroom.actions._resolve import SessionRef, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
 from postroom.auth.base import Login
+from postroom.config import EmailServer
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault, ResolveContext
-from postroom.errors import ConfigError, PostroomError
+from postroom.errors import ConfigError, MailServerError, PostroomError
 from postroom.logs import get_logger
 from postroom.message.model import Address, Message
 from postroom.session import Session
-from postroom.transports.base import Mailbox
+from postroom.transports.base import Mailbox, SendsMail
 from postroom.transports.smtp import SendReceipt, send_message
 
 __all__ = ["SendReceipt", "forward", "reply", "send"]
@@ -24,11 +27,15 @@ _log = get_logger("postroom.send")
 
 def _route(
     via: SessionRef | SmtpServer, variables: Mapping[str, str] | None, vault: CredentialVault | None
-) -> tuple[SmtpServer, Login | None, Session | None]:
+) -> tuple[SmtpServer | None, Login | None, Session | None]:
+    """Where a message goes: an SMTP server, or (``server`` None) the session's own server (EWS)."""
     if isinstance(via, SmtpServer):
         context = ResolveContext(variables=dict(variables or {}), vault=vault)
         return via, (via.auth.resolve(context) if via.auth is not None else None), None
     session = resolve(via)
+    if session.features.send:
+        return None, session.resolve_login(), session
+    assert isinstance(session.config, EmailServer)
     try:
         server = SmtpServer.for_session(session.config)
     except PostroomError as exc:
@@ -36,8 +43,9 @@ def _route(
     return server, session.resolve_login(), session
 
 
-def _sender(sender: str | None, login: Login | None) -> Address:
-    candidate = sender or (login.username.reveal() if login is not None else "")
+def _sender(sender: str | None, login: Login | None, session: Session | None = None) -> Address:
+    mailbox = getattr(session.config, "mailbox", None) if session is not None else None
+    candidate = sender or mailbox or (login.username.reveal() if login is not None else "")
     found = parse_recipients("sender", candidate) if candidate and "@" in candidate else []
     if len(found) != 1:
         raise ConfigError("sender", "no sender address", hint="give sender='name@example.com'")
@@ -45,8 +53,11 @@ def _sender(sender: str | None, login: Login | None) -> Address:
 
 
 def _deliver(
-    draft: Draft, server: SmtpServer, login: Login | None, session: Session | None, save_to_sent: bool | str
+    draft: Draft, server: SmtpServer | None, login: Login | None, session: Session | None, save_to_sent: bool | str
 ) -> SendReceipt:
+    if server is None:
+        assert session is not None
+        return _submit(draft, session, save_to_sent)
     receipt = send_message(server, login, draft.message, draft.sender, draft.recipients)
     _log.info("sent %s to %d recipient(s) via %s", receipt.message_id, len(receipt.recipients), server.address)
     if save_to_sent:
@@ -57,6 +68,34 @@ def _deliver(
         folder = save_to_sent if isinstance(save_to_sent, str) else _sent_folder(session)
         session.call(append_once(folder, draft.message.as_bytes(), receipt.message_id))
     return receipt
+
+
+def _submit(draft: Draft, session: Session, save_to_sent: bool | str) -> SendReceipt:
+    """Send through the session's server (EWS): Bcc travels in the MIME, which Exchange strips on delivery."""
+    message = copy.copy(draft.message)
+    shown = {a.address.lower() for name in ("To", "Cc") for a in parse_recipients(name, message.get_all(name, []))}
+    hidden = [r for r in draft.recipients if r.lower() not in shown]
+    if hidden:
+        message["Bcc"] = ", ".join(hidden)
+    if isinstance(save_to_sent, str):
+        raise ConfigError("save_to_sent", "EWS keeps the copy in Sent Items", hint="pass save_to_sent=True or False")
+    raw = message.as_bytes()
+    attempts = 0
+
+    def submit(mailbox: Mailbox) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:  # a dropped connection: sending again could deliver twice
+            raise MailServerError(
+                f"the connection dropped while sending {draft.message['Message-ID']}; it may have been sent",
+                hint="look for that Message-ID in Sent Items before sending again",
+            )
+        cast(SendsMail, mailbox).submit(raw, save_copy=bool(save_to_sent))
+
+    session.call(submit)
+    message_id = str(draft.message["Message-ID"])
+    _log.info("sent %s to %d recipient(s) via %s", message_id, len(draft.recipients), session.server)
+    return SendReceipt(message_id, draft.sender, tuple(draft.recipients), {}, session.server)
 
 
 def append_once(folder: str, raw: bytes, message_id: str | None) -> Callable[[Mailbox], None]:
@@ -115,7 +154,7 @@ def send(
     """
     server, login, session = _route(via, variables, vault)
     draft = build_message(
-        sender=_sender(sender, login),
+        sender=_sender(sender, login, session),
         to=to,
         cc=cc,
         bcc=bcc,
@@ -143,7 +182,7 @@ def reply(
 ) -> SendReceipt:
     """Reply (or reply to all) to ``message``: threaded, one ``Re:``, the original quoted, never to ourselves."""
     server, login, session = _route(via, None, None)
-    me = _sender(sender, login)
+    me = _sender(sender, login, session)
     draft = build_reply(
         message, sender=me, body=body, reply_all=reply_all, html=html, attachments=attachments, quote=quote
     )
@@ -165,6 +204,6 @@ def forward(
     """Forward ``message`` inline with its attachments, or as an attached ``.eml``."""
     server, login, session = _route(via, None, None)
     draft = build_forward(
-        message, sender=_sender(sender, login), to=to, body=body, cc=cc, bcc=bcc, as_attachment=as_attachment
+        message, sender=_sender(sender, login, session), to=to, body=body, cc=cc, bcc=bcc, as_attachment=as_attachment
     )
     return _deliver(draft, server, login, session, save_to_sent)

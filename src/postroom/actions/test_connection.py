@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from postroom.config import EmailServer
+from postroom.config import ServerConfig
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.session.session import Session
 from postroom.transports import ServerReport
@@ -43,7 +43,7 @@ class ConnectionTest:
 
 
 def test_connection(
-    config: EmailServer,
+    config: ServerConfig,
     *,
     name: str = "test-connection",
     variables: Mapping[str, str] | None = None,

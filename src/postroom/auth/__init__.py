@@ -3,7 +3,7 @@
 from typing import Any
 
 from postroom.auth.base import AuthMode, Login, PasswordLogin, TokenLogin
-from postroom.auth.basic import Basic
+from postroom.auth.basic import Basic, Ntlm
 from postroom.auth.oauth import OAuth2ClientCredentials, OAuth2PKCE
 from postroom.errors import ConfigError
 
@@ -12,6 +12,7 @@ __all__ = [
     "AuthMode",
     "Basic",
     "Login",
+    "Ntlm",
     "OAuth2ClientCredentials",
     "OAuth2PKCE",
     "PasswordLogin",
@@ -20,7 +21,7 @@ __all__ = [
 ]
 
 #: Profile ``mode`` → auth mode class.
-AUTH_MODES: dict[str, Any] = {cls.kind: cls for cls in (Basic, OAuth2PKCE, OAuth2ClientCredentials)}
+AUTH_MODES: dict[str, Any] = {cls.kind: cls for cls in (Basic, Ntlm, OAuth2PKCE, OAuth2ClientCredentials)}
 
 
 def auth_from_profile(record: dict[str, str]) -> AuthMode:

@@ -6,7 +6,7 @@ from postroom.auth.base import PasswordLogin, check_wire_safe
 from postroom.credentials import ResolveContext, SecretRef, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
 
-__all__ = ["Basic"]
+__all__ = ["Basic", "Ntlm"]
 
 
 class Basic:
@@ -40,7 +40,7 @@ class Basic:
         return record
 
     @classmethod
-    def from_profile(cls, record: dict[str, str]) -> Basic:
+    def from_profile(cls, record: dict[str, str]) -> Basic:  # also builds Ntlm
         return cls(
             username=parse_ref(record["username"], "username"), password=parse_ref(record["password"], "password")
         )
@@ -49,7 +49,29 @@ class Basic:
         return f"Basic(username={self.username.describe()}, password={self.password.describe()})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Basic) and (other.username, other.password) == (self.username, self.password)
+        return (
+            isinstance(other, Basic)
+            and type(other) is type(self)
+            and (other.username, other.password)
+            == (
+                self.username,
+                self.password,
+            )
+        )
 
     def __hash__(self) -> int:
-        return hash((self.username, self.password))
+        return hash((self.kind, self.username, self.password))
+
+
+class Ntlm(Basic):
+    """NTLM (EWS on an on-premises Exchange): a username and password, never sent in the clear.
+
+    A bare user name logs in as ``DOMAIN\\user`` with the server's ``domain``; a UPN
+    (``user@corp.example``) or ``DOMAIN\\user`` is used as given.
+    """
+
+    kind = "ntlm"
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Ntlm(username={self.username.describe()}, password={self.password.describe()})"

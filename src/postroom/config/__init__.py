@@ -9,7 +9,11 @@ from postroom.config.email_server import (
     Security,
     UnverifiedTLSWarning,
 )
+from postroom.config.ews import Ews, EwsRetirementWarning
 from postroom.config.providers import PROVIDERS, Endpoint, ProviderPreset
+
+#: The settings of any kind of server a session can connect to.
+ServerConfig = EmailServer | Ews
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -17,9 +21,12 @@ __all__ = [
     "AzureCloud",
     "EmailServer",
     "Endpoint",
+    "Ews",
+    "EwsRetirementWarning",
     "PlaintextWarning",
     "Protocol",
     "ProviderPreset",
     "Security",
+    "ServerConfig",
     "UnverifiedTLSWarning",
 ]

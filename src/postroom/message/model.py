@@ -102,7 +102,7 @@ class Message:
         self.summary = summary
         self._source = source
         self.body_format = body_format
-        self.defects: list[str] = []
+        self.defects: list[str] = list(summary.defects)
 
     def __repr__(self) -> str:
         return f"<Message {self.key} {self.subject[:40]!r}>"
@@ -115,8 +115,8 @@ class Message:
 
     @property
     def uid(self) -> int | str:
-        """IMAP UID, or the POP3 UIDL."""
-        return self.key.uidl if self.key.uidl is not None else self.key.uid
+        """IMAP UID, the POP3 UIDL or the EWS item id."""
+        return self.key.id
 
     @property
     def folder(self) -> str:

@@ -19,11 +19,36 @@ from postroom import Basic, EmailServer, Variable
 from postroom.sandbox.seed import sample_mailbox
 from postroom.sandbox.server import SandboxServer
 
-__all__ = ["INVOICE_SUBJECT", "run_demo"]
+__all__ = ["INVOICE_SUBJECT", "invoice_bot", "run_demo"]
 
 DEMO_USER = "bot@sandbox.postroom.test"
 #: The bot's filter: "Invoice 1041 from Acme Tools", not "... (paid)".
 INVOICE_SUBJECT = r"^Invoice (\d+) from (?!.*\(paid\))"
+
+
+def invoice_bot(session: postroom.Session, out: Path, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The bot itself, on any session (IMAP, EWS): unread invoices → save PDFs, reply, move to Processed."""
+    done = []
+    for message in postroom.messages(session, status="unread", subject=INVOICE_SUBJECT, regex=True, order="oldest"):
+        number = re.match(INVOICE_SUBJECT, message.subject).group(1)  # type: ignore[union-attr]
+        saved = message.save_attachments(out, pattern="*.pdf")
+        receipt = postroom.reply(session, message, f"Thank you, we received invoice {number}.")
+        moved = postroom.move(session, message, "Processed")[0]
+        done.append(
+            {
+                "subject": message.subject,
+                "from": message.from_address,
+                "files": [str(s.path) for s in saved],
+                "replied_to": list(receipt.recipients),
+                "moved": moved.ok,
+                "defects": list(message.defects),
+            }
+        )
+        say(
+            f"  {message.subject}: saved {', '.join(s.path.name for s in saved)}, replied to "
+            f"{', '.join(receipt.recipients)}, moved to Processed"
+        )
+    return done
 
 
 def run_demo(say: Callable[[str], None], workdir: Path | None = None) -> dict[str, Any]:
@@ -60,26 +85,8 @@ def run_demo(say: Callable[[str], None], workdir: Path | None = None) -> dict[st
         )
         summary["test_connection"] = tested.to_dict()
         with postroom.connect("invoices", config, variables=variables) as session:
-            loop = postroom.messages(session, status="unread", subject=INVOICE_SUBJECT, regex=True, order="oldest")
             say(f"loop: unread messages matching {INVOICE_SUBJECT!r}")
-            for message in loop:
-                number = re.match(INVOICE_SUBJECT, message.subject).group(1)  # type: ignore[union-attr]
-                saved = message.save_attachments(out, pattern="*.pdf")
-                receipt = postroom.reply(session, message, f"Thank you, we received invoice {number}.")
-                moved = postroom.move(session, message, "Processed")[0]
-                summary["invoices"].append(
-                    {
-                        "subject": message.subject,
-                        "from": message.from_address,
-                        "files": [str(s.path) for s in saved],
-                        "replied_to": list(receipt.recipients),
-                        "moved": moved.ok,
-                    }
-                )
-                say(
-                    f"  {message.subject}: saved {', '.join(s.path.name for s in saved)}, replied to "
-                    f"{', '.join(receipt.recipients)}, moved to Processed"
-                )
+            summary["invoices"] = invoice_bot(session, out, say)
             remaining = [m.subject for m in postroom.messages(session)]
             processed = [m.subject for m in postroom.messages(session, folder="Processed")]
         summary.update(inbox=remaining, processed=processed, replies_sent=len(server.outbox), output=str(out))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from postroom.config import EmailServer
+from postroom.config import EmailServer, Ews, ServerConfig
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.errors import ConfigError, SessionExistsError, SessionNotFoundError
 from postroom.logs import get_logger
@@ -20,7 +20,7 @@ _sessions: dict[str, Session] = {}
 
 def connect(
     name: str,
-    config: EmailServer,
+    config: ServerConfig,
     *,
     replace: bool = False,
     variables: Mapping[str, str] | None = None,
@@ -34,8 +34,8 @@ def connect(
     Use the returned session as a context manager to disconnect on exit.
     """
     name = _check_name(name)
-    if not isinstance(config, EmailServer):
-        raise ConfigError("config", f"expected EmailServer(...), got {type(config).__name__}")
+    if not isinstance(config, EmailServer | Ews):
+        raise ConfigError("config", f"expected EmailServer(...) or Ews(...), got {type(config).__name__}")
     with _lock:
         if name in _sessions and not replace:
             raise _exists(name)

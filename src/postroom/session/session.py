@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Literal, TypeVar
 
 from postroom.auth.base import Login
-from postroom.config import EmailServer
+from postroom.config import ServerConfig
 from postroom.credentials import ResolveContext
 from postroom.errors import ConnectionLostError, PostroomError, SessionError
 from postroom.logs import get_logger
@@ -31,7 +31,7 @@ class Session:
     timeout, restart), the next call reconnects once, logs it, and carries on.
     """
 
-    def __init__(self, name: str, config: EmailServer, context: ResolveContext) -> None:
+    def __init__(self, name: str, config: ServerConfig, context: ResolveContext) -> None:
         self.name = name
         self.config = config
         self._context = context

@@ -10,7 +10,7 @@ from postroom.filters import MessageFilter
 from postroom.message.structure import MimePart
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 
-__all__ = ["Features", "Folder", "ItemResult", "Mailbox", "ServerReport"]
+__all__ = ["EWS_FEATURES", "Features", "Folder", "ItemResult", "Mailbox", "SendsMail", "ServerReport"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,12 @@ class Features:
     move: bool
     #: Can fetch one section of many messages in one command (IMAP); used to prefetch bodies.
     bulk_sections: bool = False
+    #: Sends mail itself (EWS, Graph) instead of through an SMTP server.
+    send: bool = False
+
+
+#: EWS: folders, read status, server-side moves, bodies fetched per chunk, and it sends mail itself.
+EWS_FEATURES = Features(folders=True, flags=True, move=True, bulk_sections=True, send=True)
 
 
 @dataclass(frozen=True)
@@ -144,4 +150,12 @@ class Mailbox(Protocol):
 
     def has_message_id(self, folder: str, message_id: str) -> bool:
         """Whether ``folder`` holds a message with this Message-ID header (to make a retried APPEND safe)."""
+        ...
+
+
+class SendsMail(Protocol):
+    """A mailbox whose server sends mail itself (``features.send``): EWS, Graph."""
+
+    def submit(self, raw: bytes, *, save_copy: bool) -> None:
+        """Send ``raw`` (recipients from its To, Cc and Bcc headers); keep a copy in Sent when asked."""
         ...

@@ -81,6 +81,7 @@ def endpoints_for(
     authorize_url: str | None = None,
     token_url: str | None = None,
     scopes: tuple[str, ...] = (),
+    service: str = "mail",
 ) -> OAuthEndpoints:
     """The endpoints of ``provider``. ``scopes`` replace the provider's defaults when given.
 
@@ -100,7 +101,10 @@ def endpoints_for(
                 )
             authority = f"https://{cloud.login_host}/{tenant_id}"
         authority = authority.rstrip("/")
-        delegated = scopes or tuple(f"{cloud.delegated_resource}/{name}" for name in _MICROSOFT_DELEGATED)
+        if service == "ews":  # EWS takes the app resource host in delegated scopes too
+            delegated = scopes or (f"{cloud.app_resource}/EWS.AccessAsUser.All",)
+        else:
+            delegated = scopes or tuple(f"{cloud.delegated_resource}/{name}" for name in _MICROSOFT_DELEGATED)
         return OAuthEndpoints(
             provider="microsoft365",
             authorize_url=f"{authority}/oauth2/v2.0/authorize",

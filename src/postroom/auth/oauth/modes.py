@@ -99,6 +99,8 @@ class _OAuthMode:
         self.token_url = token_url
         self.ca_file = ca_file
         self.redirect_uri = check_redirect_uri(redirect_uri)
+        #: What the token is for: ``"mail"`` (IMAP, POP3, SMTP) or ``"ews"``; set by the server config.
+        self.service = "mail"
         if provider == "microsoft365" and tenant_id is None and authority is None:
             raise ConfigError(
                 "tenant_id",
@@ -131,6 +133,7 @@ class _OAuthMode:
             authorize_url=self.authorize_url,
             token_url=self.token_url,
             scopes=self.scopes,
+            service=self.service,
         )
 
     def endpoints(self, context: ResolveContext | None = None) -> OAuthEndpoints:
@@ -139,8 +142,18 @@ class _OAuthMode:
         tenant = self.tenant_id.resolve(context, "tenant_id").reveal() if self.tenant_id else None
         return self._endpoints_with(tenant)
 
-    def for_server(self, provider: str | None, azure_cloud: str) -> Any:
-        """Check the mode against the mail server it logs in to (called by :class:`EmailServer`)."""
+    def for_server(self, provider: str | None, azure_cloud: str, *, service: str = "mail") -> Any:
+        """Check the mode against the mail server it logs in to (called by :class:`EmailServer` and :class:`Ews`)."""
+        if service != self.service:
+            if self.provider == "gmail":
+                raise ConfigError(
+                    "auth", "a Gmail OAuth2 app cannot sign in to Exchange", hint="use provider='microsoft365'"
+                )
+            bound = copy.copy(self)
+            bound.service = service  # EWS tokens carry other scopes: they get their own vault entry
+            if self.token_name.startswith("oauth:"):
+                bound.token_name = "oauth:" + fingerprint(self.kind, service, *self._identity())[:12]
+            return bound.for_server(provider, azure_cloud, service=service)
         if provider and provider.startswith("microsoft365") and self.provider == "gmail":
             raise ConfigError("auth", "a Gmail OAuth2 app cannot sign in to a Microsoft 365 server")
         if provider == "gmail" and self.provider == "microsoft365":
@@ -184,7 +197,12 @@ class _OAuthMode:
         endpoints = self.endpoints(context)
         username = self.username.resolve(context, "username").reveal() if self.username else None
         tokens_of = fingerprint(
-            self.grant, endpoints.token_url, settings.client_id.reveal(), (username or "").lower(), self.mailbox or ""
+            self.grant,
+            endpoints.token_url,
+            settings.client_id.reveal(),
+            (username or "").lower(),
+            self.mailbox or "",
+            *(() if self.service == "mail" else (self.service,)),
         )
         return ResolvedApp(endpoints, settings, username, tokens_of)
 

@@ -1,0 +1,400 @@
+"""EWS (Exchange Web Services) behind the :class:`~postroom.transports.base.Mailbox` contract, on exchangelib.
+
+- Folders are named as on IMAP: paths under the mailbox root with ``/`` between
+  levels, the inbox as ``INBOX`` — so a bot runs unchanged on either protocol.
+- A message's key is its EWS item id (a move gives a new one, returned per item).
+- Search: read status, subject "contains" (ASCII, not regex) and the date range
+  become a FindItem restriction; everything else — regular expressions, senders —
+  is checked on the client on the fetched fields, as on IMAP.
+- A loop fetches typed fields and the body of a chunk of messages in one GetItem
+  (no MIME, no attachments); attachments come with GetAttachment only when saved;
+  ``raw`` is the item's MIME content.
+- Bulk calls (mark, move, delete) go in batches and return one result per item.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email
+import email.policy
+import functools
+import re
+import time
+from collections.abc import Callable, Iterable
+from email.message import EmailMessage
+from typing import Any
+
+from exchangelib import UTC, EWSDateTime, Q
+from exchangelib import Message as EwsMessage
+from exchangelib.attachments import AttachmentId
+from exchangelib.items import HARD_DELETE
+from exchangelib.services import GetAttachment
+
+from postroom.auth.base import Login
+from postroom.config.ews import Ews
+from postroom.errors import ProtocolError, SessionError
+from postroom.filters import MessageFilter
+from postroom.logs import get_logger
+from postroom.message.structure import MimePart
+from postroom.message.summary import KeyRun, MessageKey, MessageSummary
+from postroom.transports.base import EWS_FEATURES, Folder, ItemResult, ServerReport
+from postroom.transports.ews_client import EwsClient, ews_errors_mapped
+from postroom.transports.ews_items import ATTACHMENT_ID, SUMMARY_FIELDS, body_of, header_block_of, summary_of
+from postroom.transports.ews_xml import INVALID_XML_CHARS, clean_text, replace_invalid
+from postroom.transports.imap_folders import user_path
+
+__all__ = ["EwsMailbox"]
+
+_log = get_logger("postroom.ews")
+#: Items per GetItem / MoveItem / UpdateItem / DeleteItem request.
+BATCH = 100
+#: Item ids per FindItem page.
+PAGE = 1000
+
+
+class EwsMailbox:
+    """One EWS connection to one mailbox (own or shared)."""
+
+    features = EWS_FEATURES
+
+    def __init__(self, config: Ews, login: Login) -> None:
+        self.config = config
+        self._login = login
+        self._client: EwsClient | None = None
+        self._folders: dict[str, Any] | None = None
+        self.round_trip_ms: float | None = None
+
+    # -- connection -----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.account is not None
+
+    def open(self) -> None:
+        client = EwsClient(self.config, self._login)
+        try:
+            client.open()
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        self._folders = None
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _account(self) -> Any:
+        if self._client is None or self._client.account is None:
+            raise SessionError("the EWS connection is closed", hint="connect first")
+        return self._client.account
+
+    def _run(self, call: Callable[[], Any]) -> Any:
+        with ews_errors_mapped(self.config, "command"):
+            return call()
+
+    def noop(self) -> None:
+        account = self._account()
+        started = time.perf_counter()
+        self._run(lambda: account.inbox.refresh())
+        self.round_trip_ms = (time.perf_counter() - started) * 1000
+
+    def report(self) -> ServerReport:
+        account = self._account()
+        timings = []
+        for _ in range(3):
+            self.noop()
+            timings.append(self.round_trip_ms or 0.0)
+        self.round_trip_ms = sorted(timings)[1]
+        version = self._run(lambda: account.version)
+        build = getattr(version, "build", None)
+        return ServerReport(
+            protocol="ews",
+            address=self.config.address if self.config.url else account.protocol.service_endpoint,
+            greeting=f"Exchange {build} ({version.api_version})" if build else str(version.api_version),
+            tls_version=None,
+            cipher=None,
+            capabilities=(
+                str(version.api_version),
+                f"access={self.config.effective_access_type}",
+                f"auth={self.config.auth.kind}",
+            ),
+            folder_count=len(self.folders()),
+        )
+
+    # -- folders --------------------------------------------------------------------------
+
+    def _folder_map(self) -> dict[str, Any]:
+        """Path → exchangelib folder, for every mail folder under the mailbox root (one FindFolder)."""
+        if self._folders is None:
+            account = self._account()
+
+            def walk() -> dict[str, Any]:
+                root = account.msg_folder_root
+                found = list(root.walk())
+                by_id = {f.id: f for f in found}
+                paths: dict[str, Any] = {}
+                for folder in found:
+                    names, current = [], folder
+                    while current is not None:
+                        names.append(current.name)
+                        parent = getattr(current, "parent_folder_id", None)
+                        current = by_id.get(parent.id) if parent is not None else None
+                    paths[user_path("/".join(reversed(names)))] = folder
+                return paths
+
+            self._folders = self._run(walk)
+        return self._folders
+
+    def _folder(self, path: str) -> Any:
+        wanted = user_path(path)
+        folders = self._folder_map()
+        for name, folder in folders.items():
+            if name.casefold() == wanted.casefold():
+                return folder
+        shown = ", ".join(sorted(folders)[:30])
+        raise ProtocolError(f"no folder {path!r} in this mailbox", hint=f"folders: {shown}")
+
+    def _path_of(self, path: str) -> str:
+        wanted = user_path(path).casefold()
+        return next((name for name in self._folder_map() if name.casefold() == wanted), user_path(path))
+
+    def folders(self, pattern: str = "*") -> list[Folder]:
+        """Folders matching ``pattern``: ``*`` any depth, ``%`` one level, case-insensitive."""
+        regex = re.compile(
+            "".join("[^/]*" if ch == "%" else ".*" if ch == "*" else re.escape(ch) for ch in user_path(pattern))
+            + r"\Z",
+            re.IGNORECASE,
+        )
+        return [Folder(name=name, delimiter="/") for name in sorted(self._folder_map()) if regex.match(name)]
+
+    def _folders_for(self, filter_: MessageFilter) -> list[str]:
+        if any(ch in filter_.folder for ch in "*%"):
+            found = [f.name for f in self.folders(filter_.folder.replace("*", "%"))]
+            if not found:
+                raise ProtocolError(f"no folder matches {filter_.folder!r}")
+        else:
+            found = [self._path_of(filter_.folder)]
+            self._folder(found[0])
+        if filter_.include_subfolders:
+            for base in list(found):
+                prefix = base.casefold() + "/"
+                found += [n for n in sorted(self._folder_map()) if n.casefold().startswith(prefix)]
+        return list(dict.fromkeys(found))
+
+    # -- search and fetch -----------------------------------------------------------------
+
+    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+        runs = []
+        restriction = _restriction(filter_)
+        order = "-datetime_received" if filter_.order == "newest" else "datetime_received"
+        for path in self._folders_for(filter_):
+            folder = self._folder(path)
+
+            def find(f: Any = folder) -> tuple[str, ...]:
+                query = f.filter(restriction) if restriction is not None else f.all()
+                query.page_size = PAGE
+                return tuple(query.order_by(order).values_list("id", flat=True))
+
+            runs.append(KeyRun(path, item_ids=self._run(find)))
+        return runs
+
+    def _fetch(self, keys: list[MessageKey], fields: Iterable[str]) -> list[tuple[MessageKey, Any]]:
+        """Items of ``keys`` (one folder) with ``fields``; gone ones skipped."""
+        if not keys:
+            return []
+        account, folder = self._account(), self._folder(keys[0].folder)
+        ids = [(key.item_id, None) for key in keys]
+
+        def fetch() -> list[Any]:
+            return list(account.fetch(ids=ids, folder=folder, only_fields=list(fields), chunk_size=BATCH))
+
+        found = []
+        for key, item in zip(keys, self._run(fetch), strict=True):
+            if isinstance(item, Exception):
+                _log.info("%s: %s", key, item)
+                continue
+            found.append((key, item))
+        return found
+
+    def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:
+        return [summary_of(item, key.folder) for key, item in self._fetch(keys, SUMMARY_FIELDS)]
+
+    def sections(self, keys: list[MessageKey], section: str) -> dict[MessageKey, bytes]:
+        if section != "1":
+            return {}
+        return {key: body_of(item)[0] for key, item in self._fetch(keys, ("body",))}
+
+    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+        if ATTACHMENT_ID not in part.params:
+            found = self._fetch([key], ("body",))
+            if not found:
+                raise ProtocolError(f"message {key} is gone from the server")
+            return body_of(found[0][1])[0]
+        chunks: list[bytes] = []
+        self.stream_part(key, part, chunks.append)
+        return b"".join(chunks)
+
+    def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
+        attachment_id = part.params.get(ATTACHMENT_ID)
+        if attachment_id is None:
+            data = self.part_content(key, part)
+            write(data)
+            return len(data)
+        account = self._account()
+        if part.is_message:
+            data = self._run(lambda: _item_attachment_mime(account, attachment_id))
+            write(data)
+            return len(data)
+
+        def stream() -> int:
+            total = 0
+            service = GetAttachment(account=account)
+            for chunk in service.stream_file_content(attachment_id=AttachmentId(id=attachment_id)):
+                write(chunk)
+                total += len(chunk)
+            return total
+
+        return int(self._run(stream))
+
+    def header_block(self, key: MessageKey) -> bytes:
+        found = self._fetch([key], ("headers", *SUMMARY_FIELDS[:-2]))
+        if not found:
+            raise ProtocolError(f"message {key} is gone from the server")
+        item = found[0][1]
+        if not item.headers:
+            return header_block_of(item)[0]
+        lines = []
+        for header in item.headers:
+            name, _ = clean_text(header.name)
+            value, _ = clean_text(header.value)
+            lines.append(f"{name}: {value}\r\n".encode("utf-8", "surrogatepass"))
+        return b"".join(lines)
+
+    def raw(self, key: MessageKey) -> bytes:
+        found = self._fetch([key], ("mime_content",))
+        if not found:
+            raise ProtocolError(f"message {key} is gone from the server")
+        mime = found[0][1].mime_content
+        return mime if isinstance(mime, bytes) else str(mime).encode("utf-8", "surrogateescape")
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def _bulk(
+        self, keys: list[MessageKey], call: Callable[[list[tuple[str, None]]], list[Any]], target: str | None = None
+    ) -> list[ItemResult]:
+        results = []
+        for start in range(0, len(keys), BATCH):
+            batch = keys[start : start + BATCH]
+            ids: list[tuple[str, None]] = [(str(k.item_id), None) for k in batch]
+            outcomes = self._run(functools.partial(call, ids))
+            for key, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    results.append(ItemResult(key, False, f"{type(outcome).__name__}: {outcome}"))
+                elif target is not None:
+                    new_id = outcome[0] if isinstance(outcome, tuple) else getattr(outcome, "id", None)
+                    new_key = MessageKey(target, item_id=new_id) if new_id else None
+                    results.append(ItemResult(key, True, new_key=new_key))
+                else:
+                    results.append(ItemResult(key, True))
+        return results
+
+    def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
+        account = self._account()
+
+        def update(ids: list[tuple[str, None]]) -> list[Any]:
+            items = [(EwsMessage(account=account, id=i, changekey=c, is_read=seen), ("is_read",)) for i, c in ids]
+            return list(
+                account.bulk_update(items, conflict_resolution="AlwaysOverwrite", message_disposition="SaveOnly")
+            )
+
+        return self._bulk(keys, update)
+
+    def move(self, keys: list[MessageKey], folder: str, *, allow_expunge_all: bool = False) -> list[ItemResult]:
+        account, target = self._account(), self._folder(folder)
+        path = self._path_of(folder)
+        return self._bulk(keys, lambda ids: list(account.bulk_move(ids, to_folder=target)), target=path)
+
+    def delete(self, keys: list[MessageKey], *, allow_expunge_all: bool = False) -> list[ItemResult]:
+        account = self._account()
+        return self._bulk(keys, lambda ids: list(account.bulk_delete(ids, delete_type=HARD_DELETE)))
+
+    def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
+        account, target = self._account(), self._folder(folder)
+        self._run(lambda: EwsMessage(account=account, folder=target, mime_content=raw, is_read=seen).save())
+
+    def has_message_id(self, folder: str, message_id: str) -> bool:
+        target = self._folder(folder)
+        return bool(self._run(lambda: target.filter(message_id=message_id).exists()))
+
+    def submit(self, raw: bytes, *, save_copy: bool) -> None:
+        """Send a MIME message through the server (CreateItem SendAndSaveCopy, or SendOnly)."""
+        account = self._account()
+        message = EwsMessage(account=account, folder=account.sent if save_copy else None, mime_content=_cleaned(raw))
+        self._run(message.send_and_save if save_copy else lambda: message.send(save_copy=False))
+
+
+def _cleaned(raw: bytes) -> bytes:
+    """``raw`` with characters XML cannot carry replaced by U+FFFD in its subject and text parts."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    changed = False
+    subject = message.get("Subject")
+    if subject is not None and INVALID_XML_CHARS.search(str(subject)):
+        message.replace_header("Subject", replace_invalid(str(subject)))
+        changed = True
+    for part in message.walk():
+        if part.get_content_maintype() == "text" and not part.is_attachment():
+            assert isinstance(part, EmailMessage)
+            text = part.get_content()
+            if INVALID_XML_CHARS.search(text):
+                part.set_content(replace_invalid(text), subtype=part.get_content_subtype())
+                changed = True
+    return message.as_bytes() if changed else raw
+
+
+def _restriction(filter_: MessageFilter) -> Any:
+    """What EWS can narrow on the server; the loop checks every condition again on the client."""
+    parts = []
+    if filter_.status != "all":
+        parts.append(Q(is_read=filter_.status == "read"))
+    if filter_.subject and not filter_.regex and filter_.subject.isascii():
+        lookup = "subject__contains" if filter_.case_sensitive else "subject__icontains"
+        parts.append(Q(**{lookup: filter_.subject}))
+    if filter_.since_at is not None:
+        parts.append(Q(datetime_received__gte=_ews_time(filter_.since_at)))
+    if filter_.before_at is not None:
+        parts.append(Q(datetime_received__lt=_ews_time(filter_.before_at)))
+    if not parts:
+        return None
+    query = parts[0]
+    for part in parts[1:]:
+        query &= part
+    return query
+
+
+def _ews_time(value: dt.datetime) -> EWSDateTime:
+    return EWSDateTime.from_datetime(value.astimezone(dt.UTC)).astimezone(UTC)
+
+
+def _item_attachment_mime(account: Any, attachment_id: str) -> bytes:
+    """An attached message (ItemAttachment) as MIME, as Exchange renders it."""
+    service = GetAttachment(account=account)
+    found = list(
+        service.call(
+            items=[AttachmentId(id=attachment_id)],
+            include_mime_content=True,
+            body_type=None,
+            filter_html_content=None,
+            additional_fields=None,
+        )
+    )
+    attachment = found[0]
+    if isinstance(attachment, Exception):
+        raise attachment
+    mime = getattr(getattr(attachment, "item", None), "mime_content", None) or b""
+    if isinstance(mime, str):
+        mime = base64.b64decode(mime) if not mime.lstrip().startswith(("From", "Received", "MIME")) else mime.encode()
+    return bytes(mime)

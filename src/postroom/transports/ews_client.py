@@ -1,0 +1,318 @@
+"""exchangelib, set up for one postroom connection: credentials, TLS, timeouts, throttling, errors.
+
+exchangelib keeps some settings process-wide (the HTTP adapter class, the reply
+parser, a cache of protocol objects). postroom installs its hooks once, keyed by
+the EWS URL so connections never share settings, and evicts its protocol objects
+when a connection closes (exchangelib caches failures too, which would make a
+bot's reconnect fail forever):
+
+- the adapter verifies TLS against the connection's ``ca_file`` (or not at all
+  when ``verify_certificate=False``) and applies its timeouts;
+- every reply goes through :func:`~postroom.transports.ews_xml.sanitize_stream`
+  before lxml sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests.adapters
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    NTLM,
+    OAUTH2,
+    Account,
+    Configuration,
+    Credentials,
+    FailFast,
+    FaultTolerance,
+    Identity,
+    Version,
+)
+from exchangelib import errors as ews_errors
+from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
+from exchangelib.protocol import BaseProtocol, Protocol
+from exchangelib.version import VERSIONS
+from oauthlib.oauth2 import OAuth2Token
+
+from postroom.auth.base import Login, PasswordLogin, TokenLogin
+from postroom.config.ews import Ews
+from postroom.credentials import Secret, redact
+from postroom.errors import (
+    AuthenticationError,
+    CertificateError,
+    ConfigError,
+    ConnectionLostError,
+    MailServerError,
+    PostroomError,
+    ProtocolError,
+    ServerTimeoutError,
+    ServerUnreachableError,
+)
+from postroom.logs import get_logger
+from postroom.transports.ews_xml import sanitize_stream
+
+__all__ = ["EwsClient", "ews_errors_mapped", "open_account"]
+
+_log = get_logger("postroom.ews")
+_lock = threading.Lock()
+#: EWS URL → (verify, (connect timeout, read timeout)), read by the adapter for each request.
+_ENDPOINTS: dict[str, tuple[str | bool, tuple[float, float]]] = {}
+_installed = False
+_connections = itertools.count(1)
+
+
+class _EndpointAdapter(requests.adapters.HTTPAdapter):
+    """Verifies TLS and times out as the connection's settings say (exchangelib passes neither)."""
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        settings = _ENDPOINTS.get(str(request.url))
+        if settings is not None:
+            kwargs["verify"], kwargs["timeout"] = settings
+        return super().send(request, *args, **kwargs)
+
+
+def _install() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        import exchangelib.services.common as common
+
+        parse = common.to_xml
+
+        def to_xml(content: Any) -> Any:
+            chunks = [content] if isinstance(content, bytes) else content
+            return parse(sanitize_stream(chunks))
+
+        common.to_xml = to_xml
+        BaseProtocol.HTTP_ADAPTER_CLS = _EndpointAdapter
+        _installed = True
+
+
+class _WaitOutThrottling(FaultTolerance):  # type: ignore[misc]
+    """exchangelib's fault tolerance, except that HTTP 401 is a login failure, not throttling.
+
+    exchangelib's policy waits out a 401 as if the server were busy (for up to
+    ``max_wait``): a wrong password would then hang a bot for minutes.
+    """
+
+    def raise_response_errors(self, response: Any) -> Any:
+        if response.status_code == 401:
+            raise ews_errors.UnauthorizedError(f"Invalid credentials for {response.url}")
+        return super().raise_response_errors(response)
+
+
+#: The build exchangelib assumes for a given API version (the server's real build is read from its replies).
+_BUILDS = {api: build for build, api, _ in reversed(VERSIONS)}
+
+
+class _TokenCredentials(OAuth2AuthorizationCodeCredentials):  # type: ignore[misc]
+    """Bearer tokens from postroom's token source: exchangelib asks :meth:`refresh` after a 401."""
+
+    def __init__(self, login: TokenLogin) -> None:
+        self._login = login
+        self._current = login.tokens.access_token()
+        super().__init__(access_token=_oauth_token(self._current))
+
+    def refresh(self, session: Any) -> None:
+        self._current = self._login.tokens.renew(self._current)
+        self.access_token = _oauth_token(self._current)
+
+    def __repr__(self) -> str:
+        return "_TokenCredentials(***)"
+
+
+def _oauth_token(secret: Secret) -> OAuth2Token:
+    return OAuth2Token({"access_token": secret.reveal(), "token_type": "Bearer"})
+
+
+def _username(config: Ews, login: PasswordLogin) -> str:
+    """``DOMAIN\\user`` when a domain is given for a bare user name; UPNs and ``DOMAIN\\user`` stay."""
+    user = login.username.reveal()
+    if config.domain and "\\" not in user and "@" not in user:
+        return f"{config.domain}\\{user}"
+    if config.auth.kind == "ntlm" and "\\" not in user and "@" not in user:
+        raise ConfigError("domain", "is required for NTLM with a bare user name", hint="give domain='CORP' (or a UPN)")
+    return user
+
+
+def primary_address(config: Ews, login: Login) -> str:
+    """The mailbox to open: ``mailbox``, else the username when it is an email address."""
+    if config.mailbox:
+        return config.mailbox
+    user = login.username.reveal()
+    if "@" in user and "\\" not in user:
+        return user
+    raise ConfigError(
+        "mailbox", "is required when the username is not an email address", hint="give mailbox='me@corp.example'"
+    )
+
+
+def _configuration(config: Ews, login: Login) -> Configuration:
+    credentials: Any
+    if isinstance(login, TokenLogin):
+        credentials, auth_type = _TokenCredentials(login), OAUTH2
+        if config.effective_access_type == "impersonation":
+            credentials.identity = Identity(primary_smtp_address=primary_address(config, login))
+    else:
+        credentials = Credentials(_username(config, login), login.password.reveal())
+        auth_type = NTLM if config.auth.kind == "ntlm" else BASIC
+    # exchangelib shares one protocol object (retry policy, sessions) among equal credentials;
+    # a field of our own makes every postroom connection's credentials, and so its protocol, its own.
+    credentials.postroom_connection = next(_connections)
+    retry = _WaitOutThrottling(max_wait=config.max_throttle_wait) if config.max_throttle_wait else FailFast()
+    version = Version(build=_BUILDS[config.version], api_version=config.version) if config.version else None
+    return Configuration(
+        service_endpoint=config.url,
+        credentials=credentials,
+        auth_type=auth_type,
+        version=version,
+        retry_policy=retry,
+        max_connections=1,
+    )
+
+
+class EwsClient:
+    """One exchangelib :class:`Account` and what it takes to close it cleanly."""
+
+    def __init__(self, config: Ews, login: Login) -> None:
+        _install()
+        self.config = config
+        self.address = primary_address(config, login)
+        self._configuration = _configuration(config, login)
+        self.account: Any = None
+
+    def open(self) -> Any:
+        verify: str | bool = str(self.config.ca_file) if self.config.ca_file else self.config.verify_certificate
+        access = IMPERSONATION if self.config.effective_access_type == "impersonation" else DELEGATE
+        with ews_errors_mapped(self.config, "login"):
+            if self.config.url is None:  # autodiscover, from the mailbox address's domain
+                self.account = Account(self.address, config=self._configuration, autodiscover=True, access_type=access)
+                found = self.account.protocol.service_endpoint
+                _ENDPOINTS[found] = (verify, (self.config.connect_timeout, self.config.read_timeout))
+                _log.info("autodiscover found %s for %s", found, self.address)
+            else:
+                _ENDPOINTS[self.config.url] = (verify, (self.config.connect_timeout, self.config.read_timeout))
+                self.account = Account(
+                    self.address,
+                    config=self._configuration,
+                    autodiscover=False,
+                    access_type=access,
+                    default_timezone=None,
+                )
+            self.account.inbox  # noqa: B018 - GetFolder: proves the login and the mailbox access
+        return self.account
+
+    def close(self) -> None:
+        account, self.account = self.account, None
+        try:
+            if account is not None:
+                account.protocol.close()
+        except Exception as exc:  # closing never raises
+            _log.debug("closing EWS sessions: %s", exc)
+        with _lock, contextlib.suppress(KeyError):
+            del Protocol[self._configuration]
+
+
+def open_account(config: Ews, login: Login) -> EwsClient:
+    client = EwsClient(config, login)
+    client.open()
+    return client
+
+
+_AUTH_HINT = {
+    "basic": "check the username and password; Exchange may also have Basic authentication turned off (try NTLM)",
+    "ntlm": "check the username, password and domain (DOMAIN\\user); the server may not offer NTLM (try Basic)",
+}
+
+
+@contextmanager
+def ews_errors_mapped(config: Ews, stage: str) -> Iterator[None]:
+    """exchangelib and requests exceptions → postroom's errors, with the field to fix."""
+    server = config.address
+    try:
+        yield
+    except PostroomError:
+        raise
+    except ews_errors.UnauthorizedError as exc:
+        kind = config.auth.kind
+        raise AuthenticationError(
+            f"the Exchange server refused the {'token' if kind.startswith('oauth2') else 'credentials'} ({_text(exc)})",
+            hint=_AUTH_HINT.get(kind, "sign in again (postroom auth login NAME) or check the app's EWS permission"),
+            token_rejected=kind.startswith("oauth2"),
+            server=server,
+        ) from None
+    except (ews_errors.ErrorNonExistentMailbox, ews_errors.ErrorMailboxStoreUnavailable) as exc:
+        raise ConfigError(
+            "mailbox", f"no such mailbox on the server ({_text(exc)})", hint="give the primary SMTP address"
+        ) from None
+    except (ews_errors.ErrorImpersonateUserDenied, ews_errors.ErrorAccessDenied) as exc:
+        hint = (
+            "an app needs the ApplicationImpersonation role (or full_access_as_app) for the mailbox"
+            if config.effective_access_type == "impersonation"
+            else "the signed-in user needs FullAccess to the shared mailbox (Add-MailboxPermission)"
+        )
+        raise AuthenticationError(
+            f"access to the mailbox was denied ({_text(exc)})", hint=hint, server=server
+        ) from None
+    except ews_errors.ErrorInvalidServerVersion as exc:
+        raise ConfigError(
+            "version",
+            f"the server does not speak {config.version} ({_text(exc)})",
+            hint="leave version out to detect it",
+        ) from None
+    except (ews_errors.RateLimitError, ews_errors.ErrorServerBusy) as exc:
+        raise MailServerError(
+            f"the server is throttling this client and did not recover within {config.max_throttle_wait:.0f} s",
+            hint="try later, or raise max_throttle_wait",
+            server=server,
+        ) from exc
+    except ews_errors.ErrorTimeoutExpired as exc:
+        if stage == "login":
+            raise ServerUnreachableError(
+                f"cannot reach {config.address} ({_text(exc)})",
+                hint="check the URL or host, and the firewall",
+                server=server,
+            ) from None
+        raise ConnectionLostError(f"the connection to {config.address} dropped ({_text(exc)})", server=server) from None
+    except ews_errors.TransportError as exc:
+        text = _text(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            raise CertificateError(
+                f"the certificate of {config.server_host} is not trusted ({text})",
+                hint="give ca_file= with the CA that signed it (never turn verification off in production)",
+                server=server,
+            ) from None
+        if "timed out" in text.lower():
+            raise ServerTimeoutError(
+                f"{config.address} did not answer in time", hint="raise read_timeout or check the server", server=server
+            ) from None
+        if stage == "login":
+            raise ServerUnreachableError(
+                f"cannot reach {config.address} ({text})", hint="check the URL or host, and the firewall", server=server
+            ) from None
+        raise ConnectionLostError(f"the connection to {config.address} failed ({text})", server=server) from None
+    except ews_errors.ResponseMessageError as exc:
+        raise ProtocolError(
+            f"the Exchange server refused the request: {type(exc).__name__}: {_text(exc)}", server=server
+        ) from None
+    except ews_errors.EWSError as exc:
+        raise ProtocolError(f"EWS error: {type(exc).__name__}: {_text(exc)}", server=server) from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        if stage == "login":
+            raise ServerUnreachableError(
+                f"cannot reach {config.address}", hint="check the URL or host, and the firewall", server=server
+            ) from exc
+        raise ConnectionLostError(f"the connection to {config.address} dropped", server=server) from exc
+
+
+def _text(exc: BaseException) -> str:
+    return redact(" ".join(str(exc).split()))[:300]

@@ -1,0 +1,162 @@
+"""EWS items → the summaries every transport hands to a loop.
+
+EWS gives typed fields (subject, sender, recipients, dates, body, attachment list),
+not a MIME header block. They become an RFC 5322 header block (RFC 2047-encoded
+where not ASCII) and a MIME structure — the body as part ``1``, each attachment as
+part ``2``, ``3``… carrying its EWS attachment id — so that :class:`~postroom.message.Message`,
+the filters and the actions work unchanged. Every text value passes through
+:func:`~postroom.transports.ews_xml.clean_text`: what XML could not carry shows as
+U+FFFD and is recorded as a defect of the message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.header
+import email.utils
+from collections.abc import Iterable
+from typing import Any
+
+from postroom.message.structure import MimePart
+from postroom.message.summary import MessageKey, MessageSummary
+from postroom.transports.ews_xml import clean_text
+
+__all__ = ["ATTACHMENT_ID", "SUMMARY_FIELDS", "body_of", "header_block_of", "summary_of"]
+
+#: The MIME parameter that carries an attachment's EWS id inside a synthesised structure.
+ATTACHMENT_ID = "x-ews-attachment-id"
+#: exchangelib field names fetched for each message of a loop (GetItem, one request per chunk).
+SUMMARY_FIELDS = (
+    "subject",
+    "author",
+    "to_recipients",
+    "cc_recipients",
+    "bcc_recipients",
+    "reply_to",
+    "message_id",
+    "in_reply_to",
+    "datetime_sent",
+    "datetime_received",
+    "is_read",
+    "size",
+    "attachments",
+    "body",
+)
+
+
+class _Cleaner:
+    """Cleans values and remembers, per field, how many characters it replaced."""
+
+    def __init__(self) -> None:
+        self.defects: list[str] = []
+
+    def __call__(self, field: str, value: object) -> str:
+        text, replaced = clean_text(None if value is None else str(value))
+        if replaced:
+            self.defects.append(f"{field}: {replaced} character(s) that XML cannot carry were replaced with U+FFFD")
+        return text
+
+
+def _header_value(value: str) -> str:
+    value = value.replace("\r", " ").replace("\n", " ")  # one header line, whatever the field held
+    if value.isascii():
+        return value
+    return email.header.Header(value, "utf-8", maxlinelen=998).encode()
+
+
+def _address(clean: _Cleaner, field: str, mailbox: Any) -> str:
+    name = clean(f"{field} name", getattr(mailbox, "name", None) or "")
+    address = clean(f"{field} address", getattr(mailbox, "email_address", None) or "")
+    if name == address:
+        name = ""
+    return email.utils.formataddr((name, address), charset="utf-8") if name else address
+
+
+def _addresses(clean: _Cleaner, field: str, mailboxes: Iterable[Any] | None) -> str:
+    return ", ".join(_address(clean, field, m) for m in mailboxes or ())
+
+
+def _line(name: str, value: str) -> bytes:
+    return f"{name}: {_header_value(value)}\r\n".encode("ascii", "replace")
+
+
+def header_block_of(item: Any, clean: _Cleaner | None = None) -> tuple[bytes, list[str]]:
+    """The header block of an EWS message (from its typed fields), and the defects met."""
+    clean = clean or _Cleaner()
+    lines = []
+    if item.author is not None:
+        lines.append(_line("From", _address(clean, "from", item.author)))
+    for header, field in (
+        ("To", "to_recipients"),
+        ("Cc", "cc_recipients"),
+        ("Bcc", "bcc_recipients"),
+        ("Reply-To", "reply_to"),
+    ):
+        value = _addresses(clean, header.lower(), getattr(item, field, None))
+        if value:
+            lines.append(_line(header, value))
+    lines.append(_line("Subject", clean("subject", item.subject or "")))
+    if item.datetime_sent is not None:
+        lines.append(_line("Date", email.utils.format_datetime(_aware(item.datetime_sent))))
+    for header, field in (("Message-ID", "message_id"), ("In-Reply-To", "in_reply_to")):
+        found = getattr(item, field, None)
+        if found:
+            lines.append(_line(header, clean(header.lower(), found)))
+    return b"".join(lines), clean.defects
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def body_of(item: Any, clean: _Cleaner | None = None) -> tuple[bytes, str]:
+    """The body as UTF-8 bytes, and its MIME type (EWS says HTML or Text)."""
+    from exchangelib import HTMLBody
+
+    clean = clean or _Cleaner()
+    body = item.body
+    content_type = "text/html" if isinstance(body, HTMLBody) else "text/plain"
+    return clean("body", body or "").encode("utf-8", "surrogatepass"), content_type
+
+
+def summary_of(item: Any, folder: str) -> MessageSummary:
+    """A loop summary of an exchangelib ``Message`` fetched with :data:`SUMMARY_FIELDS`."""
+    clean = _Cleaner()
+    header, _ = header_block_of(item, clean)
+    body, content_type = body_of(item, clean)
+    body_part = MimePart("1", content_type, {"charset": "utf-8"}, encoding="8bit", size=len(body))
+    attachments = []
+    for number, attachment in enumerate(item.attachments or (), start=2):
+        name = clean("attachment name", attachment.name or "")
+        is_item = type(attachment).__name__ == "ItemAttachment"
+        content_type_of = "message/rfc822" if is_item else (attachment.content_type or "application/octet-stream")
+        params = {ATTACHMENT_ID: attachment.attachment_id.id}
+        if name:
+            params["name"] = name
+        attachments.append(
+            MimePart(
+                str(number),
+                content_type_of.lower(),
+                params,
+                disposition="inline" if attachment.is_inline else "attachment",
+                disposition_params={"filename": name} if name else {},
+                encoding="binary",
+                size=attachment.size or 0,
+                content_id=getattr(attachment, "content_id", None),
+            )
+        )
+    if attachments:
+        structure = MimePart("", "multipart/mixed", children=(body_part, *attachments))
+    else:
+        structure = MimePart("", content_type, {"charset": "utf-8"}, encoding="8bit", size=len(body))
+    received = _aware(item.datetime_received) if item.datetime_received is not None else None
+    return MessageSummary(
+        key=MessageKey(folder, item_id=item.id),
+        header=header,
+        flags=frozenset({"\\Seen"}) if item.is_read else frozenset(),
+        size=item.size or 0,
+        received=received,
+        structure=structure,
+        first_section=body,
+        defects=tuple(dict.fromkeys(clean.defects)),
+    )

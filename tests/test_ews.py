@@ -1,0 +1,399 @@
+"""EWS: every email action through exchangelib against the EWS stand-in (tests/servers/ews.py).
+
+The stand-in is a protocol-level stand-in that speaks EWS SOAP over HTTPS, not an
+Exchange server; the IMAP half of the side-by-side test runs on the real Dovecot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import warnings
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+import postroom
+from postroom import (
+    AuthenticationError,
+    Basic,
+    CertificateError,
+    ConfigError,
+    Ews,
+    EwsRetirementWarning,
+    MailServerError,
+    Ntlm,
+    Variable,
+)
+from postroom.sandbox.demo import invoice_bot
+from postroom.sandbox.seed import sample_mailbox
+from tests.conftest import PASSWORD, server_config
+from tests.servers.dovecot import Dovecot
+from tests.servers.ews import EwsServerUnderTest
+from tests.servers.smtp import SmtpServerUnderTest
+
+USER = "bot@example.test"
+EWS_VARIABLES = {"EWS_USER": USER, "EWS_PASSWORD": PASSWORD}
+
+
+def ews_config(server: EwsServerUnderTest, **changes: object) -> Ews:
+    options: dict[str, object] = {
+        "url": server.url,
+        "ca_file": server.ca_file,
+        "auth": Basic(username=Variable("EWS_USER"), password=Variable("EWS_PASSWORD")),
+        "version": "Exchange2016",
+    }
+    options.update(changes)
+    return Ews(**options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def ews(ews_server: EwsServerUnderTest) -> Iterator[postroom.Session]:
+    session = postroom.connect("e", ews_config(ews_server), variables=EWS_VARIABLES)
+    yield session
+    session.close()
+
+
+def mail(
+    subject: str,
+    *,
+    sender: str = "Alice <alice@example.test>",
+    body: str = "hello",
+    files: dict[str, bytes] | None = None,
+    html: str | None = None,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = USER
+    message["Subject"] = subject
+    message["Date"] = "Mon, 23 Nov 2026 10:00:00 +0000"
+    message["Message-ID"] = email.utils.make_msgid(domain="example.test")
+    message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    for name, data in (files or {}).items():
+        message.add_attachment(data, maintype="application", subtype="pdf", filename=name)
+    return message.as_bytes()
+
+
+# -- the same bot on IMAP and on EWS -------------------------------------------------------------
+
+
+def test_the_invoice_bot_runs_unchanged_on_imap_and_on_ews(
+    tmp_path: Path, dovecot: Dovecot, mailbox_user: str, smtp: SmtpServerUnderTest, ews_server: EwsServerUnderTest
+) -> None:
+    sample = sample_mailbox(mailbox_user)
+    for folder, raw, seen in sample:
+        dovecot.deliver(mailbox_user, raw, folder=folder, seen=seen)
+        item = ews_server.deliver(raw, "Processed" if folder == "Processed" else "Inbox")
+        item.is_read = seen
+    imap_config = server_config(dovecot, smtp_host="localhost", smtp_port=smtp.starttls_port, smtp_security="starttls")
+    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    runs = {}
+    for name, config, values in (
+        ("imap", imap_config, variables),
+        ("ews", ews_config(ews_server), {"EWS_USER": mailbox_user, "EWS_PASSWORD": PASSWORD}),
+    ):
+        if name == "ews":
+            ews_server.users[mailbox_user] = PASSWORD
+        out = tmp_path / name
+        with postroom.connect(name, config, variables=values) as session:
+            done = invoice_bot(session, out, lambda line: None)
+            left = [m.subject for m in postroom.messages(session, order="oldest")]
+            processed = sorted(m.subject for m in postroom.messages(session, folder="Processed"))
+        files = {Path(f).name: Path(f).read_bytes() for row in done for f in row["files"]}
+        runs[name] = ([(r["subject"], r["from"], r["replied_to"], r["moved"]) for r in done], files, left, processed)
+
+    assert runs["imap"] == runs["ews"]
+    handled, files, left, processed = runs["ews"]
+    assert len(handled) == 4 and all(moved for *_, moved in handled)
+    assert set(files) and all(data.startswith(b"%PDF") for data in files.values())
+    assert not any(subject.startswith("Invoice") and "(paid)" not in subject for subject in left)
+    # the replies went through Exchange, threaded on the originals
+    replies = [email.message_from_bytes(raw, policy=email.policy.default) for raw in ews_server.outbox]
+    assert sorted(r["To"].addresses[0].addr_spec for r in replies) == sorted(row[2][0] for row in handled)
+    assert all(str(r["Subject"]).startswith("Re: Invoice") and r["In-Reply-To"] for r in replies)
+    assert len(ews_server.in_folder("Sent Items")) == 0  # the demo bot does not keep copies
+
+
+# -- XML-invalid characters ----------------------------------------------------------------------
+
+#: One of each class: C0 controls, a lone surrogate, U+FDD0–U+FDEF, U+FFFE/U+FFFF, a non-BMP non-character.
+INVALID = [
+    "\x01",
+    "\x08",
+    "\x0b",
+    "\x1f",
+    "\ud800",
+    "\udfff",
+    "\ufdd0",
+    "\ufdef",
+    "\ufffe",
+    "\uffff",
+    "\U0001fffe",
+    "\U0010ffff",
+]
+
+
+def test_xml_invalid_characters_never_stop_a_loop_or_an_action(
+    ews: postroom.Session, ews_server: EwsServerUnderTest, tmp_path: Path
+) -> None:
+    for index, char in enumerate(INVALID):
+        item = ews_server.deliver(
+            mail(f"Invoice {index}", files={f"scan{index}.pdf": b"%PDF-1.4 " + bytes([65 + index])}),
+            subject=f"Invoice {index} {char} end",
+            sender=(f"Bad{char}Name", "vendor@example.test"),
+            body=f"line {char} body",
+        )
+        item.attachments[0].name = f"scan{char}{index}.pdf"
+    ews_server.deliver(mail("Clean one"))
+    ews_server.folder("Processed")
+
+    seen = []
+    for message in postroom.messages(ews, subject=r"^Invoice \d+", regex=True, order="oldest"):
+        saved = message.save_attachments(tmp_path / "out")
+        postroom.reply(ews, message, "received")
+        assert postroom.move(ews, message, "Processed")[0].ok
+        seen.append(
+            (message.subject, message.from_name, message.text, [s.path.name for s in saved], list(message.defects))
+        )
+
+    assert len(seen) == len(INVALID)
+    for index, (subject, name, text, files, defects) in enumerate(seen):
+        assert subject == f"Invoice {index} \ufffd end"
+        assert name == "Bad\ufffdName"
+        assert text.strip() == "line \ufffd body"
+        assert files == [f"scan\ufffd{index}.pdf"]
+        assert any(d.startswith("subject:") for d in defects)
+        assert any(d.startswith("body:") for d in defects)
+        assert any(d.startswith("attachment name:") for d in defects)
+    assert len(list((tmp_path / "out").iterdir())) == len(INVALID)
+    assert all(p.resolve().parent == (tmp_path / "out").resolve() for p in (tmp_path / "out").iterdir())
+    assert len(ews_server.in_folder("Processed")) == len(INVALID)
+    assert [m.subject for m in postroom.messages(ews)] == ["Clean one"]
+    # outgoing: the replies carry the cleaned subject, nothing XML cannot carry
+    for raw in ews_server.outbox:
+        subject = str(email.message_from_bytes(raw, policy=email.policy.default)["Subject"])
+        assert "\ufffd" in subject and not any(ch in subject for ch in INVALID)
+
+
+def test_outgoing_text_is_cleaned_before_it_is_sent(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    postroom.send(ews, to="x@example.test", subject="Report \x01\x02 done", body="total \x0b 12")
+    sent = email.message_from_bytes(ews_server.outbox[-1], policy=email.policy.default)
+    assert str(sent["Subject"]) == "Report \ufffd\ufffd done"
+    assert sent.get_content().strip() == "total \ufffd 12"
+
+
+# -- filters, order, folders ----------------------------------------------------------------------
+
+
+def test_filters_run_on_ews_as_on_imap(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    base = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    for day, (subject, sender, read) in enumerate(
+        [
+            ("Invoice 7 from Acme", "Acme <billing@acme.test>", False),
+            ("invoice 8 from Globex", "Globex <ap@globex.test>", True),
+            ("Newsletter", "News <news@acme.test>", False),
+            ("Ticket #12", "Help <help@desk.test>", False),
+        ]
+    ):
+        item = ews_server.deliver(mail(subject, sender=sender), received=base + dt.timedelta(days=day))
+        item.is_read = read
+    ews_server.deliver(mail("Invoice 9 in a project"), "Inbox/Project1", received=base + dt.timedelta(days=9))
+
+    def subjects(**filters: object) -> list[str]:
+        return [m.subject for m in postroom.messages(ews, **filters)]  # type: ignore[arg-type]
+
+    assert subjects() == ["Ticket #12", "Newsletter", "invoice 8 from Globex", "Invoice 7 from Acme"]
+    assert subjects(order="oldest", limit=2) == ["Invoice 7 from Acme", "invoice 8 from Globex"]
+    assert subjects(status="unread", subject="invoice") == ["Invoice 7 from Acme"]
+    assert subjects(subject="invoice", case_sensitive=True) == ["invoice 8 from Globex"]
+    assert subjects(subject=r"^[Ii]nvoice \d+ from", regex=True) == ["invoice 8 from Globex", "Invoice 7 from Acme"]
+    assert subjects(sender=["acme.test", "desk.test"]) == ["Ticket #12", "Newsletter", "Invoice 7 from Acme"]
+    assert subjects(sender=[r"^Help <"], regex=True) == ["Ticket #12"]
+    assert subjects(since=dt.date(2026, 11, 2), before=dt.date(2026, 11, 4)) == ["Newsletter", "invoice 8 from Globex"]
+    # folder by folder, as on IMAP
+    assert subjects(subject="invoice", include_subfolders=True) == [
+        "invoice 8 from Globex",
+        "Invoice 7 from Acme",
+        "Invoice 9 in a project",
+    ]
+    assert subjects(folder="inbox/proj*") == ["Invoice 9 in a project"]
+    names = [f.name for f in postroom.folders(ews)]
+    assert "INBOX" in names and "INBOX/Project1" in names and "Sent Items" in names
+    with pytest.raises(postroom.ProtocolError, match="no folder 'Nowhere'"):
+        list(postroom.messages(ews, folder="Nowhere"))
+
+
+def test_reading_never_marks_read_and_marks_change_status(
+    ews: postroom.Session, ews_server: EwsServerUnderTest
+) -> None:
+    first, second = ews_server.deliver(mail("one")), ews_server.deliver(mail("two"))
+    messages = list(postroom.messages(ews, order="oldest"))
+    assert [m.text.strip() for m in messages] == ["hello", "hello"]
+    assert not first.is_read and not second.is_read
+    results = postroom.mark_read(ews, messages)
+    assert [r.ok for r in results] == [True, True] and first.is_read and second.is_read
+    assert [m.subject for m in postroom.messages(ews, status="unread")] == []
+    postroom.mark_unread(ews, messages[0])
+    assert [m.subject for m in postroom.messages(ews, status="unread")] == ["one"]
+
+
+def test_bulk_calls_give_one_result_per_message_in_order(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    items = [ews_server.deliver(mail(f"m{i}")) for i in range(3)]
+    ews_server.folder("Archive")
+    messages = list(postroom.messages(ews, order="oldest"))
+    del ews_server.items[items[1].id]  # gone before the move (another client deleted it)
+    results = postroom.move(ews, messages, "Archive")
+    assert [r.ok for r in results] == [True, False, True]
+    assert "ErrorItemNotFound" in results[1].detail
+    assert results[0].new_key is not None and results[0].new_key.folder == "Archive"
+    assert sorted(i.subject for i in ews_server.in_folder("Archive")) == ["m0", "m2"]
+    moved = list(postroom.messages(ews, folder="Archive", order="oldest"))
+    assert [r.ok for r in postroom.delete(ews, moved)] == [True, True]
+    assert ews_server.in_folder("Archive") == []
+
+
+def test_save_email_is_the_mime_content_and_attachments_stream(
+    ews: postroom.Session, ews_server: EwsServerUnderTest, tmp_path: Path
+) -> None:
+    raw = mail("with files", files={"../../etc/passwd": b"%PDF-1.4 x", "report.pdf": b"%PDF-1.4 " + b"r" * 200_000})
+    ews_server.deliver(raw)
+    message = next(iter(postroom.messages(ews)))
+    assert message.attachment_names == ["../../etc/passwd", "report.pdf"]  # as sent; made safe when saved
+    saved = message.save_attachments(tmp_path / "files")
+    assert sorted(p.path.name for p in saved) == ["passwd", "report.pdf"]
+    assert (tmp_path / "files" / "report.pdf").stat().st_size == len(b"%PDF-1.4 ") + 200_000
+    eml = message.save(tmp_path / "copy.eml")
+    assert Path(eml).read_bytes() == raw
+    assert "GetAttachment" in ews_server.operations
+
+
+def test_send_with_bcc_and_a_copy_in_sent_items(
+    ews: postroom.Session, ews_server: EwsServerUnderTest, tmp_path: Path
+) -> None:
+    attachment = tmp_path / "a.txt"
+    attachment.write_text("attached")
+    receipt = postroom.send(
+        ews,
+        to="a@example.test; b@example.test",
+        cc="c@example.test",
+        bcc="hidden@example.test",
+        subject="Report",
+        body="see attached",
+        attachments=[attachment],
+        save_to_sent=True,
+    )
+    assert sorted(receipt.recipients) == ["a@example.test", "b@example.test", "c@example.test", "hidden@example.test"]
+    sent = email.message_from_bytes(ews_server.outbox[-1], policy=email.policy.default)
+    assert str(sent["Bcc"]) == "hidden@example.test"  # Exchange reads Bcc from the MIME and strips it
+    assert str(sent["From"]) == USER
+    assert [i.subject for i in ews_server.in_folder("Sent Items")] == ["Report"]
+    with pytest.raises(ConfigError, match="save_to_sent"):
+        postroom.send(ews, to="a@example.test", subject="x", body="y", save_to_sent="Elsewhere")
+
+
+# -- connecting: auth, version, TLS, throttling ----------------------------------------------------
+
+
+def test_wrong_password_names_the_fix_and_never_the_secret(ews_server: EwsServerUnderTest) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        postroom.connect("bad", ews_config(ews_server), variables={"EWS_USER": USER, "EWS_PASSWORD": "Wr0ng-Secret"})
+    assert "username and password" in str(caught.value) and "Wr0ng-Secret" not in str(caught.value)
+
+
+def test_ntlm_with_a_domain(ews_server: EwsServerUnderTest) -> None:
+    config = ews_config(
+        ews_server, auth=Ntlm(username="bot", password=Variable("EWS_PASSWORD")), domain="CORP", mailbox=USER
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", postroom.InsecureSecretWarning)
+        with postroom.connect("ntlm", config, variables=EWS_VARIABLES) as session:
+            assert [f.name for f in postroom.folders(session) if f.name == "INBOX"] == ["INBOX"]
+    assert "NTLM" in ews_server.schemes and "Basic" not in ews_server.schemes
+    wrong = ews_config(
+        ews_server, auth=Ntlm(username="bot", password=Variable("EWS_PASSWORD")), domain="CORP", mailbox=USER
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", postroom.InsecureSecretWarning)
+        with pytest.raises(AuthenticationError, match="domain"):
+            postroom.connect("ntlm2", wrong, variables={"EWS_PASSWORD": "nope"})
+
+
+def test_a_given_version_skips_detection(ews_server: EwsServerUnderTest) -> None:
+    with postroom.connect("v", ews_config(ews_server, version="Exchange Server 2013"), variables=EWS_VARIABLES):
+        pass
+    assert "ConvertId" not in ews_server.operations
+    assert set(ews_server.versions) == {"Exchange2013"}
+    ews_server.operations.clear()
+    with postroom.connect("v", ews_config(ews_server, version=None), variables=EWS_VARIABLES):
+        pass
+    assert ews_server.operations[0] == "ConvertId"  # detection: one round trip first
+
+
+def test_untrusted_certificate_is_refused(ews_server: EwsServerUnderTest) -> None:
+    with pytest.raises(CertificateError, match="not trusted"):
+        postroom.connect("tls", ews_config(ews_server, ca_file=None), variables=EWS_VARIABLES)
+
+
+def test_throttling_is_waited_out_or_reported(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    ews_server.deliver(mail("busy day"))
+    ews_server.busy = 2
+    assert [m.subject for m in postroom.messages(ews)] == ["busy day"]
+    assert ews_server.busy == 0
+    impatient = postroom.connect("fast", ews_config(ews_server, max_throttle_wait=0), variables=EWS_VARIABLES)
+    ews_server.busy = 1
+    with pytest.raises(MailServerError, match="throttl"):
+        list(postroom.messages(impatient))
+    impatient.close()
+
+
+def test_test_connection_reports_version_mailbox_and_folders(ews_server: EwsServerUnderTest) -> None:
+    tested = postroom.test_connection(ews_config(ews_server, version=None), variables=EWS_VARIABLES)
+    assert tested.report.protocol == "ews"
+    assert "15.1" in tested.report.greeting and "Exchange2016" in tested.report.greeting
+    assert tested.report.folder_count is not None and tested.report.folder_count >= 5
+    assert tested.username == USER and tested.round_trip_ms >= 0
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+def test_exchange_online_warns_of_the_ews_retirement_and_gcc_high_has_its_own_host() -> None:
+    auth = Basic(username=Variable("u"), password=Variable("p"))
+    with pytest.warns(EwsRetirementWarning, match="1 Apr 2027"):
+        online = Ews(provider="microsoft365", auth=auth)
+    assert online.url == "https://outlook.office365.com/EWS/Exchange.asmx"
+    with pytest.warns(EwsRetirementWarning, match="Outlook"):
+        gcc = Ews(provider="microsoft365", azure_cloud="gcc-high", auth=auth)
+    assert gcc.url == "https://outlook.office365.us/EWS/Exchange.asmx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        on_premises = Ews(host="Mail.Corp.Example", auth=auth)
+    assert on_premises.url == "https://mail.corp.example/EWS/Exchange.asmx"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"url": "http://mail.example.com/EWS/Exchange.asmx"}, "url", "https"),
+        ({"url": "mail.example.com"}, "url", "not an EWS URL"),
+        ({"version": "Exchange2099"}, "version", "Exchange2013"),
+        ({"domain": "corp\\x"}, "domain", "Windows domain"),
+        ({"mailbox": "shared"}, "mailbox", "email address"),
+        ({"provider": "gmail"}, "provider", "no EWS"),
+        ({"access_type": "owner"}, "access_type", "delegate"),
+    ],
+)
+def test_bad_settings_name_the_field(changes: dict[str, object], field: str, words: str) -> None:
+    options: dict[str, object] = {
+        "host": "mail.example.com",
+        "auth": Basic(username=Variable("u"), password=Variable("p")),
+    }
+    options.update(changes)
+    with pytest.raises(ConfigError) as caught:
+        Ews(**options)  # type: ignore[arg-type]
+    assert caught.value.field == field and words in str(caught.value)
