@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import json
 import warnings
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -397,3 +399,83 @@ def test_bad_settings_name_the_field(changes: dict[str, object], field: str, wor
     with pytest.raises(ConfigError) as caught:
         Ews(**options)  # type: ignore[arg-type]
     assert caught.value.field == field and words in str(caught.value)
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+
+def cli_json(*args: str) -> dict[str, Any]:
+    """Run a postroom command with ``--json``; the bot's variables hold the user and the password."""
+    from click.testing import CliRunner
+
+    from postroom.cli.main import cli
+
+    variables = ["--var", f"USER={USER}", "--var", f"PW={PASSWORD}"]
+    result = CliRunner().invoke(cli, [*variables, *args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def test_cli_connect_test_connection_and_actions_on_ews(ews_server: EwsServerUnderTest, tmp_path: Path) -> None:
+    ews_server.deliver(mail("Invoice 5 from Acme", files={"inv-5.pdf": b"%PDF-1.4 five"}))
+    ews_server.deliver(mail("Lunch?"))
+    ews_server.folder("Processed")
+    profile = cli_json(
+        "connect",
+        "exchange",
+        "--protocol",
+        "ews",
+        "--url",
+        ews_server.url,
+        "--ca-file",
+        str(ews_server.ca_file),
+        "--username",
+        "var:USER",
+        "--password",
+        "var:PW",
+        "--exchange-version",
+        "Exchange Server 2013",
+    )
+    assert profile["settings"]["protocol"] == "ews" and profile["settings"]["version"] == "Exchange2013"
+    assert profile["auth"] == {"mode": "basic", "username": "var:USER", "password": "var:PW"}
+
+    tested = cli_json("test-connection", "exchange")
+    assert tested["protocol"] == "ews" and tested["folder_count"] == 6 and tested["username"] == USER
+    listed = cli_json("list", "--session", "exchange")
+    assert [m["subject"] for m in listed["messages"]] == ["Lunch?", "Invoice 5 from Acme"]
+    cli_json("save-attachments", "--session", "exchange", str(tmp_path / "out"), "--subject", "invoice")
+    assert (tmp_path / "out" / "inv-5.pdf").read_bytes() == b"%PDF-1.4 five"
+    moved = cli_json("move", "--session", "exchange", "--to", "Processed", "--subject", "invoice")
+    assert [r["ok"] for r in moved["results"]] == [True]
+    assert [i.subject for i in ews_server.in_folder("Processed")] == ["Invoice 5 from Acme"]
+
+
+def test_cli_refuses_options_of_the_other_protocol() -> None:
+    from click.testing import CliRunner
+
+    from postroom.cli.main import cli
+
+    ews_with_port = CliRunner().invoke(
+        cli,
+        [
+            "connect",
+            "x",
+            "--protocol",
+            "ews",
+            "--host",
+            "mail.example.com",
+            "--port",
+            "993",
+            "--username",
+            "env:U",
+            "--password",
+            "env:P",
+        ],
+    )
+    assert ews_with_port.exit_code == 3 and "--port does not apply to EWS" in ews_with_port.output
+    imap_with_ntlm = CliRunner().invoke(
+        cli,
+        ["connect", "x", "--host", "mail.example.com", "--auth", "ntlm", "--username", "env:U", "--password", "env:P"],
+    )
+    assert imap_with_ntlm.exit_code == 3 and "NTLM is for EWS" in imap_with_ntlm.output

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from postroom.auth import auth_from_profile
-from postroom.config import EmailServer
+from postroom.config import EmailServer, Ews, ServerConfig
 from postroom.errors import SessionNotFoundError
 from postroom.paths import home_dir, write_private_file
 
@@ -32,6 +32,21 @@ _SETTINGS = (
     "smtp_port",
     "smtp_security",
 )
+_EWS_SETTINGS = (
+    "url",
+    "host",
+    "provider",
+    "azure_cloud",
+    "version",
+    "domain",
+    "mailbox",
+    "access_type",
+    "verify_certificate",
+    "ca_file",
+    "connect_timeout",
+    "read_timeout",
+    "max_throttle_wait",
+)
 
 
 class ProfileStore:
@@ -49,10 +64,16 @@ class ProfileStore:
     def names(self) -> list[str]:
         return sorted(self._read())
 
-    def save(self, name: str, config: EmailServer) -> dict[str, Any]:
+    def save(self, name: str, config: ServerConfig) -> dict[str, Any]:
         """Store ``config`` as ``name``. Its secrets must be references, not insecure strings."""
         auth_record = config.auth.to_profile()
-        settings = {key: getattr(config, key) for key in _SETTINGS if key not in config.preset_fields}
+        if isinstance(config, Ews):
+            settings = {key: getattr(config, key) for key in _EWS_SETTINGS if getattr(config, key) is not None}
+            settings["protocol"] = "ews"
+            if config.host is not None or config.provider is not None:
+                settings.pop("url")  # derived again from host or provider
+        else:
+            settings = {key: getattr(config, key) for key in _SETTINGS if key not in config.preset_fields}
         if settings.get("ca_file") is not None:
             settings["ca_file"] = str(Path(settings["ca_file"]).resolve())
         record = {"settings": settings, "auth": auth_record}
@@ -71,9 +92,13 @@ class ProfileStore:
             )
         return profiles[name]
 
-    def load(self, name: str) -> EmailServer:
+    def load(self, name: str) -> ServerConfig:
         record = self.raw(name)
-        return EmailServer(auth=auth_from_profile(record["auth"]), **record["settings"])
+        settings = dict(record["settings"])
+        if settings.get("protocol") == "ews":
+            settings.pop("protocol")
+            return Ews(auth=auth_from_profile(record["auth"]), **settings)
+        return EmailServer(auth=auth_from_profile(record["auth"]), **settings)
 
     def delete(self, name: str) -> None:
         profiles = self._read()

@@ -8,10 +8,10 @@ from typing import Any
 import click
 
 from postroom.actions import ConnectionTest, test_connection
-from postroom.auth import AuthMode, Basic, OAuth2ClientCredentials, OAuth2PKCE
+from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2PKCE
 from postroom.auth.oauth import DEFAULT_REDIRECT_URI
 from postroom.cli.output import emit, handle_errors, json_option, state
-from postroom.config import PROVIDERS, EmailServer
+from postroom.config import PROVIDERS, EmailServer, Ews, ServerConfig
 from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault
 from postroom.credentials.refs import parse_ref
 from postroom.errors import ConfigError
@@ -24,7 +24,16 @@ PROFILE_VAULT_PREFIX = "profile:"
 
 @click.command("connect")
 @click.argument("name")
-@click.option("--protocol", type=click.Choice(["imap", "pop3"]), default="imap", show_default=True)
+@click.option("--protocol", type=click.Choice(["imap", "pop3", "ews"]), default="imap", show_default=True)
+@click.option("--url", help="EWS: the full EWS URL (default: https://HOST/EWS/Exchange.asmx, or autodiscover).")
+@click.option(
+    "--exchange-version",
+    help="EWS: Exchange2007_SP1, Exchange2010, Exchange2010_SP1, Exchange2010_SP2, Exchange2013, Exchange2016 "
+    "(default: detected).",
+)
+@click.option("--domain", help="EWS: Windows domain for NTLM/Basic (a bare user logs in as DOMAIN\\user).")
+@click.option("--access-type", type=click.Choice(["delegate", "impersonation"]), help="EWS: how to open --mailbox.")
+@click.option("--max-throttle-wait", type=float, help="EWS: seconds to wait out throttling (0: fail at once).")
 @click.option("--host", help="Server host name (filled by --provider when left out).")
 @click.option("--port", type=int, help="Port (default: from protocol and security).")
 @click.option("--security", type=click.Choice(["ssl", "starttls", "none"]), help="Implicit TLS, STARTTLS, or none.")
@@ -33,10 +42,11 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option(
     "--auth",
     "auth_mode",
-    type=click.Choice(["basic", "oauth2-pkce", "oauth2-client-credentials"]),
+    type=click.Choice(["basic", "ntlm", "oauth2-pkce", "oauth2-client-credentials"]),
     default="basic",
     show_default=True,
-    help="Basic (password), OAuth2 authorization code with PKCE (a user signs in once), or client credentials.",
+    help="Basic (password), NTLM (EWS), OAuth2 authorization code with PKCE (a user signs in once), "
+    "or client credentials.",
 )
 @click.option("--username", "username_ref", metavar="REF", help="vault:N/A, var:N, env:N or a value (the mailbox).")
 @click.option("--password", "password_ref", metavar="REF", help="Basic only. vault:N/A, var:N, env:N or a value.")
@@ -79,10 +89,13 @@ def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) ->
     credential vault as vault:profile:NAME/FIELD, never written to the profile in
     clear. With --auth oauth2-pkce, sign in afterwards with `postroom auth login NAME`.
     """
+    ews_mailbox = options.get("mailbox") if options.get("protocol") == "ews" else None
+    if ews_mailbox:
+        options["mailbox"] = None  # EWS opens the mailbox itself; the token stays the signed-in user's
     auth = _auth_from_options(name, options)
     settings = {key: value for key, value in options.items() if value is not None}
     settings["verify_certificate"] = not settings.pop("no_verify", False)
-    config = EmailServer(auth=auth, **settings)
+    config = _server_config(auth, settings, ews_mailbox)
     record = ProfileStore().save(name, config)
     result: dict[str, Any] = {"ok": True, "profile": name, "address": config.address, **record}
     tested: ConnectionTest | None = None
@@ -104,6 +117,30 @@ def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) ->
     emit(as_json, result, human)
 
 
+_EWS_ONLY = ("url", "exchange_version", "domain", "access_type", "max_throttle_wait")
+_MAIL_ONLY = ("port", "security", "smtp_host", "smtp_port", "smtp_security")
+
+
+def _server_config(auth: AuthMode, settings: dict[str, Any], mailbox: str | None) -> ServerConfig:
+    """An :class:`Ews` for ``--protocol ews``, else an :class:`EmailServer`; options of the other kind are refused."""
+    is_ews = settings.get("protocol") == "ews"
+    for key in _MAIL_ONLY if is_ews else _EWS_ONLY:
+        if key in settings:
+            option = "--" + key.replace("_", "-")
+            kind = "EWS" if is_ews else "IMAP/POP3"
+            raise ConfigError(key, f"{option} does not apply to {kind}", hint=f"leave {option} out")
+    if not is_ews:
+        if auth.kind == "ntlm":
+            raise ConfigError("auth", "NTLM is for EWS", hint="use --protocol ews, or --auth basic")
+        return EmailServer(auth=auth, **settings)
+    settings.pop("protocol")
+    if "exchange_version" in settings:
+        settings["version"] = settings.pop("exchange_version")
+    if settings.get("read_timeout") == 60.0:
+        settings["read_timeout"] = 120.0  # EWS replies carry whole batches
+    return Ews(auth=auth, mailbox=mailbox, **settings)
+
+
 _OAUTH_OPTIONS = ("oauth_provider", "redirect_uri", "scopes", "mailbox", "authority", "authorize_url", "token_url")
 
 
@@ -117,16 +154,17 @@ def _auth_from_options(name: str, options: dict[str, Any]) -> AuthMode:
     oauth = {key: options.pop(key) for key in _OAUTH_OPTIONS}
     oauth_ca_file = options.pop("oauth_ca_file")
     given = {k: _stored_ref(name, k, parse_ref(v, k)) for k, v in refs.items() if v is not None}
-    if mode == "basic":
+    if mode in ("basic", "ntlm"):
         for field_name in ("username", "password"):
             if field_name not in given:
-                raise ConfigError(field_name, "is required with --auth basic", hint=f"give --{field_name} REF")
-        return Basic(username=given["username"], password=given["password"])
+                raise ConfigError(field_name, f"is required with --auth {mode}", hint=f"give --{field_name} REF")
+        return (Ntlm if mode == "ntlm" else Basic)(username=given["username"], password=given["password"])
     if "password" in given:
         raise ConfigError("password", f"is not used with --auth {mode}", hint="leave --password out")
     if "client_id" not in given:
         raise ConfigError("client_id", f"is required with --auth {mode}", hint="give --client-id REF")
-    provider = oauth.pop("oauth_provider") or _oauth_provider_for(options.get("provider"))
+    server_provider = options.get("provider") or ("microsoft365" if options.get("protocol") == "ews" else None)
+    provider = oauth.pop("oauth_provider") or _oauth_provider_for(server_provider)
     settings: dict[str, Any] = {
         "provider": provider,
         "token_name": f"{PROFILE_VAULT_PREFIX}{name}",
@@ -180,11 +218,18 @@ def test_connection_command(name: str, as_json: bool) -> None:
 def _print_test(result: ConnectionTest) -> None:
     report = result.report
     click.echo(f"ok: {report.address} — logged in as {result.username} ({result.username_source})")
-    rows = [
-        ("TLS", f"{report.tls_version}, {report.cipher}" if report.tls_version else "none (plaintext)"),
-        ("connect", f"{result.connect_ms:.1f} ms (TCP, TLS and login)"),
-        ("round trip", f"{result.round_trip_ms:.2f} ms (NOOP, median of 3)"),
-    ]
+    if report.protocol == "ews":
+        rows = [
+            ("server", report.greeting),
+            ("connect", f"{result.connect_ms:.1f} ms (HTTPS, login, mailbox)"),
+            ("round trip", f"{result.round_trip_ms:.2f} ms (GetFolder, median of 3)"),
+        ]
+    else:
+        rows = [
+            ("TLS", f"{report.tls_version}, {report.cipher}" if report.tls_version else "none (plaintext)"),
+            ("connect", f"{result.connect_ms:.1f} ms (TCP, TLS and login)"),
+            ("round trip", f"{result.round_trip_ms:.2f} ms (NOOP, median of 3)"),
+        ]
     if report.folder_count is not None:
         rows.append(("folders", str(report.folder_count)))
     if report.message_count is not None:
@@ -210,7 +255,7 @@ def profiles_group(ctx: click.Context, as_json: bool) -> None:
             click.echo("no profiles yet: create one with `postroom connect NAME ...`")
         for name, record in data.items():
             settings = record["settings"]
-            where = settings.get("host") or settings.get("provider")
+            where = settings.get("host") or settings.get("url") or settings.get("provider")
             click.echo(f"{name}: {settings.get('protocol', 'imap')} {where} ({record['auth']['mode']})")
 
     emit(as_json, {"profiles": data}, human)
