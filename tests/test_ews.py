@@ -28,13 +28,17 @@ from postroom import (
     EwsRetirementWarning,
     MailServerError,
     Ntlm,
+    OAuth2ClientCredentials,
+    OAuth2PKCE,
     Variable,
 )
 from postroom.sandbox.demo import invoice_bot
 from postroom.sandbox.seed import sample_mailbox
 from tests.conftest import PASSWORD, server_config
 from tests.servers.dovecot import Dovecot
+from tests.browser import Browser
 from tests.servers.ews import EwsServerUnderTest
+from tests.servers.oauth import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, PUBLIC_CLIENT, AuthorizationServerUnderTest
 from tests.servers.smtp import SmtpServerUnderTest
 
 USER = "bot@example.test"
@@ -479,3 +483,61 @@ def test_cli_refuses_options_of_the_other_protocol() -> None:
         ["connect", "x", "--host", "mail.example.com", "--auth", "ntlm", "--username", "env:U", "--password", "env:P"],
     )
     assert imap_with_ntlm.exit_code == 3 and "NTLM is for EWS" in imap_with_ntlm.output
+
+
+# -- OAuth2 -----------------------------------------------------------------------------------------
+
+
+def test_client_credentials_open_the_mailbox_by_impersonation(
+    ews_server: EwsServerUnderTest, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    authorization_server.app_mailboxes[CONFIDENTIAL_CLIENT] = USER
+    ews_server.deliver(mail("for the daemon"))
+    mode = OAuth2ClientCredentials(
+        client_id=Variable("APP"),
+        client_secret=Variable("SECRET"),
+        username=Variable("EWS_USER"),
+        authority=authorization_server.authority,
+        ca_file=str(authorization_server.ca_file),
+    )
+    config = ews_config(ews_server, auth=mode)
+    assert config.effective_access_type == "impersonation"
+    names = {"APP": CONFIDENTIAL_CLIENT, "SECRET": CONFIDENTIAL_SECRET, "EWS_USER": USER}
+    with postroom.connect("daemon", config, variables=names) as session:
+        assert [m.subject for m in postroom.messages(session)] == ["for the daemon"]
+    assert set(ews_server.schemes) == {"Bearer"}
+    token = next(t for t in authorization_server.tokens.values() if t.client_id == CONFIDENTIAL_CLIENT)
+    assert token.scope == "https://outlook.office365.com/.default"
+
+
+def test_pkce_sign_in_for_ews_and_a_revoked_token_renewed_mid_loop(
+    ews_server: EwsServerUnderTest, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    for number in range(3):
+        ews_server.deliver(mail(f"note {number}"))
+    config = ews_config(
+        ews_server,
+        auth=OAuth2PKCE(
+            client_id=Variable("APP"),
+            username=Variable("EWS_USER"),
+            authority=authorization_server.authority,
+            ca_file=str(authorization_server.ca_file),
+            redirect_uri="http://localhost:0/Callback",
+        ),
+    )
+    names = {"APP": PUBLIC_CLIENT, "EWS_USER": USER}
+    player = Browser(authorization_server, USER)
+    try:
+        config.auth.login(variables=names, open_browser=player, timeout=15)  # type: ignore[attr-defined]
+    finally:
+        player.join()
+    assert not player.errors, player.errors
+    issued = [t for t in authorization_server.tokens.values() if t.user == USER and t.client_id == PUBLIC_CLIENT]
+    assert issued[-1].scope.split()[0] == "https://outlook.office365.com/EWS.AccessAsUser.All"
+    with postroom.connect("me", config, variables=names) as session:
+        for message in postroom.messages(session, order="oldest"):
+            if message.subject == "note 1":
+                assert authorization_server.revoke_access_tokens(USER) >= 1  # an admin revokes the token
+            assert postroom.mark_read(session, message)[0].ok  # refreshed once, the loop carried on
+    assert all(item.is_read for item in ews_server.items.values())
+    assert authorization_server.count("refresh_token") == 1

@@ -39,7 +39,7 @@ from postroom.logs import get_logger
 from postroom.message.structure import MimePart
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import EWS_FEATURES, Folder, ItemResult, ServerReport
-from postroom.transports.ews_client import EwsClient, ews_errors_mapped
+from postroom.transports.ews_client import EwsClient
 from postroom.transports.ews_items import ATTACHMENT_ID, SUMMARY_FIELDS, body_of, header_block_of, summary_of
 from postroom.transports.ews_xml import INVALID_XML_CHARS, clean_text, replace_invalid
 from postroom.transports.imap_folders import user_path
@@ -92,8 +92,9 @@ class EwsMailbox:
         return self._client.account
 
     def _run(self, call: Callable[[], Any]) -> Any:
-        with ews_errors_mapped(self.config, "command"):
-            return call()
+        if self._client is None:
+            raise SessionError("the EWS connection is closed", hint="connect first")
+        return self._client.call(call, "command")
 
     def noop(self) -> None:
         account = self._account()

@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import requests.adapters
 from exchangelib import (
@@ -62,6 +62,7 @@ from postroom.transports.ews_xml import sanitize_stream
 __all__ = ["EwsClient", "ews_errors_mapped", "open_account"]
 
 _log = get_logger("postroom.ews")
+T = TypeVar("T")
 _lock = threading.Lock()
 #: EWS URL → (verify, (connect timeout, read timeout)), read by the adapter for each request.
 _ENDPOINTS: dict[str, tuple[str | bool, tuple[float, float]]] = {}
@@ -208,8 +209,24 @@ class EwsClient:
                     access_type=access,
                     default_timezone=None,
                 )
-            self.account.inbox  # noqa: B018 - GetFolder: proves the login and the mailbox access
+        self.call(lambda: self.account.inbox)  # GetFolder: proves the login and the mailbox access
         return self.account
+
+    def call(self, operation: Callable[[], T], stage: str = "login") -> T:
+        """Run ``operation``; when the server refuses the OAuth2 token (revoked, expired early), renew it once."""
+        try:
+            with ews_errors_mapped(self.config, stage):
+                return operation()
+        except AuthenticationError as refused:
+            credentials = self._configuration.credentials
+            if not (refused.token_rejected and isinstance(credentials, _TokenCredentials)):
+                raise
+            _log.info("the server refused the access token; renewing it")
+            credentials.refresh(None)
+            if self.account is not None:
+                self.account.protocol.credentials = credentials  # new HTTP sessions carry the new token
+            with ews_errors_mapped(self.config, stage):
+                return operation()
 
     def close(self) -> None:
         account, self.account = self.account, None
