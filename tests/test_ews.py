@@ -34,9 +34,9 @@ from postroom import (
 )
 from postroom.sandbox.demo import invoice_bot
 from postroom.sandbox.seed import sample_mailbox
+from tests.browser import Browser
 from tests.conftest import PASSWORD, server_config
 from tests.servers.dovecot import Dovecot
-from tests.browser import Browser
 from tests.servers.ews import EwsServerUnderTest
 from tests.servers.oauth import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, PUBLIC_CLIENT, AuthorizationServerUnderTest
 from tests.servers.smtp import SmtpServerUnderTest
