@@ -526,6 +526,7 @@ def test_pkce_sign_in_for_ews_and_a_revoked_token_renewed_mid_loop(
         ),
     )
     names = {"APP": PUBLIC_CLIENT, "EWS_USER": USER}
+    refreshes = authorization_server.count("refresh_token")
     player = Browser(authorization_server, USER)
     try:
         config.auth.login(variables=names, open_browser=player, timeout=15)  # type: ignore[attr-defined]
@@ -540,4 +541,4 @@ def test_pkce_sign_in_for_ews_and_a_revoked_token_renewed_mid_loop(
                 assert authorization_server.revoke_access_tokens(USER) >= 1  # an admin revokes the token
             assert postroom.mark_read(session, message)[0].ok  # refreshed once, the loop carried on
     assert all(item.is_read for item in ews_server.items.values())
-    assert authorization_server.count("refresh_token") == 1
+    assert authorization_server.count("refresh_token") == refreshes + 1

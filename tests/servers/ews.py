@@ -845,3 +845,34 @@ def ews_server(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main() -> None:
+    """``python -m tests.servers.ews``: run the stand-in with the demo's sample mailbox, to try the CLI against it."""
+    import signal
+    import tempfile
+
+    from postroom.sandbox.seed import sample_mailbox
+
+    user, password = "bot@example.test", secrets.token_urlsafe(12)
+    with (
+        tempfile.TemporaryDirectory(prefix="ews-standin-") as folder,
+        ews_server(Path(folder), {user: password}) as state,
+    ):
+        for path, raw, seen in sample_mailbox(user):
+            state.deliver(raw, "Processed" if path == "Processed" else "Inbox").is_read = seen
+        print(f"EWS stand-in (not Exchange) at {state.url}, CA {state.ca_file}", flush=True)
+        print(
+            f"try: postroom --var PW={password} connect standin --protocol ews --url {state.url} "
+            f"--ca-file {state.ca_file} --username {user} --password var:PW --test",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
