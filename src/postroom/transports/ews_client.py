@@ -59,7 +59,7 @@ from postroom.errors import (
 from postroom.logs import get_logger
 from postroom.transports.ews_xml import sanitize_stream
 
-__all__ = ["EwsClient", "ews_errors_mapped", "open_account"]
+__all__ = ["EwsClient", "ews_errors_mapped", "primary_address"]
 
 _log = get_logger("postroom.ews")
 T = TypeVar("T")
@@ -237,12 +237,6 @@ class EwsClient:
             _log.debug("closing EWS sessions: %s", exc)
         with _lock, contextlib.suppress(KeyError):
             del Protocol[self._configuration]
-
-
-def open_account(config: Ews, login: Login) -> EwsClient:
-    client = EwsClient(config, login)
-    client.open()
-    return client
 
 
 _AUTH_HINT = {
