@@ -30,6 +30,7 @@ from postroom import (
     Ntlm,
     OAuth2ClientCredentials,
     OAuth2PKCE,
+    OAuth2ROPC,
     Variable,
 )
 from postroom.sandbox.demo import invoice_bot
@@ -542,3 +543,36 @@ def test_pkce_sign_in_for_ews_and_a_revoked_token_renewed_mid_loop(
             assert postroom.mark_read(session, message)[0].ok  # refreshed once, the loop carried on
     assert all(item.is_read for item in ews_server.items.values())
     assert authorization_server.count("refresh_token") == refreshes + 1
+
+
+def test_ropc_gets_a_token_with_the_password_and_warns(
+    ews_server: EwsServerUnderTest, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    from postroom.auth.oauth import RopcWarning
+    from tests.servers.oauth import USER_PASSWORD
+
+    ews_server.deliver(mail("legacy set-up"))
+    with pytest.warns(RopcWarning, match="cannot do MFA"):
+        mode = OAuth2ROPC(
+            client_id=Variable("APP"),
+            username=Variable("EWS_USER"),
+            password=Variable("EWS_PASSWORD"),
+            authority=authorization_server.authority,
+            ca_file=str(authorization_server.ca_file),
+        )
+    config = ews_config(ews_server, auth=mode)
+    before = authorization_server.count("password")
+    names = {"APP": PUBLIC_CLIENT, "EWS_USER": USER, "EWS_PASSWORD": USER_PASSWORD}
+    with postroom.connect("ropc", config, variables=names) as session:
+        assert [m.subject for m in postroom.messages(session)] == ["legacy set-up"]
+    with postroom.connect("ropc", config, variables=names):  # the token is cached in the vault
+        pass
+    assert authorization_server.count("password") == before + 1
+    issued = [t for t in authorization_server.tokens.values() if t.user == USER and t.client_id == PUBLIC_CLIENT]
+    assert issued[-1].scope.split()[0] == "https://outlook.office365.com/EWS.AccessAsUser.All"
+    assert set(ews_server.schemes) == {"Bearer"}
+    mode.token_name = "ropc-wrong-password"  # a fresh vault entry: no cached token
+    with pytest.raises(postroom.OAuthError) as refused:
+        postroom.connect("ropc2", ews_config(ews_server, auth=mode), variables=names | {"EWS_PASSWORD": "not-it"})
+    assert "not-it" not in str(refused.value)
+    assert "check the username and password" in str(refused.value)

@@ -266,7 +266,7 @@ _LOGIN_PAGE = """<!doctype html><html><body><h1>Sign in to the test tenant</h1>
 def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
     app = Flask("postroom-test-oauth")
     clients = {
-        PUBLIC_CLIENT: _Client(PUBLIC_CLIENT, None, ("authorization_code", "refresh_token")),
+        PUBLIC_CLIENT: _Client(PUBLIC_CLIENT, None, ("authorization_code", "refresh_token", "password")),
         CONFIDENTIAL_CLIENT: _Client(
             CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, ("authorization_code", "refresh_token", "client_credentials")
         ),
@@ -359,6 +359,15 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
         def revoke_old_credential(self, credential: _Token) -> None:
             credential.refresh_revoked = True
 
+    class Password(grants.ResourceOwnerPasswordCredentialsGrant):  # type: ignore[misc]
+        """ROPC, for the legacy EWS set-ups that still use it (public clients, as Entra allows when enabled)."""
+
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
+
+        def authenticate_user(self, username: str, password: str) -> str | None:
+            ok = username.endswith("@example.test") and hmac.compare_digest(password, USER_PASSWORD)
+            return username if ok else None
+
     class ClientCredentials(grants.ClientCredentialsGrant):  # type: ignore[misc]
         TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]  # noqa: RUF012
 
@@ -388,6 +397,7 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
     server.register_grant(AuthCode, [CodeChallenge(required=True)])
     server.register_grant(Refresh)
     server.register_grant(ClientCredentials)
+    server.register_grant(Password)
     server.register_endpoint(Introspection)
 
     @app.get("/<tenant>/v2.0/.well-known/openid-configuration")

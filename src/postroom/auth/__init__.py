@@ -4,7 +4,7 @@ from typing import Any
 
 from postroom.auth.base import AuthMode, Login, PasswordLogin, TokenLogin
 from postroom.auth.basic import Basic, Ntlm
-from postroom.auth.oauth import OAuth2ClientCredentials, OAuth2PKCE
+from postroom.auth.oauth import OAuth2ClientCredentials, OAuth2PKCE, OAuth2ROPC
 from postroom.errors import ConfigError
 
 __all__ = [
@@ -15,13 +15,14 @@ __all__ = [
     "Ntlm",
     "OAuth2ClientCredentials",
     "OAuth2PKCE",
+    "OAuth2ROPC",
     "PasswordLogin",
     "TokenLogin",
     "auth_from_profile",
 ]
 
 #: Profile ``mode`` → auth mode class.
-AUTH_MODES: dict[str, Any] = {cls.kind: cls for cls in (Basic, Ntlm, OAuth2PKCE, OAuth2ClientCredentials)}
+AUTH_MODES: dict[str, Any] = {cls.kind: cls for cls in (Basic, Ntlm, OAuth2PKCE, OAuth2ClientCredentials, OAuth2ROPC)}
 
 
 def auth_from_profile(record: dict[str, str]) -> AuthMode:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from postroom.actions import ConnectionTest, test_connection
-from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2PKCE
+from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2PKCE, OAuth2ROPC
 from postroom.auth.oauth import DEFAULT_REDIRECT_URI
 from postroom.cli.output import emit, handle_errors, json_option, state
 from postroom.config import PROVIDERS, EmailServer, Ews, ServerConfig
@@ -42,7 +42,7 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option(
     "--auth",
     "auth_mode",
-    type=click.Choice(["basic", "ntlm", "oauth2-pkce", "oauth2-client-credentials"]),
+    type=click.Choice(["basic", "ntlm", "oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc"]),
     default="basic",
     show_default=True,
     help="Basic (password), NTLM (EWS), OAuth2 authorization code with PKCE (a user signs in once), "
@@ -159,7 +159,7 @@ def _auth_from_options(name: str, options: dict[str, Any]) -> AuthMode:
             if field_name not in given:
                 raise ConfigError(field_name, f"is required with --auth {mode}", hint=f"give --{field_name} REF")
         return (Ntlm if mode == "ntlm" else Basic)(username=given["username"], password=given["password"])
-    if "password" in given:
+    if "password" in given and mode != "oauth2-ropc":
         raise ConfigError("password", f"is not used with --auth {mode}", hint="leave --password out")
     if "client_id" not in given:
         raise ConfigError("client_id", f"is required with --auth {mode}", hint="give --client-id REF")
@@ -176,6 +176,8 @@ def _auth_from_options(name: str, options: dict[str, Any]) -> AuthMode:
     if mode == "oauth2-pkce":
         return OAuth2PKCE(**settings)
     settings.pop("redirect_uri", None)
+    if mode == "oauth2-ropc":
+        return OAuth2ROPC(**settings)
     return OAuth2ClientCredentials(**settings)
 
 

@@ -2,14 +2,16 @@
 
 from postroom.auth.oauth.endpoints import OAuthEndpoints, endpoints_for
 from postroom.auth.oauth.loopback import DEFAULT_REDIRECT_URI
-from postroom.auth.oauth.modes import OAuth2ClientCredentials, OAuth2PKCE
+from postroom.auth.oauth.modes import OAuth2ClientCredentials, OAuth2PKCE, OAuth2ROPC, RopcWarning
 from postroom.auth.oauth.tokens import TokenRecord, TokenStore
 
 __all__ = [
     "DEFAULT_REDIRECT_URI",
     "OAuth2ClientCredentials",
     "OAuth2PKCE",
+    "OAuth2ROPC",
     "OAuthEndpoints",
+    "RopcWarning",
     "TokenRecord",
     "TokenStore",
     "endpoints_for",

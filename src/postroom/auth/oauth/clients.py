@@ -9,6 +9,7 @@ exceptions never leave this module.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ class OAuthClient(Protocol):
     def refresh(self, refresh_token: Secret) -> TokenResponse: ...
 
     def client_credentials(self) -> TokenResponse: ...
+
+    def password(self, username: Secret, password: Secret) -> TokenResponse: ...
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,20 @@ class MsalClient:
             result = self._application().acquire_token_for_client(list(self.endpoints.app_scopes))
         return self._response(result, grant="client_credentials")
 
+    def password(self, username: Secret, password: Secret) -> TokenResponse:
+        """ROPC (legacy): the user's password goes to the authorization server; no MFA possible."""
+        application = self._application()
+        if not _is_microsoft_login_host(self.endpoints.authority or ""):
+            # MSAL asks Entra's user-realm endpoint first, on port 443 of the authority's host whatever its
+            # port: an ADFS or test authority has no such endpoint (MSAL keeps this set per host)
+            application.authority.__class__._domains_without_user_realm_discovery.add(application.authority.instance)
+        with _mapped(self.settings, "password grant", self.endpoints.token_url), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # OAuth2ROPC warns once, when it is built
+            result = application.acquire_token_by_username_password(
+                username.reveal(), password.reveal(), list(self.endpoints.delegated_scopes)
+            )
+        return self._response(result, grant="password")
+
     def _response(self, result: Mapping[str, Any], *, grant: str) -> TokenResponse:
         if "error" in result:
             raise _token_error(str(result["error"]), str(result.get("error_description") or ""), grant, self.settings)
@@ -208,6 +225,14 @@ class AuthlibClient:
             token = session.fetch_token(self.endpoints.token_url, grant_type="client_credentials")
         return _normalised(token, {})
 
+    def password(self, username: Secret, password: Secret) -> TokenResponse:
+        session = self._session(scope=" ".join(self.endpoints.delegated_scopes))
+        with _mapped(self.settings, "password grant", self.endpoints.token_url):
+            token = session.fetch_token(
+                self.endpoints.token_url, grant_type="password", username=username.reveal(), password=password.reveal()
+            )
+        return _normalised(token, unverified_claims(str(token.get("id_token") or "")))
+
 
 # -- shared ----------------------------------------------------------------------------------
 
@@ -276,6 +301,12 @@ def _token_error(error: str, description: str, grant: str, settings: ClientSetti
             if field_name in {"client_id", "tenant_id", "client_secret", "redirect_uri"}:
                 return OAuthError(f"{field_name}: {advice} ({detail})", hint="fix it and try again", error=error)
             return OAuthError(advice + f" ({detail})", hint="ask your Entra ID admin", error=error)
+    if grant == "password" and error in {"invalid_grant", "invalid_request"}:
+        return OAuthError(
+            f"username / password: the authorization server refused them ({detail})",
+            hint=settings.relogin,
+            error=error,
+        )
     if error == "invalid_grant":
         what = "the refresh token" if grant == "refresh_token" else "the authorization"
         return ConsentRequiredError(

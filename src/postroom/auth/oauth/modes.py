@@ -10,6 +10,7 @@ expire, or when the mail server turned one down.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +24,13 @@ from postroom.config.validation import check_choice
 from postroom.credentials import ResolveContext, Secret, SecretRef, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
 from postroom.credentials.vault import CredentialVault
-from postroom.errors import ConfigError, ConsentRequiredError, CredentialError
+from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, PostroomWarning
 from postroom.logs import get_logger
 
-__all__ = ["OAuth2ClientCredentials", "OAuth2PKCE", "VaultTokenSource"]
+__all__ = ["OAuth2ClientCredentials", "OAuth2PKCE", "OAuth2ROPC", "RopcWarning", "VaultTokenSource"]
 
 _log = get_logger("postroom.auth")
-_SECRET_FIELDS = ("client_id", "tenant_id", "client_secret", "username")
+_SECRET_FIELDS = ("client_id", "tenant_id", "client_secret", "username", "password")
 _PLAIN_FIELDS = (
     "provider",
     "azure_cloud",
@@ -73,6 +74,7 @@ class _OAuthMode:
         tenant_id: SecretRef | str | None = None,
         client_secret: SecretRef | str | None = None,
         username: SecretRef | str | None = None,
+        password: SecretRef | str | None = None,
         mailbox: str | None = None,
         azure_cloud: str | None = None,
         scopes: tuple[str, ...] | list[str] | str = (),
@@ -91,6 +93,7 @@ class _OAuthMode:
             as_secret_ref(client_secret, "client_secret") if client_secret is not None else None
         )
         self.username: SecretRef | None = as_secret_ref(username, "username") if username is not None else None
+        self.password: SecretRef | None = as_secret_ref(password, "password") if password is not None else None
         self.mailbox = mailbox.strip() if mailbox else None
         self.azure_cloud = azure_cloud
         self.scopes: tuple[str, ...] = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
@@ -208,12 +211,19 @@ class _OAuthMode:
 
     def resolve(self, context: ResolveContext) -> TokenLogin:
         app = self.resolved(context)
+        password = None
+        if self.grant == "password" and self.password is not None and app.username:
+            password = (
+                check_wire_safe(Secret(app.username, scrub=False), "username"),
+                check_wire_safe(self.password.resolve(context, "password"), "password"),
+            )
         source = VaultTokenSource(
             client=app.client,
             store=self.store(context),
             fingerprint=app.fingerprint,
             grant=self.grant,
             relogin=self.relogin_hint(),
+            password=password,
         )
         user = self.mailbox or app.username or source.account
         if not user:
@@ -336,6 +346,41 @@ class OAuth2ClientCredentials(_OAuthMode):
         return "check the client secret and the app's permissions"
 
 
+class RopcWarning(PostroomWarning):
+    """OAuth2 ROPC sends the user's password to the authorization server: no MFA, deprecated by Microsoft."""
+
+
+class OAuth2ROPC(_OAuthMode):
+    """OAuth2 resource owner password credentials (legacy): username and password for a token.
+
+    Kept for Exchange set-ups that still rely on it. RFC 9700 says it MUST NOT be
+    used, Microsoft is retiring it for public clients, it cannot do MFA and it
+    fails for federated users: prefer :class:`OAuth2PKCE` or :class:`OAuth2ClientCredentials`.
+    The app registration needs "Allow public client flows".
+    """
+
+    kind = "oauth2-ropc"
+    grant = "password"
+
+    def __init__(self, *, client_id: SecretRef | str, **options: Any) -> None:
+        if options.get("provider") == "gmail":
+            raise ConfigError("auth", "Google has no OAuth2 password grant", hint="use OAuth2PKCE")
+        for name in ("username", "password"):
+            if options.get(name) is None:
+                raise ConfigError(name, "is required for OAuth2 ROPC", hint=f"give {name}= (vault: or a variable)")
+        options.pop("redirect_uri", None)
+        super().__init__(client_id=client_id, **options)
+        warnings.warn(
+            "OAuth2 ROPC sends the password to the authorization server, cannot do MFA and is deprecated "
+            "(RFC 9700; Microsoft is retiring it): prefer OAuth2PKCE or client credentials",
+            RopcWarning,
+            stacklevel=2,
+        )
+
+    def relogin_hint(self) -> str:
+        return "check the username and password (ROPC cannot pass MFA or federated sign-in)"
+
+
 class VaultTokenSource:
     """Access tokens for one login, cached in the vault and renewed under the vault's lock."""
 
@@ -347,8 +392,10 @@ class VaultTokenSource:
         fingerprint: str,
         grant: str,
         relogin: str,
+        password: tuple[Secret, Secret] | None = None,
     ) -> None:
         self._client_factory = client
+        self._password = password
         self._client: OAuthClient | None = None
         self.store = store
         self.fingerprint = fingerprint
@@ -390,6 +437,8 @@ class VaultTokenSource:
             client = self._oauth_client()
             if self.grant == "client_credentials":
                 response = client.client_credentials()
+            elif self._password is not None and (current is None or current.refresh_token is None):
+                response = client.password(*self._password)
             elif current is None or current.refresh_token is None:
                 raise ConsentRequiredError(
                     "not signed in: the vault holds no OAuth2 token for this connection"
@@ -398,7 +447,12 @@ class VaultTokenSource:
                     hint=f"sign in once: {self.relogin}",
                 )
             else:
-                response = client.refresh(current.refresh_token)
+                try:
+                    response = client.refresh(current.refresh_token)
+                except ConsentRequiredError:
+                    if self._password is None:
+                        raise
+                    response = client.password(*self._password)  # ROPC signs in again by itself
                 rotated = response.refresh_token is not None and response.refresh_token != current.refresh_token
                 _log.info("refreshed the OAuth2 access token%s", " (new refresh token stored)" if rotated else "")
             return TokenRecord.from_response(response, fingerprint=self.fingerprint, grant=self.grant, previous=current)
