@@ -576,3 +576,17 @@ def test_ropc_gets_a_token_with_the_password_and_warns(
         postroom.connect("ropc2", ews_config(ews_server, auth=mode), variables=names | {"EWS_PASSWORD": "not-it"})
     assert "not-it" not in str(refused.value)
     assert "check the username and password" in str(refused.value)
+
+
+def test_exchangelib_debug_logs_never_show_the_password(
+    ews_server: EwsServerUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="exchangelib")
+    with postroom.connect("logged", ews_config(ews_server), variables=EWS_VARIABLES) as session:
+        list(postroom.messages(session))
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "'Authorization': 'Basic ***'" in text  # exchangelib logged the headers, scrubbed
+    assert base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() not in text and PASSWORD not in text

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,8 +78,23 @@ class _EndpointAdapter(requests.adapters.HTTPAdapter):
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         settings = _ENDPOINTS.get(str(request.url))
         if settings is not None:
-            kwargs["verify"], kwargs["timeout"] = settings
+            verify, kwargs["timeout"] = settings
+            if verify is not True:  # True: keep what requests chose (REQUESTS_CA_BUNDLE or the system bundle)
+                kwargs["verify"] = verify
         return super().send(request, *args, **kwargs)
+
+
+class _ScrubAuthorization(logging.Filter):
+    """exchangelib logs request headers at DEBUG: hide the Authorization value (Basic is base64 of the password)."""
+
+    _HEADER = re.compile(r"""(authorization['"]?\s*[:=]\s*['"]?)([A-Za-z]+)\s+[^'",}\s]+""", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(self._HEADER.sub(r"\1\2 ***", message))
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
 
 
 def _install() -> None:
@@ -95,6 +112,9 @@ def _install() -> None:
 
         common.to_xml = to_xml
         BaseProtocol.HTTP_ADAPTER_CLS = _EndpointAdapter
+        scrub = _ScrubAuthorization()
+        for name in ("exchangelib.util", "exchangelib.util.xml", "exchangelib.protocol", "exchangelib.services.common"):
+            logging.getLogger(name).addFilter(scrub)
         _installed = True
 
 
