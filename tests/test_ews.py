@@ -590,3 +590,11 @@ def test_exchangelib_debug_logs_never_show_the_password(
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert "'Authorization': 'Basic ***'" in text  # exchangelib logged the headers, scrubbed
     assert base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() not in text and PASSWORD not in text
+
+
+def test_a_folder_created_after_the_listing_is_found(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    ews_server.deliver(mail("late"))
+    assert "Later" not in [f.name for f in postroom.folders(ews)]
+    ews_server.folder("Later")  # another client creates it
+    assert postroom.move(ews, list(postroom.messages(ews)), "Later")[0].ok
+    assert [i.subject for i in ews_server.in_folder("Later")] == ["late"]

@@ -150,11 +150,15 @@ class EwsMailbox:
         return self._folders
 
     def _folder(self, path: str) -> Any:
-        wanted = user_path(path)
-        folders = self._folder_map()
-        for name, folder in folders.items():
-            if name.casefold() == wanted.casefold():
-                return folder
+        wanted = user_path(path).casefold()
+        for attempt in range(2):
+            folders = self._folder_map()
+            for name, folder in folders.items():
+                if name.casefold() == wanted:
+                    return folder
+            if attempt == 0:  # created since the listing? list once more
+                self._folders = None
+                self._account().root.clear_cache()  # exchangelib caches the folder tree too
         shown = ", ".join(sorted(folders)[:30])
         raise ProtocolError(f"no folder {path!r} in this mailbox", hint=f"folders: {shown}")
 
