@@ -28,18 +28,16 @@ from postroom import (
     EwsRetirementWarning,
     MailServerError,
     Ntlm,
-    OAuth2ClientCredentials,
-    OAuth2PKCE,
     OAuth2ROPC,
     Variable,
 )
 from postroom.sandbox.demo import invoice_bot
 from postroom.sandbox.seed import sample_mailbox
-from tests.browser import Browser
 from tests.conftest import PASSWORD, server_config
+from tests.oauth_modes import client_credentials, pkce, sign_in, variables
 from tests.servers.dovecot import Dovecot
 from tests.servers.ews import EwsServerUnderTest
-from tests.servers.oauth import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, PUBLIC_CLIENT, AuthorizationServerUnderTest
+from tests.servers.oauth import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, AuthorizationServerUnderTest
 from tests.servers.smtp import SmtpServerUnderTest
 
 USER = "bot@example.test"
@@ -494,16 +492,9 @@ def test_client_credentials_open_the_mailbox_by_impersonation(
 ) -> None:
     authorization_server.app_mailboxes[CONFIDENTIAL_CLIENT] = USER
     ews_server.deliver(mail("for the daemon"))
-    mode = OAuth2ClientCredentials(
-        client_id=Variable("APP"),
-        client_secret=Variable("SECRET"),
-        username=Variable("EWS_USER"),
-        authority=authorization_server.authority,
-        ca_file=str(authorization_server.ca_file),
-    )
-    config = ews_config(ews_server, auth=mode)
+    config = ews_config(ews_server, auth=client_credentials(authorization_server))
     assert config.effective_access_type == "impersonation"
-    names = {"APP": CONFIDENTIAL_CLIENT, "SECRET": CONFIDENTIAL_SECRET, "EWS_USER": USER}
+    names = variables(USER, CONFIDENTIAL_CLIENT)
     with postroom.connect("daemon", config, variables=names) as session:
         assert [m.subject for m in postroom.messages(session)] == ["for the daemon"]
     assert set(ews_server.schemes) == {"Bearer"}
@@ -516,24 +507,10 @@ def test_pkce_sign_in_for_ews_and_a_revoked_token_renewed_mid_loop(
 ) -> None:
     for number in range(3):
         ews_server.deliver(mail(f"note {number}"))
-    config = ews_config(
-        ews_server,
-        auth=OAuth2PKCE(
-            client_id=Variable("APP"),
-            username=Variable("EWS_USER"),
-            authority=authorization_server.authority,
-            ca_file=str(authorization_server.ca_file),
-            redirect_uri="http://localhost:0/Callback",
-        ),
-    )
-    names = {"APP": PUBLIC_CLIENT, "EWS_USER": USER}
+    config = ews_config(ews_server, auth=pkce(authorization_server))
+    names = variables(USER)
     refreshes = authorization_server.count("refresh_token")
-    player = Browser(authorization_server, USER)
-    try:
-        config.auth.login(variables=names, open_browser=player, timeout=15)  # type: ignore[attr-defined]
-    finally:
-        player.join()
-    assert not player.errors, player.errors
+    sign_in(authorization_server, config.auth, USER)  # type: ignore[arg-type]  # the mode bound to EWS
     issued = [t for t in authorization_server.tokens.values() if t.user == USER and t.client_id == PUBLIC_CLIENT]
     assert issued[-1].scope.split()[0] == "https://outlook.office365.com/EWS.AccessAsUser.All"
     with postroom.connect("me", config, variables=names) as session:

@@ -25,6 +25,7 @@ from postroom.errors import AuthenticationError, ConfigError, ConsentRequiredErr
 from postroom.transports.smtp import send_message
 from tests.browser import Browser
 from tests.conftest import server_config
+from tests.oauth_modes import client_credentials, pkce, sign_in, variables
 from tests.servers.dovecot import Dovecot
 from tests.servers.oauth import (
     CONFIDENTIAL_CLIENT,
@@ -37,57 +38,12 @@ from tests.servers.smtp import SmtpServerUnderTest
 PROVIDERS = ["microsoft365", "gmail", "custom"]  # MSAL, then Authlib with Google's parameters, then plain Authlib
 
 
-def pkce(server: AuthorizationServerUnderTest, provider: str = "microsoft365", **changes: Any) -> OAuth2PKCE:
-    """PKCE settings pointing at the test server, as a user would give them (ids from variables)."""
-    options: dict[str, Any] = {
-        "provider": provider,
-        "client_id": Variable("APP_CLIENT_ID"),
-        "username": Variable("MAILBOX_USER"),
-        "ca_file": str(server.ca_file),
-        "redirect_uri": "http://localhost:0/Callback",  # a free port; the path is what is registered
-    }
-    if provider == "microsoft365":
-        options["authority"] = server.authority
-    else:
-        options |= {"authorize_url": server.authorize_url, "token_url": server.token_url}
-    if provider == "custom":
-        options["scopes"] = ("https://mail.google.com/", "openid", "email")
-    options.update(changes)
-    return OAuth2PKCE(**options)
-
-
-def client_credentials(server: AuthorizationServerUnderTest, **changes: Any) -> OAuth2ClientCredentials:
-    options: dict[str, Any] = {
-        "client_id": Variable("APP_CLIENT_ID"),
-        "client_secret": Variable("APP_SECRET"),
-        "username": Variable("MAILBOX_USER"),
-        "authority": server.authority,
-        "ca_file": str(server.ca_file),
-    }
-    options.update(changes)
-    return OAuth2ClientCredentials(**options)
-
-
 def smtps_with(mode: Any, smtp: SmtpServerUnderTest, dovecot: Dovecot) -> postroom.SmtpServer:
     """A standalone SMTP server (implicit TLS) logging in with ``mode``."""
     assert dovecot.certs is not None
     return postroom.SmtpServer(
         host="localhost", port=smtp.ssl_port, security="ssl", ca_file=dovecot.certs.ca_file, auth=mode
     )
-
-
-def variables(user: str, client_id: str = PUBLIC_CLIENT) -> dict[str, str]:
-    return {"APP_CLIENT_ID": client_id, "MAILBOX_USER": user, "APP_SECRET": CONFIDENTIAL_SECRET}
-
-
-def sign_in(server: AuthorizationServerUnderTest, mode: OAuth2PKCE, user: str, **browser: Any) -> Browser:
-    player = Browser(server, browser.pop("as_user", user), **browser)
-    try:
-        mode.login(variables=variables(user), open_browser=player, timeout=15)
-    finally:
-        player.join()
-    assert not player.errors, player.errors
-    return player
 
 
 def inbox_count(session: postroom.Session) -> int:

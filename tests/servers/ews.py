@@ -526,9 +526,7 @@ def _find_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
 
 def _get_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
     fields, body_type = _shape_fields(body.find("m:ItemShape", NS))
-    if (body.find("m:ItemShape/t:IncludeMimeContent", NS) is not None) and (
-        body.findtext("m:ItemShape/t:IncludeMimeContent", namespaces=NS) == "true"
-    ):
+    if _boolean(body.findtext("m:ItemShape/t:IncludeMimeContent", namespaces=NS)):
         fields.append("item:MimeContent")
     out = []
     for elem in body.find("m:ItemIds", NS):  # type: ignore[union-attr]
@@ -574,7 +572,7 @@ def _move_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
         out.append(
             _ok(
                 "MoveItem",
-                f'<m:Items><t:Message><t:ItemId Id="{found.id}" ChangeKey="{found.changekey}"/></t:Message></m:Items>',
+                f"<m:Items>{_item_xml(found, [])}</m:Items>",
             )
         )
     return out
@@ -611,8 +609,7 @@ def _update_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
         out.append(
             _ok(
                 "UpdateItem",
-                f'<m:Items><t:Message><t:ItemId Id="{found.id}" ChangeKey="{found.changekey}"/></t:Message></m:Items>'
-                "<m:ConflictResults><t:Count>0</t:Count></m:ConflictResults>",
+                f"<m:Items>{_item_xml(found, [])}</m:Items><m:ConflictResults><t:Count>0</t:Count></m:ConflictResults>",
             )
         )
     return out
@@ -640,11 +637,7 @@ def _create_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
         item = EwsItem.from_mime(folder, raw)
         item.is_read = _boolean(elem.findtext("t:IsRead", namespaces=NS) or "true")
         state.items[item.id] = item
-        inner = (
-            "<m:Items/>"
-            if disposition != "SaveOnly"
-            else f'<m:Items><t:Message><t:ItemId Id="{item.id}" ChangeKey="{item.changekey}"/></t:Message></m:Items>'
-        )
+        inner = "<m:Items/>" if disposition != "SaveOnly" else f"<m:Items>{_item_xml(item, [])}</m:Items>"
         out.append(_ok("CreateItem", inner))
     return out
 

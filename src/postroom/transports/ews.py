@@ -20,7 +20,6 @@ import email
 import email.policy
 import functools
 import re
-import time
 from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 from typing import Any
@@ -63,7 +62,6 @@ class EwsMailbox:
         self._login = login
         self._client: EwsClient | None = None
         self._folders: dict[str, Any] | None = None
-        self.round_trip_ms: float | None = None
 
     # -- connection -----------------------------------------------------------------------
 
@@ -86,29 +84,23 @@ class EwsMailbox:
         if client is not None:
             client.close()
 
-    def _account(self) -> Any:
+    def _open_client(self) -> EwsClient:
         if self._client is None or self._client.account is None:
             raise SessionError("the EWS connection is closed", hint="connect first")
-        return self._client.account
+        return self._client
+
+    def _account(self) -> Any:
+        return self._open_client().account
 
     def _run(self, call: Callable[[], Any]) -> Any:
-        if self._client is None:
-            raise SessionError("the EWS connection is closed", hint="connect first")
-        return self._client.call(call, "command")
+        return self._open_client().call(call, "command")
 
     def noop(self) -> None:
         account = self._account()
-        started = time.perf_counter()
-        self._run(lambda: account.inbox.refresh())
-        self.round_trip_ms = (time.perf_counter() - started) * 1000
+        self._run(lambda: account.inbox.refresh())  # GetFolder
 
     def report(self) -> ServerReport:
         account = self._account()
-        timings = []
-        for _ in range(3):
-            self.noop()
-            timings.append(self.round_trip_ms or 0.0)
-        self.round_trip_ms = sorted(timings)[1]
         version = self._run(lambda: account.version)
         build = getattr(version, "build", None)
         return ServerReport(
@@ -149,22 +141,19 @@ class EwsMailbox:
             self._folders = self._run(walk)
         return self._folders
 
-    def _folder(self, path: str) -> Any:
+    def _folder(self, path: str) -> tuple[str, Any]:
+        """The folder ``path`` names (case-insensitive): its name as listed, and the exchangelib folder."""
         wanted = user_path(path).casefold()
         for attempt in range(2):
             folders = self._folder_map()
             for name, folder in folders.items():
                 if name.casefold() == wanted:
-                    return folder
+                    return name, folder
             if attempt == 0:  # created since the listing? list once more
                 self._folders = None
                 self._account().root.clear_cache()  # exchangelib caches the folder tree too
         shown = ", ".join(sorted(folders)[:30])
         raise ProtocolError(f"no folder {path!r} in this mailbox", hint=f"folders: {shown}")
-
-    def _path_of(self, path: str) -> str:
-        wanted = user_path(path).casefold()
-        return next((name for name in self._folder_map() if name.casefold() == wanted), user_path(path))
 
     def folders(self, pattern: str = "*") -> list[Folder]:
         """Folders matching ``pattern``: ``*`` any depth, ``%`` one level, case-insensitive."""
@@ -181,8 +170,7 @@ class EwsMailbox:
             if not found:
                 raise ProtocolError(f"no folder matches {filter_.folder!r}")
         else:
-            found = [self._path_of(filter_.folder)]
-            self._folder(found[0])
+            found = [self._folder(filter_.folder)[0]]
         if filter_.include_subfolders:
             for base in list(found):
                 prefix = base.casefold() + "/"
@@ -196,7 +184,7 @@ class EwsMailbox:
         restriction = _restriction(filter_)
         order = "-datetime_received" if filter_.order == "newest" else "datetime_received"
         for path in self._folders_for(filter_):
-            folder = self._folder(path)
+            folder = self._folder(path)[1]
 
             def find(f: Any = folder) -> tuple[str, ...]:
                 query = f.filter(restriction) if restriction is not None else f.all()
@@ -210,7 +198,7 @@ class EwsMailbox:
         """Items of ``keys`` (one folder) with ``fields``; gone ones skipped."""
         if not keys:
             return []
-        account, folder = self._account(), self._folder(keys[0].folder)
+        account, folder = self._account(), self._folder(keys[0].folder)[1]
         ids = [(key.item_id, None) for key in keys]
 
         def fetch() -> list[Any]:
@@ -318,8 +306,7 @@ class EwsMailbox:
         return self._bulk(keys, update)
 
     def move(self, keys: list[MessageKey], folder: str, *, allow_expunge_all: bool = False) -> list[ItemResult]:
-        account, target = self._account(), self._folder(folder)
-        path = self._path_of(folder)
+        account, (path, target) = self._account(), self._folder(folder)
         return self._bulk(keys, lambda ids: list(account.bulk_move(ids, to_folder=target)), target=path)
 
     def delete(self, keys: list[MessageKey], *, allow_expunge_all: bool = False) -> list[ItemResult]:
@@ -327,11 +314,11 @@ class EwsMailbox:
         return self._bulk(keys, lambda ids: list(account.bulk_delete(ids, delete_type=HARD_DELETE)))
 
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
-        account, target = self._account(), self._folder(folder)
+        account, target = self._account(), self._folder(folder)[1]
         self._run(lambda: EwsMessage(account=account, folder=target, mime_content=raw, is_read=seen).save())
 
     def has_message_id(self, folder: str, message_id: str) -> bool:
-        target = self._folder(folder)
+        target = self._folder(folder)[1]
         return bool(self._run(lambda: target.filter(message_id=message_id).exists()))
 
     def submit(self, raw: bytes, *, save_copy: bool) -> None:

@@ -214,14 +214,15 @@ class EwsClient:
     def open(self) -> Any:
         verify: str | bool = str(self.config.ca_file) if self.config.ca_file else self.config.verify_certificate
         access = IMPERSONATION if self.config.effective_access_type == "impersonation" else DELEGATE
+        settings = (verify, (self.config.connect_timeout, self.config.read_timeout))
         with ews_errors_mapped(self.config, "login"):
             if self.config.url is None:  # autodiscover, from the mailbox address's domain
                 self.account = Account(self.address, config=self._configuration, autodiscover=True, access_type=access)
                 found = self.account.protocol.service_endpoint
-                _ENDPOINTS[found] = (verify, (self.config.connect_timeout, self.config.read_timeout))
+                _ENDPOINTS[found] = settings
                 _log.info("autodiscover found %s for %s", found, self.address)
             else:
-                _ENDPOINTS[self.config.url] = (verify, (self.config.connect_timeout, self.config.read_timeout))
+                _ENDPOINTS[self.config.url] = settings
                 self.account = Account(
                     self.address,
                     config=self._configuration,
@@ -307,13 +308,7 @@ def ews_errors_mapped(config: Ews, stage: str) -> Iterator[None]:
             server=server,
         ) from exc
     except ews_errors.ErrorTimeoutExpired as exc:
-        if stage == "login":
-            raise ServerUnreachableError(
-                f"cannot reach {config.address} ({_text(exc)})",
-                hint="check the URL or host, and the firewall",
-                server=server,
-            ) from None
-        raise ConnectionLostError(f"the connection to {config.address} dropped ({_text(exc)})", server=server) from None
+        raise _unreachable(config, stage, f" ({_text(exc)})") from None
     except ews_errors.TransportError as exc:
         text = _text(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
@@ -326,11 +321,7 @@ def ews_errors_mapped(config: Ews, stage: str) -> Iterator[None]:
             raise ServerTimeoutError(
                 f"{config.address} did not answer in time", hint="raise read_timeout or check the server", server=server
             ) from None
-        if stage == "login":
-            raise ServerUnreachableError(
-                f"cannot reach {config.address} ({text})", hint="check the URL or host, and the firewall", server=server
-            ) from None
-        raise ConnectionLostError(f"the connection to {config.address} failed ({text})", server=server) from None
+        raise _unreachable(config, stage, f" ({text})") from None
     except ews_errors.ResponseMessageError as exc:
         raise ProtocolError(
             f"the Exchange server refused the request: {type(exc).__name__}: {_text(exc)}", server=server
@@ -338,11 +329,19 @@ def ews_errors_mapped(config: Ews, stage: str) -> Iterator[None]:
     except ews_errors.EWSError as exc:
         raise ProtocolError(f"EWS error: {type(exc).__name__}: {_text(exc)}", server=server) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-        if stage == "login":
-            raise ServerUnreachableError(
-                f"cannot reach {config.address}", hint="check the URL or host, and the firewall", server=server
-            ) from exc
-        raise ConnectionLostError(f"the connection to {config.address} dropped", server=server) from exc
+        raise _unreachable(config, stage, "") from exc
+
+
+def _unreachable(config: Ews, stage: str, detail: str) -> MailServerError:
+    """No answer: while logging in, the address is wrong or blocked; later, the connection dropped (the
+    session reconnects on ConnectionLostError)."""
+    if stage == "login":
+        return ServerUnreachableError(
+            f"cannot reach {config.address}{detail}",
+            hint="check the URL or host, and the firewall",
+            server=config.address,
+        )
+    return ConnectionLostError(f"the connection to {config.address} dropped{detail}", server=config.address)
 
 
 def _text(exc: BaseException) -> str:

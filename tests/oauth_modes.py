@@ -1,0 +1,57 @@
+"""OAuth2 modes pointing at the test authorization server, as a user would give them, and the sign-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postroom import Variable
+from postroom.auth import OAuth2ClientCredentials, OAuth2PKCE
+from tests.browser import Browser
+from tests.servers.oauth import CONFIDENTIAL_SECRET, PUBLIC_CLIENT, AuthorizationServerUnderTest
+
+__all__ = ["client_credentials", "pkce", "sign_in", "variables"]
+
+
+def pkce(server: AuthorizationServerUnderTest, provider: str = "microsoft365", **changes: Any) -> OAuth2PKCE:
+    """PKCE settings pointing at the test server, as a user would give them (ids from variables)."""
+    options: dict[str, Any] = {
+        "provider": provider,
+        "client_id": Variable("APP_CLIENT_ID"),
+        "username": Variable("MAILBOX_USER"),
+        "ca_file": str(server.ca_file),
+        "redirect_uri": "http://localhost:0/Callback",  # a free port; the path is what is registered
+    }
+    if provider == "microsoft365":
+        options["authority"] = server.authority
+    else:
+        options |= {"authorize_url": server.authorize_url, "token_url": server.token_url}
+    if provider == "custom":
+        options["scopes"] = ("https://mail.google.com/", "openid", "email")
+    options.update(changes)
+    return OAuth2PKCE(**options)
+
+
+def client_credentials(server: AuthorizationServerUnderTest, **changes: Any) -> OAuth2ClientCredentials:
+    options: dict[str, Any] = {
+        "client_id": Variable("APP_CLIENT_ID"),
+        "client_secret": Variable("APP_SECRET"),
+        "username": Variable("MAILBOX_USER"),
+        "authority": server.authority,
+        "ca_file": str(server.ca_file),
+    }
+    options.update(changes)
+    return OAuth2ClientCredentials(**options)
+
+
+def variables(user: str, client_id: str = PUBLIC_CLIENT) -> dict[str, str]:
+    return {"APP_CLIENT_ID": client_id, "MAILBOX_USER": user, "APP_SECRET": CONFIDENTIAL_SECRET}
+
+
+def sign_in(server: AuthorizationServerUnderTest, mode: OAuth2PKCE, user: str, **browser: Any) -> Browser:
+    player = Browser(server, browser.pop("as_user", user), **browser)
+    try:
+        mode.login(variables=variables(user), open_browser=player, timeout=15)
+    finally:
+        player.join()
+    assert not player.errors, player.errors
+    return player
