@@ -575,3 +575,17 @@ def test_a_folder_created_after_the_listing_is_found(ews: postroom.Session, ews_
     ews_server.folder("Later")  # another client creates it
     assert postroom.move(ews, list(postroom.messages(ews)), "Later")[0].ok
     assert [i.subject for i in ews_server.in_folder("Later")] == ["late"]
+
+
+def test_a_shared_mailbox_sends_as_itself_in_the_library_and_the_cli_dry_run(ews_server: EwsServerUnderTest) -> None:
+    shared = "invoices@example.test"
+    with postroom.connect("shared", ews_config(ews_server, mailbox=shared), variables=EWS_VARIABLES) as session:
+        assert postroom.send(session, to="a@example.test", subject="s", body="b").sender == shared
+    cli_json(
+        "connect", "shared", "--protocol", "ews", "--url", ews_server.url, "--ca-file", str(ews_server.ca_file),
+        "--username", "var:USER", "--password", "var:PW", "--mailbox", shared,
+    )  # fmt: skip
+    dry = cli_json(
+        "send", "--session", "shared", "--to", "a@example.test", "--subject", "s", "--body", "b", "--dry-run"
+    )
+    assert dry["from"] == shared

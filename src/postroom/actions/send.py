@@ -10,7 +10,7 @@ from typing import cast
 from postroom.actions._resolve import SessionRef, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
 from postroom.auth.base import Login
-from postroom.config import EmailServer
+from postroom.config import EmailServer, Ews
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.errors import ConfigError, MailServerError, PostroomError
@@ -43,8 +43,9 @@ def _route(
     return server, session.resolve_login(), session
 
 
-def _sender(sender: str | None, login: Login | None, session: Session | None = None) -> Address:
-    mailbox = getattr(session.config, "mailbox", None) if session is not None else None
+def _sender(sender: str | None, login: Login | None, session: Session | None) -> Address:
+    """``sender``, else the shared mailbox an EWS session opens, else the login's username."""
+    mailbox = session.config.mailbox if session is not None and isinstance(session.config, Ews) else None
     candidate = sender or mailbox or (login.username.reveal() if login is not None else "")
     found = parse_recipients("sender", candidate) if candidate and "@" in candidate else []
     if len(found) != 1:

@@ -33,6 +33,11 @@ def _with_body(func: Any) -> Any:
     return func
 
 
+_save_to_sent = click.option(
+    "--save-to-sent", is_flag=True, help="Also keep a copy in the Sent folder (IMAP; Sent Items on EWS)."
+)
+
+
 @click.command("send")
 @session_option
 @click.option("--to", multiple=True, help="Recipients ('a@x; b@y', repeatable).")
@@ -45,7 +50,7 @@ def _with_body(func: Any) -> Any:
 @click.option("--attach", "attachments", multiple=True, type=click.Path(path_type=Path), help="A file (repeatable).")
 @click.option("--importance", type=click.Choice(["low", "normal", "high"]), default="normal", show_default=True)
 @click.option("--from", "sender", help="Sender address (default: the session's username).")
-@click.option("--save-to-sent", is_flag=True, help="Also store a copy in the Sent folder (IMAP).")
+@_save_to_sent
 @click.option("--dry-run", is_flag=True, help="Check everything and show the message; send nothing.")
 @json_option
 @handle_errors
@@ -82,7 +87,7 @@ def send_command(
     result: dict[str, Any]
     with open_session(session_name) as session:
         if dry_run:
-            draft = build_message(sender=_sender(sender, session.resolve_login()), **options)
+            draft = build_message(sender=_sender(sender, session.resolve_login(), session), **options)
             result = {
                 "ok": True,
                 "dry_run": True,
@@ -121,7 +126,7 @@ def _respond(
         me = None
         for message in list(items):
             if dry_run:
-                me = me or _sender(None, session.resolve_login())
+                me = me or _sender(None, session.resolve_login(), session)
                 draft = build(message, me)
                 rows.append(
                     {
@@ -160,7 +165,7 @@ def _respond(
 @click.option("--html", is_flag=True, help="The body is HTML.")
 @click.option("--attach", "attachments", multiple=True, type=click.Path(path_type=Path), help="A file (repeatable).")
 @click.option("--no-quote", is_flag=True, help="Do not quote the original text.")
-@click.option("--save-to-sent", is_flag=True, help="Also store a copy in the Sent folder (IMAP).")
+@_save_to_sent
 @click.option("--dry-run", is_flag=True, help="Show who would get which reply; send nothing.")
 @json_option
 @handle_errors
@@ -207,7 +212,7 @@ def reply_command(
 @filter_options
 @_with_body
 @click.option("--as-attachment", is_flag=True, help="Attach the original as .eml instead of quoting it.")
-@click.option("--save-to-sent", is_flag=True, help="Also store a copy in the Sent folder (IMAP).")
+@_save_to_sent
 @click.option("--dry-run", is_flag=True, help="Show what would be forwarded; send nothing.")
 @json_option
 @handle_errors
