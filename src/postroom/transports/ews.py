@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import email
 import email.policy
@@ -270,8 +269,7 @@ class EwsMailbox:
         found = self._fetch([key], ("mime_content",))
         if not found:
             raise ProtocolError(f"message {key} is gone from the server")
-        mime = found[0][1].mime_content
-        return mime if isinstance(mime, bytes) else str(mime).encode("utf-8", "surrogateescape")
+        return _mime_bytes(found[0][1].mime_content)
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -386,7 +384,9 @@ def _item_attachment_mime(account: Any, attachment_id: str) -> bytes:
     attachment = found[0]
     if isinstance(attachment, Exception):
         raise attachment
-    mime = getattr(getattr(attachment, "item", None), "mime_content", None) or b""
-    if isinstance(mime, str):
-        mime = base64.b64decode(mime) if not mime.lstrip().startswith(("From", "Received", "MIME")) else mime.encode()
-    return bytes(mime)
+    return _mime_bytes(getattr(getattr(attachment, "item", None), "mime_content", None) or b"")
+
+
+def _mime_bytes(mime: bytes | str) -> bytes:
+    """exchangelib's MimeContent (decoded from base64 already) as bytes."""
+    return mime if isinstance(mime, bytes) else mime.encode("utf-8", "surrogateescape")

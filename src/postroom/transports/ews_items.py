@@ -17,6 +17,8 @@ import email.utils
 from collections.abc import Iterable
 from typing import Any
 
+from exchangelib import HTMLBody, ItemAttachment
+
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageKey, MessageSummary
 from postroom.transports.ews_xml import clean_text
@@ -111,8 +113,6 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 def body_of(item: Any, clean: _Cleaner | None = None) -> tuple[bytes, str]:
     """The body as UTF-8 bytes, and its MIME type (EWS says HTML or Text)."""
-    from exchangelib import HTMLBody
-
     clean = clean or _Cleaner()
     body = item.body
     content_type = "text/html" if isinstance(body, HTMLBody) else "text/plain"
@@ -128,8 +128,11 @@ def summary_of(item: Any, folder: str) -> MessageSummary:
     attachments = []
     for number, attachment in enumerate(item.attachments or (), start=2):
         name = clean("attachment name", attachment.name or "")
-        is_item = type(attachment).__name__ == "ItemAttachment"
-        content_type_of = "message/rfc822" if is_item else (attachment.content_type or "application/octet-stream")
+        content_type_of = (
+            "message/rfc822"
+            if isinstance(attachment, ItemAttachment)
+            else (attachment.content_type or "application/octet-stream")
+        )
         params = {ATTACHMENT_ID: attachment.attachment_id.id}
         if name:
             params["name"] = name
