@@ -589,3 +589,13 @@ def test_a_shared_mailbox_sends_as_itself_in_the_library_and_the_cli_dry_run(ews
         "send", "--session", "shared", "--to", "a@example.test", "--subject", "s", "--body", "b", "--dry-run"
     )
     assert dry["from"] == shared
+
+
+def test_clone_changes_a_setting_and_derives_the_url_again() -> None:
+    auth = Basic(username=Variable("u"), password=Variable("p"))
+    config = Ews(host="mail.corp.example", auth=auth)
+    newer = config.clone(version="exchange2013")
+    assert (newer.url, newer.version, config.version) == (config.url, "Exchange2013", None)
+    assert config.clone(host="ex2.corp.example").url == "https://ex2.corp.example/EWS/Exchange.asmx"
+    with pytest.raises(ConfigError, match="domain"):
+        config.clone(domain="a b")
