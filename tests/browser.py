@@ -1,13 +1,20 @@
 """The user's browser, played by the test: follows the authorize URL, fills in the login form of
-the test authorization server, and follows the redirect to postroom's loopback listener."""
+the test authorization server, and follows the redirect to postroom's loopback listener.
+
+For the implicit grant the redirect's answer is in the URL fragment, which a browser keeps to
+itself: the listener serves a relay page, and the test does what its script does (posts the
+fragment's fields back as a form). No JavaScript engine runs here; the test checks that the page
+is the relay page whose script hash the Content-Security-Policy allows."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import threading
 from dataclasses import dataclass, field
 from html import unescape
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 
@@ -24,6 +31,8 @@ class Browser:
     landed_on: str | None = None
     listener_status: int | None = None
     errors: list[BaseException] = field(default_factory=list)
+    #: The listener's answer to the implicit grant's redirect (the relay page).
+    relay_page: requests.Response | None = None
     _thread: threading.Thread | None = None
 
     def __call__(self, url: str) -> bool:
@@ -42,7 +51,9 @@ class Browser:
                 form = {"username": self.username, "password": self.password, "decision": self.decision}
                 reply = web.post(urljoin(page.url, action), data=form, allow_redirects=False, timeout=10, verify=ca)
                 self.landed_on = reply.headers.get("Location")
-                if self.landed_on is not None:  # the code in the redirect's query
+                if self.landed_on is not None and "#" in self.landed_on:  # implicit: the answer in the fragment
+                    back = self._relay(web, self.landed_on)
+                elif self.landed_on is not None:  # the code in the redirect's query
                     back = web.get(self.landed_on, allow_redirects=False, timeout=10, verify=ca)
                 else:  # response_mode=form_post: the page posts the code to the redirect URI
                     found = re.search(r'<form method="post" action="([^"]+)">', reply.text)
@@ -56,6 +67,19 @@ class Browser:
                 self.listener_status = back.status_code
         except BaseException as exc:  # reported by the test
             self.errors.append(exc)
+
+    def _relay(self, web: requests.Session, location: str) -> requests.Response:
+        """What the browser and the relay page's script do with a redirect whose answer is in the fragment."""
+        address, _, fragment = location.partition("#")
+        page = web.get(address, allow_redirects=False, timeout=10)  # the fragment stays in the browser
+        self.relay_page = page
+        script = re.search(r"<script>(.*?)</script>", page.text, re.S)
+        policy = page.headers.get("Content-Security-Policy", "")
+        digest = base64.b64encode(hashlib.sha256(script.group(1).encode()).digest()).decode() if script else ""
+        if page.status_code != 200 or f"'sha256-{digest}'" not in policy or "form.submit()" not in page.text:
+            raise AssertionError(f"no relay page with an allowed script at {address}: {page.status_code} {policy!r}")
+        fields = dict(parse_qsl(fragment, keep_blank_values=True))
+        return web.post(urljoin(address, urlsplit(address).path), data=fields, allow_redirects=False, timeout=10)
 
     def join(self) -> None:
         if self._thread is not None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from postroom import Variable
-from postroom.auth import OAuth2ClientCredentials, OAuth2PKCE
+from postroom.auth import OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE
+from postroom.auth.oauth.modes import BrowserSignIn
 from tests.browser import Browser
 from tests.servers.oauth import CONFIDENTIAL_SECRET, PUBLIC_CLIENT, AuthorizationServerUnderTest
 
-__all__ = ["client_credentials", "pkce", "sign_in", "variables"]
+__all__ = ["client_credentials", "implicit", "pkce", "sign_in", "variables"]
 
 
 def pkce(server: AuthorizationServerUnderTest, provider: str = "microsoft365", **changes: Any) -> OAuth2PKCE:
@@ -31,6 +32,19 @@ def pkce(server: AuthorizationServerUnderTest, provider: str = "microsoft365", *
     return OAuth2PKCE(**options)
 
 
+def implicit(server: AuthorizationServerUnderTest, **changes: Any) -> OAuth2Implicit:
+    """Implicit-grant settings pointing at the test server (it warns, as it should)."""
+    options: dict[str, Any] = {
+        "client_id": Variable("APP_CLIENT_ID"),
+        "username": Variable("MAILBOX_USER"),
+        "authority": server.authority,
+        "ca_file": str(server.ca_file),
+        "redirect_uri": "http://localhost:0/Callback",
+    }
+    options.update(changes)
+    return OAuth2Implicit(**options)
+
+
 def client_credentials(server: AuthorizationServerUnderTest, **changes: Any) -> OAuth2ClientCredentials:
     options: dict[str, Any] = {
         "client_id": Variable("APP_CLIENT_ID"),
@@ -47,7 +61,7 @@ def variables(user: str, client_id: str = PUBLIC_CLIENT) -> dict[str, str]:
     return {"APP_CLIENT_ID": client_id, "MAILBOX_USER": user, "APP_SECRET": CONFIDENTIAL_SECRET}
 
 
-def sign_in(server: AuthorizationServerUnderTest, mode: OAuth2PKCE, user: str, **browser: Any) -> Browser:
+def sign_in(server: AuthorizationServerUnderTest, mode: BrowserSignIn, user: str, **browser: Any) -> Browser:
     player = Browser(server, browser.pop("as_user", user), **browser)
     try:
         mode.login(variables=variables(user), open_browser=player, timeout=15)

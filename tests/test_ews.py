@@ -34,7 +34,7 @@ from postroom import (
 from postroom.sandbox.demo import invoice_bot
 from postroom.sandbox.seed import sample_mailbox
 from tests.conftest import PASSWORD, server_config
-from tests.oauth_modes import client_credentials, pkce, sign_in, variables
+from tests.oauth_modes import client_credentials, implicit, pkce, sign_in, variables
 from tests.servers.dovecot import Dovecot
 from tests.servers.ews import EwsServerUnderTest
 from tests.servers.oauth import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, AuthorizationServerUnderTest
@@ -553,6 +553,77 @@ def test_ropc_gets_a_token_with_the_password_and_warns(
         postroom.connect("ropc2", ews_config(ews_server, auth=mode), variables=names | {"EWS_PASSWORD": "not-it"})
     assert "not-it" not in str(refused.value)
     assert "check the username and password" in str(refused.value)
+
+
+def test_implicit_sign_in_relays_the_token_from_the_fragment_and_cannot_refresh_it(
+    ews_server: EwsServerUnderTest, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    from postroom.auth.oauth import ImplicitGrantWarning, TokenStore
+    from postroom.credentials import CredentialVault
+
+    ews_server.deliver(mail("via implicit"))
+    with pytest.warns(ImplicitGrantWarning, match="cannot refresh it"):
+        config = ews_config(ews_server, auth=implicit(authorization_server))
+    token_requests = sum(authorization_server.requests.values())
+    player = sign_in(authorization_server, config.auth, USER)  # type: ignore[arg-type]
+    assert player.landed_on is not None
+    assert "access_token=" in player.landed_on.partition("#")[2]  # in the fragment, as RFC 6749 §4.2.2 says
+    assert player.relay_page is not None and player.listener_status == 200
+    assert "access_token" not in player.relay_page.url  # the token never travelled in a URL to the listener
+    issued = [t for t in authorization_server.tokens.values() if t.user == USER and t.client_id == PUBLIC_CLIENT]
+    assert issued[-1].scope == "https://outlook.office365.com/EWS.AccessAsUser.All"
+    store = TokenStore(CredentialVault.default(), config.auth.token_name)  # type: ignore[attr-defined]
+    record = store.load()
+    assert record is not None and record.grant == "implicit" and record.refresh_token is None
+    assert record.access_token.reveal() == issued[-1].access_token
+
+    names = variables(USER)
+    with postroom.connect("implicit", config, variables=names) as session:
+        assert [m.subject for m in postroom.messages(session)] == ["via implicit"]
+        authorization_server.revoke_access_tokens(USER)  # refused from now on: there is nothing to refresh
+        with pytest.raises(postroom.ConsentRequiredError, match="refused by the mail server") as refused:
+            list(postroom.messages(session))
+    assert "sign in again" in refused.value.hint and "OAuth2PKCE" in refused.value.hint
+    assert sum(authorization_server.requests.values()) == token_requests  # no token endpoint call, ever
+    assert set(ews_server.schemes) == {"Bearer"}
+
+    store.save(record.without_access_token())  # an hour later
+    with pytest.raises(postroom.ConsentRequiredError, match="has expired and the implicit grant has no refresh"):
+        postroom.connect("implicit", config, variables=names)
+
+
+def test_implicit_sign_in_declined_or_forged(authorization_server: AuthorizationServerUnderTest) -> None:
+    import requests
+
+    from postroom.auth.oauth.loopback import LoopbackRedirect
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mode = implicit(authorization_server)
+    with pytest.raises(postroom.AuthorizationDeniedError, match="declined \\(access_denied"):
+        sign_in(authorization_server, mode, USER, decision="deny")  # the error comes back in the fragment too
+
+    with LoopbackRedirect(
+        "http://localhost:0/Callback", "right-state", answer="access_token", relay_fragment=True
+    ) as ear:
+        base = ear.redirect_uri
+        replies: list[requests.Response] = []
+
+        def browse() -> None:
+            replies.append(requests.get(base.replace("/Callback", "/Other"), timeout=5))
+            token = {"access_token": "at-x", "token_type": "Bearer"}
+            replies.append(requests.post(base, data={**token, "state": "forged"}, timeout=5))
+            replies.append(requests.post(base, data={"state": "right-state", "token_type": "Bearer"}, timeout=5))
+            replies.append(requests.post(base, data={**token, "state": "right-state", "expires_in": "60"}, timeout=5))
+
+        import threading
+
+        browser = threading.Thread(target=browse)
+        browser.start()
+        answer = ear.wait(timeout=15)
+        browser.join()
+    assert [r.status_code for r in replies] == [404, 400, 400, 200]
+    assert answer["access_token"] == "at-x" and ear.refused == 2
 
 
 def test_exchangelib_debug_logs_never_show_the_password(

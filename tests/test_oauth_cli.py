@@ -13,6 +13,7 @@ from pathlib import Path
 from postroom.credentials import CredentialVault
 from tests.browser import Browser
 from tests.servers.dovecot import Dovecot
+from tests.servers.ews import EwsServerUnderTest
 from tests.servers.oauth import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, PUBLIC_CLIENT, AuthorizationServerUnderTest
 
 POSTROOM = [sys.executable, "-m", "postroom"]
@@ -31,6 +32,30 @@ def oauth_profile_args(server: AuthorizationServerUnderTest, dovecot: Dovecot, n
         "--oauth-ca-file", str(server.ca_file),
         *extra,
     ]  # fmt: skip
+
+
+def auth_login(server: AuthorizationServerUnderTest, name: str, user: str, env: dict[str, str]) -> tuple[str, str]:
+    """`postroom auth login NAME --no-browser`, with the test as the user opening the URL it prints."""
+    login = subprocess.Popen(
+        [*POSTROOM, "auth", "login", name, "--no-browser", "--timeout", "30"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert login.stderr is not None
+    printed = []
+    browser = Browser(server, user)
+    for line in login.stderr:
+        printed.append(line)
+        if line.strip().startswith("https://"):
+            browser(line.strip())
+            break
+    out, err = login.communicate(timeout=60)
+    browser.join()
+    assert login.returncode == 0, "".join(printed) + err
+    assert not browser.errors, browser.errors
+    return out, "".join(printed) + err
 
 
 def test_connect_auth_login_status_list_logout(
@@ -57,24 +82,7 @@ def test_connect_auth_login_status_list_logout(
     assert before.returncode == 7
     assert "not signed in" in before.stderr and "postroom auth login orders" in before.stderr
 
-    login = subprocess.Popen(
-        [*POSTROOM, "auth", "login", "orders", "--no-browser", "--timeout", "30"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert login.stderr is not None
-    printed = []
-    for line in login.stderr:
-        printed.append(line)
-        if line.strip().startswith("https://"):
-            browser = Browser(authorization_server, mailbox_user)
-            browser(line.strip())
-            break
-    out, err = login.communicate(timeout=60)
-    browser.join()
-    assert login.returncode == 0, "".join(printed) + err
+    out, err = auth_login(authorization_server, "orders", mailbox_user, env)
     assert f"signed in: orders — {mailbox_user} (oauth2-pkce, microsoft365)" in out
     assert "refresh token  yes" in out and "vault:profile:orders/token (encrypted)" in out
 
@@ -144,3 +152,30 @@ def test_connect_refuses_incomplete_oauth_settings(isolated_home: Path) -> None:
         password_with_oauth.returncode == 3
         and "password: is not used with --auth oauth2-pkce" in password_with_oauth.stderr
     )
+
+
+def test_ews_with_the_implicit_grant_from_the_cli(
+    authorization_server: AuthorizationServerUnderTest, ews_server: EwsServerUnderTest, isolated_home: Path
+) -> None:
+    user = "bot@example.test"
+    ews_server.deliver(b"Subject: ticket 12\r\nFrom: desk@example.test\r\n\r\nplease\r\n")
+    env = {**os.environ, "POSTROOM_HOME": str(isolated_home), "BOT_MAILBOX": user}
+    saved = postroom(
+        "connect", "legacy", "--protocol", "ews", "--url", ews_server.url, "--ca-file", str(ews_server.ca_file),
+        "--auth", "oauth2-implicit", "--client-id", PUBLIC_CLIENT, "--username", "env:BOT_MAILBOX",
+        "--authority", authorization_server.authority, "--oauth-ca-file", str(authorization_server.ca_file),
+        "--redirect-uri", "http://localhost:0/Callback",
+        env=env,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    assert "warning: OAuth2 implicit returns the access token in the browser's address" in saved.stderr
+    assert "sign in with: postroom auth login legacy" in saved.stdout
+    out, _ = auth_login(authorization_server, "legacy", user, env)
+    assert "signed in: legacy" in out and "(oauth2-implicit, microsoft365)" in out
+    assert "refresh token  none (implicit grant): sign in again when the access token expires" in out
+    listed = postroom("list", "--session", "legacy", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [m["subject"] for m in json.loads(listed.stdout)["messages"]] == ["ticket 12"]
+    authorization_server.revoke_access_tokens(user)
+    refused = postroom("list", "--session", "legacy", env=env)
+    assert refused.returncode == 7 and "run `postroom auth login legacy`" in refused.stderr

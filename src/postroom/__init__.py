@@ -30,7 +30,7 @@ from postroom.actions import (
     test_connection,
 )
 from postroom.actions.send import SendReceipt, forward, reply, send
-from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2PKCE, OAuth2ROPC
+from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.config import PROVIDERS, EmailServer, Ews, EwsRetirementWarning, PlaintextWarning, UnverifiedTLSWarning
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import (
@@ -103,6 +103,7 @@ __all__ = [
     "MessageKey",
     "Ntlm",
     "OAuth2ClientCredentials",
+    "OAuth2Implicit",
     "OAuth2PKCE",
     "OAuth2ROPC",
     "OAuthError",

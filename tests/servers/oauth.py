@@ -9,6 +9,8 @@ unchanged, and serves them over HTTPS with a CA made for the run. It implements:
 - refresh tokens, rotated on every use (the old one then fails with ``invalid_grant``);
 - client credentials for a confidential app, whose tokens open the mailboxes it was
   granted (like an Exchange service principal with FullAccess);
+- the resource owner password grant (ROPC) and the implicit grant (``response_type=token``,
+  the token in the redirect's URL fragment), both legacy, for the public app;
 - RFC 7662 introspection (client-authenticated) on a plain-HTTP back channel, which
   Dovecot's ``oauth2`` passdb and the test SMTP server use to validate tokens.
 
@@ -114,7 +116,8 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return method in {"client_secret_basic", "client_secret_post"}
 
     def check_response_type(self, response_type: str) -> bool:
-        return response_type == "code" and "authorization_code" in self.grant_types
+        grant = {"code": "authorization_code", "token": "implicit"}.get(response_type)
+        return grant is not None and grant in self.grant_types
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
@@ -266,7 +269,7 @@ _LOGIN_PAGE = """<!doctype html><html><body><h1>Sign in to the test tenant</h1>
 def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
     app = Flask("postroom-test-oauth")
     clients = {
-        PUBLIC_CLIENT: _Client(PUBLIC_CLIENT, None, ("authorization_code", "refresh_token", "password")),
+        PUBLIC_CLIENT: _Client(PUBLIC_CLIENT, None, ("authorization_code", "refresh_token", "password", "implicit")),
         CONFIDENTIAL_CLIENT: _Client(
             CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, ("authorization_code", "refresh_token", "client_credentials")
         ),
@@ -398,6 +401,7 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
     server.register_grant(Refresh)
     server.register_grant(ClientCredentials)
     server.register_grant(Password)
+    server.register_grant(grants.ImplicitGrant)
     server.register_endpoint(Introspection)
 
     @app.get("/<tenant>/v2.0/.well-known/openid-configuration")
@@ -409,7 +413,7 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
             "issuer": issuer,
             "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
             "token_endpoint": f"{root}/oauth2/v2.0/token",
-            "response_types_supported": ["code"],
+            "response_types_supported": ["code", "token"],
             "code_challenge_methods_supported": ["S256"],
         }
 

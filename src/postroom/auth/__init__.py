@@ -4,7 +4,7 @@ from typing import Any
 
 from postroom.auth.base import AuthMode, Login, PasswordLogin, TokenLogin
 from postroom.auth.basic import Basic, Ntlm
-from postroom.auth.oauth import OAuth2ClientCredentials, OAuth2PKCE, OAuth2ROPC
+from postroom.auth.oauth import OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.errors import ConfigError
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Login",
     "Ntlm",
     "OAuth2ClientCredentials",
+    "OAuth2Implicit",
     "OAuth2PKCE",
     "OAuth2ROPC",
     "PasswordLogin",
@@ -22,7 +23,9 @@ __all__ = [
 ]
 
 #: Profile ``mode`` → auth mode class.
-AUTH_MODES: dict[str, Any] = {cls.kind: cls for cls in (Basic, Ntlm, OAuth2PKCE, OAuth2ClientCredentials, OAuth2ROPC)}
+AUTH_MODES: dict[str, Any] = {
+    cls.kind: cls for cls in (Basic, Ntlm, OAuth2PKCE, OAuth2ClientCredentials, OAuth2ROPC, OAuth2Implicit)
+}
 
 
 def auth_from_profile(record: dict[str, str]) -> AuthMode:

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from postroom.auth import OAuth2ClientCredentials, OAuth2PKCE
+from postroom.auth import OAuth2ClientCredentials
 from postroom.auth.oauth.endpoints import OAuthEndpoints
+from postroom.auth.oauth.modes import BrowserSignIn
 from postroom.auth.oauth.tokens import TokenRecord
 from postroom.cli.output import emit, handle_errors, json_option, state
 from postroom.credentials import ResolveContext
@@ -18,12 +19,12 @@ from postroom.profiles import ProfileStore
 
 __all__ = ["auth_group"]
 
-OAuthMode = OAuth2PKCE | OAuth2ClientCredentials
+OAuthMode = BrowserSignIn | OAuth2ClientCredentials
 
 
 def _oauth_profile(name: str) -> OAuthMode:
     auth = ProfileStore().load(name).auth
-    if not isinstance(auth, OAuth2PKCE | OAuth2ClientCredentials):
+    if not isinstance(auth, BrowserSignIn | OAuth2ClientCredentials):
         raise ConfigError(
             "auth",
             f"profile {name!r} uses {auth.kind!r}, not OAuth2",
@@ -51,12 +52,13 @@ def auth_group() -> None:
 def auth_login(name: str, no_browser: bool, timeout: float, as_json: bool) -> None:
     """Sign in for profile NAME and store its tokens, encrypted, in the credential vault.
 
-    PKCE: opens the provider's sign-in page and waits for it to come back to the
-    redirect URI. Client credentials: requests an app token now, to check the app.
+    PKCE and implicit: opens the provider's sign-in page and waits for it to come
+    back to the redirect URI. Client credentials: requests an app token now, to
+    check the app.
     """
     mode = _oauth_profile(name)
     context = ResolveContext(variables=state().variables)
-    if isinstance(mode, OAuth2PKCE):
+    if isinstance(mode, BrowserSignIn):
 
         def show(url: str) -> None:
             click.echo(f"Sign in at:\n\n  {url}\n", err=True)
@@ -133,6 +135,8 @@ def _print_summary(summary: dict[str, Any], *, prefix: str) -> None:
     click.echo(f"{prefix}: {summary['profile']} — {who} ({summary['mode']}, {summary['provider']})")
     expires = f"{summary['expires_at']} (in {summary['expires_in_s'] // 60} min)"
     refresh = "yes (refreshed automatically)" if summary["refresh_token"] else "no"
+    if summary["mode"] == "oauth2-implicit":
+        refresh = "none (implicit grant): sign in again when the access token expires"
     for label, value in (
         ("scopes", " ".join(summary["scopes"]) or "(not reported)"),
         ("access token", f"expires {expires}"),

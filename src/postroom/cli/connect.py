@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from postroom.actions import ConnectionTest, test_connection
-from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2PKCE, OAuth2ROPC
+from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.auth.oauth import DEFAULT_REDIRECT_URI
+from postroom.auth.oauth.modes import BrowserSignIn
 from postroom.cli.output import emit, handle_errors, json_option, state
 from postroom.config import PROVIDERS, EmailServer, Ews, ServerConfig
 from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault
@@ -42,14 +43,16 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option(
     "--auth",
     "auth_mode",
-    type=click.Choice(["basic", "ntlm", "oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc"]),
+    type=click.Choice(["basic", "ntlm", "oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc", "oauth2-implicit"]),
     default="basic",
     show_default=True,
     help="Basic (password), NTLM (EWS), OAuth2 authorization code with PKCE (a user signs in once), "
-    "or client credentials.",
+    "client credentials (app-only), or the legacy ROPC (password) and implicit grants.",
 )
 @click.option("--username", "username_ref", metavar="REF", help="vault:N/A, var:N, env:N or a value (the mailbox).")
-@click.option("--password", "password_ref", metavar="REF", help="Basic only. vault:N/A, var:N, env:N or a value.")
+@click.option(
+    "--password", "password_ref", metavar="REF", help="Basic, NTLM, ROPC. vault:N/A, var:N, env:N or a value."
+)
 @click.option(
     "--oauth-provider",
     type=click.Choice(["microsoft365", "gmail", "custom"]),
@@ -87,7 +90,8 @@ def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) ->
     A bare value for a secret option (--username, --password, --client-id,
     --tenant-id, --client-secret) is an insecure string: it is moved into the
     credential vault as vault:profile:NAME/FIELD, never written to the profile in
-    clear. With --auth oauth2-pkce, sign in afterwards with `postroom auth login NAME`.
+    clear. With --auth oauth2-pkce or oauth2-implicit, sign in afterwards with
+    `postroom auth login NAME`.
     """
     ews_mailbox = options.get("mailbox") if options.get("protocol") == "ews" else None
     if ews_mailbox:
@@ -109,7 +113,7 @@ def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) ->
         )
         if tested is not None:
             _print_test(tested)
-        elif isinstance(auth, OAuth2PKCE):
+        elif isinstance(auth, BrowserSignIn):
             click.echo(f"sign in with: postroom auth login {name}")
         else:
             click.echo(f"check it with: postroom test-connection {name}")
@@ -175,6 +179,8 @@ def _auth_from_options(name: str, options: dict[str, Any]) -> AuthMode:
     }
     if mode == "oauth2-pkce":
         return OAuth2PKCE(**settings)
+    if mode == "oauth2-implicit":
+        return OAuth2Implicit(**settings)
     settings.pop("redirect_uri", None)
     if mode == "oauth2-ropc":
         return OAuth2ROPC(**settings)

@@ -131,7 +131,7 @@ class Ews:
             object.__setattr__(self, "ca_file", check_ca_file(self.ca_file))
         if not hasattr(self.auth, "resolve") or not hasattr(self.auth, "kind"):
             raise ConfigError("auth", f"expected an auth mode such as Basic(...), got {type(self.auth).__name__}")
-        if self.auth.kind == "oauth2-pkce" and self.access_type == "impersonation":
+        if self.auth.kind in {"oauth2-pkce", "oauth2-implicit"} and self.access_type == "impersonation":
             raise ConfigError(
                 "access_type", "impersonation is for app-only access", hint="use client credentials, or delegate"
             )

@@ -21,7 +21,7 @@ from postroom.auth.oauth.tokens import TokenResponse, unverified_claims
 from postroom.credentials import Secret, redact
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, OAuthError, ServerUnreachableError
 
-__all__ = ["AuthlibClient", "AuthorizationRequest", "MsalClient", "OAuthClient", "make_client"]
+__all__ = ["AuthlibClient", "AuthorizationFlow", "AuthorizationRequest", "MsalClient", "OAuthClient", "make_client"]
 
 
 @dataclass
@@ -35,14 +35,22 @@ class AuthorizationRequest:
     private: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-class OAuthClient(Protocol):
-    """One app registration at one authorization server."""
+class AuthorizationFlow(Protocol):
+    """A browser sign-in: the URL to open, and the tokens from what the redirect carried."""
 
     endpoints: OAuthEndpoints
+    #: The parameter a successful redirect carries (``code``, or ``access_token`` for implicit).
+    answer: str
+    #: True when the redirect carries it in the URL fragment, which a browser never sends to a server.
+    in_fragment: bool
 
     def begin(self, redirect_uri: str, state: str, login_hint: str | None) -> AuthorizationRequest: ...
 
     def redeem(self, request: AuthorizationRequest, callback: Mapping[str, str]) -> TokenResponse: ...
+
+
+class OAuthClient(AuthorizationFlow, Protocol):
+    """One app registration at one authorization server."""
 
     def refresh(self, refresh_token: Secret) -> TokenResponse: ...
 
@@ -75,6 +83,9 @@ def make_client(endpoints: OAuthEndpoints, settings: ClientSettings) -> OAuthCli
 
 class MsalClient:
     """Microsoft identity platform through MSAL (public client, or confidential with a secret)."""
+
+    answer = "code"
+    in_fragment = False
 
     def __init__(self, endpoints: OAuthEndpoints, settings: ClientSettings) -> None:
         self.endpoints = endpoints
@@ -166,6 +177,9 @@ def _is_microsoft_login_host(authority: str) -> bool:
 
 class AuthlibClient:
     """A standard OAuth2 server (Google, or a custom provider) through Authlib's requests client."""
+
+    answer = "code"
+    in_fragment = False
 
     def __init__(self, endpoints: OAuthEndpoints, settings: ClientSettings) -> None:
         self.endpoints = endpoints

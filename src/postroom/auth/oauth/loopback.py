@@ -8,10 +8,18 @@ callback with a wrong or missing state is refused and logged, and the listener
 keeps waiting for the real one, so a forged request can neither sign the bot in
 to another account nor cancel the sign-in. Nothing from the query is echoed into
 the page, and the code is never logged.
+
+The implicit grant returns its token in the URL *fragment*, which a browser never
+sends to a server. For it, a ``GET`` of the callback path without a query is
+answered with a small page whose script (the only one it may run, by its
+Content-Security-Policy hash) clears the fragment from the address bar and posts
+it back as a form; that ``POST`` is then checked like any callback.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -23,7 +31,7 @@ from postroom.auth.oauth.replies import error_detail
 from postroom.errors import AuthorizationDeniedError, ConfigError
 from postroom.logs import get_logger
 
-__all__ = ["DEFAULT_REDIRECT_URI", "LoopbackRedirect", "check_redirect_uri"]
+__all__ = ["DEFAULT_REDIRECT_URI", "RELAY_POLICY", "LoopbackRedirect", "check_redirect_uri"]
 
 DEFAULT_REDIRECT_URI = "http://localhost:8888/Callback"
 _log = get_logger("postroom.auth")
@@ -31,6 +39,35 @@ _MAX_FORM = 64 * 1024
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>postroom</title></head>
 <body style="font-family:sans-serif;margin:3em"><h2>{title}</h2><p>{text}</p></body></html>"""
+
+
+_RELAY_SCRIPT = """(function () {
+  var answer = window.location.hash.substring(1);
+  history.replaceState(null, "", window.location.pathname);
+  if (!answer) {
+    document.getElementById("status").textContent = "This address carries no sign-in response.";
+    return;
+  }
+  var form = document.createElement("form");
+  form.method = "post";
+  form.action = window.location.pathname;
+  new URLSearchParams(answer).forEach(function (value, name) {
+    var field = document.createElement("input");
+    field.type = "hidden";
+    field.name = name;
+    field.value = value;
+    form.appendChild(field);
+  });
+  document.body.appendChild(form);
+  form.submit();
+})();"""
+_RELAY_PAGE = f"""<!doctype html><html><head><meta charset="utf-8"><title>postroom</title></head>
+<body><h2>Finishing the sign-in</h2><p id="status">Handing the sign-in response to postroom…</p>
+<noscript><p>This step needs JavaScript: the response is in this page's address, which only a script
+can pass on to postroom.</p></noscript><script>{_RELAY_SCRIPT}</script></body></html>"""
+_RELAY_HASH = base64.b64encode(hashlib.sha256(_RELAY_SCRIPT.encode()).digest()).decode()
+#: The relay page may run its own script and post a form to this listener, nothing else.
+RELAY_POLICY = f"default-src 'none'; script-src 'sha256-{_RELAY_HASH}'; form-action 'self'; base-uri 'none'"
 
 
 def check_redirect_uri(value: str) -> str:
@@ -59,9 +96,11 @@ class LoopbackRedirect:
     ...     params = listener.wait(timeout=300)
     """
 
-    def __init__(self, redirect_uri: str, state: str) -> None:
+    def __init__(self, redirect_uri: str, state: str, *, answer: str = "code", relay_fragment: bool = False) -> None:
         self._parts = urlsplit(check_redirect_uri(redirect_uri))
         self._state = state
+        self._answer = answer
+        self._relay_fragment = relay_fragment
         self._server: HTTPServer | None = None
         self._result: dict[str, str] | None = None
         #: Callbacks refused because their state did not match (forged or stale).
@@ -96,7 +135,7 @@ class LoopbackRedirect:
             self._server = None
 
     def wait(self, timeout: float) -> dict[str, str]:
-        """The callback's query parameters, once a request with the right state arrives."""
+        """The callback's parameters, once a request with the right state arrives."""
         assert self._server is not None, "use LoopbackRedirect as a context manager"
         deadline = time.monotonic() + timeout
         while self._result is None:
@@ -116,6 +155,10 @@ class LoopbackRedirect:
 
     # called by the handler ---------------------------------------------------------------
 
+    def _relays(self, path: str, query: str) -> bool:
+        """True when this GET is the implicit grant's redirect, whose answer is in the fragment."""
+        return self._relay_fragment and not query and path == (self._parts.path or "/") and self._result is None
+
     def _accept(self, path: str, query: str) -> tuple[int, str, str]:
         """Check one callback (its query or form body); returns the page to answer with."""
         expected_path = self._parts.path or "/"
@@ -129,9 +172,10 @@ class LoopbackRedirect:
             return 400, "Sign-in refused", "This response does not belong to the sign-in postroom started."
         if self._result is not None:
             return 400, "Sign-in already done", "This sign-in response was already used."
-        if "error" not in params and not params.get("code"):
+        if "error" not in params and not params.get(self._answer):
             self.refused += 1
-            return 400, "Sign-in refused", "The response carries neither a code nor an error."
+            what = "an access token" if self._answer == "access_token" else "a code"
+            return 400, "Sign-in refused", f"The response carries neither {what} nor an error."
         self._result = params
         if "error" in params:
             return 200, "Sign-in not completed", "The sign-in was not completed. See the postroom output for why."
@@ -145,6 +189,9 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
+        if self.listener._relays(parts.path, parts.query):
+            self._send(200, _RELAY_PAGE.encode(), {"Content-Security-Policy": RELAY_POLICY})
+            return
         status, title, text = self.listener._accept(parts.path, parts.query)
         self._reply(status, title, text)
 
@@ -160,12 +207,16 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         self._reply(status, title, text)
 
     def _reply(self, status: int, title: str, text: str) -> None:
-        body = _PAGE.format(title=title, text=text).encode()
+        self._send(status, _PAGE.format(title=title, text=text).encode(), {})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("Referrer-Policy", "no-referrer")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 

@@ -1,4 +1,4 @@
-"""The OAuth2 auth modes: authorization code with PKCE, and client credentials.
+"""The OAuth2 auth modes: authorization code with PKCE, client credentials, ROPC and implicit.
 
 Like :class:`~postroom.auth.Basic`, a mode is configuration: secret fields (client
 id, tenant id, client secret, username) are references to the vault, a variable
@@ -10,13 +10,14 @@ expire, or when the mail server turned one down.
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from postroom.auth.base import TokenLogin, check_wire_safe
-from postroom.auth.oauth.clients import ClientSettings, OAuthClient, make_client
+from postroom.auth.oauth.clients import AuthorizationFlow, ClientSettings, OAuthClient, make_client
 from postroom.auth.oauth.endpoints import OAuthEndpoints, OAuthProvider, endpoints_for
 from postroom.auth.oauth.loopback import DEFAULT_REDIRECT_URI, check_redirect_uri
 from postroom.auth.oauth.tokens import TokenRecord, TokenStore, fingerprint
@@ -27,7 +28,16 @@ from postroom.credentials.vault import CredentialVault
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, PostroomWarning
 from postroom.logs import get_logger
 
-__all__ = ["OAuth2ClientCredentials", "OAuth2PKCE", "OAuth2ROPC", "RopcWarning", "VaultTokenSource"]
+__all__ = [
+    "BrowserSignIn",
+    "ImplicitGrantWarning",
+    "OAuth2ClientCredentials",
+    "OAuth2Implicit",
+    "OAuth2PKCE",
+    "OAuth2ROPC",
+    "RopcWarning",
+    "VaultTokenSource",
+]
 
 _log = get_logger("postroom.auth")
 _SECRET_FIELDS = ("client_id", "tenant_id", "client_secret", "username", "password")
@@ -281,18 +291,12 @@ class _OAuthMode:
         return hash(tuple(sorted(self.describe().items())))
 
 
-class OAuth2PKCE(_OAuthMode):
-    """OAuth2 authorization code with PKCE: a user signs in once in a browser, the bot refreshes.
+class BrowserSignIn(_OAuthMode):
+    """A mode whose tokens come from a user signing in once in a browser (PKCE, implicit)."""
 
-    >>> from postroom import Vault
-    >>> OAuth2PKCE(client_id=Vault("app", "client_id"), tenant_id=Vault("app", "tenant_id"),
-    ...            username="bot@contoso.com", token_name="oauth:bot")
-    OAuth2PKCE(client_id=vault:app/client_id, tenant_id=vault:app/tenant_id, username=insecure:***, \
-provider=microsoft365, azure_cloud=global, redirect_uri=http://localhost:8888/Callback, token_name=oauth:bot)
-    """
-
-    kind = "oauth2-pkce"
-    grant = "authorization_code"
+    def authorization_flow(self, app: ResolvedApp) -> AuthorizationFlow:
+        """What starts the sign-in and turns the redirect into tokens."""
+        return app.client()
 
     def login(
         self,
@@ -308,6 +312,66 @@ provider=microsoft365, azure_cloud=global, redirect_uri=http://localhost:8888/Ca
 
         context = ResolveContext(variables=variables or {}, vault=vault)
         return sign_in(self, context, open_browser=open_browser, show_url=show_url, timeout=timeout)
+
+
+class OAuth2PKCE(BrowserSignIn):
+    """OAuth2 authorization code with PKCE: a user signs in once in a browser, the bot refreshes.
+
+    >>> from postroom import Vault
+    >>> OAuth2PKCE(client_id=Vault("app", "client_id"), tenant_id=Vault("app", "tenant_id"),
+    ...            username="bot@contoso.com", token_name="oauth:bot")
+    OAuth2PKCE(client_id=vault:app/client_id, tenant_id=vault:app/tenant_id, username=insecure:***, \
+provider=microsoft365, azure_cloud=global, redirect_uri=http://localhost:8888/Callback, token_name=oauth:bot)
+    """
+
+    kind = "oauth2-pkce"
+    grant = "authorization_code"
+
+
+class ImplicitGrantWarning(PostroomWarning):
+    """OAuth2 implicit puts the access token in the browser's address and cannot refresh it."""
+
+
+class OAuth2Implicit(BrowserSignIn):
+    """OAuth2 implicit grant (legacy): the access token comes back in the redirect's URL fragment.
+
+    Kept for Exchange set-ups whose app registration allows only it. The token is
+    exposed to the browser (history, extensions), RFC 9700 says clients SHOULD NOT
+    use it, Microsoft advises against it, and there is no refresh token: after
+    about an hour the user must sign in again, so an unattended bot stops. Prefer
+    :class:`OAuth2PKCE`. The app registration needs "Access tokens (used for
+    implicit flows)" turned on and the redirect URI registered.
+    """
+
+    kind = "oauth2-implicit"
+    grant = "implicit"
+
+    def __init__(self, *, client_id: SecretRef | str, **options: Any) -> None:
+        if options.get("provider") == "gmail":
+            raise ConfigError(
+                "auth", "Google offers no implicit grant to installed apps", hint="use OAuth2PKCE (it also refreshes)"
+            )
+        if options.get("client_secret") is not None:
+            raise ConfigError(
+                "client_secret", "is not used by the implicit grant (a browser app has no secret)", hint="leave it out"
+            )
+        super().__init__(client_id=client_id, **options)
+        warnings.warn(
+            "OAuth2 implicit returns the access token in the browser's address and cannot refresh it "
+            "(sign in again when it expires, about an hour); RFC 9700 and Microsoft advise against it: "
+            "prefer OAuth2PKCE",
+            ImplicitGrantWarning,
+            stacklevel=2,
+        )
+
+    def authorization_flow(self, app: ResolvedApp) -> AuthorizationFlow:
+        from postroom.auth.oauth.implicit import ImplicitFlow
+
+        return ImplicitFlow(app.endpoints, app.settings)
+
+    def relogin_hint(self) -> str:
+        hint = super().relogin_hint()
+        return f"{hint} — implicit tokens cannot be refreshed; OAuth2PKCE refreshes by itself"
 
 
 class OAuth2ClientCredentials(_OAuthMode):
@@ -423,6 +487,8 @@ class VaultTokenSource:
         record = self._current()
         if record is not None and not record.expires_soon():
             return record.access_token
+        if record is not None and self.grant == "implicit" and time.time() < record.expires_at:
+            return record.access_token  # cannot be renewed early: use it to its end
         return self._renew(rejected=None)
 
     def renew(self, rejected: Secret) -> Secret:
@@ -439,6 +505,13 @@ class VaultTokenSource:
                 response = client.client_credentials()
             elif self._password is not None and (current is None or current.refresh_token is None):
                 response = client.password(*self._password)
+            elif current is not None and self.grant == "implicit":
+                raise ConsentRequiredError(
+                    "the OAuth2 implicit sign-in's access token "
+                    + ("was refused by the mail server" if rejected is not None else "has expired")
+                    + " and the implicit grant has no refresh token",
+                    hint=f"sign in again: {self.relogin}",
+                )
             elif current is None or current.refresh_token is None:
                 raise ConsentRequiredError(
                     "not signed in: the vault holds no OAuth2 token for this connection"

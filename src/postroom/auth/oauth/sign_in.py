@@ -1,10 +1,11 @@
-"""The interactive sign-in (consent) of the authorization-code flow with PKCE.
+"""The interactive sign-in (consent) of the browser flows: authorization code with PKCE, and implicit.
 
 Order matters: the loopback listener is bound *before* the browser opens (so the
-redirect cannot race it), the authorization request carries a fresh ``state`` and
-S256 code challenge, the callback is accepted only with that state, and the code
-is redeemed with the same redirect URI and the code verifier. The tokens go
-straight into the vault.
+redirect cannot race it), the authorization request carries a fresh ``state`` (and,
+for PKCE, an S256 code challenge), the callback is accepted only with that state,
+and the code is redeemed with the same redirect URI and the code verifier (the
+implicit grant's token arrives in the redirect itself). The tokens go straight
+into the vault.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from postroom.credentials import ResolveContext
 from postroom.logs import get_logger
 
 if TYPE_CHECKING:
-    from postroom.auth.oauth.modes import OAuth2PKCE
+    from postroom.auth.oauth.modes import BrowserSignIn
 
 __all__ = ["sign_in", "system_browser"]
 
@@ -47,7 +48,7 @@ def system_browser(url: str) -> bool:
 
 
 def sign_in(
-    mode: OAuth2PKCE,
+    mode: BrowserSignIn,
     context: ResolveContext,
     *,
     open_browser: Callable[[str], object] | None = None,
@@ -62,9 +63,11 @@ def sign_in(
     without it, the URL goes to stderr when no browser could be opened.
     """
     app = mode.resolved(context)
-    client = app.client()
+    client = mode.authorization_flow(app)
     state = secrets.token_urlsafe(32)
-    with LoopbackRedirect(mode.redirect_uri, state) as listener:
+    with LoopbackRedirect(
+        mode.redirect_uri, state, answer=client.answer, relay_fragment=client.in_fragment
+    ) as listener:
         request = client.begin(listener.redirect_uri, state, app.username)
         if show_url is not None:
             show_url(request.url)
