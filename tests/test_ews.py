@@ -247,6 +247,14 @@ def test_reading_never_marks_read_and_marks_change_status(
     assert [m.subject for m in postroom.messages(ews, status="unread")] == ["one"]
 
 
+def test_flagged_for_follow_up_shows_as_flagged(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    ews_server.deliver(mail("follow up"), flag_status=2)
+    ews_server.deliver(mail("done"), flag_status=1)  # completed: no longer flagged, as Outlook shows it
+    ews_server.deliver(mail("plain"))
+    found = {m.subject: (m.flagged, m.properties()["flagged"]) for m in postroom.messages(ews)}
+    assert found == {"follow up": (True, True), "done": (False, False), "plain": (False, False)}
+
+
 def test_bulk_calls_give_one_result_per_message_in_order(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
     items = [ews_server.deliver(mail(f"m{i}")) for i in range(3)]
     ews_server.folder("Archive")

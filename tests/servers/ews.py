@@ -87,6 +87,8 @@ class EwsItem:
     attachments: list[EwsAttachment]
     headers: list[tuple[str, str]]
     is_read: bool = False
+    #: PidTagFlagStatus: None (not flagged), 1 (completed) or 2 (flagged for follow-up).
+    flag_status: int | None = None
     id: str = field(default_factory=lambda: "AAMk" + secrets.token_urlsafe(30))
     changekey: str = field(default_factory=lambda: "CQAAAB" + secrets.token_urlsafe(6))
 
@@ -330,6 +332,11 @@ def _item_xml(item: EwsItem, fields: list[str], *, body_type: str = "Best") -> s
                 out.append(f"<t:{name}>{''.join(_mailbox(n, a) for n, a in people)}</t:{name}>")
         elif uri == "message:IsRead":
             out.append(f"<t:IsRead>{str(item.is_read).lower()}</t:IsRead>")
+        elif uri == "ext:0x1090" and item.flag_status is not None:  # PidTagFlagStatus, absent when never flagged
+            out.append(
+                '<t:ExtendedProperty><t:ExtendedFieldURI PropertyTag="0x1090" PropertyType="Integer"/>'
+                f"<t:Value>{item.flag_status}</t:Value></t:ExtendedProperty>"
+            )
         elif uri == "message:InternetMessageId":
             out.append(f"<t:InternetMessageId>{_x(item.message_id)}</t:InternetMessageId>")
         elif uri in ("message:InReplyTo", "message:References"):
@@ -420,6 +427,9 @@ def _shape_fields(shape: etree._Element | None) -> tuple[list[str], str]:
         return list(_DEFAULT_FIELDS), "Best"
     base = shape.findtext("t:BaseShape", namespaces=NS) or "IdOnly"
     fields = [str(f.get("FieldURI")) for f in shape.findall("t:AdditionalProperties/t:FieldURI", NS)]
+    fields += [
+        "ext:" + str(f.get("PropertyTag")) for f in shape.findall("t:AdditionalProperties/t:ExtendedFieldURI", NS)
+    ]
     if base != "IdOnly":
         fields = list(_DEFAULT_FIELDS) + fields
     return fields, shape.findtext("t:BodyType", namespaces=NS) or "Best"

@@ -17,7 +17,8 @@ import email.utils
 from collections.abc import Iterable
 from typing import Any
 
-from exchangelib import HTMLBody, ItemAttachment
+from exchangelib import HTMLBody, ItemAttachment, Message
+from exchangelib.extended_properties import Flag
 
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageKey, MessageSummary
@@ -40,10 +41,17 @@ SUMMARY_FIELDS = (
     "datetime_sent",
     "datetime_received",
     "is_read",
+    "postroom_flag_status",
     "size",
     "attachments",
     "body",
 )
+
+
+#: PidTagFlagStatus (MS-OXOFLAG): 2 is "flagged for follow-up", what IMAP shows as \\Flagged; 1 is completed.
+_FLAGGED = 2
+if "postroom_flag_status" not in Message.FIELDS:  # exchangelib has no field for it: an extended MAPI property
+    Message.register("postroom_flag_status", Flag)
 
 
 class _Cleaner:
@@ -156,7 +164,9 @@ def summary_of(item: Any, folder: str) -> MessageSummary:
     return MessageSummary(
         key=MessageKey(folder, item_id=item.id),
         header=header,
-        flags=frozenset({"\\Seen"}) if item.is_read else frozenset(),
+        flags=frozenset(
+            name for name, on in (("\\Seen", item.is_read), ("\\Flagged", item.postroom_flag_status == _FLAGGED)) if on
+        ),
         size=item.size or 0,
         received=received,
         structure=structure,
