@@ -285,6 +285,26 @@ def test_save_email_is_the_mime_content_and_attachments_stream(
     assert "GetAttachment" in ews_server.operations
 
 
+def test_an_attached_email_is_saved_as_eml_with_its_own_attachments_on_request(
+    ews: postroom.Session, ews_server: EwsServerUnderTest, tmp_path: Path
+) -> None:
+    inner = mail("Invoice 88 (original)", files={"invoice-88.pdf": b"%PDF-1.4 eighty-eight"})
+    outer = EmailMessage()
+    outer["From"], outer["To"], outer["Subject"] = "Bob <bob@example.test>", USER, "Fwd: Invoice 88"
+    outer.set_content("see the attached mail")
+    outer.add_attachment(email.message_from_bytes(inner, policy=email.policy.default))  # an ItemAttachment
+    ews_server.deliver(outer.as_bytes())
+    message = next(iter(postroom.messages(ews)))
+    assert message.attachment_names == ["Invoice 88 (original)"]  # Exchange names it by its subject
+    saved = message.save_attachments(tmp_path / "plain")
+    eml = (tmp_path / "plain" / "Invoice 88 (original).eml").read_bytes()
+    assert [p.path.name for p in saved] == ["Invoice 88 (original).eml"]
+    assert email.message_from_bytes(eml, policy=email.policy.default)["Subject"] == "Invoice 88 (original)"
+    nested = message.save_attachments(tmp_path / "nested", include_nested=True)
+    assert sorted(p.path.name for p in nested) == ["Invoice 88 (original).eml", "invoice-88.pdf"]
+    assert (tmp_path / "nested" / "invoice-88.pdf").read_bytes() == b"%PDF-1.4 eighty-eight"
+
+
 def test_send_with_bcc_and_a_copy_in_sent_items(
     ews: postroom.Session, ews_server: EwsServerUnderTest, tmp_path: Path
 ) -> None:

@@ -109,12 +109,14 @@ class EwsItem:
         attachments = []
         for part in msg.iter_attachments():
             payload = part.get_payload(decode=True) if not part.is_multipart() else part.as_bytes()
+            name = part.get_filename() or ""
             if part.get_content_type() == "message/rfc822":
                 inner = part.get_payload()
                 payload = inner[0].as_bytes() if isinstance(inner, list) else bytes(payload or b"")
+                name = name or (str(inner[0]["Subject"] or "") if isinstance(inner, list) else "")  # as Exchange
             attachments.append(
                 EwsAttachment(
-                    name=part.get_filename() or "",
+                    name=name,
                     content_type=part.get_content_type(),
                     content=bytes(payload or b""),
                     is_inline=part.get_content_disposition() == "inline",
