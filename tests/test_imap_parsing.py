@@ -81,3 +81,31 @@ def test_a_malformed_reply_is_a_protocol_error_not_a_crash() -> None:
     where = StageTracker("imaps://h:993", "h", 993, "ssl", 1, 1, stage="command")
     with pytest.raises(ProtocolError, match="could not read the server's reply"), mapped_errors(where, "imap"):
         tokenize([b"(UID 1 FLAGS (\\Seen)"])
+
+
+def test_the_fast_date_reader_agrees_with_the_stdlib_on_every_form_it_takes() -> None:
+    import datetime as dt
+    import email.utils
+    import random
+
+    from postroom.message.decode import parse_date
+
+    chance = random.Random(5322)
+    days = ("Mon, ", "Sun,", "")
+    months = ("Jan", "feb", "MAR", "Dec", "Foo")
+    zones = ("+0000", "-0000", "+0200", "-0730", "+1400", "+2400", "-9959")
+    for _ in range(3000):
+        text = (
+            f"{chance.choice(days)}{chance.randint(0, 32)} {chance.choice(months)} {chance.randint(1969, 2100)} "
+            f"{chance.randint(0, 24):02d}:{chance.randint(0, 60):02d}"
+            + (f":{chance.randint(0, 61):02d}" if chance.random() < 0.8 else "")
+            + f" {chance.choice(zones)}"
+        )
+        try:
+            expected: dt.datetime | None = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            expected = None
+        if expected is not None and expected.tzinfo is None:
+            expected = expected.replace(tzinfo=dt.UTC)
+        found = parse_date(text)
+        assert found == expected and (found is None or found.utcoffset() == expected.utcoffset()), text  # type: ignore[union-attr]

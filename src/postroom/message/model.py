@@ -14,10 +14,10 @@ import email.parser
 import email.policy
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
+from postroom.message.cached import cached
 from postroom.message.decode import decode_text, decode_words, parse_addresses, parse_date
 from postroom.message.headers import HeaderBlock, split_header_block
 from postroom.message.html_text import html_to_text
@@ -144,7 +144,7 @@ class Message:
 
     # -- headers ----------------------------------------------------------------------------
 
-    @cached_property
+    @cached
     def _header(self) -> HeaderBlock:
         return split_header_block(self.summary.header, self.defects)
 
@@ -157,11 +157,11 @@ class Message:
     def _addresses(self, name: str) -> list[Address]:
         return [Address(n, a) for n, a in parse_addresses(self._header.get_all(name), self.defects)]
 
-    @cached_property
+    @cached
     def subject(self) -> str:
         return self._get("Subject") or ""
 
-    @cached_property
+    @cached
     def from_(self) -> Address | None:
         found = self._addresses("From")
         return found[0] if found else None
@@ -174,44 +174,44 @@ class Message:
     def from_name(self) -> str:
         return self.from_.name if self.from_ else ""
 
-    @cached_property
+    @cached
     def sender_text(self) -> str:
         """``Name <address>`` of the sender, what sender filters match against."""
         return f"{self.from_name} <{self.from_address}>" if self.from_ else (self._get("From") or "")
 
-    @cached_property
+    @cached
     def to(self) -> list[Address]:
         return self._addresses("To")
 
-    @cached_property
+    @cached
     def cc(self) -> list[Address]:
         return self._addresses("Cc")
 
-    @cached_property
+    @cached
     def bcc(self) -> list[Address]:
         return self._addresses("Bcc")
 
-    @cached_property
+    @cached
     def reply_to(self) -> list[Address]:
         return self._addresses("Reply-To")
 
-    @cached_property
+    @cached
     def message_id(self) -> str:
         return (self._get("Message-ID") or "").strip()
 
-    @cached_property
+    @cached
     def in_reply_to(self) -> str:
         return (self._get("In-Reply-To") or "").strip()
 
-    @cached_property
+    @cached
     def references(self) -> list[str]:
         return (self._get("References") or "").split()
 
-    @cached_property
+    @cached
     def sent_date(self) -> dt.datetime | None:
         return parse_date(self._get("Date"), self.defects)
 
-    @cached_property
+    @cached
     def headers(self) -> dict[str, list[str]]:
         """Every header (names as sent, values decoded), fetched on first use."""
         parsed = split_header_block(self._source.header_block(self.key), self.defects)
@@ -222,7 +222,7 @@ class Message:
 
     # -- structure and bodies -------------------------------------------------------------
 
-    @cached_property
+    @cached
     def structure(self) -> MimePart:
         if self.summary.structure is not None:
             return self.summary.structure
@@ -234,12 +234,12 @@ class Message:
         data = self._source.part_content(self.key, part)
         return decode_text(data, part.charset, self.defects).replace("\r\n", "\n")
 
-    @cached_property
+    @cached
     def html(self) -> str | None:
         """The HTML body, or None."""
         return self._part_text(self.structure.body_parts()[1])
 
-    @cached_property
+    @cached
     def text(self) -> str:
         """The plain-text body; derived from the HTML body when there is no text part."""
         plain, html_part = self.structure.body_parts()
@@ -259,7 +259,7 @@ class Message:
     def attachments(self, *, include_inline: bool = False) -> list[MimePart]:
         return self.structure.attachments(include_inline=include_inline)
 
-    @cached_property
+    @cached
     def attachment_names(self) -> list[str]:
         return [part.filename or _default_name(part) for part in self.attachments()]
 

@@ -12,8 +12,8 @@ import email.message
 import email.utils
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 
+from postroom.message.cached import cached
 from postroom.message.decode import decode_body, decode_words
 
 __all__ = ["MimePart", "content_of", "decode_params", "header_params", "part_by_section", "structure_of"]
@@ -33,7 +33,7 @@ class MimePart:
     content_id: str | None = None
     children: tuple[MimePart, ...] = ()
 
-    @cached_property
+    @cached
     def maintype(self) -> str:
         return self.content_type.partition("/")[0]
 
@@ -73,7 +73,7 @@ class MimePart:
         """The first text/plain and the first text/html part that are bodies, not attachments."""
         return self._bodies
 
-    @cached_property
+    @cached
     def _bodies(self) -> tuple[MimePart | None, MimePart | None]:
         plain: MimePart | None = None
         html: MimePart | None = None

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 
+from postroom.message.decode import MONTH_NUMBERS
 from postroom.message.summary import MessageKey, MessageSummary
 from postroom.transports.imap_bodystructure import parse_bodystructure
 
@@ -41,9 +42,6 @@ def summary_from(items: Mapping[str, object], folder: str, validity: int) -> Mes
     )
 
 
-_MONTHS = {
-    m: n for n, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), 1)
-}
 _INTERNALDATE = re.compile(rb"^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)$")
 
 
@@ -53,7 +51,7 @@ def internaldate(value: bytes) -> dt.datetime | None:
     if match is None:
         return None
     day, month, year, hour, minute, second, sign, off_h, off_m = match.groups()
-    month_number = _MONTHS.get(month.decode().upper())
+    month_number = MONTH_NUMBERS.get(month.decode().upper())
     if month_number is None:
         return None
     offset = dt.timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == b"-" else 1)
