@@ -12,6 +12,7 @@ import re
 __all__ = ["HeaderBlock", "split_header_block"]
 
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.MULTILINE)
+_FIELD_TEXT = re.compile(_FIELD.pattern.decode("ascii"), re.MULTILINE)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
@@ -40,6 +41,17 @@ def split_header_block(data: bytes, defects: list[str] | None = None) -> HeaderB
     if end < 0:
         end = data.find(b"\n\n")
     block = data if end < 0 else data[:end]
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:  # the usual case: one decode, one findall, unfold only what is folded
+        return HeaderBlock(
+            [
+                (name, (_FOLD.sub("", value) if "\n" in value else value).rstrip("\r\n"))
+                for name, value in _FIELD_TEXT.findall(text)
+            ]
+        )
     fields = []
     for match in _FIELD.finditer(block):
         raw = match.group(2)

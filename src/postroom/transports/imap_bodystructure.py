@@ -17,7 +17,7 @@ def _text(value: Value) -> str:
 def _pairs(value: Value) -> list[tuple[str, str]]:
     if not isinstance(value, list):
         return []
-    items = [_text(v) for v in value]
+    items = [v.decode("utf-8", "replace") if isinstance(v, bytes) else "" for v in value]
     return list(zip(items[::2], items[1::2], strict=False))
 
 
@@ -54,14 +54,15 @@ def parse_bodystructure(value: Value, section: str = "") -> MimePart:
                 parse_bodystructure(child, f"{prefix}{n}") for n, child in enumerate(children_values, start=1)
             ),
         )
-    maintype = _text(value[0]).lower() or "text"
-    subtype = _text(value[1]).lower() if len(value) > 1 else "plain"
+    fields = [v.decode("utf-8", "replace") if isinstance(v, bytes) else "" for v in value[:7]]
+    fields += [""] * (7 - len(fields))  # type, subtype, params, id, description, encoding, size
+    maintype = fields[0].lower() or "text"
+    subtype = fields[1].lower() if len(value) > 1 else "plain"
     content_type = f"{maintype}/{subtype}"
     params = decode_params(_pairs(value[2])) if len(value) > 2 else {}
-    content_id = (_text(value[3]) or None) if len(value) > 3 else None
-    encoding = (_text(value[5]) if len(value) > 5 else "") or "7bit"
-    size_text = _text(value[6]) if len(value) > 6 else "0"
-    size = int(size_text) if size_text.isdigit() else 0
+    content_id = fields[3] or None
+    encoding = fields[5] or "7bit"
+    size = int(fields[6]) if fields[6].isdigit() else 0
     children: tuple[MimePart, ...] = ()
     if content_type in {"message/rfc822", "message/global"} and len(value) > 9:
         ext_start = 10  # envelope, body, lines

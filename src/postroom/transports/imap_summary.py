@@ -19,12 +19,17 @@ def summary_from(items: Mapping[str, object], folder: str, validity: int) -> Mes
         return None
     flags_value = items.get("FLAGS")
     flags = (
-        frozenset(f.decode("ascii", "replace") for f in flags_value) if isinstance(flags_value, list) else frozenset()
+        frozenset([f.decode("ascii", "replace") for f in flags_value if isinstance(f, bytes)])
+        if isinstance(flags_value, list)
+        else frozenset()
     )
     size_value = items.get("RFC822.SIZE")
     header = b""
     first: bytes | None = None
-    for name, value in items.items():
+    for name in items:
+        if name[:5] != "BODY[":
+            continue
+        value = items[name]
         if name.startswith("BODY[HEADER") and isinstance(value, bytes):
             header = bytes(value)
         elif name.startswith("BODY[1]"):
