@@ -211,9 +211,10 @@ def get_message(session: SessionRef, key: MessageKey | str, *, body_format: Body
 
 
 def _matches(chosen: MessageFilter, message: Message) -> bool:
+    """The client-side checks; a property is computed only when a condition needs it."""
     return (
-        chosen.matches_status(message.seen)
-        and chosen.matches_date(message.received_date)
-        and chosen.matches_subject(message.subject)
-        and chosen.matches_sender(message.sender_text)
+        (chosen.status == "all" or chosen.matches_status(message.seen))
+        and ((chosen.since_at is None and chosen.before_at is None) or chosen.matches_date(message.received_date))
+        and (chosen.subject is None or chosen.matches_subject(message.subject))
+        and (not chosen.senders or chosen.matches_sender(message.sender_text))
     )
