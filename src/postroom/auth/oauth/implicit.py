@@ -45,7 +45,7 @@ class ImplicitFlow:
             "client_id": self.settings.client_id.reveal(),
             "response_type": "token",
             "redirect_uri": redirect_uri,
-            # no offline_access / openid: the implicit grant never returns a refresh token
+            # no offline_access: the implicit grant never returns a refresh token
             "scope": " ".join(s for s in self.endpoints.delegated_scopes if s != "offline_access"),
             "state": state,
             "response_mode": "fragment",
