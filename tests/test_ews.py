@@ -34,6 +34,7 @@ from postroom import (
 from postroom.sandbox.demo import invoice_bot
 from postroom.sandbox.seed import sample_mailbox
 from tests.conftest import PASSWORD, server_config
+from tests.mail_samples import simple
 from tests.oauth_modes import client_credentials, implicit, pkce, sign_in, variables
 from tests.servers.dovecot import Dovecot
 from tests.servers.ews import EwsServerUnderTest
@@ -70,18 +71,7 @@ def mail(
     files: dict[str, bytes] | None = None,
     html: str | None = None,
 ) -> bytes:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = USER
-    message["Subject"] = subject
-    message["Date"] = "Mon, 23 Nov 2026 10:00:00 +0000"
-    message["Message-ID"] = email.utils.make_msgid(domain="example.test")
-    message.set_content(body)
-    if html is not None:
-        message.add_alternative(html, subtype="html")
-    for name, data in (files or {}).items():
-        message.add_attachment(data, maintype="application", subtype="pdf", filename=name)
-    return message.as_bytes()
+    return simple(subject, sender, body, attachments=files, html=html)
 
 
 # -- the same bot on IMAP and on EWS -------------------------------------------------------------
