@@ -34,27 +34,22 @@ def pkce(server: AuthorizationServerUnderTest, provider: str = "microsoft365", *
 
 def implicit(server: AuthorizationServerUnderTest, **changes: Any) -> OAuth2Implicit:
     """Implicit-grant settings pointing at the test server (it warns, as it should)."""
-    options: dict[str, Any] = {
-        "client_id": Variable("APP_CLIENT_ID"),
-        "username": Variable("MAILBOX_USER"),
-        "authority": server.authority,
-        "ca_file": str(server.ca_file),
-        "redirect_uri": "http://localhost:0/Callback",
-    }
-    options.update(changes)
-    return OAuth2Implicit(**options)
+    return OAuth2Implicit(**_microsoft_app(server, redirect_uri="http://localhost:0/Callback") | changes)
 
 
 def client_credentials(server: AuthorizationServerUnderTest, **changes: Any) -> OAuth2ClientCredentials:
-    options: dict[str, Any] = {
+    return OAuth2ClientCredentials(**_microsoft_app(server, client_secret=Variable("APP_SECRET")) | changes)
+
+
+def _microsoft_app(server: AuthorizationServerUnderTest, **extra: Any) -> dict[str, Any]:
+    """An Entra-style app at the test server, ids from variables, as a user would give them."""
+    return {
         "client_id": Variable("APP_CLIENT_ID"),
-        "client_secret": Variable("APP_SECRET"),
         "username": Variable("MAILBOX_USER"),
         "authority": server.authority,
         "ca_file": str(server.ca_file),
+        **extra,
     }
-    options.update(changes)
-    return OAuth2ClientCredentials(**options)
 
 
 def variables(user: str, client_id: str = PUBLIC_CLIENT) -> dict[str, str]:
