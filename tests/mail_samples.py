@@ -113,6 +113,19 @@ HOSTILE: dict[str, tuple[bytes, list[str]]] = {
         ["report.pdf", "report (2).pdf"],
     ),
     "no headers at all": (b"\r\njust a body\r\n", []),
+    "MIME nested 3000 levels deep": (
+        raw(
+            "From: d@evil.test\nSubject: deep\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/mixed; boundary="top"\n\n--top\nContent-Type: text/plain\n\nbody\n'
+            '--top\nContent-Type: application/pdf\nContent-Disposition: attachment; filename="top.pdf"\n'
+            f"Content-Transfer-Encoding: base64\n\n{_b64(PDF)}--top\n"
+            + "".join(f'Content-Type: multipart/mixed; boundary="d{n}"\n\n--d{n}\n' for n in range(3000))
+            + "Content-Type: text/plain\n\nbottom\n"
+            + "".join(f"--d{n}--\n" for n in reversed(range(3000)))
+            + "--top--\n"
+        ),
+        ["top.pdf"],
+    ),
     "html only": (
         raw(
             "From: h@example.test\nSubject: html only\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n"

@@ -59,6 +59,22 @@ def test_bodystructure_disposition_sent_as_a_string() -> None:
     assert [p.filename for p in parse_bodystructure(value).attachments()] == ["x y.pdf"]
 
 
+def test_a_hostile_bodystructure_is_cut_off_with_a_defect_not_a_crash() -> None:
+    from postroom.message.structure import MAX_NESTING
+    from postroom.transports.imap_response import items_of
+    from postroom.transports.imap_summary import summary_from
+
+    leaf = b'"text" "plain" NIL NIL NIL "7bit" 1 1 NIL NIL NIL NIL'
+    deep = b"(" * 5000 + leaf + b")" + b' "mixed")' * 4999
+    summary = summary_from(items_of([b"(UID 5 BODYSTRUCTURE " + deep + b")"]), "INBOX", 1)
+    assert summary is not None and summary.structure is not None
+    assert len(list(summary.structure.walk())) == MAX_NESTING + 1
+    assert summary.defects == (f"MIME parts nested more than {MAX_NESTING} levels deep are not listed",)
+    # a size in digits that are not ASCII (int() rejects some of them) is no size, not an exception
+    odd = summary_from(items_of([b'(UID 6 BODYSTRUCTURE ("text" "plain" NIL NIL NIL "7bit" "\xc2\xb2" 1))']), "I", 1)
+    assert odd is not None and odd.structure is not None and odd.structure.size == 0
+
+
 def test_search_criteria_quote_everything_and_use_one_literal() -> None:
     criteria = search_criteria(MessageFilter(status="unread", subject='a "b"', senders=("x", "y")))
     assert criteria.args == ("UNSEEN", "SUBJECT", '"a \\"b\\""', "OR", "FROM", '"x"', "FROM", '"y"')

@@ -251,6 +251,21 @@ class TestPop3:
         assert message.seen is None
         assert str(message.key).startswith("pop3:")
 
+    def test_every_hostile_message_is_readable_over_pop3(self, dovecot: Dovecot, mailbox_user: str) -> None:
+        """POP3 has no BODYSTRUCTURE: the structure comes from the stdlib's parse of the whole message."""
+        for data, _names in HOSTILE.values():
+            dovecot.deliver(mailbox_user, data)
+        pop3 = pop3_session(dovecot, mailbox_user)
+        found = {}
+        for message in postroom.messages(pop3, order="oldest"):
+            found[message.subject] = message
+            json.dumps(message.properties(with_headers=True))
+        assert len(found) == len(HOSTILE)
+        assert found["traversal"].attachment_names[:2] == ["../../etc/passwd", "..\\..\\Windows\\evil.exe"]
+        deep = found["deep"]  # the stdlib's recursive parser gives up: the body stays whole, and it says so
+        assert deep.attachment_names == [] and deep.text == ""
+        assert any("nested too deeply" in defect for defect in deep.defects)
+
     @pytest.mark.parametrize(
         ("filters", "what"),
         [

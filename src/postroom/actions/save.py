@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import fnmatch
 import os
 from collections.abc import Callable
@@ -14,7 +12,7 @@ from typing import BinaryIO
 from postroom.actions.filenames import reserve_path, safe_filename
 from postroom.errors import ConfigError, PostroomError
 from postroom.message.model import Message
-from postroom.message.structure import MimePart, content_of, structure_of
+from postroom.message.structure import MimePart, content_of, parse_raw, structure_of
 
 __all__ = ["SavedFile", "attachment_file_name", "name_matches", "save_attachments", "save_email"]
 
@@ -103,7 +101,7 @@ def _name_for(part: MimePart) -> str:
 
 
 def _save_nested(raw: bytes, target: Path, *, overwrite: bool, pattern: str | None) -> list[SavedFile]:
-    parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+    parsed = parse_raw(raw)
     structure = structure_of(parsed)
     saved = []
     for part in structure.attachments():

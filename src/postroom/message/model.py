@@ -9,9 +9,7 @@ mail: what cannot be decoded is recorded in :attr:`Message.defects`.
 from __future__ import annotations
 
 import datetime as dt
-import email.message
-import email.parser
-import email.policy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +19,18 @@ from postroom.message.cached import cached
 from postroom.message.decode import decode_text, decode_words, parse_addresses, parse_date
 from postroom.message.headers import HeaderBlock, split_header_block
 from postroom.message.html_text import html_to_text
-from postroom.message.structure import MimePart, structure_of
+from postroom.message.structure import MimePart, parse_raw, structure_of
 from postroom.message.summary import MessageKey, MessageSummary
 
 __all__ = ["PROPERTY_KEYS", "Address", "BodyFormat", "Message", "MessageSource"]
 
 BodyFormat = Literal["plain", "html"]
+
+# Bodies get Unix line ends; re.sub beats str.replace once a text has a few dozen lines
+# (replace searches anew for every occurrence).
+_CRLF = re.compile("\r\n")
+# RFC 5322 specials: a display name with one of them is quoted.
+_SPECIALS = re.compile(r'[()<>@,;:\\".\[\]]')
 
 #: The keys of :meth:`Message.properties`, stable across versions.
 PROPERTY_KEYS = (
@@ -70,7 +74,7 @@ class Address:
         if not self.name:
             return self.address
         name = self.name
-        if any(ch in name for ch in '()<>@,;:\\".[]'):
+        if _SPECIALS.search(name):
             name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return f"{name} <{self.address}>"
 
@@ -226,13 +230,13 @@ class Message:
     def structure(self) -> MimePart:
         if self.summary.structure is not None:
             return self.summary.structure
-        return structure_of(email.message_from_bytes(self.raw(), policy=email.policy.compat32))
+        return structure_of(parse_raw(self.raw(), self.defects), "", self.defects)
 
     def _part_text(self, part: MimePart | None) -> str | None:
         if part is None:
             return None
         data = self._source.part_content(self.key, part)
-        return decode_text(data, part.charset, self.defects).replace("\r\n", "\n")
+        return _CRLF.sub("\n", decode_text(data, part.charset, self.defects))
 
     @cached
     def html(self) -> str | None:

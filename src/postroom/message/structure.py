@@ -9,6 +9,8 @@ same rules then pick the text body and the attachments.
 from __future__ import annotations
 
 import email.message
+import email.parser
+import email.policy
 import email.utils
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +18,19 @@ from dataclasses import dataclass, field
 from postroom.message.cached import cached
 from postroom.message.decode import decode_body, decode_words
 
-__all__ = ["MimePart", "content_of", "decode_params", "header_params", "part_by_section", "structure_of"]
+__all__ = [
+    "MAX_NESTING",
+    "MimePart",
+    "content_of",
+    "decode_params",
+    "header_params",
+    "parse_raw",
+    "part_by_section",
+    "structure_of",
+]
+
+#: Parts nested deeper than this are not described (a hostile message could otherwise exhaust the stack).
+MAX_NESTING = 100
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,7 @@ class MimePart:
     def _bodies(self) -> tuple[MimePart | None, MimePart | None]:
         plain: MimePart | None = None
         html: MimePart | None = None
-        for part in self._leaves(into_messages=False):
+        for part in self._leaves:
             if part.is_attachment() or part.maintype != "text":
                 continue
             if part.content_type == "text/plain" and plain is None:
@@ -95,7 +109,7 @@ class MimePart:
         plain, html = self.body_parts()
         bodies = {id(plain), id(html)}
         found = []
-        for part in self._leaves(into_messages=False):
+        for part in self._leaves:
             if id(part) in bodies:
                 continue
             if part.is_attachment() or (include_inline and part.is_inline_file()):
@@ -115,12 +129,12 @@ class MimePart:
     def is_inline_file(self) -> bool:
         return not self.is_multipart and self.maintype != "text" and not self.is_attachment()
 
-    def _leaves(self, *, into_messages: bool) -> Iterator[MimePart]:
-        if self.is_multipart or (self.is_message and into_messages):
-            for child in self.children:
-                yield from child._leaves(into_messages=into_messages)
-        else:
-            yield self
+    @cached
+    def _leaves(self) -> tuple[MimePart, ...]:
+        """The leaf parts in order; an attached message is one leaf (its own parts are not walked)."""
+        if not self.is_multipart:
+            return (self,)
+        return tuple(leaf for child in self.children for leaf in child._leaves)
 
 
 def decode_params(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -179,8 +193,26 @@ def header_params(message: email.message.Message, header: str) -> list[tuple[str
     return pairs
 
 
-def structure_of(message: email.message.Message, section: str = "") -> MimePart:
-    """The :class:`MimePart` tree of a parsed message, numbered as IMAP numbers it."""
+def parse_raw(raw: bytes, defects: list[str] | None = None) -> email.message.Message:
+    """``raw`` parsed by the stdlib (``compat32``: bytes kept as sent). A message nested too deeply
+    for the stdlib's recursive parser keeps its body whole, with a defect, instead of raising."""
+    try:
+        return email.message_from_bytes(raw, policy=email.policy.compat32)
+    except RecursionError:
+        if defects is not None:
+            defects.append("MIME parts nested too deeply to parse; the body is kept whole")
+        return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
+
+
+def structure_of(
+    message: email.message.Message, section: str = "", defects: list[str] | None = None, *, depth: int = 0
+) -> MimePart:
+    """The :class:`MimePart` tree of a parsed message, numbered as IMAP numbers it (cut off as
+    :func:`~postroom.transports.imap_bodystructure.parse_bodystructure` does below :data:`MAX_NESTING`)."""
+    if depth >= MAX_NESTING:
+        if defects is not None:
+            defects.append(f"MIME parts nested more than {MAX_NESTING} levels deep are not listed")
+        return MimePart(section=section, content_type="application/octet-stream")
     content_type = message.get_content_type()
     params = decode_params(header_params(message, "content-type"))
     disposition_header = message.get("Content-Disposition")
@@ -194,12 +226,15 @@ def structure_of(message: email.message.Message, section: str = "") -> MimePart:
         payload = message.get_payload()
         assert isinstance(payload, list)
         prefix = f"{section}." if section else ""
-        children = tuple(structure_of(child, f"{prefix}{n}") for n, child in enumerate(payload, start=1))
+        children = tuple(
+            structure_of(child, f"{prefix}{n}", defects, depth=depth + 1) for n, child in enumerate(payload, start=1)
+        )
     elif content_type in {"message/rfc822", "message/global"} and message.is_multipart():
         inner = message.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], email.message.Message):
             inner_section = section or "1"
-            child = structure_of(inner[0], inner_section if inner[0].is_multipart() else f"{inner_section}.1")
+            inner_at = inner_section if inner[0].is_multipart() else f"{inner_section}.1"
+            child = structure_of(inner[0], inner_at, defects, depth=depth + 1)
             children = (child,)
     return MimePart(
         section=section,
@@ -239,6 +274,10 @@ def part_by_section(message: email.message.Message, section: str) -> email.messa
     return current
 
 
+# Transfer encodings whose content is ASCII (the stdlib's decode=True would undo the uu ones, which IMAP leaves as is).
+_ASCII_ENCODINGS = frozenset({"base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"})
+
+
 def content_of(message: email.message.Message, part: MimePart) -> bytes:
     """The content of ``part`` in a parsed message, transfer encoding undone; an attached email as its bytes."""
     found = part_by_section(message, part.section)
@@ -248,5 +287,12 @@ def content_of(message: email.message.Message, part: MimePart) -> bytes:
     if isinstance(payload, list):  # an attached message
         inner = payload[0] if payload else None
         return inner.as_bytes() if part.is_message and isinstance(inner, email.message.Message) else b""
-    data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else bytes(payload)
+    if part.encoding not in _ASCII_ENCODINGS:
+        raw = found.get_payload(decode=True)  # the bytes as sent (decode=False would decode 8-bit text)
+        return bytes(raw) if isinstance(raw, bytes | bytearray) else b""
+    try:  # encoded ASCII, decoded here as on IMAP (the same result for broken base64 on every protocol)
+        data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else bytes(payload)
+    except UnicodeEncodeError:  # 8-bit bytes where only ASCII belongs, which the stdlib decoded by the charset
+        decoded = found.get_payload(decode=True)
+        return bytes(decoded) if isinstance(decoded, bytes | bytearray) else b""
     return decode_body(data, part.encoding)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.message
 
-from postroom.message.structure import MimePart, decode_params, header_params
+from postroom.message.structure import MAX_NESTING, MimePart, decode_params, header_params
 from postroom.transports.imap_response import Value
 
 __all__ = ["parse_bodystructure"]
@@ -22,6 +22,8 @@ def _pairs(value: Value) -> list[tuple[str, str]]:
 
 
 def _disposition(value: Value) -> tuple[str | None, dict[str, str]]:
+    if value is None:
+        return None, {}
     if isinstance(value, bytes) and value:  # some servers (pymap) send the raw header value as one string
         header = email.message.Message()
         header["Content-Disposition"] = _text(value)
@@ -32,10 +34,20 @@ def _disposition(value: Value) -> tuple[str | None, dict[str, str]]:
     return _text(value[0]).lower(), decode_params(_pairs(value[1] if len(value) > 1 else None))
 
 
-def parse_bodystructure(value: Value, section: str = "") -> MimePart:
-    """The part tree described by a BODYSTRUCTURE value (as tokenised by ``imap_response``)."""
+def parse_bodystructure(
+    value: Value, section: str = "", defects: list[str] | None = None, *, depth: int = 0
+) -> MimePart:
+    """The part tree described by a BODYSTRUCTURE value (as tokenised by ``imap_response``).
+
+    Below :data:`MAX_NESTING` levels a part is cut off: it stays as an empty
+    ``application/octet-stream`` leaf and ``defects`` says so.
+    """
     if not isinstance(value, list) or not value:
         return MimePart(section=section, content_type="text/plain")
+    if depth >= MAX_NESTING:
+        if defects is not None:
+            defects.append(f"MIME parts nested more than {MAX_NESTING} levels deep are not listed")
+        return MimePart(section=section, content_type="application/octet-stream")
     if isinstance(value[0], list):  # multipart: (part)(part)... "subtype" [params [disposition ...]]
         rest_index = next((i for i, v in enumerate(value) if not isinstance(v, list)), len(value))
         children_values = value[:rest_index]
@@ -51,33 +63,35 @@ def parse_bodystructure(value: Value, section: str = "") -> MimePart:
             disposition=disposition,
             disposition_params=disposition_params,
             children=tuple(
-                parse_bodystructure(child, f"{prefix}{n}") for n, child in enumerate(children_values, start=1)
+                parse_bodystructure(child, f"{prefix}{n}", defects, depth=depth + 1)
+                for n, child in enumerate(children_values, start=1)
             ),
         )
-    fields = [v.decode("utf-8", "replace") if isinstance(v, bytes) else "" for v in value[:7]]
-    fields += [""] * (7 - len(fields))  # type, subtype, params, id, description, encoding, size
-    maintype = fields[0].lower() or "text"
-    subtype = fields[1].lower() if len(value) > 1 else "plain"
+    # type, subtype, params, id, description, encoding, size [, lines (text) | envelope, body, lines (message)]
+    count = len(value)
+    maintype = _text(value[0]).lower() or "text"
+    subtype = _text(value[1]).lower() if count > 1 else "plain"
     content_type = f"{maintype}/{subtype}"
-    params = decode_params(_pairs(value[2])) if len(value) > 2 else {}
-    content_id = fields[3] or None
-    encoding = fields[5] or "7bit"
-    size = int(fields[6]) if fields[6].isdigit() else 0
+    params = decode_params(_pairs(value[2])) if count > 2 and value[2] else {}
+    content_id = (_text(value[3]) if count > 3 else "") or None
+    encoding = (_text(value[5]) if count > 5 else "") or "7bit"
+    size_value = value[6] if count > 6 else None
+    size = int(size_value) if isinstance(size_value, bytes) and size_value.isdigit() else 0
     children: tuple[MimePart, ...] = ()
-    if content_type in {"message/rfc822", "message/global"} and len(value) > 9:
+    if content_type in {"message/rfc822", "message/global"} and count > 9:
         ext_start = 10  # envelope, body, lines
         inner = value[8]
         inner_section = section or "1"
         if isinstance(inner, list) and inner and isinstance(inner[0], list):
-            children = (parse_bodystructure(inner, inner_section),)
+            children = (parse_bodystructure(inner, inner_section, defects, depth=depth + 1),)
         else:
-            children = (parse_bodystructure(inner, f"{inner_section}.1"),)
+            children = (parse_bodystructure(inner, f"{inner_section}.1", defects, depth=depth + 1),)
     elif maintype == "text":
         ext_start = 8  # lines
     else:
         ext_start = 7
     # extension data: md5, disposition, language, location
-    disposition, disposition_params = _disposition(value[ext_start + 1]) if len(value) > ext_start + 1 else (None, {})
+    disposition, disposition_params = _disposition(value[ext_start + 1]) if count > ext_start + 1 else (None, {})
     return MimePart(
         section=section,
         content_type=content_type,

@@ -30,13 +30,13 @@ _FETCH_PREFIX = re.compile(rb"^(\d+) (?:FETCH )?(?=\()", re.IGNORECASE)  # imapl
 
 
 # One alternative per token kind, the most frequent first; findall skips the white space between
-# tokens. An atom may carry a bracketed section with spaces and parentheses inside:
-# BODY[HEADER.FIELDS (SUBJECT FROM)]. (This order and the unrolled quoted string halve the time
-# findall takes on a loop's responses.)
+# tokens, and a token's first byte tells its kind. An atom may carry a bracketed section with
+# spaces and parentheses inside: BODY[HEADER.FIELDS (SUBJECT FROM)]. (This order, the unrolled
+# quoted string and the absence of groups make findall and the loop below take half the time.)
 _TOKENS = re.compile(
-    rb'([^ ()"\r\n\[]+(?:\[[^\]]*\][^ ()"\r\n]*|(?!\[))|\[[^\]]*\][^ ()"\r\n]*|[^ ()"\r\n]+)'
-    rb'|"([^"\\]*(?:\\.[^"\\]*)*)"'
-    rb"|(\()|(\))"
+    rb'[^ ()"\r\n\[]+(?:\[[^\]]*\][^ ()"\r\n]*|(?!\[))|\[[^\]]*\][^ ()"\r\n]*|[^ ()"\r\n]+'
+    rb'|"[^"\\]*(?:\\.[^"\\]*)*"'
+    rb"|[()]"
 )
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 _LITERAL_MARK = re.compile(rb"\{\d+\+?\}\r?\n?$")
@@ -52,20 +52,22 @@ def tokenize(parts: list[bytes | Literal]) -> list[Value]:
             continue
         if part.endswith((b"}", b"}\r\n")):
             part = _LITERAL_MARK.sub(b"", part)  # the literal itself follows as its own part
-        for atom, quoted, opening, closing in _TOKENS.findall(part):
-            if atom:
-                top.append(None if len(atom) == 3 and atom.upper() == b"NIL" else atom)
-            elif opening:
+        for token in _TOKENS.findall(part):
+            kind = token[0]
+            if kind == 34:  # "
+                text = token[1:-1]
+                top.append(_ESCAPE.sub(rb"\1", text) if b"\\" in text else text)
+            elif kind == 40:  # (
                 top = []
                 stack.append(top)
-            elif closing:
+            elif kind == 41:  # )
                 if len(stack) == 1:
                     raise ValueError("unbalanced ')' in IMAP response")
                 done = stack.pop()
                 top = stack[-1]
                 top.append(done)
             else:
-                top.append(_ESCAPE.sub(rb"\1", quoted) if b"\\" in quoted else quoted)
+                top.append(None if len(token) == 3 and token.upper() == b"NIL" else token)
     if len(stack) != 1:
         raise ValueError("unbalanced '(' in IMAP response")
     return stack[0]

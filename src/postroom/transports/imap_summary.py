@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 
-from postroom.message.decode import MONTH_NUMBERS
+from postroom.message.decode import MONTH_NUMBERS, fixed_zone
 from postroom.message.summary import MessageKey, MessageSummary
 from postroom.transports.imap_bodystructure import parse_bodystructure
 
@@ -34,6 +34,8 @@ def summary_from(items: Mapping[str, object], folder: str, validity: int) -> Mes
             header = bytes(value)
         elif name.startswith("BODY[1]"):
             first = bytes(value) if isinstance(value, bytes) else b""
+    defects: list[str] = []
+    structure = parse_bodystructure(items.get("BODYSTRUCTURE"), "", defects)  # type: ignore[arg-type]
     date_value = items.get("INTERNALDATE")
     received = internaldate(date_value) if isinstance(date_value, bytes) else None
     return MessageSummary(
@@ -42,8 +44,9 @@ def summary_from(items: Mapping[str, object], folder: str, validity: int) -> Mes
         flags=flags,
         size=int(size_value) if isinstance(size_value, bytes) and size_value.isdigit() else 0,
         received=received,
-        structure=parse_bodystructure(items.get("BODYSTRUCTURE")),  # type: ignore[arg-type]
+        structure=structure,
         first_section=first,
+        defects=tuple(defects),
     )
 
 
@@ -59,10 +62,16 @@ def internaldate(value: bytes) -> dt.datetime | None:
     month_number = MONTH_NUMBERS.get(month.decode().upper())
     if month_number is None:
         return None
-    offset = dt.timedelta(hours=int(off_h), minutes=int(off_m)) * (-1 if sign == b"-" else 1)
+    offset = int(off_h) * 60 + int(off_m)
     try:
         return dt.datetime(
-            int(year), month_number, int(day), int(hour), int(minute), int(second), tzinfo=dt.timezone(offset)
+            int(year),
+            month_number,
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            tzinfo=fixed_zone(-offset if sign == b"-" else offset),
         )
     except ValueError:
         return None

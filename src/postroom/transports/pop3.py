@@ -23,7 +23,7 @@ from postroom.config import EmailServer
 from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
-from postroom.message.structure import MimePart, content_of
+from postroom.message.structure import MimePart, content_of, parse_raw
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
@@ -232,7 +232,7 @@ class Pop3Mailbox:
     def _parsed(self, key: MessageKey) -> email.message.Message:
         raw = self.raw(key)
         if self._last_parsed is None or self._last_parsed[0] != key.uidl:
-            self._last_parsed = (key.uidl or "", email.message_from_bytes(raw, policy=email.policy.compat32))
+            self._last_parsed = (key.uidl or "", parse_raw(raw))
         return self._last_parsed[1]
 
     def sections(self, keys: list[MessageKey], section: str) -> dict[MessageKey, bytes]:
