@@ -99,6 +99,24 @@ def test_a_malformed_reply_is_a_protocol_error_not_a_crash() -> None:
         tokenize([b"(UID 1 FLAGS (\\Seen)"])
 
 
+def test_a_tls_connection_closed_mid_session_is_a_lost_connection_not_a_handshake_failure() -> None:
+    """The session reconnects on ConnectionLostError; a TLS error after login used to read "handshake failed"."""
+    import ssl
+
+    import pytest
+
+    from postroom.errors import ConnectionLostError, TLSError
+    from postroom.transports.errors import StageTracker, mapped_errors
+
+    closed = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    where = StageTracker("imaps://h:993", "h", 993, "ssl", 1, 1, stage="command")
+    with pytest.raises(ConnectionLostError, match="closed the TLS connection"), mapped_errors(where, "imap"):
+        raise closed
+    where.stage = "tls"
+    with pytest.raises(TLSError, match="handshake"), mapped_errors(where, "imap"):
+        raise closed
+
+
 def test_the_fast_date_reader_agrees_with_the_stdlib_on_every_form_it_takes() -> None:
     import datetime as dt
     import email.utils

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from postroom.actions._resolve import SessionRef, require, resolve
 from postroom.errors import ProtocolError
@@ -14,12 +14,13 @@ from postroom.message.model import BodyFormat, Message
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageKey, MessageSummary
 from postroom.session import Session
-from postroom.transports.base import Mailbox
+from postroom.transports.base import FetchesAhead, Mailbox
 
 __all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
 
-#: Messages whose headers are fetched per round trip while looping.
-LOOP_CHUNK = 2000
+#: Messages whose headers are fetched per request while looping (the next chunk's request goes out
+#: while this one is processed, so two chunks may be in memory).
+LOOP_CHUNK = 1000
 #: The first chunk of a loop: small, so that body prefetching starts early.
 FIRST_CHUNK = 100
 
@@ -69,26 +70,63 @@ class MessageLoop(Iterator[Message]):
 
     def _iterate(self, body_format: BodyFormat) -> Iterator[Message]:
         yielded = 0
-        bodies_wanted = False
-        for run in self.runs:
-            for start, stop in _chunk_bounds(len(run)):
-                chunk = run.keys(start, stop)
-                first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
+        bodies_wanted = learned = False
+        ahead: tuple[list[MessageKey], int] | None = None  # the chunk whose summaries were sent for ahead
+        may_fetch_ahead = self.session.features.fetch_ahead
+        chunks = self._chunks()
+        chunk = next(chunks, None)
+        while chunk is not None:
+            following = next(chunks, None)
+            first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
+            summaries = None
+            if ahead is not None:
+                summaries = self.session.call(
+                    lambda mailbox, a=ahead: cast(FetchesAhead, mailbox).collect_ahead(a[0], first_section=a[1])  # type: ignore[misc]
+                )
+                first, ahead = ahead[1], None
+                if summaries is None:  # the loop's body changed the mailbox: from now on fetch each chunk when due
+                    may_fetch_ahead = False
+            if summaries is None:
                 summaries = self.session.call(
                     lambda mailbox, c=chunk, f=first: mailbox.summaries(c, first_section=f)  # type: ignore[misc]
                 )
-                source = _ChunkSource(self.session, summaries)
-                for summary in summaries:
-                    self.scanned += 1
-                    message = Message(summary, source, body_format=body_format)
-                    if not _matches(self.filter, message):
-                        continue
-                    yield message
-                    yielded += 1
-                    if self.filter.limit is not None and yielded >= self.filter.limit:
-                        return
-                self.scanned += len(chunk) - len(summaries)  # gone since the search
-                bodies_wanted = source.used_bodies
+            source = _ChunkSource(self.session, summaries)
+            if bodies_wanted:
+                source.prefetch()  # now, before the next chunk's request is on the line
+            limit_left = None if self.filter.limit is None else self.filter.limit - yielded
+            if (
+                may_fetch_ahead
+                and learned
+                and following is not None
+                and following[0].folder == chunk[0].folder
+                and (limit_left is None or limit_left > len(summaries))
+            ):
+                self.session.call(
+                    lambda mailbox, c=following, f=first: cast(FetchesAhead, mailbox).fetch_ahead(c, first_section=f)  # type: ignore[misc]
+                )
+                ahead = (following, first)
+            for summary in summaries:
+                self.scanned += 1
+                message = Message(summary, source, body_format=body_format)
+                if not _matches(self.filter, message):
+                    continue
+                yield message
+                yielded += 1
+                if self.filter.limit is not None and yielded >= self.filter.limit:
+                    return
+            self.scanned += len(chunk) - len(summaries)  # gone since the search
+            bodies_wanted, learned = source.used_bodies, True
+            chunk = following
+
+    def _chunks(self) -> Iterator[list[MessageKey]]:
+        """The keys, folder by folder: a small first chunk (the loop learns early whether bodies are
+        read), then LOOP_CHUNK at a time."""
+        for run in self.runs:
+            start, size = 0, FIRST_CHUNK
+            while start < len(run):
+                yield run.keys(start, min(start + size, len(run)))
+                start += size
+                size = LOOP_CHUNK
 
 
 #: Body parts larger than this are fetched on their own, never prefetched for a chunk.
@@ -111,10 +149,14 @@ class _ChunkSource(SessionSource):
         #: Whether a body was asked for: the loop then fetches the next chunk's section 1 with its summaries.
         self.used_bodies = False
 
-    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
-        self.used_bodies = True
+    def prefetch(self) -> None:
+        """Fetch the chunk's text bodies now (the loop calls this when the last chunk's were read)."""
         if self._cache is None and self.session.features.bulk_sections:
             self._cache = self._prefetch()
+
+    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+        self.used_bodies = True
+        self.prefetch()
         cached = self._cache.pop((key, part.section), None) if self._cache else None
         if cached is None:
             return super().part_content(key, part)
@@ -142,16 +184,6 @@ class _ChunkSource(SessionSource):
             found = self.session.call(lambda mailbox, k=keys, s=fetch_section: mailbox.sections(k, s))  # type: ignore[misc]
             cache.update(((key, section), data) for key, data in found.items())
         return cache
-
-
-def _chunk_bounds(total: int) -> Iterator[tuple[int, int]]:
-    """A small first chunk (the loop learns early whether bodies are read), then LOOP_CHUNK at a time."""
-    start = 0
-    size = FIRST_CHUNK
-    while start < total:
-        yield start, min(start + size, total)
-        start += size
-        size = LOOP_CHUNK
 
 
 def messages(

@@ -10,7 +10,7 @@ from postroom.filters import MessageFilter
 from postroom.message.structure import MimePart
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 
-__all__ = ["EWS_FEATURES", "Features", "Folder", "ItemResult", "Mailbox", "SendsMail", "ServerReport"]
+__all__ = ["EWS_FEATURES", "Features", "FetchesAhead", "Folder", "ItemResult", "Mailbox", "SendsMail", "ServerReport"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Features:
     bulk_sections: bool = False
     #: Sends mail itself (EWS, Graph) instead of through an SMTP server.
     send: bool = False
+    #: Can send a summaries request before its replies are wanted (IMAP pipelining): see :class:`FetchesAhead`.
+    fetch_ahead: bool = False
 
 
 #: EWS: folders, read status, server-side moves, bodies fetched per chunk, and it sends mail itself.
@@ -158,4 +160,16 @@ class SendsMail(Protocol):
 
     def submit(self, raw: bytes, *, save_copy: bool) -> None:
         """Send ``raw`` (recipients from its To, Cc and Bcc headers); keep a copy in Sent when asked."""
+        ...
+
+
+class FetchesAhead(Protocol):
+    """A mailbox that can have the next summaries on their way while the caller works (``features.fetch_ahead``)."""
+
+    def fetch_ahead(self, keys: list[MessageKey], *, first_section: int = 0) -> None:
+        """Send the request for the summaries of ``keys`` now; :meth:`collect_ahead` reads them."""
+        ...
+
+    def collect_ahead(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary] | None:
+        """What :meth:`fetch_ahead` asked for with the same arguments, or None if a change in between dropped it."""
         ...

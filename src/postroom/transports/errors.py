@@ -119,7 +119,12 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
     if isinstance(exc, TimeoutError | socket.timeout):
         return _timeout_error(where, protocol)
     if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or str(exc)
+        reason = getattr(exc, "reason", None) or str(exc)
+        if stage in {"login", "command"}:  # long after the handshake: the peer went away mid-session
+            return ConnectionLostError(
+                f"the server closed the TLS connection ({reason})",
+                hint="postroom reconnects once on next use; if this repeats, check server limits and idle timeouts",
+            )
         if reason in {"WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE"} and (
             stage == "tls"
         ):

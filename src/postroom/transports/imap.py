@@ -18,7 +18,8 @@ import datetime as dt
 import imaplib
 import socket
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from postroom.auth.base import Login, TokenLogin
@@ -31,7 +32,7 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
-from postroom.transports.imap_fetch import pipelined_fetch
+from postroom.transports.imap_fetch import FetchAhead, pipelined_fetch
 from postroom.transports.imap_folders import normal_inbox, parse_list, user_path
 from postroom.transports.imap_response import FetchItems, parse_fetch
 from postroom.transports.imap_search import search_criteria
@@ -80,7 +81,7 @@ class ImapMailbox:
     """An IMAP connection for one session."""
 
     protocol = "imap"
-    features = Features(folders=True, flags=True, move=True, bulk_sections=True)
+    features = Features(folders=True, flags=True, move=True, bulk_sections=True, fetch_ahead=True)
 
     def __init__(self, config: EmailServer, login: Login) -> None:
         self.config = config
@@ -91,6 +92,7 @@ class ImapMailbox:
         self._delimiter: str | None = None
         self._selected: tuple[str, bool] | None = None  # (folder, writable)
         self._uidvalidity: int = 0
+        self._ahead: _Ahead | None = None
 
     # -- connection -------------------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class ImapMailbox:
         context = client_context(verify=config.verify_certificate, ca_file=config.ca_file)
         self._where = where = tracker_for(config)
         self._selected = None
+        self._ahead = None
         with mapped_errors(where, "imap"):
             client = _Client(where, context if config.security == "ssl" else None)
             try:
@@ -173,6 +176,7 @@ class ImapMailbox:
     def close(self) -> None:
         client, self._client = self._client, None
         self._selected = None
+        self._ahead = None  # LOGOUT reads past replies still on the way
         if client is not None:
             try:
                 client.logout()
@@ -181,8 +185,11 @@ class ImapMailbox:
             _shutdown(client)
 
     def _require(self) -> _Client:
+        """The connection, ready for a command: replies to a FETCH sent ahead are read (and kept) first."""
         if self._client is None:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
+        if self._ahead is not None and not self._ahead.fetch.read_yet:
+            self._read_ahead(self._ahead)
         return self._client
 
     def _call(self, action: Callable[[_Client], tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
@@ -193,9 +200,24 @@ class ImapMailbox:
             with mapped_errors(self._where, "imap"):
                 return action(client)
         except ConnectionLostError:
-            self._client = None
-            self._selected = None
-            _shutdown(client)
+            self._drop(client)
+            raise
+
+    def _drop(self, client: _Client) -> None:
+        """Forget a connection whose state is unknown; the session reconnects on next use."""
+        self._client = None
+        self._selected = None
+        self._ahead = None
+        _shutdown(client)
+
+    @contextlib.contextmanager
+    def _in_flight(self, client: _Client) -> Iterator[None]:
+        """Errors mapped; any failure drops the connection (with commands in flight, its state is unknown)."""
+        try:
+            with mapped_errors(self._where, "imap"):
+                yield
+        except BaseException:
+            self._drop(client)
             raise
 
     def _uid(self, command: str, *args: str, literal: bytes | None = None) -> tuple[str, list[Any]]:
@@ -339,31 +361,68 @@ class ImapMailbox:
         if not keys:
             return []
         self._select_for(keys, writable=False)
+        request = _summary_request(first_section)
+        return self._summaries_of(
+            keys, (items for chunk in self._fetch_many([k.uid for k in keys], request) for items in chunk)
+        )
+
+    def fetch_ahead(self, keys: list[MessageKey], *, first_section: int = 0) -> None:
+        """Send the summaries request for ``keys`` now, to be collected by :meth:`collect_ahead`.
+
+        Until then the server works while the caller does other things. A read-only command
+        sent meanwhile reads these replies first and keeps them; a change to any mailbox
+        (flags, move, delete, append) drops them, so a loop never yields a message from
+        before a change its own body made.
+        """
+        if not keys:
+            return
+        self._select_for(keys, writable=False)
+        client = self._require()
+        client.untagged_responses.clear()
+        sets = [uid_set(chunk) for chunk in chunked([key.uid for key in keys], SUMMARY_CHUNK)]
+        with self._in_flight(client):
+            self._ahead = _Ahead(keys, first_section, FetchAhead(client, sets, _summary_request(first_section)))
+
+    def collect_ahead(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary] | None:
+        """The summaries sent for by :meth:`fetch_ahead` with these arguments, or None if they were dropped."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        responses = self._read_ahead(ahead)
+        if ahead.keys != keys or ahead.first_section != first_section:
+            return None
+        return self._summaries_of(keys, responses)
+
+    def _read_ahead(self, ahead: _Ahead) -> list[FetchItems]:
+        client = self._client
+        if client is None:
+            raise ConnectionLostError("the connection is closed", server=self.config.address)
+        with self._in_flight(client):
+            return ahead.fetch.responses(client)
+
+    def _forget_ahead(self) -> None:
+        """Before a change: replies fetched ahead may describe a message the change affects."""
+        if self._ahead is not None:
+            self._require()
+            self._ahead = None
+
+    def _summaries_of(self, keys: list[MessageKey], responses: Iterable[FetchItems]) -> list[MessageSummary]:
         folder, validity = keys[0].folder, keys[0].uidvalidity
         wanted = {key.uid for key in keys}
         found: dict[int, MessageSummary] = {}
-        request = _SUMMARY_ITEMS if not first_section else f"{_SUMMARY_ITEMS[:-1]} BODY.PEEK[1]<0.{first_section}>)"
-        for responses in self._fetch_many([key.uid for key in keys], request):
-            for items in responses:
-                summary = summary_from(items, folder, validity)
-                if summary is not None and summary.key.uid in wanted:
-                    found[summary.key.uid] = summary
+        for items in responses:
+            summary = summary_from(items, folder, validity)
+            if summary is not None and summary.key.uid in wanted:
+                found[summary.key.uid] = summary
         return [found[key.uid] for key in keys if key.uid in found]
 
     def _fetch_many(self, uids: list[int], request: str) -> Iterator[list[FetchItems]]:
-        """Pipelined UID FETCH in chunks. Any failure closes the connection: with a command in
-        flight its state is unknown, so the session reconnects on next use."""
+        """Pipelined UID FETCH in chunks (any failure drops the connection)."""
         client = self._require()
         client.untagged_responses.clear()
         sets = [uid_set(chunk) for chunk in chunked(uids, SUMMARY_CHUNK)]
-        try:
-            with mapped_errors(self._where, "imap"):
-                yield from pipelined_fetch(client, sets, request)
-        except BaseException:
-            self._client = None
-            self._selected = None
-            _shutdown(client)
-            raise
+        with self._in_flight(client):
+            yield from pipelined_fetch(client, sets, request)
 
     def _fetch_one(self, key: MessageKey, item: str) -> bytes:
         self._select_for([key], writable=False)
@@ -434,6 +493,7 @@ class ImapMailbox:
         self, keys: list[MessageKey], action: Callable[[list[MessageKey]], dict[MessageKey, ItemResult]]
     ) -> list[ItemResult]:
         """Run ``action`` per folder; return one result per key, in input order."""
+        self._forget_ahead()
         results: dict[MessageKey, ItemResult] = {}
         for folder in dict.fromkeys(key.folder for key in keys):
             group = [key for key in keys if key.folder == folder]
@@ -533,6 +593,7 @@ class ImapMailbox:
         return self._by_folder(keys, delete_group)
 
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
+        self._forget_ahead()
         target = mailbox_arg(self._server_name(folder))
         flags = "(\\Seen)" if seen else None
         stamp = imaplib.Time2Internaldate(dt.datetime.now(dt.UTC))
@@ -547,6 +608,19 @@ class ImapMailbox:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ahead:
+    """A summaries FETCH sent before it is wanted, with what it was sent for."""
+
+    keys: list[MessageKey]
+    first_section: int
+    fetch: FetchAhead
+
+
+def _summary_request(first_section: int) -> str:
+    return _SUMMARY_ITEMS if not first_section else f"{_SUMMARY_ITEMS[:-1]} BODY.PEEK[1]<0.{first_section}>)"
 
 
 def _gone(key: MessageKey) -> ProtocolError:

@@ -2,9 +2,11 @@
 
 For the loop's hot path, imaplib's general response machinery (a regex per line,
 every response filed in a dict, then popped again) costs more than parsing the
-data. This reader sends the command for the next chunk before it reads the
-current one (so the server works while the client parses), then reads lines and
-literals from imaplib's own buffered socket file and hands each ``* n FETCH``
+data. :func:`pipelined_fetch` sends the command for the next chunk before it
+reads the current one (so the server works while the client parses);
+:class:`FetchAhead` sends its commands before anyone wants their replies (so
+the server works while the caller does something else). Both read lines and
+literals from imaplib's own buffered socket file and hand each ``* n FETCH``
 response to the tokenizer. Anything that is not a FETCH response (EXPUNGE,
 EXISTS, OK notices) is skipped; BYE and a NO/BAD completion raise.
 """
@@ -18,14 +20,15 @@ from typing import BinaryIO, cast
 
 from postroom.transports.imap_response import FetchItems, Literal, items_of
 
-__all__ = ["pipelined_fetch"]
+__all__ = ["FetchAhead", "pipelined_fetch", "read_fetch", "send_fetch"]
 
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r\n$")
 _FETCH_START = re.compile(rb"^\* \d+ FETCH ", re.IGNORECASE)
 _MAX_LINE = 64 * 1024 * 1024
 
 
-def _send(client: imaplib.IMAP4, uid_set: str, items: str) -> bytes:
+def send_fetch(client: imaplib.IMAP4, uid_set: str, items: str) -> bytes:
+    """Send ``UID FETCH uid_set items``; returns its tag (read the replies with :func:`read_fetch`)."""
     tag: bytes = client._new_tag()
     client.send(tag + b" UID FETCH " + uid_set.encode("ascii") + b" " + items.encode("ascii") + b"\r\n")
     return tag
@@ -40,12 +43,14 @@ def _line(reader: BinaryIO) -> bytes:
     return line
 
 
-def _read(client: imaplib.IMAP4, tag: bytes) -> Iterator[FetchItems]:
+def read_fetch(client: imaplib.IMAP4, tag: bytes) -> Iterator[FetchItems]:
+    """The FETCH responses up to the completion of ``tag`` (which must be the next command to complete)."""
     reader = cast(BinaryIO, client.file)
     done = tag + b" "
     while True:
         line = _line(reader)
         if line.startswith(done):
+            client.tagged_commands.pop(tag, None)  # imaplib files every tag it hands out
             status = line[len(done) :].split(b" ", 1)[0].upper()
             if status != b"OK":
                 raise imaplib.IMAP4.error(line[len(done) :].decode("utf-8", "replace").strip())
@@ -74,9 +79,27 @@ def pipelined_fetch(client: imaplib.IMAP4, uid_sets: list[str], items: str) -> I
     """
     if not uid_sets:
         return
-    pending = _send(client, uid_sets[0], items)
+    pending = send_fetch(client, uid_sets[0], items)
     for index in range(len(uid_sets)):
-        following = _send(client, uid_sets[index + 1], items) if index + 1 < len(uid_sets) else None
-        yield list(_read(client, pending))
+        following = send_fetch(client, uid_sets[index + 1], items) if index + 1 < len(uid_sets) else None
+        yield list(read_fetch(client, pending))
         if following is not None:
             pending = following
+
+
+class FetchAhead:
+    """``UID FETCH`` commands sent now, their replies read later (all of them, in order, once)."""
+
+    def __init__(self, client: imaplib.IMAP4, uid_sets: list[str], items: str) -> None:
+        self._tags = [send_fetch(client, uid_set, items) for uid_set in uid_sets]
+        self._responses: list[FetchItems] | None = None
+
+    @property
+    def read_yet(self) -> bool:
+        return self._responses is not None
+
+    def responses(self, client: imaplib.IMAP4) -> list[FetchItems]:
+        """Every FETCH response of the commands, read off the connection on the first call."""
+        if self._responses is None:
+            self._responses = [items for tag in self._tags for items in read_fetch(client, tag)]
+        return self._responses
