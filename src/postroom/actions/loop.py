@@ -58,6 +58,8 @@ class MessageLoop(Iterator[Message]):
         self.runs = session.call(lambda mailbox: mailbox.search(chosen))
         #: How many of the candidates have been looked at so far (for progress bars).
         self.scanned = 0
+        #: Whether the next chunk's summaries are sent for while this one is processed (see ``_summaries``).
+        self._fetch_ahead = session.features.fetch_ahead
         self._iterator = self._iterate(body_format)
 
     @property
@@ -71,36 +73,20 @@ class MessageLoop(Iterator[Message]):
     def _iterate(self, body_format: BodyFormat) -> Iterator[Message]:
         yielded = 0
         bodies_wanted = learned = False
-        ahead: tuple[list[MessageKey], int] | None = None  # the chunk whose summaries were sent for ahead
-        may_fetch_ahead = self.session.features.fetch_ahead
+        ahead: tuple[list[MessageKey], int] | None = None  # a chunk whose summaries were sent for, and how
         chunks = self._chunks()
         chunk = next(chunks, None)
         while chunk is not None:
             following = next(chunks, None)
             first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
-            summaries = None
             if ahead is not None:
-                summaries = self.session.call(
-                    lambda mailbox, a=ahead: cast(FetchesAhead, mailbox).collect_ahead(a[0], first_section=a[1])  # type: ignore[misc]
-                )
-                first, ahead = ahead[1], None
-                if summaries is None:  # the loop's body changed the mailbox: from now on fetch each chunk when due
-                    may_fetch_ahead = False
-            if summaries is None:
-                summaries = self.session.call(
-                    lambda mailbox, c=chunk, f=first: mailbox.summaries(c, first_section=f)  # type: ignore[misc]
-                )
+                first = ahead[1]
+            summaries = self._summaries(chunk, first, fetched_ahead=ahead is not None)
             source = _ChunkSource(self.session, summaries)
             if bodies_wanted:
                 source.prefetch()  # now, before the next chunk's request is on the line
-            limit_left = None if self.filter.limit is None else self.filter.limit - yielded
-            if (
-                may_fetch_ahead
-                and learned
-                and following is not None
-                and following[0].folder == chunk[0].folder
-                and (limit_left is None or limit_left > len(summaries))
-            ):
+            ahead = None
+            if learned and following is not None and self._worth_fetching_ahead(chunk, following, yielded):
                 self.session.call(
                     lambda mailbox, c=following, f=first: cast(FetchesAhead, mailbox).fetch_ahead(c, first_section=f)  # type: ignore[misc]
                 )
@@ -117,6 +103,26 @@ class MessageLoop(Iterator[Message]):
             self.scanned += len(chunk) - len(summaries)  # gone since the search
             bodies_wanted, learned = source.used_bodies, True
             chunk = following
+
+    def _summaries(self, chunk: list[MessageKey], first: int, *, fetched_ahead: bool) -> list[MessageSummary]:
+        """The chunk's summaries: collected if they were sent for ahead and not dropped, else fetched now."""
+        if fetched_ahead:
+            collected = self.session.call(
+                lambda mailbox: cast(FetchesAhead, mailbox).collect_ahead(chunk, first_section=first)
+            )
+            if collected is not None:
+                return collected
+            self._fetch_ahead = False  # the loop's body changes the mailbox: fetch each chunk when due
+        return self.session.call(lambda mailbox: mailbox.summaries(chunk, first_section=first))
+
+    def _worth_fetching_ahead(self, chunk: list[MessageKey], following: list[MessageKey], yielded: int) -> bool:
+        """Not across folders (a read in between would switch back), nor past a limit this chunk can fill."""
+        limit = self.filter.limit
+        return (
+            self._fetch_ahead
+            and following[0].folder == chunk[0].folder
+            and (limit is None or limit - yielded > len(chunk))
+        )
 
     def _chunks(self) -> Iterator[list[MessageKey]]:
         """The keys, folder by folder: a small first chunk (the loop learns early whether bodies are
