@@ -21,6 +21,17 @@ def _pairs(value: Value) -> list[tuple[str, str]]:
     return list(zip(items[::2], items[1::2], strict=False))
 
 
+def _params(value: Value) -> dict[str, str]:
+    """A parameter list; the usual single plain parameter (charset, name, boundary) without the general path."""
+    if not isinstance(value, list) or not value:
+        return {}
+    if len(value) == 2:
+        name, text = value
+        if isinstance(name, bytes) and isinstance(text, bytes) and b"*" not in name:
+            return {name.decode("utf-8", "replace").strip().lower(): text.decode("utf-8", "replace")}
+    return decode_params(_pairs(value))
+
+
 def _disposition(value: Value) -> tuple[str | None, dict[str, str]]:
     if value is None:
         return None, {}
@@ -31,7 +42,7 @@ def _disposition(value: Value) -> tuple[str | None, dict[str, str]]:
         return kind, decode_params(header_params(header, "content-disposition"))
     if not isinstance(value, list) or not value or not isinstance(value[0], bytes):
         return None, {}
-    return _text(value[0]).lower(), decode_params(_pairs(value[1] if len(value) > 1 else None))
+    return _text(value[0]).lower(), _params(value[1] if len(value) > 1 else None)
 
 
 def parse_bodystructure(
@@ -53,7 +64,7 @@ def parse_bodystructure(
         children_values = value[:rest_index]
         rest = value[rest_index:]
         subtype = _text(rest[0]).lower() if rest else "mixed"
-        params = decode_params(_pairs(rest[1])) if len(rest) > 1 else {}
+        params = _params(rest[1]) if len(rest) > 1 else {}
         disposition, disposition_params = _disposition(rest[2]) if len(rest) > 2 else (None, {})
         prefix = f"{section}." if section else ""
         return MimePart(
@@ -72,7 +83,7 @@ def parse_bodystructure(
     maintype = _text(value[0]).lower() or "text"
     subtype = _text(value[1]).lower() if count > 1 else "plain"
     content_type = f"{maintype}/{subtype}"
-    params = decode_params(_pairs(value[2])) if count > 2 and value[2] else {}
+    params = _params(value[2]) if count > 2 else {}
     content_id = (_text(value[3]) if count > 3 else "") or None
     encoding = (_text(value[5]) if count > 5 else "") or "7bit"
     size_value = value[6] if count > 6 else None
