@@ -112,7 +112,8 @@ class MessageLoop(Iterator[Message]):
             )
             if collected is not None:
                 return collected
-            self._fetch_ahead = False  # the loop's body changes the mailbox: fetch each chunk when due
+            # dropped: the loop's body changed the mailbox (or ran a loop of its own); fetch each chunk when due
+            self._fetch_ahead = False
         return self.session.call(lambda mailbox: mailbox.summaries(chunk, first_section=first))
 
     def _worth_fetching_ahead(self, chunk: list[MessageKey], following: list[MessageKey], yielded: int) -> bool:
