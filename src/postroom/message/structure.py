@@ -22,6 +22,7 @@ __all__ = [
     "MAX_NESTING",
     "MimePart",
     "content_of",
+    "cut_off_part",
     "decode_params",
     "header_params",
     "parse_raw",
@@ -193,6 +194,13 @@ def header_params(message: email.message.Message, header: str) -> list[tuple[str
     return pairs
 
 
+def cut_off_part(section: str, defects: list[str] | None) -> MimePart:
+    """What stands for a part nested deeper than :data:`MAX_NESTING`: an empty leaf, and a defect."""
+    if defects is not None:
+        defects.append(f"MIME parts nested more than {MAX_NESTING} levels deep are not listed")
+    return MimePart(section=section, content_type="application/octet-stream")
+
+
 def parse_raw(raw: bytes, defects: list[str] | None = None) -> email.message.Message:
     """``raw`` parsed by the stdlib (``compat32``: bytes kept as sent). A message nested too deeply
     for the stdlib's recursive parser keeps its body whole, with a defect, instead of raising."""
@@ -207,12 +215,9 @@ def parse_raw(raw: bytes, defects: list[str] | None = None) -> email.message.Mes
 def structure_of(
     message: email.message.Message, section: str = "", defects: list[str] | None = None, *, depth: int = 0
 ) -> MimePart:
-    """The :class:`MimePart` tree of a parsed message, numbered as IMAP numbers it (cut off as
-    :func:`~postroom.transports.imap_bodystructure.parse_bodystructure` does below :data:`MAX_NESTING`)."""
+    """The :class:`MimePart` tree of a parsed message, numbered as IMAP numbers it (cut off below MAX_NESTING)."""
     if depth >= MAX_NESTING:
-        if defects is not None:
-            defects.append(f"MIME parts nested more than {MAX_NESTING} levels deep are not listed")
-        return MimePart(section=section, content_type="application/octet-stream")
+        return cut_off_part(section, defects)
     content_type = message.get_content_type()
     params = decode_params(header_params(message, "content-type"))
     disposition_header = message.get("Content-Disposition")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.message
 
-from postroom.message.structure import MAX_NESTING, MimePart, decode_params, header_params
+from postroom.message.structure import MAX_NESTING, MimePart, cut_off_part, decode_params, header_params
 from postroom.transports.imap_response import Value
 
 __all__ = ["parse_bodystructure"]
@@ -50,15 +50,12 @@ def parse_bodystructure(
 ) -> MimePart:
     """The part tree described by a BODYSTRUCTURE value (as tokenised by ``imap_response``).
 
-    Below :data:`MAX_NESTING` levels a part is cut off: it stays as an empty
-    ``application/octet-stream`` leaf and ``defects`` says so.
+    Below :data:`~postroom.message.structure.MAX_NESTING` levels a part is cut off (and ``defects`` says so).
     """
     if not isinstance(value, list) or not value:
         return MimePart(section=section, content_type="text/plain")
     if depth >= MAX_NESTING:
-        if defects is not None:
-            defects.append(f"MIME parts nested more than {MAX_NESTING} levels deep are not listed")
-        return MimePart(section=section, content_type="application/octet-stream")
+        return cut_off_part(section, defects)
     if isinstance(value[0], list):  # multipart: (part)(part)... "subtype" [params [disposition ...]]
         rest_index = next((i for i, v in enumerate(value) if not isinstance(v, list)), len(value))
         children_values = value[:rest_index]
