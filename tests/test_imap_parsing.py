@@ -143,3 +143,58 @@ def test_the_fast_date_reader_agrees_with_the_stdlib_on_every_form_it_takes() ->
             expected = expected.replace(tzinfo=dt.UTC)
         found = parse_date(text)
         assert found == expected and (found is None or found.utcoffset() == expected.utcoffset()), text  # type: ignore[union-attr]
+
+
+def test_the_fast_summary_reader_agrees_with_the_tokenizer_on_every_shape() -> None:
+    """summary_of_response reads the usual response shape by one regex; anything else goes to the
+    tokenizer. Both must give equal summaries, whatever the server sends."""
+    import random
+
+    from postroom.transports.imap_response import Literal, items_of
+    from postroom.transports.imap_summary import _USUAL_RESPONSE, summary_from, summary_of_response
+
+    chance = random.Random(3501)
+
+    def pick(usual: str, *others: str) -> str:
+        return usual if chance.random() < 0.8 else chance.choice([usual, *others])
+
+    fast = compared = 0
+    for _ in range(4000):
+        structure = " ".join(
+            [
+                pick('"text" "plain"', '"TEXT" "HTML"', '"application" "pdf"', '"message" "rfc822"', '"" "x"', "NIL"),
+                pick(
+                    '("charset" "utf-8")',
+                    "NIL",
+                    '("CHARSET" "UTF-8")',
+                    '("name*" "x")',
+                    '("n" "a\\"b")',
+                    '("a" "1" "b" "2")',
+                    '(" Name " "\xff")',
+                ),
+                pick("NIL", '"<cid@x>"', '""', "nil", '"\xc3\xa9"'),
+                "NIL",
+                pick('"7bit"', '"BASE64"', '""', "NIL"),
+                pick("120 4", "120", '"x"', "\xc2\xb2"),
+                pick("NIL NIL NIL NIL", "NIL NIL NIL", 'NIL ("attachment" ("filename" "a.pdf")) NIL NIL', ""),
+            ]
+        ).strip()
+        flags = pick("\\Seen", "", "\\Seen \\Flagged $Fwd", "NIL", "nil", "NILx", "$a[b]", "\\Seen  $x", "J%")
+        line = (
+            f"({pick('UID 7', 'uid 7', 'UID x')} FLAGS ({flags}) RFC822.SIZE {pick('99', 'NIL')} "
+            f'INTERNALDATE "{pick("24-Nov-2026 10:00:00 +0100", "junk")}" BODYSTRUCTURE ({structure}) '
+            f"BODY[HEADER.FIELDS (SUBJECT FROM)] "
+        ).encode("utf-8", "surrogateescape")
+        tail = chance.choice([[b")\r\n"], [b" BODY[1]<0> ", Literal(b"first"), b")\r\n"], [b" BODY[1]<0> NIL)\r\n"]])
+        parts: list[bytes | Literal] = [line, Literal(b"Subject: x\r\n\r\n"), *tail]
+        try:
+            expected = summary_from(items_of(list(parts)), "INBOX", 5)
+        except ValueError:
+            continue  # malformed for the tokenizer (unbalanced): the fast path's shape is always balanced
+        assert summary_of_response(list(parts), "INBOX", 5) == expected, parts
+        compared += 1
+        fast += _USUAL_RESPONSE.match(line) is not None and len(parts) in (3, 5)
+    assert compared > 3000 and fast > 500  # both paths taken often enough for the comparison to mean something
+    # a long run of flag characters that ends badly costs linear time, not exponential (a hang here is the failure)
+    hostile = b"(UID 7 FLAGS (" + b"a" * 20000 + b'%) RFC822.SIZE 9 INTERNALDATE "x" BODYSTRUCTURE NIL BODY[1] NIL)'
+    assert summary_of_response([hostile], "INBOX", 5) == summary_from(items_of([hostile]), "INBOX", 5)

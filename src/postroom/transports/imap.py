@@ -20,7 +20,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from postroom.auth.base import Login, TokenLogin
 from postroom.config import EmailServer
@@ -32,11 +32,11 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import KeyRun, MessageKey, MessageSummary
 from postroom.transports.base import Features, Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
-from postroom.transports.imap_fetch import FetchAhead, pipelined_fetch
+from postroom.transports.imap_fetch import FetchAhead, ResponseParts, pipelined_fetch
 from postroom.transports.imap_folders import normal_inbox, parse_list, user_path
-from postroom.transports.imap_response import FetchItems, parse_fetch
+from postroom.transports.imap_response import items_of, parse_fetch
 from postroom.transports.imap_search import search_criteria
-from postroom.transports.imap_summary import summary_from
+from postroom.transports.imap_summary import summary_of_response
 from postroom.transports.imap_syntax import chunked, copyuid, mailbox_arg, quote, uid_set
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
@@ -45,6 +45,7 @@ from postroom.transports.tls import client_context, describe_tls
 __all__ = ["HEADER_FIELDS", "ImapMailbox"]
 
 _log = get_logger("postroom.imap")
+T = TypeVar("T")
 
 #: Header fields fetched with every message in a loop.
 HEADER_FIELDS = "FROM TO CC BCC REPLY-TO SUBJECT DATE MESSAGE-ID IN-REPLY-TO REFERENCES"
@@ -361,10 +362,8 @@ class ImapMailbox:
         if not keys:
             return []
         self._select_for(keys, writable=False)
-        request = _summary_request(first_section)
-        return self._summaries_of(
-            keys, (items for chunk in self._fetch_many([k.uid for k in keys], request) for items in chunk)
-        )
+        chunks = self._fetch_many([key.uid for key in keys], _summary_request(first_section), _summary_parser(keys))
+        return self._summaries_of(keys, (summary for chunk in chunks for summary in chunk))
 
     def fetch_ahead(self, keys: list[MessageKey], *, first_section: int = 0) -> None:
         """Send the summaries request for ``keys`` now, to be collected by :meth:`collect_ahead`.
@@ -381,7 +380,8 @@ class ImapMailbox:
         client.untagged_responses.clear()
         sets = [uid_set(chunk) for chunk in chunked([key.uid for key in keys], SUMMARY_CHUNK)]
         with self._in_flight(client):
-            self._ahead = _Ahead(keys, first_section, FetchAhead(client, sets, _summary_request(first_section)))
+            fetch = FetchAhead(client, sets, _summary_request(first_section), _summary_parser(keys))
+            self._ahead = _Ahead(keys, first_section, fetch)
 
     def collect_ahead(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary] | None:
         """The summaries sent for by :meth:`fetch_ahead` with these arguments, or None if they were dropped."""
@@ -393,7 +393,7 @@ class ImapMailbox:
             return None
         return self._summaries_of(keys, responses)
 
-    def _read_ahead(self, ahead: _Ahead) -> list[FetchItems]:
+    def _read_ahead(self, ahead: _Ahead) -> list[MessageSummary | None]:
         client = self._client
         if client is None:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
@@ -406,23 +406,20 @@ class ImapMailbox:
             self._require()
             self._ahead = None
 
-    def _summaries_of(self, keys: list[MessageKey], responses: Iterable[FetchItems]) -> list[MessageSummary]:
-        folder, validity = keys[0].folder, keys[0].uidvalidity
+    @staticmethod
+    def _summaries_of(keys: list[MessageKey], summaries: Iterable[MessageSummary | None]) -> list[MessageSummary]:
+        """``keys``' summaries in their order (the server may answer in any order, or add others)."""
         wanted = {key.uid for key in keys}
-        found: dict[int, MessageSummary] = {}
-        for items in responses:
-            summary = summary_from(items, folder, validity)
-            if summary is not None and summary.key.uid in wanted:
-                found[summary.key.uid] = summary
+        found = {summary.key.uid: summary for summary in summaries if summary is not None and summary.key.uid in wanted}
         return [found[key.uid] for key in keys if key.uid in found]
 
-    def _fetch_many(self, uids: list[int], request: str) -> Iterator[list[FetchItems]]:
+    def _fetch_many(self, uids: list[int], request: str, parse: Callable[[ResponseParts], T]) -> Iterator[list[T]]:
         """Pipelined UID FETCH in chunks (any failure drops the connection)."""
         client = self._require()
         client.untagged_responses.clear()
         sets = [uid_set(chunk) for chunk in chunked(uids, SUMMARY_CHUNK)]
         with self._in_flight(client):
-            yield from pipelined_fetch(client, sets, request)
+            yield from pipelined_fetch(client, sets, request, parse)
 
     def _fetch_one(self, key: MessageKey, item: str) -> bytes:
         self._select_for([key], writable=False)
@@ -449,7 +446,7 @@ class ImapMailbox:
         self._select_for(keys, writable=False)
         by_uid = {key.uid: key for key in keys}
         found: dict[MessageKey, bytes] = {}
-        for responses in self._fetch_many(list(by_uid), f"(UID BODY.PEEK[{section}])"):
+        for responses in self._fetch_many(list(by_uid), f"(UID BODY.PEEK[{section}])", items_of):
             for items in responses:
                 uid = items.get("UID")
                 body = next((v for n, v in items.items() if n.startswith("BODY[")), None)
@@ -616,7 +613,12 @@ class _Ahead:
 
     keys: list[MessageKey]
     first_section: int
-    fetch: FetchAhead
+    fetch: FetchAhead[MessageSummary | None]
+
+
+def _summary_parser(keys: list[MessageKey]) -> Callable[[ResponseParts], MessageSummary | None]:
+    folder, validity = keys[0].folder, keys[0].uidvalidity
+    return lambda parts: summary_of_response(parts, folder, validity)
 
 
 def _summary_request(first_section: int) -> str:

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import imaplib
 import re
-from collections.abc import Iterator
-from typing import BinaryIO, cast
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, Generic, TypeAlias, TypeVar, cast
 
-from postroom.transports.imap_response import FetchItems, Literal, items_of
+from postroom.transports.imap_response import Literal
 
-__all__ = ["FetchAhead", "pipelined_fetch", "read_fetch", "send_fetch"]
+__all__ = ["FetchAhead", "ResponseParts", "pipelined_fetch", "read_fetch", "send_fetch"]
+
+#: One ``* n FETCH`` response from its ``(``: text and literals in order (what the parsers take).
+ResponseParts: TypeAlias = list[bytes | Literal]
+T = TypeVar("T")
 
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r\n$")
 _FETCH_START = re.compile(rb"^\* \d+ FETCH ", re.IGNORECASE)
@@ -43,8 +47,8 @@ def _line(reader: BinaryIO) -> bytes:
     return line
 
 
-def read_fetch(client: imaplib.IMAP4, tag: bytes) -> Iterator[FetchItems]:
-    """The FETCH responses up to the completion of ``tag`` (which must be the next command to complete)."""
+def read_fetch(client: imaplib.IMAP4, tag: bytes, parse: Callable[[ResponseParts], T]) -> Iterator[T]:
+    """Each FETCH response up to the completion of ``tag`` (the next command to complete), parsed by ``parse``."""
     reader = cast(BinaryIO, client.file)
     done = tag + b" "
     while True:
@@ -58,7 +62,7 @@ def read_fetch(client: imaplib.IMAP4, tag: bytes) -> Iterator[FetchItems]:
         if line.startswith(b"* BYE"):
             raise imaplib.IMAP4.abort(line.decode("utf-8", "replace").strip())
         is_fetch = _FETCH_START.match(line) is not None
-        parts: list[bytes | Literal] = [line[line.index(b"(") :]] if is_fetch else []
+        parts: ResponseParts = [line[line.index(b"(") :]] if is_fetch else []
         while (match := _LITERAL_AT_END.search(line)) is not None:  # a literal, then the rest of the line
             size = int(match.group(1))
             data = reader.read(size)
@@ -69,10 +73,12 @@ def read_fetch(client: imaplib.IMAP4, tag: bytes) -> Iterator[FetchItems]:
                 parts[-1] = parts[-1][: -(len(match.group(0)))]
                 parts += [Literal(data), line]
         if is_fetch:
-            yield items_of(parts)
+            yield parse(parts)
 
 
-def pipelined_fetch(client: imaplib.IMAP4, uid_sets: list[str], items: str) -> Iterator[list[FetchItems]]:
+def pipelined_fetch(
+    client: imaplib.IMAP4, uid_sets: list[str], items: str, parse: Callable[[ResponseParts], T]
+) -> Iterator[list[T]]:
     """One list of FETCH responses per UID set, the next command always in flight.
 
     Consume the iterator to the end: a command left unread would desynchronise the connection.
@@ -82,24 +88,27 @@ def pipelined_fetch(client: imaplib.IMAP4, uid_sets: list[str], items: str) -> I
     pending = send_fetch(client, uid_sets[0], items)
     for index in range(len(uid_sets)):
         following = send_fetch(client, uid_sets[index + 1], items) if index + 1 < len(uid_sets) else None
-        yield list(read_fetch(client, pending))
+        yield list(read_fetch(client, pending, parse))
         if following is not None:
             pending = following
 
 
-class FetchAhead:
+class FetchAhead(Generic[T]):
     """``UID FETCH`` commands sent now, their replies read later (all of them, in order, once)."""
 
-    def __init__(self, client: imaplib.IMAP4, uid_sets: list[str], items: str) -> None:
+    def __init__(
+        self, client: imaplib.IMAP4, uid_sets: list[str], items: str, parse: Callable[[ResponseParts], T]
+    ) -> None:
         self._tags = [send_fetch(client, uid_set, items) for uid_set in uid_sets]
-        self._responses: list[FetchItems] | None = None
+        self._parse = parse
+        self._responses: list[T] | None = None
 
     @property
     def read_yet(self) -> bool:
         return self._responses is not None
 
-    def responses(self, client: imaplib.IMAP4) -> list[FetchItems]:
-        """Every FETCH response of the commands, read off the connection on the first call."""
+    def responses(self, client: imaplib.IMAP4) -> list[T]:
+        """Every FETCH response of the commands, parsed, read off the connection on the first call."""
         if self._responses is None:
-            self._responses = [items for tag in self._tags for items in read_fetch(client, tag)]
+            self._responses = [item for tag in self._tags for item in read_fetch(client, tag, self._parse)]
         return self._responses

@@ -1,4 +1,12 @@
-"""One FETCH response of the loop → a :class:`~postroom.message.summary.MessageSummary`."""
+"""One FETCH response of the loop → a :class:`~postroom.message.summary.MessageSummary`.
+
+Most responses to the loop's request look alike: a single-part message, items in
+the order asked for, nothing quoted with escapes. :func:`summary_of_response`
+reads that shape with one regex (twice as fast as tokenizing it) and hands
+anything else, however slightly different, to the general tokenizer and
+:func:`summary_from`. Both give equal summaries: ``test_imap_parsing`` checks
+that on every response shape it can make.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +15,76 @@ import re
 from collections.abc import Mapping
 
 from postroom.message.decode import MONTH_NUMBERS, fixed_zone
+from postroom.message.structure import MimePart
 from postroom.message.summary import MessageKey, MessageSummary
 from postroom.transports.imap_bodystructure import parse_bodystructure
+from postroom.transports.imap_response import Literal, items_of
 
-__all__ = ["internaldate", "summary_from"]
+__all__ = ["internaldate", "summary_from", "summary_of_response"]
+
+_QUOTED = rb'"([^"\\]*)"'
+_NIL_OR_QUOTED = rb'(NIL|"[^"\\]*")'
+# A single-part body whose extension data is all NIL, with at most one plain parameter:
+# (type subtype (name value)|NIL id description encoding size [lines] NIL NIL NIL NIL)
+_SINGLE_PART = (
+    rb"\("
+    + _QUOTED
+    + rb" "
+    + _QUOTED
+    + rb' (?:NIL|\("([^"\\*]*)" "([^"\\]*)"\)) '
+    + _NIL_OR_QUOTED
+    + rb" "
+    + _NIL_OR_QUOTED
+    + rb" "
+    + _QUOTED
+    + rb" (\d+)(?: \d+)? NIL NIL NIL NIL\)"
+)
+# A flag the tokenizer reads as the same atom (not NIL; no brackets, quotes or parentheses).
+# Exactly one space between flags keeps the pattern linear (no backtracking blow-up).
+_FLAG = rb"(?!NIL\b)[A-Za-z0-9\\$_.+-]+"
+# The loop's request answered in the order asked, up to the header fields' literal.
+_USUAL_RESPONSE = re.compile(
+    rb"\(UID (\d+) FLAGS \((" + _FLAG + rb"(?: " + _FLAG + rb")*)?\) RFC822\.SIZE (\d+) "
+    rb'INTERNALDATE "([^"\\]*)" BODYSTRUCTURE ' + _SINGLE_PART + rb" BODY\[HEADER\.FIELDS \([^()]*\)\] $",
+    re.IGNORECASE,
+)
+_END = b")\r\n"
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+_FIRST_SECTION = b" BODY[1]<0> "
+
+
+def summary_of_response(parts: list[bytes | Literal], folder: str, validity: int) -> MessageSummary | None:
+    """The summary in one FETCH response (its text and literals from the ``(``), by the fast path when it can."""
+    match = _USUAL_RESPONSE.match(parts[0]) if len(parts) in (3, 5) and parts[-1] == _END else None
+    if match is None or (len(parts) == 5 and parts[2] != _FIRST_SECTION):
+        return summary_from(items_of(parts), folder, validity)
+    uid, flags, size, date, maintype, subtype, param, value, content_id, _description, encoding, part_size = (
+        match.groups()
+    )
+    if maintype.lower() == b"message":  # an attached message's leaf carries more than this shape reads
+        return summary_from(items_of(parts), folder, validity)
+    part = MimePart(
+        section="",
+        content_type=f"{_text(maintype).lower() or 'text'}/{_text(subtype).lower()}",
+        params={} if param is None else {_text(param).strip().lower(): _text(value)},
+        encoding=(_text(encoding) or "7bit").lower(),
+        size=int(part_size),
+        content_id=None if content_id.upper() == b"NIL" else _text(content_id[1:-1]) or None,
+    )
+    return MessageSummary(
+        key=MessageKey(folder, validity, int(uid)),
+        header=bytes(parts[1]),
+        flags=frozenset([flag.decode("ascii") for flag in flags.split(b" ")]) if flags else frozenset(),
+        size=int(size),
+        received=internaldate(date),
+        structure=part,
+        first_section=bytes(parts[3]) if len(parts) == 5 else None,
+    )
 
 
 def summary_from(items: Mapping[str, object], folder: str, validity: int) -> MessageSummary | None:
