@@ -78,9 +78,10 @@ class MessageLoop(Iterator[Message]):
         chunk = next(chunks, None)
         while chunk is not None:
             following = next(chunks, None)
-            first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
             if ahead is not None:
-                first = ahead[1]
+                first = ahead[1]  # what the request sent ahead asked for
+            else:
+                first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
             summaries = self._summaries(chunk, first, fetched_ahead=ahead is not None)
             source = _ChunkSource(self.session, summaries)
             if bodies_wanted:

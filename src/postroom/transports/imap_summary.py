@@ -49,13 +49,11 @@ _USUAL_RESPONSE = re.compile(
     re.IGNORECASE,
 )
 _END = b")\r\n"
+_FIRST_SECTION = b" BODY[1]<0> "
 
 
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
-
-
-_FIRST_SECTION = b" BODY[1]<0> "
 
 
 def summary_of_response(parts: list[bytes | Literal], folder: str, validity: int) -> MessageSummary | None:
