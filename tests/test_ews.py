@@ -499,7 +499,10 @@ def test_cli_refuses_options_of_the_other_protocol() -> None:
         cli,
         ["connect", "x", "--host", "mail.example.com", "--auth", "ntlm", "--username", "env:U", "--password", "env:P"],
     )
-    assert imap_with_ntlm.exit_code == 3 and "NTLM is for EWS" in imap_with_ntlm.output
+    assert (
+        imap_with_ntlm.exit_code == 3
+        and "ntlm is not a way to log in to IMAP — use it with --protocol ews" in imap_with_ntlm.output
+    )
 
 
 # -- OAuth2 -----------------------------------------------------------------------------------------

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from postroom.filters import MessageFilter
-from postroom.transports.imap_bodystructure import parse_bodystructure
-from postroom.transports.imap_response import parse_fetch, tokenize
-from postroom.transports.imap_search import search_criteria
-from postroom.transports.imap_syntax import quote, uid_set
+from postroom.transports.imap.bodystructure import parse_bodystructure
+from postroom.transports.imap.response import parse_fetch, tokenize
+from postroom.transports.imap.search import search_criteria
+from postroom.transports.imap.syntax import quote, uid_set
 
 
 def test_fetch_with_literals_and_bracketed_item_names() -> None:
@@ -61,8 +61,8 @@ def test_bodystructure_disposition_sent_as_a_string() -> None:
 
 def test_a_hostile_bodystructure_is_cut_off_with_a_defect_not_a_crash() -> None:
     from postroom.message.structure import MAX_NESTING
-    from postroom.transports.imap_response import items_of
-    from postroom.transports.imap_summary import summary_from
+    from postroom.transports.imap.response import items_of
+    from postroom.transports.imap.summary import summary_from
 
     leaf = b'"text" "plain" NIL NIL NIL "7bit" 1 1 NIL NIL NIL NIL'
     deep = b"(" * 5000 + leaf + b")" + b' "mixed")' * 4999
@@ -150,8 +150,8 @@ def test_the_fast_summary_reader_agrees_with_the_tokenizer_on_every_shape() -> N
     tokenizer. Both must give equal summaries, whatever the server sends."""
     import random
 
-    from postroom.transports.imap_response import Literal, items_of
-    from postroom.transports.imap_summary import _USUAL_RESPONSE, summary_from, summary_of_response
+    from postroom.transports.imap.response import Literal, items_of
+    from postroom.transports.imap.summary import _USUAL_RESPONSE, summary_from, summary_of_response
 
     chance = random.Random(3501)
 

@@ -12,7 +12,8 @@ import pytest
 import postroom
 from postroom import Session
 from postroom.actions import loop
-from postroom.transports import imap
+from postroom.transports.imap import mailbox as imap
+from postroom.transports.imap.keys import ImapKey
 from tests.mail_samples import simple
 from tests.servers.dovecot import Dovecot
 
@@ -32,8 +33,8 @@ def collected(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     counts: list[int] = []
     original = imap.ImapMailbox.collect_ahead
 
-    def spy(self: imap.ImapMailbox, keys: list[postroom.MessageKey], *, first_section: int = 0) -> object:
-        found = original(self, keys, first_section=first_section)
+    def spy(self: imap.ImapMailbox, keys: list[ImapKey], *, bodies: bool = False) -> object:
+        found = original(self, keys, bodies=bodies)
         counts.append(-1 if found is None else len(found))
         return found
 

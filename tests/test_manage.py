@@ -45,7 +45,8 @@ def test_move_one_and_results_in_order(dovecot: Dovecot, mailbox_user: str, imap
     assert subjects(imap) == ["message 2"]
     assert subjects(imap, folder="Processed") == ["message 1", "message 3", "seed"]
     again = postroom.move(imap, found[0], "Processed")
-    assert again == [ItemResult(found[0].key, False, "not found: already moved or deleted")]
+    assert again == [ItemResult(found[0].key, "failed", "not found: already moved or deleted")]
+    assert isinstance(again[0].error, postroom.ProtocolError) and not again[0].ok
 
 
 def test_moving_inside_the_loop_never_skips_or_repeats(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:

@@ -68,10 +68,10 @@ from postroom.errors import (
 )
 from postroom.filters import MessageFilter
 from postroom.logs import RedactingFilter, get_logger
+from postroom.message.keys import MessageKey
 from postroom.message.model import PROPERTY_KEYS, Address, Message
-from postroom.message.summary import MessageKey
-from postroom.session import Session, connect, disconnect, disconnect_all, get_session, open_sessions
-from postroom.transports import Folder, ItemResult, ServerReport
+from postroom.session import Runtime, Session, connect, disconnect, disconnect_all, get_session, open_sessions
+from postroom.transports import Folder, ItemResult, ItemStatus, ServerReport
 
 __version__ = "0.1.0"
 
@@ -97,6 +97,7 @@ __all__ = [
     "Insecure",
     "InsecureSecretWarning",
     "ItemResult",
+    "ItemStatus",
     "MailServerError",
     "Message",
     "MessageFilter",
@@ -112,6 +113,7 @@ __all__ = [
     "PostroomWarning",
     "ProtocolError",
     "RedactingFilter",
+    "Runtime",
     "SavedFile",
     "Secret",
     "SendReceipt",

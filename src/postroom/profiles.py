@@ -11,42 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from postroom.auth import auth_from_profile
-from postroom.config import EmailServer, Ews, ServerConfig
+from postroom.config.base import ServerConfig
 from postroom.errors import SessionNotFoundError
 from postroom.paths import home_dir, write_private_file
+from postroom.transports.registry import backend, backend_for
 
 __all__ = ["ProfileStore"]
-
-_SETTINGS = (
-    "protocol",
-    "host",
-    "port",
-    "security",
-    "provider",
-    "azure_cloud",
-    "verify_certificate",
-    "ca_file",
-    "connect_timeout",
-    "read_timeout",
-    "smtp_host",
-    "smtp_port",
-    "smtp_security",
-)
-_EWS_SETTINGS = (
-    "url",
-    "host",
-    "provider",
-    "azure_cloud",
-    "version",
-    "domain",
-    "mailbox",
-    "access_type",
-    "verify_certificate",
-    "ca_file",
-    "connect_timeout",
-    "read_timeout",
-    "max_throttle_wait",
-)
 
 
 class ProfileStore:
@@ -67,15 +37,7 @@ class ProfileStore:
     def save(self, name: str, config: ServerConfig) -> dict[str, Any]:
         """Store ``config`` as ``name``. Its secrets must be references, not insecure strings."""
         auth_record = config.auth.to_profile()
-        if isinstance(config, Ews):
-            settings = {key: getattr(config, key) for key in _EWS_SETTINGS if getattr(config, key) is not None}
-            settings["protocol"] = "ews"
-            if config.host is not None or config.provider is not None:
-                settings.pop("url")  # derived again from host or provider
-        else:
-            settings = {key: getattr(config, key) for key in _SETTINGS if key not in config.preset_fields}
-        if settings.get("ca_file") is not None:
-            settings["ca_file"] = str(Path(settings["ca_file"]).resolve())
+        settings = backend_for(config).to_profile(config)
         record = {"settings": settings, "auth": auth_record}
         profiles = self._read()
         profiles[name] = record
@@ -95,10 +57,8 @@ class ProfileStore:
     def load(self, name: str) -> ServerConfig:
         record = self.raw(name)
         settings = dict(record["settings"])
-        if settings.get("protocol") == "ews":
-            settings.pop("protocol")
-            return Ews(auth=auth_from_profile(record["auth"]), **settings)
-        return EmailServer(auth=auth_from_profile(record["auth"]), **settings)
+        entry = backend(settings.get("protocol", "imap"))
+        return entry.from_profile(settings, auth_from_profile(record["auth"]))
 
     def delete(self, name: str) -> None:
         profiles = self._read()

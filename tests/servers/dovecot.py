@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from postroom.sandbox.certs import CertificateSet, make_certificates
-from postroom.transports.imap_utf7 import encode_mailbox
+from postroom.transports.imap.utf7 import encode_mailbox
 
 __all__ = ["SHARED_PASSWORD", "Dovecot", "DovecotNotInstalled", "find_dovecot", "free_port"]
 

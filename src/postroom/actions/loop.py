@@ -9,12 +9,12 @@ from typing import BinaryIO, cast
 from postroom.actions._resolve import SessionRef, require, resolve
 from postroom.errors import ProtocolError
 from postroom.filters import MessageFilter, Order, Status
-from postroom.message.decode import decode_body
+from postroom.message.keys import MessageKey
 from postroom.message.model import BodyFormat, Message
 from postroom.message.structure import MimePart
-from postroom.message.summary import MessageKey, MessageSummary
+from postroom.message.summary import MessageSummary
 from postroom.session import Session
-from postroom.transports.base import FetchesAhead, Mailbox
+from postroom.transports.contract import FetchesAhead, FetchesBodies, Flags, Folders, Mailbox
 
 __all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
 
@@ -59,7 +59,7 @@ class MessageLoop(Iterator[Message]):
         #: How many of the candidates have been looked at so far (for progress bars).
         self.scanned = 0
         #: Whether the next chunk's summaries are sent for while this one is processed (see ``_summaries``).
-        self._fetch_ahead = session.features.fetch_ahead
+        self._fetch_ahead = session.can(FetchesAhead)
         self._iterator = self._iterate(body_format)
 
     @property
@@ -73,25 +73,22 @@ class MessageLoop(Iterator[Message]):
     def _iterate(self, body_format: BodyFormat) -> Iterator[Message]:
         yielded = 0
         bodies_wanted = learned = False
-        ahead: tuple[list[MessageKey], int] | None = None  # a chunk whose summaries were sent for, and how
+        ahead: tuple[list[MessageKey], bool] | None = None  # a chunk whose summaries were sent for, and how
         chunks = self._chunks()
         chunk = next(chunks, None)
         while chunk is not None:
             following = next(chunks, None)
-            if ahead is not None:
-                first = ahead[1]  # what the request sent ahead asked for
-            else:
-                first = FIRST_SECTION_BYTES if bodies_wanted and self.session.features.bulk_sections else 0
-            summaries = self._summaries(chunk, first, fetched_ahead=ahead is not None)
+            with_bodies = ahead[1] if ahead is not None else bodies_wanted  # what a request sent ahead asked for
+            summaries = self._summaries(chunk, with_bodies, fetched_ahead=ahead is not None)
             source = _ChunkSource(self.session, summaries)
             if bodies_wanted:
                 source.prefetch()  # now, before the next chunk's request is on the line
             ahead = None
             if learned and following is not None and self._worth_fetching_ahead(chunk, following, yielded):
                 self.session.call(
-                    lambda mailbox, c=following, f=first: cast(FetchesAhead, mailbox).fetch_ahead(c, first_section=f)  # type: ignore[misc]
+                    lambda mailbox, c=following, b=with_bodies: cast(FetchesAhead, mailbox).fetch_ahead(c, bodies=b)  # type: ignore[misc]
                 )
-                ahead = (following, first)
+                ahead = (following, with_bodies)
             for summary in summaries:
                 self.scanned += 1
                 message = Message(summary, source, body_format=body_format)
@@ -105,17 +102,17 @@ class MessageLoop(Iterator[Message]):
             bodies_wanted, learned = source.used_bodies, True
             chunk = following
 
-    def _summaries(self, chunk: list[MessageKey], first: int, *, fetched_ahead: bool) -> list[MessageSummary]:
+    def _summaries(self, chunk: list[MessageKey], bodies: bool, *, fetched_ahead: bool) -> list[MessageSummary]:
         """The chunk's summaries: collected if they were sent for ahead and not dropped, else fetched now."""
         if fetched_ahead:
             collected = self.session.call(
-                lambda mailbox: cast(FetchesAhead, mailbox).collect_ahead(chunk, first_section=first)
+                lambda mailbox: cast(FetchesAhead, mailbox).collect_ahead(chunk, bodies=bodies)
             )
             if collected is not None:
                 return collected
             # dropped: the loop's body changed the mailbox (or ran a loop of its own); fetch each chunk when due
             self._fetch_ahead = False
-        return self.session.call(lambda mailbox: mailbox.summaries(chunk, first_section=first))
+        return self.session.call(lambda mailbox: mailbox.summaries(chunk, bodies=bodies))
 
     def _worth_fetching_ahead(self, chunk: list[MessageKey], following: list[MessageKey], yielded: int) -> bool:
         """Not across folders (a read in between would switch back), nor past a limit this chunk can fill."""
@@ -137,61 +134,29 @@ class MessageLoop(Iterator[Message]):
                 size = LOOP_CHUNK
 
 
-#: Body parts larger than this are fetched on their own, never prefetched for a chunk.
-PREFETCH_LIMIT = 256 * 1024
-#: Bytes of section 1 fetched with each summary once a loop has shown that it reads bodies.
-FIRST_SECTION_BYTES = 16 * 1024
-#: At most this many bytes of bodies are prefetched for one chunk (bounds memory; the rest come one by one).
-PREFETCH_BUDGET = 24 * 1024 * 1024
-
-
 class _ChunkSource(SessionSource):
     """A chunk's messages share this source. The first body one of them asks for brings the
-    text bodies of the whole chunk in one FETCH per section; a loop that reads only headers
-    never triggers it."""
+    text bodies of the whole chunk in one go, where the mailbox can (:class:`FetchesBodies`);
+    a loop that reads only headers never triggers it."""
 
     def __init__(self, session: Session, summaries: list[MessageSummary]) -> None:
         super().__init__(session)
         self._summaries = summaries
         self._cache: dict[tuple[MessageKey, str], bytes] | None = None
-        #: Whether a body was asked for: the loop then fetches the next chunk's section 1 with its summaries.
+        #: Whether a body was asked for: the loop then asks for the next chunks' summaries with bodies.
         self.used_bodies = False
 
     def prefetch(self) -> None:
         """Fetch the chunk's text bodies now (the loop calls this when the last chunk's were read)."""
-        if self._cache is None and self.session.features.bulk_sections:
-            self._cache = self._prefetch()
+        if self._cache is None and self.session.can(FetchesBodies):
+            summaries = self._summaries
+            self._cache = self.session.call(lambda mailbox: cast(FetchesBodies, mailbox).bodies(summaries))
 
     def part_content(self, key: MessageKey, part: MimePart) -> bytes:
         self.used_bodies = True
         self.prefetch()
         cached = self._cache.pop((key, part.section), None) if self._cache else None
-        if cached is None:
-            return super().part_content(key, part)
-        return decode_body(cached, part.encoding)
-
-    def _prefetch(self) -> dict[tuple[MessageKey, str], bytes]:
-        wanted: dict[str, list[MessageKey]] = {}
-        cache: dict[tuple[MessageKey, str], bytes] = {}
-        budget = PREFETCH_BUDGET
-        for summary in self._summaries:
-            if summary.structure is None:
-                continue
-            plain, html = summary.structure.body_parts()
-            part = plain or html
-            if part is None or part.size > PREFETCH_LIMIT:
-                continue
-            first = summary.first_section
-            if first is not None and part.fetch_section == "1" and len(first) >= part.size:
-                cache[(summary.key, part.section)] = first  # came with the summary, complete
-            elif budget >= part.size:
-                budget -= part.size
-                wanted.setdefault(part.section, []).append(summary.key)
-        for section, keys in wanted.items():
-            fetch_section = section or "1"
-            found = self.session.call(lambda mailbox, k=keys, s=fetch_section: mailbox.sections(k, s))  # type: ignore[misc]
-            cache.update(((key, section), data) for key, data in found.items())
-        return cache
+        return super().part_content(key, part) if cached is None else cached
 
 
 def messages(
@@ -234,16 +199,16 @@ def messages(
     )
     resolved = resolve(session)
     if chosen.status != "all":
-        require(resolved, "flags", "filtering on read status")
+        require(resolved, Flags, "filtering on read status")
     if chosen.folder.upper() != "INBOX" or chosen.include_subfolders:
-        require(resolved, "folders", f"looping over folder {chosen.folder!r}")
+        require(resolved, Folders, f"looping over folder {chosen.folder!r}")
     return MessageLoop(resolved, chosen, body_format)
 
 
 def get_message(session: SessionRef, key: MessageKey | str, *, body_format: BodyFormat = "plain") -> Message:
     """One message by its key (as printed by ``postroom list``)."""
     resolved = resolve(session)
-    wanted = MessageKey.parse(key) if isinstance(key, str) else key
+    wanted = resolved.check_key(MessageKey.parse(key))
     found = resolved.call(lambda mailbox: mailbox.summaries([wanted]))
     if not found:
         raise ProtocolError(f"message {wanted} is not there", hint="it was moved or deleted; list the folder again")

@@ -10,14 +10,14 @@ from typing import cast
 from postroom.actions._resolve import SessionRef, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
 from postroom.auth.base import Login
-from postroom.config import EmailServer, Ews
+from postroom.config import EmailServer
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.errors import ConfigError, MailServerError, PostroomError
 from postroom.logs import get_logger
 from postroom.message.model import Address, Message
 from postroom.session import Session
-from postroom.transports.base import Mailbox, SendsMail
+from postroom.transports.contract import Appends, Folders, Mailbox, SubmitsMail
 from postroom.transports.smtp import SendReceipt, send_message
 
 __all__ = ["SendReceipt", "forward", "reply", "send"]
@@ -33,9 +33,14 @@ def _route(
         context = ResolveContext(variables=dict(variables or {}), vault=vault)
         return via, (via.auth.resolve(context) if via.auth is not None else None), None
     session = resolve(via)
-    if session.features.send:
+    if session.can(SubmitsMail):
         return None, session.resolve_login(), session
-    assert isinstance(session.config, EmailServer)
+    if not isinstance(session.config, EmailServer):
+        raise ConfigError(
+            "via",
+            f"a {session.label} session neither sends mail itself nor knows an SMTP server",
+            hint="pass an SmtpServer(...) to send through",
+        )
     try:
         server = SmtpServer.for_session(session.config)
     except PostroomError as exc:
@@ -45,7 +50,7 @@ def _route(
 
 def _sender(sender: str | None, login: Login | None, session: Session | None) -> Address:
     """``sender``, else the shared mailbox an EWS session opens, else the login's username."""
-    mailbox = session.config.mailbox if session is not None and isinstance(session.config, Ews) else None
+    mailbox = getattr(session.config, "mailbox", None) if session is not None else None  # a shared mailbox
     candidate = sender or mailbox or (login.username.reveal() if login is not None else "")
     found = parse_recipients("sender", candidate) if candidate and "@" in candidate else []
     if len(found) != 1:
@@ -62,9 +67,11 @@ def _deliver(
     receipt = send_message(server, login, draft.message, draft.sender, draft.recipients)
     _log.info("sent %s to %d recipient(s) via %s", receipt.message_id, len(receipt.recipients), server.address)
     if save_to_sent:
-        if session is None or not session.features.folders:
+        if session is None or not session.can(Appends):
             raise ConfigError(
-                "save_to_sent", "needs an IMAP session", hint="the message was sent; only the copy failed"
+                "save_to_sent",
+                "needs a session that can store messages (IMAP)",
+                hint="the message was sent; only the copy failed",
             )
         folder = save_to_sent if isinstance(save_to_sent, str) else _sent_folder(session)
         session.call(append_once(folder, draft.message.as_bytes(), receipt.message_id))
@@ -91,7 +98,7 @@ def _submit(draft: Draft, session: Session, save_to_sent: bool | str) -> SendRec
                 f"the connection dropped while sending {draft.message['Message-ID']}; it may have been sent",
                 hint="look for that Message-ID in Sent Items before sending again",
             )
-        cast(SendsMail, mailbox).submit(raw, save_copy=bool(save_to_sent))
+        cast(SubmitsMail, mailbox).submit(raw, save_copy=bool(save_to_sent))
 
     session.call(submit)
     message_id = str(draft.message["Message-ID"])
@@ -111,16 +118,19 @@ def append_once(folder: str, raw: bytes, message_id: str | None) -> Callable[[Ma
     def store(mailbox: Mailbox) -> None:
         nonlocal attempts
         attempts += 1
-        if attempts > 1 and message_id and mailbox.has_message_id(folder, message_id):
+        target = cast(Appends, mailbox)
+        if attempts > 1 and message_id and target.has_message_id(folder, message_id):
             _log.info("the copy in %s was stored before the connection dropped; not storing it twice", folder)
             return
-        mailbox.append(folder, raw, seen=True)
+        target.append(folder, raw, seen=True)
 
     return store
 
 
 def _sent_folder(session: Session) -> str:
-    folders = session.call(lambda mailbox: mailbox.folders())
+    if not session.can(Folders):
+        return "Sent"
+    folders = session.call(lambda mailbox: cast(Folders, mailbox).folders())
     for folder in folders:
         if "\\SENT" in folder.flags:
             return folder.name

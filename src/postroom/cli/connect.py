@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -12,11 +11,12 @@ from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2
 from postroom.auth.oauth import DEFAULT_REDIRECT_URI
 from postroom.auth.oauth.modes import BrowserSignIn
 from postroom.cli.output import emit, handle_errors, json_option, state
-from postroom.config import PROVIDERS, EmailServer, Ews, ServerConfig
+from postroom.cli.settings import protocol_names, server_setting_options, settings_from_options
 from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault
 from postroom.credentials.refs import parse_ref
 from postroom.errors import ConfigError
 from postroom.profiles import ProfileStore
+from postroom.transports.registry import Backend, backend, backends
 
 __all__ = ["connect_command", "profiles_group", "test_connection_command"]
 
@@ -25,21 +25,8 @@ PROFILE_VAULT_PREFIX = "profile:"
 
 @click.command("connect")
 @click.argument("name")
-@click.option("--protocol", type=click.Choice(["imap", "pop3", "ews"]), default="imap", show_default=True)
-@click.option("--url", help="EWS: the full EWS URL (default: https://HOST/EWS/Exchange.asmx, or autodiscover).")
-@click.option(
-    "--exchange-version",
-    help="EWS: Exchange2007_SP1, Exchange2010, Exchange2010_SP1, Exchange2010_SP2, Exchange2013, Exchange2016 "
-    "(default: detected).",
-)
-@click.option("--domain", help="EWS: Windows domain for NTLM/Basic (a bare user logs in as DOMAIN\\user).")
-@click.option("--access-type", type=click.Choice(["delegate", "impersonation"]), help="EWS: how to open --mailbox.")
-@click.option("--max-throttle-wait", type=float, help="EWS: seconds to wait out throttling (0: fail at once).")
-@click.option("--host", help="Server host name (filled by --provider when left out).")
-@click.option("--port", type=int, help="Port (default: from protocol and security).")
-@click.option("--security", type=click.Choice(["ssl", "starttls", "none"]), help="Implicit TLS, STARTTLS, or none.")
-@click.option("--provider", type=click.Choice(sorted(PROVIDERS), case_sensitive=False), help="Fill host/port/security.")
-@click.option("--azure-cloud", type=click.Choice(["global", "gcc-high"]), default="global", show_default=True)
+@server_setting_options
+@click.option("--protocol", type=click.Choice(protocol_names()), default="imap", show_default=True)
 @click.option(
     "--auth",
     "auth_mode",
@@ -65,7 +52,6 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option(
     "--scope", "scopes", multiple=True, help="OAuth2 scope (repeatable; default: the provider's mail scopes)."
 )
-@click.option("--mailbox", help="Shared mailbox address to open with the signed-in user's token.")
 @click.option("--authority", help="Microsoft authority URL override (ADFS, or a test authority).")
 @click.option("--authorize-url", help="Custom provider: authorization endpoint.")
 @click.option("--token-url", help="Custom provider: token endpoint.")
@@ -74,13 +60,6 @@ PROFILE_VAULT_PREFIX = "profile:"
     type=click.Path(dir_okay=False, exists=True),
     help="PEM file of the authorization server's CA (default: the system's).",
 )
-@click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="PEM file of the server's CA.")
-@click.option("--no-verify", is_flag=True, help="Do not verify the certificate (test servers only; warns).")
-@click.option("--connect-timeout", type=float, default=15.0, show_default=True, help="Seconds.")
-@click.option("--read-timeout", type=float, default=60.0, show_default=True, help="Seconds.")
-@click.option("--smtp-host", help="SMTP host for sending (default: from --provider).")
-@click.option("--smtp-port", type=int)
-@click.option("--smtp-security", type=click.Choice(["ssl", "starttls", "none"]))
 @click.option("--test", "run_test", is_flag=True, help="Also run Test connection.")
 @json_option
 @handle_errors
@@ -93,13 +72,10 @@ def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) ->
     clear. With --auth oauth2-pkce or oauth2-implicit, sign in afterwards with
     `postroom auth login NAME`.
     """
-    ews_mailbox = options.get("mailbox") if options.get("protocol") == "ews" else None
-    if ews_mailbox:
-        options["mailbox"] = None  # EWS opens the mailbox itself; the token stays the signed-in user's
-    auth = _auth_from_options(name, options)
-    settings = {key: value for key, value in options.items() if value is not None}
-    settings["verify_certificate"] = not settings.pop("no_verify", False)
-    config = _server_config(auth, settings, ews_mailbox)
+    entry = backend(options.pop("protocol"))
+    settings = settings_from_options(entry, options)  # takes the server's settings out of ``options``
+    auth = _auth_from_options(name, entry, {**options, "server_provider": settings.get("provider")})
+    config = entry.from_profile({"protocol": entry.protocol, **settings}, auth)
     record = ProfileStore().save(name, config)
     result: dict[str, Any] = {"ok": True, "profile": name, "address": config.address, **record}
     tested: ConnectionTest | None = None
@@ -121,41 +97,24 @@ def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) ->
     emit(as_json, result, human)
 
 
-_EWS_ONLY = ("url", "exchange_version", "domain", "access_type", "max_throttle_wait")
-_MAIL_ONLY = ("port", "security", "smtp_host", "smtp_port", "smtp_security")
-
-
-def _server_config(auth: AuthMode, settings: dict[str, Any], mailbox: str | None) -> ServerConfig:
-    """An :class:`Ews` for ``--protocol ews``, else an :class:`EmailServer`; options of the other kind are refused."""
-    is_ews = settings.get("protocol") == "ews"
-    for key in _MAIL_ONLY if is_ews else _EWS_ONLY:
-        if key in settings:
-            option = "--" + key.replace("_", "-")
-            kind = "EWS" if is_ews else "IMAP/POP3"
-            raise ConfigError(key, f"{option} does not apply to {kind}", hint=f"leave {option} out")
-    if not is_ews:
-        if auth.kind == "ntlm":
-            raise ConfigError("auth", "NTLM is for EWS", hint="use --protocol ews, or --auth basic")
-        return EmailServer(auth=auth, **settings)
-    settings.pop("protocol")
-    if "exchange_version" in settings:
-        settings["version"] = settings.pop("exchange_version")
-    if settings.get("read_timeout") == 60.0:
-        settings["read_timeout"] = 120.0  # EWS replies carry whole batches
-    return Ews(auth=auth, mailbox=mailbox, **settings)
-
-
 _OAUTH_OPTIONS = ("oauth_provider", "redirect_uri", "scopes", "mailbox", "authority", "authorize_url", "token_url")
 
 
-def _auth_from_options(name: str, options: dict[str, Any]) -> AuthMode:
-    """The auth mode the options describe (and take out of ``options``); secrets typed in go to the vault."""
+def _auth_from_options(name: str, entry: Backend, options: dict[str, Any]) -> AuthMode:
+    """The auth mode the options describe; secrets typed in go to the vault."""
     mode = options.pop("auth_mode")
+    if not entry.accepts(mode):
+        others = [b.protocol for b in backends() if b.accepts(mode)]
+        raise ConfigError(
+            "auth",
+            f"{mode} is not a way to log in to {entry.label}",
+            hint=f"use it with --protocol {' or '.join(others)}" if others else "choose another --auth",
+        )
     refs = {
         field_name: options.pop(f"{field_name}_ref")
         for field_name in ("username", "password", "client_id", "tenant_id", "client_secret")
     }
-    oauth = {key: options.pop(key) for key in _OAUTH_OPTIONS}
+    oauth = {key: options.pop(key, None) for key in _OAUTH_OPTIONS}
     oauth_ca_file = options.pop("oauth_ca_file")
     given = {k: _stored_ref(name, k, parse_ref(v, k)) for k, v in refs.items() if v is not None}
     if mode in ("basic", "ntlm"):
@@ -167,13 +126,13 @@ def _auth_from_options(name: str, options: dict[str, Any]) -> AuthMode:
         raise ConfigError("password", f"is not used with --auth {mode}", hint="leave --password out")
     if "client_id" not in given:
         raise ConfigError("client_id", f"is required with --auth {mode}", hint="give --client-id REF")
-    server_provider = options.get("provider") or ("microsoft365" if options.get("protocol") == "ews" else None)
+    server_provider = options.get("server_provider") or entry.default_oauth_provider
     provider = oauth.pop("oauth_provider") or _oauth_provider_for(server_provider)
     settings: dict[str, Any] = {
         "provider": provider,
         "token_name": f"{PROFILE_VAULT_PREFIX}{name}",
         "ca_file": oauth_ca_file,
-        "scopes": tuple(oauth.pop("scopes")),
+        "scopes": tuple(oauth.pop("scopes") or ()),
         **{k: v for k, v in oauth.items() if v is not None},
         **given,
     }
@@ -226,18 +185,14 @@ def test_connection_command(name: str, as_json: bool) -> None:
 def _print_test(result: ConnectionTest) -> None:
     report = result.report
     click.echo(f"ok: {report.address} — logged in as {result.username} ({result.username_source})")
-    if report.protocol == "ews":
-        rows = [
-            ("server", report.greeting),
-            ("connect", f"{result.connect_ms:.1f} ms (HTTPS, login, mailbox)"),
-            ("round trip", f"{result.round_trip_ms:.2f} ms (GetFolder, median of 3)"),
-        ]
+    if report.https:
+        rows = [("server", report.greeting)]
     else:
-        rows = [
-            ("TLS", f"{report.tls_version}, {report.cipher}" if report.tls_version else "none (plaintext)"),
-            ("connect", f"{result.connect_ms:.1f} ms (TCP, TLS and login)"),
-            ("round trip", f"{result.round_trip_ms:.2f} ms (NOOP, median of 3)"),
-        ]
+        rows = [("TLS", f"{report.tls_version}, {report.cipher}" if report.tls_version else "none (plaintext)")]
+    rows += [
+        ("connect", f"{result.connect_ms:.1f} ms ({report.connect_steps})"),
+        ("round trip", f"{result.round_trip_ms:.2f} ms ({report.probe}, median of 3)"),
+    ]
     if report.folder_count is not None:
         rows.append(("folders", str(report.folder_count)))
     if report.message_count is not None:

@@ -22,7 +22,7 @@ from postroom.cli.common import (
 )
 from postroom.cli.output import emit, handle_errors, json_option
 from postroom.message.model import Message
-from postroom.transports.base import ItemResult
+from postroom.transports.contract import ItemResult
 
 __all__ = ["COMMANDS"]
 
@@ -214,8 +214,10 @@ def _apply(session_name: str, filters: dict[str, Any], dry_run: bool, as_json: b
                     "key": str(r.key),
                     "subject": subjects.get(r.key, ""),
                     "ok": r.ok,
+                    "status": r.status,
                     "detail": r.detail,
                     "new_key": str(r.new_key) if r.new_key else None,
+                    "error": str(r.error) if r.error is not None else None,
                 }
                 for r in outcome
             ]

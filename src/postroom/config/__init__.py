@@ -1,5 +1,6 @@
 """Validated, immutable connection settings and provider presets."""
 
+from postroom.config.base import ServerConfig, Setting
 from postroom.config.email_server import (
     DEFAULT_PORTS,
     AzureCloud,
@@ -11,9 +12,6 @@ from postroom.config.email_server import (
 )
 from postroom.config.ews import Ews, EwsRetirementWarning
 from postroom.config.providers import PROVIDERS, Endpoint, ProviderPreset
-
-#: The settings of any kind of server a session can connect to.
-ServerConfig = EmailServer | Ews
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -28,5 +26,6 @@ __all__ = [
     "ProviderPreset",
     "Security",
     "ServerConfig",
+    "Setting",
     "UnverifiedTLSWarning",
 ]

@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from postroom.auth.base import AuthMode
+from postroom.config.base import Setting
 from postroom.config.providers import PROVIDERS, Endpoint, ProviderPreset, Security
 from postroom.config.validation import check_ca_file, check_choice, check_port, check_timeout, normalise_host
 from postroom.errors import ConfigError, PostroomWarning
 
 __all__ = [
+    "COMMON_SETTINGS",
     "DEFAULT_PORTS",
+    "EMAIL_SERVER_SETTINGS",
     "AzureCloud",
     "EmailServer",
     "PlaintextWarning",
@@ -179,16 +182,47 @@ class EmailServer:
             return None
         return Endpoint(self.smtp_host, self.smtp_port, self.smtp_security)
 
-    def clone(self, **changes: Any) -> EmailServer:
-        """A copy with ``changes`` applied and validated again."""
+    def given(self) -> dict[str, Any]:
+        """The settings as given: those a provider preset filled are left to fill again."""
         given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        for name in self.preset_fields:  # let a new provider/protocol fill these afresh
+        for name in self.preset_fields:
             given[name] = None
         given.pop("preset_fields", None)
-        given.update(changes)
-        return EmailServer(**given)
+        return given
+
+    def clone(self, **changes: Any) -> EmailServer:
+        """A copy with ``changes`` applied and validated again."""
+        return EmailServer(**{**self.given(), **changes})
 
 
 def _offered(preset: ProviderPreset) -> str:
     offered = [p for p in ("imap", "pop3") if preset.endpoint(p) is not None]
     return f"use protocol={' or '.join(repr(p) for p in offered)}"
+
+
+#: Settings every server reached over TLS has.
+COMMON_SETTINGS = (
+    Setting("ca_file", "PEM file of the server's CA.", type=Path),
+    Setting(
+        "verify_certificate",
+        "Do not verify the certificate (test servers only; warns).",
+        type=bool,
+        option="--no-verify",
+        flag_value=False,
+    ),
+    Setting("connect_timeout", "Seconds (default 15).", type=float),
+    Setting("read_timeout", "Seconds (default 60; EWS 120).", type=float),
+)
+
+#: What ``postroom connect --protocol imap|pop3`` offers.
+EMAIL_SERVER_SETTINGS = (
+    Setting("host", "Server host name (filled by --provider when left out)."),
+    Setting("port", "Port (default: from protocol and security).", type=int),
+    Setting("security", "Implicit TLS, STARTTLS, or none.", choices=("ssl", "starttls", "none")),
+    Setting("provider", "Fill host/port/security.", choices=tuple(sorted(PROVIDERS))),
+    Setting("azure_cloud", "Microsoft 365 cloud (default global).", choices=("global", "gcc-high")),
+    *COMMON_SETTINGS,
+    Setting("smtp_host", "SMTP host for sending (default: from --provider)."),
+    Setting("smtp_port", "SMTP port.", type=int),
+    Setting("smtp_security", "SMTP: implicit TLS, STARTTLS, or none.", choices=("ssl", "starttls", "none")),
+)

@@ -17,11 +17,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from postroom.auth.base import AuthMode
-from postroom.config.email_server import AzureCloud, UnverifiedTLSWarning
+from postroom.config.base import Setting
+from postroom.config.email_server import COMMON_SETTINGS, AzureCloud, UnverifiedTLSWarning
 from postroom.config.validation import check_ca_file, check_choice, check_timeout, normalise_host
 from postroom.errors import ConfigError, PostroomWarning
 
-__all__ = ["EXCHANGE_ONLINE_HOSTS", "EXCHANGE_VERSIONS", "AccessType", "Ews", "EwsRetirementWarning"]
+__all__ = ["EWS_SETTINGS", "EXCHANGE_ONLINE_HOSTS", "EXCHANGE_VERSIONS", "AccessType", "Ews", "EwsRetirementWarning"]
 
 AccessType = Literal["delegate", "impersonation"]
 
@@ -174,12 +175,36 @@ class Ews:
         """The EWS URL, or ``ews://autodiscover`` until autodiscover has found it."""
         return self.url or "ews://autodiscover"
 
-    def clone(self, **changes: Any) -> Ews:
-        """A copy with ``changes`` applied and validated again."""
+    def given(self) -> dict[str, Any]:
+        """The settings as given: the URL is left out where it is derived from host or provider."""
         given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         if self.host is not None or self.provider is not None:
             given["url"] = None
-        given.update(changes)
+        return given
+
+    def clone(self, **changes: Any) -> Ews:
+        """A copy with ``changes`` applied and validated again."""
+        given = {**self.given(), **changes}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EwsRetirementWarning)
             return Ews(**given)
+
+
+#: What ``postroom connect --protocol ews`` offers.
+EWS_SETTINGS = (
+    Setting("url", "EWS: the full EWS URL (default: https://HOST/EWS/Exchange.asmx, or autodiscover)."),
+    Setting("host", "Server host name (filled by --provider when left out)."),
+    Setting("provider", "Fill host/port/security.", choices=("microsoft365",)),
+    Setting("azure_cloud", "Microsoft 365 cloud (default global).", choices=("global", "gcc-high")),
+    Setting(
+        "version",
+        "EWS: Exchange2007_SP1, Exchange2010, Exchange2010_SP1, Exchange2010_SP2, Exchange2013, Exchange2016 "
+        "(default: detected).",
+        option="--exchange-version",
+    ),
+    Setting("domain", "EWS: Windows domain for NTLM/Basic (a bare user logs in as DOMAIN\\user)."),
+    Setting("mailbox", "Shared mailbox address to open (EWS: delegate, or impersonation)."),
+    Setting("access_type", "EWS: how to open --mailbox.", choices=("delegate", "impersonation")),
+    Setting("max_throttle_wait", "EWS: seconds to wait out throttling (0: fail at once).", type=float),
+    *COMMON_SETTINGS,
+)

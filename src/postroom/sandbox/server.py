@@ -20,7 +20,7 @@ from typing import Any
 
 from postroom.errors import PostroomError
 from postroom.sandbox.certs import CertificateSet, make_certificates
-from postroom.transports.imap_syntax import quote
+from postroom.transports.imap.syntax import quote
 from postroom.transports.tls import client_context
 
 __all__ = ["SandboxServer"]

@@ -9,12 +9,13 @@ from types import TracebackType
 from typing import Literal, TypeVar
 
 from postroom.auth.base import Login
-from postroom.config import ServerConfig
+from postroom.config.base import ServerConfig
 from postroom.credentials import ResolveContext
-from postroom.errors import ConnectionLostError, PostroomError, SessionError
+from postroom.errors import ConfigError, ConnectionLostError, PostroomError, SessionError
 from postroom.logs import get_logger
-from postroom.transports import TRANSPORT_FEATURES, Mailbox, make_mailbox
-from postroom.transports.base import Features
+from postroom.message.keys import MessageKey
+from postroom.transports.contract import Mailbox
+from postroom.transports.registry import Backend, backend_for
 
 __all__ = ["Session", "SessionState"]
 
@@ -31,12 +32,23 @@ class Session:
     timeout, restart), the next call reconnects once, logs it, and carries on.
     """
 
-    def __init__(self, name: str, config: ServerConfig, context: ResolveContext) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        context: ResolveContext,
+        *,
+        backend: Backend | None = None,
+        on_close: Callable[[Session], None] | None = None,
+    ) -> None:
         self.name = name
         self.config = config
+        self.backend = backend or backend_for(config)
         self._context = context
+        self._on_close = on_close
         self._lock = threading.RLock()
         self._mailbox: Mailbox | None = None
+        self._mailbox_type: type | None = None
         self.state: SessionState = "new"
         self.opened_at: float | None = None
         self.reconnects = 0
@@ -49,9 +61,24 @@ class Session:
         return self.config.address
 
     @property
-    def features(self) -> Features:
-        """What this session's protocol can do (folders, flags, moves)."""
-        return TRANSPORT_FEATURES[self.config.protocol]
+    def label(self) -> str:
+        """The protocol's name for messages: IMAP, POP3, EWS."""
+        return self.backend.label
+
+    def can(self, ability: type) -> bool:
+        """Whether this session's mailbox has ``ability`` (an ability Protocol of
+        :mod:`postroom.transports.contract`, e.g. ``Moves``). Known once the session has opened."""
+        return self._mailbox_type is not None and issubclass(self._mailbox_type, ability)
+
+    def check_key(self, key: MessageKey) -> MessageKey:
+        """``key`` if it names a message of this session's kind; a key from another kind of server is refused."""
+        if not isinstance(key, self.backend.key_type):
+            raise ConfigError(
+                "messages",
+                f"{key} is not a message of this {self.label} session {self.name!r}",
+                hint="use messages (or keys) from a loop over the same session",
+            )
+        return key
 
     def open(self) -> Session:
         """Connect and log in. Secrets are resolved afresh on every (re)connect."""
@@ -75,7 +102,8 @@ class Session:
         not yet committed), or a new one."""
         try:
             if mailbox is None:
-                mailbox = make_mailbox(self.config, self.config.auth.resolve(self._context))
+                mailbox = self.backend.mailbox(self.config, self.config.auth.resolve(self._context))
+                self._mailbox_type = type(mailbox)
             mailbox.open()
         except PostroomError as exc:
             raise exc.with_context(session=self.name, server=self.config.address) from exc.__cause__
@@ -113,6 +141,8 @@ class Session:
             self.state = "closed"
         if mailbox is not None:
             mailbox.close()
+        if self._on_close is not None:
+            self._on_close(self)
 
     def __enter__(self) -> Session:
         return self
@@ -120,6 +150,4 @@ class Session:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        from postroom.session.registry import disconnect
-
-        disconnect(self.name, missing_ok=True, only=self)
+        self.close()

@@ -1,54 +1,22 @@
-"""One module per protocol, all behind the :class:`~postroom.transports.base.Mailbox` contract.
+"""One package per protocol, all behind the :class:`~postroom.transports.contract.Mailbox` contract.
 
-A new protocol is one new module plus one entry in :data:`TRANSPORTS`.
+A new protocol is one new package that calls :func:`~postroom.transports.registry.register`,
+plus its import below.
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
-
-from postroom.auth.base import Login
-from postroom.config import EmailServer
-from postroom.config.ews import Ews
-from postroom.transports.base import EWS_FEATURES, Features, Folder, ItemResult, Mailbox, ServerReport
-from postroom.transports.imap import ImapMailbox
-from postroom.transports.pop3 import Pop3Mailbox
+from postroom.transports import ews, imap, pop3  # noqa: F401  # each registers its backend
+from postroom.transports.contract import Folder, ItemResult, ItemStatus, Mailbox, ServerReport
+from postroom.transports.registry import Backend, backend, backend_for, backends, register
 
 __all__ = [
-    "TRANSPORTS",
-    "TRANSPORT_FEATURES",
-    "Features",
+    "Backend",
     "Folder",
     "ItemResult",
+    "ItemStatus",
     "Mailbox",
     "ServerReport",
-    "make_mailbox",
+    "backend",
+    "backend_for",
+    "backends",
+    "register",
 ]
-
-
-def _ews(config: Ews, login: Login) -> Mailbox:
-    from postroom.transports.ews import EwsMailbox  # exchangelib takes 0.4 s to import: only when used
-
-    return EwsMailbox(config, login)
-
-
-#: protocol name → factory of an unopened :class:`Mailbox`.
-TRANSPORTS: dict[str, Callable[[Any, Login], Mailbox]] = {
-    "imap": ImapMailbox,
-    "pop3": Pop3Mailbox,
-    "ews": _ews,
-}
-
-
-#: protocol name → what it can do, known before connecting.
-TRANSPORT_FEATURES: dict[str, Features] = {
-    "imap": ImapMailbox.features,
-    "pop3": Pop3Mailbox.features,
-    "ews": EWS_FEATURES,
-}
-
-
-def make_mailbox(config: EmailServer | Ews, login: Login) -> Mailbox:
-    """An unopened mailbox for ``config``'s protocol."""
-    return TRANSPORTS[config.protocol](config, login)

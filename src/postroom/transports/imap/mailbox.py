@@ -27,17 +27,19 @@ from postroom.config import EmailServer
 from postroom.errors import AuthenticationError, ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
-from postroom.message.decode import StreamDecoder
+from postroom.message.decode import StreamDecoder, decode_body
 from postroom.message.structure import MimePart
-from postroom.message.summary import KeyRun, MessageKey, MessageSummary
-from postroom.transports.base import Features, Folder, ItemResult, ServerReport
+from postroom.message.summary import MessageSummary
+from postroom.transports.call_options import call_option
+from postroom.transports.contract import Folder, ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
-from postroom.transports.imap_fetch import FetchAhead, ResponseParts, pipelined_fetch
-from postroom.transports.imap_folders import normal_inbox, parse_list, user_path
-from postroom.transports.imap_response import items_of, parse_fetch
-from postroom.transports.imap_search import search_criteria
-from postroom.transports.imap_summary import summary_of_response
-from postroom.transports.imap_syntax import chunked, copyuid, mailbox_arg, quote, uid_set
+from postroom.transports.imap.fetch import FetchAhead, ResponseParts, pipelined_fetch
+from postroom.transports.imap.folders import normal_inbox, parse_list, user_path
+from postroom.transports.imap.keys import ImapKey, UidRun
+from postroom.transports.imap.response import items_of, parse_fetch
+from postroom.transports.imap.search import search_criteria
+from postroom.transports.imap.summary import summary_of_response
+from postroom.transports.imap.syntax import chunked, copyuid, mailbox_arg, quote, uid_set
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
@@ -55,6 +57,12 @@ SUMMARY_CHUNK = 250
 #: Bytes per partial fetch when streaming an attachment.
 STREAM_CHUNK = 1 << 20
 _WRITE_CHUNK = 1000
+#: Bytes of section 1 fetched with each summary when the caller reads bodies (a text body is usually there).
+FIRST_SECTION_BYTES = 16 * 1024
+#: Body parts larger than this are fetched on their own, never in bulk with a chunk's.
+BULK_BODY_LIMIT = 256 * 1024
+#: At most this many bytes of bodies are fetched in bulk for one chunk (bounds memory; the rest come one by one).
+BULK_BODY_BUDGET = 24 * 1024 * 1024
 #: Longest response line accepted (a UID SEARCH result is one line).
 MAX_LINE = 64 * 1024 * 1024
 
@@ -82,7 +90,6 @@ class ImapMailbox:
     """An IMAP connection for one session."""
 
     protocol = "imap"
-    features = Features(folders=True, flags=True, move=True, bulk_sections=True, fetch_ahead=True)
 
     def __init__(self, config: EmailServer, login: Login) -> None:
         self.config = config
@@ -316,7 +323,7 @@ class ImapMailbox:
         self._selected = (folder, writable)
         return self._uidvalidity
 
-    def _select_for(self, keys: Sequence[MessageKey], *, writable: bool) -> None:
+    def _select_for(self, keys: Sequence[ImapKey], *, writable: bool) -> None:
         folders = {key.folder for key in keys}
         if len(folders) != 1:
             raise ValueError("keys of one folder at a time")
@@ -332,11 +339,11 @@ class ImapMailbox:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+    def search(self, filter_: MessageFilter) -> list[UidRun]:
         runs = []
         for folder in self._folders_for(filter_):
             validity = self._select(folder, writable=False)
-            runs.append(KeyRun(folder, validity, self._search_uids(filter_)))
+            runs.append(UidRun(folder, validity, self._search_uids(filter_)))
         return runs
 
     def _search_uids(self, filter_: MessageFilter) -> array.array[int]:
@@ -356,16 +363,16 @@ class ImapMailbox:
             _log.info("server refused UTF-8 search (%s); filtering on the client", server_text(data))
         return array.array("I")
 
-    def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:
-        """Summaries of ``keys``; with ``first_section=N``, also the first N bytes of section 1, in the same FETCH
+    def summaries(self, keys: list[ImapKey], *, bodies: bool = False) -> list[MessageSummary]:
+        """Summaries of ``keys``; with ``bodies``, also the first bytes of section 1, in the same FETCH
         (where a text body usually is: a loop that reads bodies saves a round trip per chunk)."""
         if not keys:
             return []
         self._select_for(keys, writable=False)
-        chunks = self._fetch_many([key.uid for key in keys], _summary_request(first_section), _summary_parser(keys))
+        chunks = self._fetch_many([key.uid for key in keys], _summary_request(bodies), _summary_parser(keys))
         return self._summaries_of(keys, (summary for chunk in chunks for summary in chunk))
 
-    def fetch_ahead(self, keys: list[MessageKey], *, first_section: int = 0) -> None:
+    def fetch_ahead(self, keys: list[ImapKey], *, bodies: bool = False) -> None:
         """Send the summaries request for ``keys`` now, to be collected by :meth:`collect_ahead`.
 
         Until then the server works while the caller does other things. A read-only command
@@ -380,16 +387,16 @@ class ImapMailbox:
         client.untagged_responses.clear()
         sets = [uid_set(chunk) for chunk in chunked([key.uid for key in keys], SUMMARY_CHUNK)]
         with self._in_flight(client):
-            fetch = FetchAhead(client, sets, _summary_request(first_section), _summary_parser(keys))
-            self._ahead = _Ahead(keys, first_section, fetch)
+            fetch = FetchAhead(client, sets, _summary_request(bodies), _summary_parser(keys))
+            self._ahead = _Ahead(keys, bodies, fetch)
 
-    def collect_ahead(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary] | None:
+    def collect_ahead(self, keys: list[ImapKey], *, bodies: bool = False) -> list[MessageSummary] | None:
         """The summaries sent for by :meth:`fetch_ahead` with these arguments, or None if they were dropped."""
         ahead, self._ahead = self._ahead, None
         if ahead is None:
             return None
         responses = self._read_ahead(ahead)
-        if ahead.keys != keys or ahead.first_section != first_section:
+        if ahead.keys != keys or ahead.bodies != bodies:
             return None
         return self._summaries_of(keys, responses)
 
@@ -407,10 +414,13 @@ class ImapMailbox:
             self._ahead = None
 
     @staticmethod
-    def _summaries_of(keys: list[MessageKey], summaries: Iterable[MessageSummary | None]) -> list[MessageSummary]:
+    def _summaries_of(keys: list[ImapKey], summaries: Iterable[MessageSummary | None]) -> list[MessageSummary]:
         """``keys``' summaries in their order (the server may answer in any order, or add others)."""
         wanted = {key.uid for key in keys}
-        found = {summary.key.uid: summary for summary in summaries if summary is not None and summary.key.uid in wanted}
+        found: dict[object, MessageSummary] = {}
+        for summary in summaries:
+            if summary is not None and summary.key.id in wanted:
+                found[summary.key.id] = summary
         return [found[key.uid] for key in keys if key.uid in found]
 
     def _fetch_many(self, uids: list[int], request: str, parse: Callable[[ResponseParts], T]) -> Iterator[list[T]]:
@@ -421,7 +431,7 @@ class ImapMailbox:
         with self._in_flight(client):
             yield from pipelined_fetch(client, sets, request, parse)
 
-    def _fetch_one(self, key: MessageKey, item: str) -> bytes:
+    def _fetch_one(self, key: ImapKey, item: str) -> bytes:
         self._select_for([key], writable=False)
         typ, data = self._uid("FETCH", str(key.uid), f"(UID {item})")
         if typ != "OK":
@@ -434,18 +444,45 @@ class ImapMailbox:
                     return b""
         raise _gone(key)
 
-    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+    def part_content(self, key: ImapKey, part: MimePart) -> bytes:
         data = self._fetch_one(key, f"BODY.PEEK[{part.fetch_section}]")
         decoder = StreamDecoder(part.encoding)
         return decoder.feed(data) + decoder.finish()
 
-    def sections(self, keys: list[MessageKey], section: str) -> dict[MessageKey, bytes]:
+    def bodies(self, summaries: list[MessageSummary]) -> dict[tuple[ImapKey, str], bytes]:
+        """The text bodies of a chunk: from the section 1 bytes that came with a summary when they are the
+        whole part, else one FETCH per section for all of them, within :data:`BULK_BODY_BUDGET`."""
+        wanted: dict[str, list[ImapKey]] = {}
+        encodings: dict[tuple[ImapKey, str], str] = {}
+        found: dict[tuple[ImapKey, str], bytes] = {}
+        budget = BULK_BODY_BUDGET
+        for summary in summaries:
+            if summary.structure is None:
+                continue
+            plain, html = summary.structure.body_parts()
+            part = plain or html
+            if part is None or part.size > BULK_BODY_LIMIT:
+                continue
+            key = cast(ImapKey, summary.key)
+            encodings[(key, part.section)] = part.encoding
+            first = summary.body_start
+            if first is not None and part.fetch_section == "1" and len(first) >= part.size:
+                found[(key, part.section)] = first  # came with the summary, complete
+            elif budget >= part.size:
+                budget -= part.size
+                wanted.setdefault(part.section, []).append(key)
+        for section, keys in wanted.items():
+            for key, data in self._sections(keys, section or "1").items():
+                found[(key, section)] = data
+        return {where: decode_body(data, encodings[where]) for where, data in found.items()}
+
+    def _sections(self, keys: list[ImapKey], section: str) -> dict[ImapKey, bytes]:
         """The same section of many messages (one folder) in one FETCH per chunk, still encoded."""
         if not keys:
             return {}
         self._select_for(keys, writable=False)
         by_uid = {key.uid: key for key in keys}
-        found: dict[MessageKey, bytes] = {}
+        found: dict[ImapKey, bytes] = {}
         for responses in self._fetch_many(list(by_uid), f"(UID BODY.PEEK[{section}])", items_of):
             for items in responses:
                 uid = items.get("UID")
@@ -454,7 +491,7 @@ class ImapMailbox:
                     found[by_uid[int(uid)]] = bytes(body) if isinstance(body, bytes) else b""
         return found
 
-    def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
+    def stream_part(self, key: ImapKey, part: MimePart, write: Callable[[bytes], object]) -> int:
         decoder = StreamDecoder(part.encoding)
         offset = total = 0
         while True:
@@ -469,15 +506,15 @@ class ImapMailbox:
         write(tail)
         return total + len(tail)
 
-    def header_block(self, key: MessageKey) -> bytes:
+    def header_block(self, key: ImapKey) -> bytes:
         return self._fetch_one(key, "BODY.PEEK[HEADER]")
 
-    def raw(self, key: MessageKey) -> bytes:
+    def raw(self, key: ImapKey) -> bytes:
         return self._fetch_one(key, "BODY.PEEK[]")
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _existing(self, keys: list[MessageKey]) -> set[int]:
+    def _existing(self, keys: list[ImapKey]) -> set[int]:
         uids: set[int] = set()
         for chunk in chunked([key.uid for key in keys], _WRITE_CHUNK):
             typ, data = self._uid("SEARCH", "UID", uid_set(chunk))
@@ -487,11 +524,11 @@ class ImapMailbox:
         return uids
 
     def _by_folder(
-        self, keys: list[MessageKey], action: Callable[[list[MessageKey]], dict[MessageKey, ItemResult]]
+        self, keys: list[ImapKey], action: Callable[[list[ImapKey]], dict[ImapKey, ItemResult]]
     ) -> list[ItemResult]:
         """Run ``action`` per folder; return one result per key, in input order."""
         self._forget_ahead()
-        results: dict[MessageKey, ItemResult] = {}
+        results: dict[ImapKey, ItemResult] = {}
         for folder in dict.fromkeys(key.folder for key in keys):
             group = [key for key in keys if key.folder == folder]
             self._select_for(group, writable=True)
@@ -499,27 +536,27 @@ class ImapMailbox:
             present = [key for key in group if key.uid in existing]
             for key in group:
                 if key.uid not in existing:
-                    results[key] = ItemResult(key, False, "not found: already moved or deleted")
+                    results[key] = ItemResult(key, "failed", "not found: already moved or deleted", error=_gone(key))
             if present:
                 results.update(action(present))
         return [results[key] for key in keys]
 
-    def _store(self, keys: list[MessageKey], change: str) -> None:
+    def _store(self, keys: list[ImapKey], change: str) -> None:
         for chunk in chunked([key.uid for key in keys], _WRITE_CHUNK):
             typ, data = self._uid("STORE", uid_set(chunk), change)
             if typ != "OK":
                 raise ProtocolError(f"STORE failed: {server_text(data)}")
 
-    def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
+    def set_seen(self, keys: list[ImapKey], seen: bool) -> list[ItemResult]:
         change = "+FLAGS.SILENT (\\Seen)" if seen else "-FLAGS.SILENT (\\Seen)"
 
-        def mark(present: list[MessageKey]) -> dict[MessageKey, ItemResult]:
+        def mark(present: list[ImapKey]) -> dict[ImapKey, ItemResult]:
             self._store(present, change)
-            return {key: ItemResult(key, True, "marked read" if seen else "marked unread") for key in present}
+            return {key: ItemResult(key, "done", "marked read" if seen else "marked unread") for key in present}
 
         return self._by_folder(keys, mark)
 
-    def _expunge(self, keys: list[MessageKey], *, allow_expunge_all: bool) -> None:
+    def _expunge(self, keys: list[ImapKey], *, allow_expunge_all: bool) -> None:
         """Expunge exactly ``keys``: UID EXPUNGE, or (opted in) EXPUNGE with others' \\Deleted lifted first."""
         if "UIDPLUS" in self._capabilities:
             for chunk in chunked([key.uid for key in keys], _WRITE_CHUNK):
@@ -544,13 +581,14 @@ class ImapMailbox:
             if others:
                 self._uid("STORE", uid_set(others), "+FLAGS.SILENT (\\Deleted)")
 
-    def move(self, keys: list[MessageKey], folder: str, *, allow_expunge_all: bool = False) -> list[ItemResult]:
+    def move(self, keys: list[ImapKey], folder: str) -> list[ItemResult]:
+        allow_expunge_all = bool(call_option("allow_expunge_all", False))
         target = mailbox_arg(self._server_name(folder))
         use_move = "MOVE" in self._capabilities
         if not use_move and "UIDPLUS" not in self._capabilities and not allow_expunge_all:
             self._expunge([], allow_expunge_all=False)  # raises the explanation before any change
 
-        def move_group(present: list[MessageKey]) -> dict[MessageKey, ItemResult]:
+        def move_group(present: list[ImapKey]) -> dict[ImapKey, ItemResult]:
             new_uids: dict[int, int] = {}
             validity = 0
             for chunk in chunked([key.uid for key in present], _WRITE_CHUNK):
@@ -569,23 +607,24 @@ class ImapMailbox:
             return {
                 key: ItemResult(
                     key,
-                    True,
+                    "done",
                     f"moved to {folder}",
-                    MessageKey(normal_inbox(folder), validity, new_uids[key.uid]) if key.uid in new_uids else None,
+                    ImapKey(normal_inbox(folder), validity, new_uids[key.uid]) if key.uid in new_uids else None,
                 )
                 for key in present
             }
 
         return self._by_folder(keys, move_group)
 
-    def delete(self, keys: list[MessageKey], *, allow_expunge_all: bool = False) -> list[ItemResult]:
+    def delete(self, keys: list[ImapKey]) -> list[ItemResult]:
+        allow_expunge_all = bool(call_option("allow_expunge_all", False))
         if "UIDPLUS" not in self._capabilities and not allow_expunge_all:
             self._expunge([], allow_expunge_all=False)
 
-        def delete_group(present: list[MessageKey]) -> dict[MessageKey, ItemResult]:
+        def delete_group(present: list[ImapKey]) -> dict[ImapKey, ItemResult]:
             self._store(present, "+FLAGS.SILENT (\\Deleted)")
             self._expunge(present, allow_expunge_all=allow_expunge_all)
-            return {key: ItemResult(key, True, "deleted") for key in present}
+            return {key: ItemResult(key, "done", "deleted") for key in present}
 
         return self._by_folder(keys, delete_group)
 
@@ -611,21 +650,21 @@ class ImapMailbox:
 class _Ahead:
     """A summaries FETCH sent before it is wanted, with what it was sent for."""
 
-    keys: list[MessageKey]
-    first_section: int
+    keys: list[ImapKey]
+    bodies: bool
     fetch: FetchAhead[MessageSummary | None]
 
 
-def _summary_parser(keys: list[MessageKey]) -> Callable[[ResponseParts], MessageSummary | None]:
+def _summary_parser(keys: list[ImapKey]) -> Callable[[ResponseParts], MessageSummary | None]:
     folder, validity = keys[0].folder, keys[0].uidvalidity
     return lambda parts: summary_of_response(parts, folder, validity)
 
 
-def _summary_request(first_section: int) -> str:
-    return _SUMMARY_ITEMS if not first_section else f"{_SUMMARY_ITEMS[:-1]} BODY.PEEK[1]<0.{first_section}>)"
+def _summary_request(bodies: bool) -> str:
+    return f"{_SUMMARY_ITEMS[:-1]} BODY.PEEK[1]<0.{FIRST_SECTION_BYTES}>)" if bodies else _SUMMARY_ITEMS
 
 
-def _gone(key: MessageKey) -> ProtocolError:
+def _gone(key: ImapKey) -> ProtocolError:
     return ProtocolError(
         f"message {key} is no longer in {key.folder!r}", hint="it was moved or deleted after the loop listed it"
     )

@@ -23,10 +23,12 @@ from postroom.config import EmailServer
 from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
+from postroom.message.keys import KeyList
 from postroom.message.structure import MimePart, content_of, parse_raw
-from postroom.message.summary import KeyRun, MessageKey, MessageSummary
-from postroom.transports.base import Features, Folder, ItemResult, ServerReport
+from postroom.message.summary import MessageSummary
+from postroom.transports.contract import ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
+from postroom.transports.pop3.keys import Pop3Key
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
@@ -73,7 +75,6 @@ class Pop3Mailbox:
     """A POP3 connection for one session."""
 
     protocol = "pop3"
-    features = Features(folders=False, flags=False, move=False, bulk_sections=False)
 
     def __init__(self, config: EmailServer, login: Login) -> None:
         self.config = config
@@ -120,7 +121,7 @@ class Pop3Mailbox:
         if self._pending_deletes:
             resend, self._pending_deletes = self._pending_deletes, []
             _log.warning("re-sending %d deletion(s) the server rolled back when the connection dropped", len(resend))
-            self.delete([MessageKey("INBOX", uidl=uidl) for uidl in resend])
+            self.delete([Pop3Key(uidl) for uidl in resend])
         _log.debug("connected to %s", config.address)
 
     def close(self) -> None:
@@ -178,24 +179,21 @@ class Pop3Mailbox:
             self._numbers = numbers
         return self._numbers
 
-    def _number(self, key: MessageKey) -> int:
+    def _number(self, key: Pop3Key) -> int:
         number = self._uidls().get(key.uidl or "")
         if number is None or key.uidl in self._pending_deletes:
             raise ProtocolError(f"message {key} is no longer in the maildrop", hint="it was deleted after the loop")
         return number
 
-    def folders(self, pattern: str = "*") -> list[Folder]:
-        return [Folder("INBOX", None)]
-
-    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+    def search(self, filter_: MessageFilter) -> list[KeyList]:
         if filter_.folder.upper() != "INBOX" or filter_.include_subfolders:
             raise _unsupported("folders other than the inbox")
         if filter_.status != "all":
             raise _unsupported("read status")
         numbers = sorted(self._uidls().items(), key=lambda item: item[1], reverse=filter_.order == "newest")
-        return [KeyRun("INBOX", uidls=tuple(uidl for uidl, _n in numbers if uidl not in self._pending_deletes))]
+        return [KeyList("INBOX", [Pop3Key(uidl) for uidl, _n in numbers if uidl not in self._pending_deletes])]
 
-    def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:
+    def summaries(self, keys: list[Pop3Key], *, bodies: bool = False) -> list[MessageSummary]:
         out = []
         numbers = self._uidls()
         for key in keys:
@@ -211,7 +209,7 @@ class Pop3Mailbox:
             )
         return out
 
-    def raw(self, key: MessageKey) -> bytes:
+    def raw(self, key: Pop3Key) -> bytes:
         """RETR; the last message is kept, so its structure, body and attachments cost one RETR together."""
         if self._last_raw is not None and self._last_raw[0] == key.uidl:
             return self._last_raw[1]
@@ -221,54 +219,43 @@ class Pop3Mailbox:
         self._last_raw, self._last_parsed = (key.uidl or "", data), None
         return data
 
-    def header_block(self, key: MessageKey) -> bytes:
+    def header_block(self, key: Pop3Key) -> bytes:
         number = self._number(key)
         _resp, lines, _octets = self._run(lambda c: c.top(number, 0))
         return b"\r\n".join(lines) + b"\r\n"
 
-    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+    def part_content(self, key: Pop3Key, part: MimePart) -> bytes:
         return content_of(self._parsed(key), part)
 
-    def _parsed(self, key: MessageKey) -> email.message.Message:
+    def _parsed(self, key: Pop3Key) -> email.message.Message:
         raw = self.raw(key)
         if self._last_parsed is None or self._last_parsed[0] != key.uidl:
             self._last_parsed = (key.uidl or "", parse_raw(raw))
         return self._last_parsed[1]
 
-    def sections(self, keys: list[MessageKey], section: str) -> dict[MessageKey, bytes]:
-        raise _unsupported("partial fetches")
-
-    def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
+    def stream_part(self, key: Pop3Key, part: MimePart, write: Callable[[bytes], object]) -> int:
         data = self.part_content(key, part)  # POP3 has no partial fetch: RETR brings the whole message
         write(data)
         return len(data)
 
     # -- writing ------------------------------------------------------------------------------
 
-    def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
-        raise _unsupported("read status")
-
-    def move(self, keys: list[MessageKey], folder: str, *, allow_expunge_all: bool = False) -> list[ItemResult]:
-        raise _unsupported("folders to move messages to")
-
-    def delete(self, keys: list[MessageKey], *, allow_expunge_all: bool = False) -> list[ItemResult]:
+    def delete(self, keys: list[Pop3Key]) -> list[ItemResult]:
         results = []
         numbers = self._uidls()
         for key in keys:
             number = numbers.get(key.uidl or "")
-            if number is None or key.uidl in self._pending_deletes:
-                results.append(ItemResult(key, False, "not found: already deleted"))
+            if key.uidl in self._pending_deletes:
+                results.append(ItemResult(key, "already_done", "already deleted in this session"))
+                continue
+            if number is None:
+                gone = ProtocolError(f"message {key} is not in the maildrop", hint="it was deleted by another client")
+                results.append(ItemResult(key, "failed", "not found: already deleted", error=gone))
                 continue
             self._run(lambda c, n=number: c.dele(n))  # type: ignore[misc]
             self._pending_deletes.append(key.uidl or "")
-            results.append(ItemResult(key, True, "deleted when the session disconnects (POP3 commits on QUIT)"))
+            results.append(ItemResult(key, "done", "deleted when the session disconnects (POP3 commits on QUIT)"))
         return results
-
-    def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
-        raise _unsupported("folders to store messages in")
-
-    def has_message_id(self, folder: str, message_id: str) -> bool:
-        raise _unsupported("folders to store messages in")
 
 
 def _authenticate_oauth(client: _Client, login: TokenLogin, config: EmailServer) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from postroom.transports.base import Folder
-from postroom.transports.imap_response import Literal, tokenize
-from postroom.transports.imap_utf7 import decode_mailbox
+from postroom.transports.contract import Folder
+from postroom.transports.imap.response import Literal, tokenize
+from postroom.transports.imap.utf7 import decode_mailbox
 
 __all__ = ["normal_inbox", "parse_list", "user_path"]
 

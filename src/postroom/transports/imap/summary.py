@@ -16,9 +16,10 @@ from collections.abc import Mapping
 
 from postroom.message.decode import MONTH_NUMBERS, fixed_zone
 from postroom.message.structure import MimePart
-from postroom.message.summary import MessageKey, MessageSummary
-from postroom.transports.imap_bodystructure import parse_bodystructure
-from postroom.transports.imap_response import Literal, items_of
+from postroom.message.summary import MessageSummary
+from postroom.transports.imap.bodystructure import parse_bodystructure
+from postroom.transports.imap.keys import ImapKey
+from postroom.transports.imap.response import Literal, items_of
 
 __all__ = ["internaldate", "summary_from", "summary_of_response"]
 
@@ -75,13 +76,13 @@ def summary_of_response(parts: list[bytes | Literal], folder: str, validity: int
         content_id=None if content_id.upper() == b"NIL" else _text(content_id[1:-1]) or None,
     )
     return MessageSummary(
-        key=MessageKey(folder, validity, int(uid)),
+        key=ImapKey(folder, validity, int(uid)),
         header=bytes(parts[1]),
         flags=frozenset([flag.decode("ascii") for flag in flags.split(b" ")]) if flags else frozenset(),
         size=int(size),
         received=internaldate(date),
         structure=part,
-        first_section=bytes(parts[3]) if len(parts) == 5 else None,
+        body_start=bytes(parts[3]) if len(parts) == 5 else None,
     )
 
 
@@ -111,13 +112,13 @@ def summary_from(items: Mapping[str, object], folder: str, validity: int) -> Mes
     date_value = items.get("INTERNALDATE")
     received = internaldate(date_value) if isinstance(date_value, bytes) else None
     return MessageSummary(
-        key=MessageKey(folder, validity, int(uid_value)),
+        key=ImapKey(folder, validity, int(uid_value)),
         header=header,
         flags=flags,
         size=int(size_value) if isinstance(size_value, bytes) and size_value.isdigit() else 0,
         received=received,
         structure=structure,
-        first_section=first,
+        body_start=first,
         defects=tuple(defects),
     )
 

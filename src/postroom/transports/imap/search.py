@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from postroom.filters import MessageFilter
-from postroom.transports.imap_syntax import quote
+from postroom.transports.imap.syntax import quote
 
 __all__ = ["SearchCriteria", "search_criteria"]
 

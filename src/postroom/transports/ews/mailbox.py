@@ -1,4 +1,4 @@
-"""EWS (Exchange Web Services) behind the :class:`~postroom.transports.base.Mailbox` contract, on exchangelib.
+"""EWS (Exchange Web Services) behind the :class:`~postroom.transports.contract.Mailbox` contract, on exchangelib.
 
 - Folders are named as on IMAP: paths under the mailbox root with ``/`` between
   levels, the inbox as ``INBOX`` — so a bot runs unchanged on either protocol.
@@ -21,7 +21,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, cast
 
 from exchangelib import UTC, EWSDateTime, Q
 from exchangelib import Message as EwsMessage
@@ -34,13 +34,15 @@ from postroom.config.ews import Ews
 from postroom.errors import ProtocolError, SessionError
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
+from postroom.message.keys import KeyList
 from postroom.message.structure import MimePart
-from postroom.message.summary import KeyRun, MessageKey, MessageSummary
-from postroom.transports.base import EWS_FEATURES, Folder, ItemResult, ServerReport
-from postroom.transports.ews_client import EwsClient
-from postroom.transports.ews_items import ATTACHMENT_ID, SUMMARY_FIELDS, body_of, header_block_of, summary_of
-from postroom.transports.ews_xml import INVALID_XML_CHARS, clean_text, replace_invalid
-from postroom.transports.imap_folders import user_path
+from postroom.message.summary import MessageSummary
+from postroom.transports.contract import Folder, ItemResult, ServerReport
+from postroom.transports.ews.client import EwsClient
+from postroom.transports.ews.items import ATTACHMENT_ID, SUMMARY_FIELDS, body_of, header_block_of, summary_of
+from postroom.transports.ews.keys import EwsKey
+from postroom.transports.ews.xml import INVALID_XML_CHARS, clean_text, replace_invalid
+from postroom.transports.imap.folders import user_path
 
 __all__ = ["EwsMailbox"]
 
@@ -53,8 +55,6 @@ PAGE = 1000
 
 class EwsMailbox:
     """One EWS connection to one mailbox (own or shared)."""
-
-    features = EWS_FEATURES
 
     def __init__(self, config: Ews, login: Login) -> None:
         self.config = config
@@ -114,6 +114,9 @@ class EwsMailbox:
                 f"auth={self.config.auth.kind}",
             ),
             folder_count=len(self.folders()),
+            connect_steps="HTTPS, login, mailbox",
+            probe="GetFolder",
+            https=True,
         )
 
     # -- folders --------------------------------------------------------------------------
@@ -178,7 +181,7 @@ class EwsMailbox:
 
     # -- search and fetch -----------------------------------------------------------------
 
-    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+    def search(self, filter_: MessageFilter) -> list[KeyList]:
         runs = []
         restriction = _restriction(filter_)
         order = "-datetime_received" if filter_.order == "newest" else "datetime_received"
@@ -190,10 +193,10 @@ class EwsMailbox:
                 query.page_size = PAGE
                 return tuple(query.order_by(order).values_list("id", flat=True))
 
-            runs.append(KeyRun(path, item_ids=self._run(find)))
+            runs.append(KeyList(path, [EwsKey(path, item_id) for item_id in self._run(find)]))
         return runs
 
-    def _fetch(self, keys: list[MessageKey], fields: Iterable[str]) -> list[tuple[MessageKey, Any]]:
+    def _fetch(self, keys: list[EwsKey], fields: Iterable[str]) -> list[tuple[EwsKey, Any]]:
         """Items of ``keys`` (one folder) with ``fields``; gone ones skipped."""
         if not keys:
             return []
@@ -211,15 +214,23 @@ class EwsMailbox:
             found.append((key, item))
         return found
 
-    def summaries(self, keys: list[MessageKey], *, first_section: int = 0) -> list[MessageSummary]:
+    def summaries(self, keys: list[EwsKey], *, bodies: bool = False) -> list[MessageSummary]:
         return [summary_of(item, key.folder) for key, item in self._fetch(keys, SUMMARY_FIELDS)]
 
-    def sections(self, keys: list[MessageKey], section: str) -> dict[MessageKey, bytes]:
-        if section != "1":
-            return {}
-        return {key: body_of(item)[0] for key, item in self._fetch(keys, ("body",))}
+    def bodies(self, summaries: list[MessageSummary]) -> dict[tuple[EwsKey, str], bytes]:
+        """The text bodies: GetItem brings each one with its summary, so they are at hand already."""
+        found: dict[tuple[EwsKey, str], bytes] = {}
+        missing: list[EwsKey] = []
+        for summary in summaries:
+            key = cast(EwsKey, summary.key)
+            if summary.body_start is not None:
+                found[(key, "1")] = summary.body_start
+            else:
+                missing.append(key)
+        found.update(((key, "1"), body_of(item)[0]) for key, item in self._fetch(missing, ("body",)))
+        return found
 
-    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+    def part_content(self, key: EwsKey, part: MimePart) -> bytes:
         if ATTACHMENT_ID not in part.params:
             found = self._fetch([key], ("body",))
             if not found:
@@ -229,7 +240,7 @@ class EwsMailbox:
         self.stream_part(key, part, chunks.append)
         return b"".join(chunks)
 
-    def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
+    def stream_part(self, key: EwsKey, part: MimePart, write: Callable[[bytes], object]) -> int:
         attachment_id = part.params.get(ATTACHMENT_ID)
         if attachment_id is None:
             data = self.part_content(key, part)
@@ -251,7 +262,7 @@ class EwsMailbox:
 
         return int(self._run(stream))
 
-    def header_block(self, key: MessageKey) -> bytes:
+    def header_block(self, key: EwsKey) -> bytes:
         found = self._fetch([key], ("headers", *SUMMARY_FIELDS[:-2]))
         if not found:
             raise ProtocolError(f"message {key} is gone from the server")
@@ -265,7 +276,7 @@ class EwsMailbox:
             lines.append(f"{name}: {value}\r\n".encode("utf-8", "surrogatepass"))
         return b"".join(lines)
 
-    def raw(self, key: MessageKey) -> bytes:
+    def raw(self, key: EwsKey) -> bytes:
         found = self._fetch([key], ("mime_content",))
         if not found:
             raise ProtocolError(f"message {key} is gone from the server")
@@ -274,25 +285,25 @@ class EwsMailbox:
     # -- changes ----------------------------------------------------------------------------
 
     def _bulk(
-        self, keys: list[MessageKey], call: Callable[[list[tuple[str, None]]], list[Any]], target: str | None = None
+        self, keys: list[EwsKey], call: Callable[[list[tuple[str, None]]], list[Any]], target: str | None = None
     ) -> list[ItemResult]:
         results = []
         for start in range(0, len(keys), BATCH):
             batch = keys[start : start + BATCH]
-            ids: list[tuple[str, None]] = [(str(k.item_id), None) for k in batch]
+            ids: list[tuple[str, None]] = [(k.item_id, None) for k in batch]
             outcomes = self._run(functools.partial(call, ids))
             for key, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, Exception):
-                    results.append(ItemResult(key, False, f"{type(outcome).__name__}: {outcome}"))
+                    results.append(_failed(key, outcome))
                 elif target is not None:
                     new_id = outcome[0] if isinstance(outcome, tuple) else getattr(outcome, "id", None)
-                    new_key = MessageKey(target, item_id=new_id) if new_id else None
-                    results.append(ItemResult(key, True, new_key=new_key))
+                    new_key = EwsKey(target, new_id) if new_id else None
+                    results.append(ItemResult(key, "done", new_key=new_key))
                 else:
-                    results.append(ItemResult(key, True))
+                    results.append(ItemResult(key, "done"))
         return results
 
-    def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
+    def set_seen(self, keys: list[EwsKey], seen: bool) -> list[ItemResult]:
         account = self._account()
 
         def update(ids: list[tuple[str, None]]) -> list[Any]:
@@ -303,11 +314,11 @@ class EwsMailbox:
 
         return self._bulk(keys, update)
 
-    def move(self, keys: list[MessageKey], folder: str, *, allow_expunge_all: bool = False) -> list[ItemResult]:
+    def move(self, keys: list[EwsKey], folder: str) -> list[ItemResult]:
         account, (path, target) = self._account(), self._folder(folder)
         return self._bulk(keys, lambda ids: list(account.bulk_move(ids, to_folder=target)), target=path)
 
-    def delete(self, keys: list[MessageKey], *, allow_expunge_all: bool = False) -> list[ItemResult]:
+    def delete(self, keys: list[EwsKey]) -> list[ItemResult]:
         account = self._account()
         return self._bulk(keys, lambda ids: list(account.bulk_delete(ids, delete_type=HARD_DELETE)))
 
@@ -324,6 +335,12 @@ class EwsMailbox:
         account = self._account()
         message = EwsMessage(account=account, folder=account.sent if save_copy else None, mime_content=_cleaned(raw))
         self._run(message.send_and_save if save_copy else lambda: message.send(save_copy=False))
+
+
+def _failed(key: EwsKey, outcome: Exception) -> ItemResult:
+    """One item the server refused: the error a single call would have raised, named for the message."""
+    detail = f"{type(outcome).__name__}: {outcome}"
+    return ItemResult(key, "failed", detail, error=ProtocolError(f"message {key}: {detail}"))
 
 
 def _cleaned(raw: bytes) -> bytes:

@@ -8,7 +8,7 @@ bot's reconnect fail forever):
 
 - the adapter verifies TLS against the connection's ``ca_file`` (or not at all
   when ``verify_certificate=False``) and applies its timeouts;
-- every reply goes through :func:`~postroom.transports.ews_xml.sanitize_stream`
+- every reply goes through :func:`~postroom.transports.ews.xml.sanitize_stream`
   before lxml sees it.
 """
 
@@ -59,7 +59,7 @@ from postroom.errors import (
     ServerUnreachableError,
 )
 from postroom.logs import get_logger
-from postroom.transports.ews_xml import sanitize_stream
+from postroom.transports.ews.xml import sanitize_stream
 
 __all__ = ["EwsClient", "ews_errors_mapped", "primary_address"]
 

@@ -5,7 +5,7 @@ not a MIME header block. They become an RFC 5322 header block (RFC 2047-encoded
 where not ASCII) and a MIME structure — the body as part ``1``, each attachment as
 part ``2``, ``3``… carrying its EWS attachment id — so that :class:`~postroom.message.Message`,
 the filters and the actions work unchanged. Every text value passes through
-:func:`~postroom.transports.ews_xml.clean_text`: what XML could not carry shows as
+:func:`~postroom.transports.ews.xml.clean_text`: what XML could not carry shows as
 U+FFFD and is recorded as a defect of the message.
 """
 
@@ -21,8 +21,9 @@ from exchangelib import HTMLBody, ItemAttachment, Message
 from exchangelib.extended_properties import Flag
 
 from postroom.message.structure import MimePart
-from postroom.message.summary import MessageKey, MessageSummary
-from postroom.transports.ews_xml import clean_text
+from postroom.message.summary import MessageSummary
+from postroom.transports.ews.keys import EwsKey
+from postroom.transports.ews.xml import clean_text
 
 __all__ = ["ATTACHMENT_ID", "SUMMARY_FIELDS", "body_of", "header_block_of", "summary_of"]
 
@@ -162,7 +163,7 @@ def summary_of(item: Any, folder: str) -> MessageSummary:
         structure = MimePart("", content_type, {"charset": "utf-8"}, encoding="8bit", size=len(body))
     received = _aware(item.datetime_received) if item.datetime_received is not None else None
     return MessageSummary(
-        key=MessageKey(folder, item_id=item.id),
+        key=EwsKey(folder, item.id),
         header=header,
         flags=frozenset(
             name for name, on in (("\\Seen", item.is_read), ("\\Flagged", item.postroom_flag_status == _FLAGGED)) if on
@@ -170,6 +171,6 @@ def summary_of(item: Any, folder: str) -> MessageSummary:
         size=item.size or 0,
         received=received,
         structure=structure,
-        first_section=body,
+        body_start=body,
         defects=tuple(dict.fromkeys(clean.defects)),
     )

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, Generic, TypeAlias, TypeVar, cast
 
-from postroom.transports.imap_response import Literal
+from postroom.transports.imap.response import Literal
 
 __all__ = ["FetchAhead", "ResponseParts", "pipelined_fetch", "read_fetch", "send_fetch"]
 

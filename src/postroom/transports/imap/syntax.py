@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from postroom.transports.imap_utf7 import encode_mailbox
+from postroom.transports.imap.utf7 import encode_mailbox
 
 __all__ = ["chunked", "copyuid", "expand_uid_set", "mailbox_arg", "quote", "uid_set"]
 

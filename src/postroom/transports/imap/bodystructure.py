@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.message
 
 from postroom.message.structure import MAX_NESTING, MimePart, cut_off_part, decode_params, header_params
-from postroom.transports.imap_response import Value
+from postroom.transports.imap.response import Value
 
 __all__ = ["parse_bodystructure"]
 

@@ -1,0 +1,268 @@
+"""The contract every transport implements: a narrow :class:`Mailbox` plus optional abilities.
+
+The core contract is what every kind of server can do: open, close, noop, report,
+search, summaries, bodies and parts, raw. Everything else is an *ability*, a
+``runtime_checkable`` Protocol that a mailbox implements or not; actions ask with
+``isinstance`` (through :meth:`postroom.Session.can`) and refuse what a session cannot
+do before anything is sent. No protocol's vocabulary lives here: IMAP's sections,
+EWS's item ids and Graph's batches stay inside their transports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+from postroom.filters import MessageFilter
+from postroom.message.keys import KeyRun, MessageKey
+from postroom.message.structure import MimePart
+from postroom.message.summary import MessageSummary
+
+if TYPE_CHECKING:
+    from postroom.errors import PostroomError
+
+__all__ = [
+    "ABILITY_NAMES",
+    "Appends",
+    "CreatesFolders",
+    "Deletes",
+    "FetchesAhead",
+    "FetchesBodies",
+    "Flags",
+    "Folder",
+    "Folders",
+    "ItemResult",
+    "ItemStatus",
+    "Mailbox",
+    "Moves",
+    "ServerReport",
+    "SubmitsMail",
+]
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """What a connected server offers; the body of *Test connection*."""
+
+    protocol: str
+    address: str
+    greeting: str
+    tls_version: str | None
+    cipher: str | None
+    capabilities: tuple[str, ...] = field(default_factory=tuple)
+    #: The number of folders the user can see, where the server has folders.
+    folder_count: int | None = None
+    #: The number of messages, where the server counts them for free (POP3's maildrop).
+    message_count: int | None = None
+    #: What connecting took, in words (for the report): "TCP, TLS and login", "HTTPS, login, mailbox".
+    connect_steps: str = "TCP, TLS and login"
+    #: The command a round trip was timed with.
+    probe: str = "NOOP"
+    #: Over HTTPS: TLS is the HTTP client's (not described here); the greeting names the server.
+    https: bool = False
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A folder as the server lists it; ``name`` uses ``/`` between levels whatever the server's delimiter."""
+
+    name: str
+    delimiter: str | None
+    flags: tuple[str, ...] = ()
+
+
+#: What happened to one message of a bulk call.
+ItemStatus = Literal["done", "already_done", "failed"]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What happened to one message of a bulk call: done, already done (by an earlier try), or failed.
+
+    ``already_done`` is what a retry reports when it finds its work done, e.g. a move
+    that was carried out before the connection dropped: the message is in the target
+    (``new_key``), so the bot can go on exactly as after ``done``.
+    """
+
+    key: MessageKey
+    status: ItemStatus
+    detail: str = ""
+    new_key: MessageKey | None = None
+    #: Why it failed (``status == "failed"``): the error a single call would have raised.
+    error: PostroomError | None = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the message is now as asked (``done`` or ``already_done``)."""
+        return self.status != "failed"
+
+
+class Mailbox(Protocol):
+    """One connection to one mailbox. Not thread-safe: a session serialises calls.
+
+    Each method maps foreign exceptions to :class:`~postroom.errors.PostroomError`
+    and raises :class:`~postroom.errors.ConnectionLostError` when the server is gone,
+    which tells the session it may reconnect and retry. Bulk methods return one
+    :class:`ItemResult` per key, in order.
+    """
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is believed open."""
+        ...
+
+    def open(self) -> None:
+        """Connect, secure (TLS or STARTTLS) and log in."""
+        ...
+
+    def close(self) -> None:
+        """Log out and close; never raises."""
+        ...
+
+    def noop(self) -> None:
+        """A cheap round trip: proves the connection is alive."""
+        ...
+
+    def report(self) -> ServerReport:
+        """Describe the server: capabilities, TLS, folders or message count."""
+        ...
+
+    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+        """Keys of the messages the server finds for ``filter_`` (a superset), in the filter's order, per folder.
+
+        A filter the server cannot serve (a folder POP3 does not have) raises
+        :class:`~postroom.errors.UnsupportedError` before anything is sent.
+        """
+        ...
+
+    def summaries(self, keys: list[MessageKey], *, bodies: bool = False) -> list[MessageSummary]:
+        """Headers, flags, size and structure of ``keys`` (one folder); gone ones are skipped.
+
+        ``bodies=True`` says the caller will read the text bodies: the transport may bring
+        along what it can cheaply (see :class:`FetchesBodies`).
+        """
+        ...
+
+    def part_content(self, key: MessageKey, part: MimePart) -> bytes:
+        """A part's content, transfer encoding undone."""
+        ...
+
+    def stream_part(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object]) -> int:
+        """Send a part's decoded content to ``write`` chunk by chunk; return the byte count."""
+        ...
+
+    def header_block(self, key: MessageKey) -> bytes:
+        """The full header block of a message."""
+        ...
+
+    def raw(self, key: MessageKey) -> bytes:
+        """The whole message, byte for byte."""
+        ...
+
+
+@runtime_checkable
+class Folders(Protocol):
+    """A mailbox with folders (POP3 has only the inbox)."""
+
+    def folders(self, pattern: str = "*") -> list[Folder]:
+        """Folders matching ``pattern`` (``*`` any depth, ``%`` one level)."""
+        ...
+
+
+@runtime_checkable
+class CreatesFolders(Protocol):
+    """A mailbox that can create folders."""
+
+    def create_folder(self, name: str) -> Folder:
+        """Create ``name`` (``/`` between levels, parents included); an existing folder is returned as is."""
+        ...
+
+
+@runtime_checkable
+class Flags(Protocol):
+    """A mailbox that keeps a read status per message."""
+
+    def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
+        """Mark read or unread."""
+        ...
+
+
+@runtime_checkable
+class Moves(Protocol):
+    """A mailbox that moves messages between folders, server-side."""
+
+    def move(self, keys: list[MessageKey], folder: str) -> list[ItemResult]:
+        """Move to ``folder``; each result carries the message's new key where the server tells it."""
+        ...
+
+
+@runtime_checkable
+class Deletes(Protocol):
+    """A mailbox that deletes messages."""
+
+    def delete(self, keys: list[MessageKey]) -> list[ItemResult]:
+        """Delete for good (POP3: committed when the session disconnects)."""
+        ...
+
+
+@runtime_checkable
+class Appends(Protocol):
+    """A mailbox that stores messages it is given (a copy of what was sent, in Sent)."""
+
+    def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
+        """Store ``raw`` in ``folder``."""
+        ...
+
+    def has_message_id(self, folder: str, message_id: str) -> bool:
+        """Whether ``folder`` holds a message with this Message-ID (makes a retried append safe)."""
+        ...
+
+
+@runtime_checkable
+class SubmitsMail(Protocol):
+    """A mailbox whose server sends mail itself (EWS, Graph), instead of through an SMTP server."""
+
+    def submit(self, raw: bytes, *, save_copy: bool) -> None:
+        """Send ``raw`` (recipients from its To, Cc and Bcc headers); keep a copy in Sent when asked."""
+        ...
+
+
+@runtime_checkable
+class FetchesBodies(Protocol):
+    """A mailbox that fetches the text bodies of many messages in one go."""
+
+    def bodies(self, summaries: list[MessageSummary]) -> dict[tuple[MessageKey, str], bytes]:
+        """Text bodies of ``summaries``' messages as ``(key, section) → content, transfer encoding undone``.
+
+        The transport chooses which (within its own size budget); the caller fetches any
+        other part on its own with :meth:`Mailbox.part_content`.
+        """
+        ...
+
+
+@runtime_checkable
+class FetchesAhead(Protocol):
+    """A mailbox that can have the next summaries on their way while the caller works (IMAP pipelining)."""
+
+    def fetch_ahead(self, keys: list[MessageKey], *, bodies: bool = False) -> None:
+        """Send the request for the summaries of ``keys`` now; :meth:`collect_ahead` reads them."""
+        ...
+
+    def collect_ahead(self, keys: list[MessageKey], *, bodies: bool = False) -> list[MessageSummary] | None:
+        """What :meth:`fetch_ahead` asked for with the same arguments, or None if a change in between dropped it."""
+        ...
+
+
+#: An ability → what a session lacking it "has no" of, for error messages.
+ABILITY_NAMES: dict[type, str] = {
+    Folders: "folders",
+    CreatesFolders: "folder creation",
+    Flags: "read status",
+    Moves: "moves",
+    Deletes: "deletion",
+    Appends: "way to store messages",
+    SubmitsMail: "sending of its own",
+    FetchesBodies: "bulk body fetch",
+    FetchesAhead: "pipelining",
+}
