@@ -29,6 +29,7 @@ from postroom.actions import (
     save_email,
     test_connection,
 )
+from postroom.actions.loop import get_message
 from postroom.actions.send import SendReceipt, forward, reply, send
 from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.config import PROVIDERS, EmailServer, Ews, EwsRetirementWarning, PlaintextWarning, UnverifiedTLSWarning
@@ -140,6 +141,7 @@ __all__ = [
     "disconnect_all",
     "folders",
     "forward",
+    "get_message",
     "get_session",
     "mark_read",
     "mark_unread",

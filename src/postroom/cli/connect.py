@@ -11,7 +11,7 @@ from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2
 from postroom.auth.oauth import DEFAULT_REDIRECT_URI
 from postroom.auth.oauth.modes import BrowserSignIn
 from postroom.cli.output import emit, handle_errors, json_option, state
-from postroom.cli.settings import protocol_names, server_setting_options, settings_from_options
+from postroom.cli.settings import RegistryCommand, settings_from_options
 from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault
 from postroom.credentials.refs import parse_ref
 from postroom.errors import ConfigError
@@ -23,10 +23,8 @@ __all__ = ["connect_command", "profiles_group", "test_connection_command"]
 PROFILE_VAULT_PREFIX = "profile:"
 
 
-@click.command("connect")
+@click.command("connect", cls=RegistryCommand)
 @click.argument("name")
-@server_setting_options
-@click.option("--protocol", type=click.Choice(protocol_names()), default="imap", show_default=True)
 @click.option(
     "--auth",
     "auth_mode",

@@ -6,9 +6,8 @@ that the chosen ``--protocol`` does not offer is refused with the protocols that
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -16,9 +15,7 @@ from postroom.config.base import Setting
 from postroom.errors import ConfigError
 from postroom.transports.registry import Backend, backends
 
-__all__ = ["protocol_names", "server_setting_options", "settings_from_options"]
-
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["RegistryCommand", "protocol_names", "settings_from_options"]
 
 #: Options the CLI also uses for the login where a protocol does not take them as a setting
 #: (``--mailbox``: EWS opens it itself; over IMAP it is the shared mailbox an OAuth2 token logs in to).
@@ -42,25 +39,36 @@ def _merged() -> dict[str, tuple[Setting, list[Backend]]]:
     return merged
 
 
-def _option(setting: Setting) -> Callable[[F], F]:
+def _option(setting: Setting) -> click.Option:
     name = setting.name
     if setting.type is bool:
-        return click.option(
-            setting.flag, name, is_flag=True, default=None, flag_value=setting.flag_value, help=setting.help
+        return click.Option(
+            [setting.flag, name], is_flag=True, default=None, flag_value=setting.flag_value, help=setting.help
         )
     kind: Any = setting.type
     if setting.choices:
         kind = click.Choice(list(setting.choices), case_sensitive=False)
     elif setting.type is Path:
         kind = click.Path(dir_okay=False, path_type=Path)
-    return click.option(setting.flag, name, type=kind, default=None, help=setting.help)
+    return click.Option([setting.flag, name], type=kind, default=None, help=setting.help)
 
 
-def server_setting_options(command: F) -> F:
-    """Add an option for every setting any backend offers."""
-    for setting, _owners in reversed(list(_merged().values())):
-        command = _option(setting)(command)
-    return command
+class RegistryCommand(click.Command):
+    """A command whose ``--protocol`` and server-setting options come from the registry when it runs,
+    so a backend registered after import (a plugin, a test helper) is offered too."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        protocol = click.Option(
+            ["--protocol"],
+            type=click.Choice(protocol_names()),
+            default="imap",
+            show_default=True,
+            help="The kind of server.",
+        )
+        dynamic: list[click.Parameter] = [protocol]
+        for setting, _owners in _merged().values():
+            dynamic.append(_option(setting))
+        return [*dynamic, *super().get_params(ctx)]
 
 
 def settings_from_options(entry: Backend, options: dict[str, Any]) -> dict[str, Any]:

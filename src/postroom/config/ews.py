@@ -203,7 +203,7 @@ EWS_SETTINGS = (
         option="--exchange-version",
     ),
     Setting("domain", "EWS: Windows domain for NTLM/Basic (a bare user logs in as DOMAIN\\user)."),
-    Setting("mailbox", "Shared mailbox address to open (EWS: delegate, or impersonation)."),
+    Setting("mailbox", "Shared mailbox to open (EWS: delegate or impersonation; IMAP/POP3: with an OAuth2 token)."),
     Setting("access_type", "EWS: how to open --mailbox.", choices=("delegate", "impersonation")),
     Setting("max_throttle_wait", "EWS: seconds to wait out throttling (0: fail at once).", type=float),
     *COMMON_SETTINGS,

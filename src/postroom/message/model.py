@@ -19,8 +19,9 @@ from postroom.message.cached import cached
 from postroom.message.decode import decode_text, decode_words, parse_addresses, parse_date
 from postroom.message.headers import HeaderBlock, split_header_block
 from postroom.message.html_text import html_to_text
+from postroom.message.keys import MessageKey
 from postroom.message.structure import MimePart, parse_raw, structure_of
-from postroom.message.summary import MessageKey, MessageSummary
+from postroom.message.summary import MessageSummary
 
 __all__ = ["PROPERTY_KEYS", "Address", "BodyFormat", "Message", "MessageSource"]
 
@@ -110,6 +111,17 @@ class Message:
 
     def __repr__(self) -> str:
         return f"<Message {self.key} {self.subject[:40]!r}>"
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, *, body_format: BodyFormat = "plain") -> Message:
+        """A message read from its bytes (an ``.eml`` file), outside any session; malformed mail never raises."""
+        from postroom.message.raw import EmlKey, RawSource, summary_of_raw
+
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise TypeError(f"Message.from_bytes needs bytes, got {type(raw).__name__}")
+        data = bytes(raw)
+        key = EmlKey.of(data)
+        return cls(summary_of_raw(key, data), RawSource(lambda _key: data), body_format=body_format)
 
     # -- identity and flags ---------------------------------------------------------------
 

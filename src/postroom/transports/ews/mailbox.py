@@ -34,7 +34,7 @@ from postroom.config.ews import Ews
 from postroom.errors import ProtocolError, SessionError
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
-from postroom.message.keys import KeyList
+from postroom.message.keys import KeyList, KeyRun
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import Folder, ItemResult, ServerReport
@@ -181,8 +181,8 @@ class EwsMailbox:
 
     # -- search and fetch -----------------------------------------------------------------
 
-    def search(self, filter_: MessageFilter) -> list[KeyList]:
-        runs = []
+    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+        runs: list[KeyRun] = []
         restriction = _restriction(filter_)
         order = "-datetime_received" if filter_.order == "newest" else "datetime_received"
         for path in self._folders_for(filter_):

@@ -28,6 +28,7 @@ from postroom.errors import AuthenticationError, ConnectionLostError, ProtocolEr
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
 from postroom.message.decode import StreamDecoder, decode_body
+from postroom.message.keys import KeyRun
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.call_options import call_option
@@ -339,8 +340,8 @@ class ImapMailbox:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def search(self, filter_: MessageFilter) -> list[UidRun]:
-        runs = []
+    def search(self, filter_: MessageFilter) -> list[KeyRun]:
+        runs: list[KeyRun] = []
         for folder in self._folders_for(filter_):
             validity = self._select(folder, writable=False)
             runs.append(UidRun(folder, validity, self._search_uids(filter_)))

@@ -23,7 +23,7 @@ from postroom.config import EmailServer
 from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
-from postroom.message.keys import KeyList
+from postroom.message.keys import KeyList, KeyRun
 from postroom.message.structure import MimePart, content_of, parse_raw
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import ItemResult, ServerReport
@@ -185,7 +185,7 @@ class Pop3Mailbox:
             raise ProtocolError(f"message {key} is no longer in the maildrop", hint="it was deleted after the loop")
         return number
 
-    def search(self, filter_: MessageFilter) -> list[KeyList]:
+    def search(self, filter_: MessageFilter) -> list[KeyRun]:
         if filter_.folder.upper() != "INBOX" or filter_.include_subfolders:
             raise _unsupported("folders other than the inbox")
         if filter_.status != "all":
