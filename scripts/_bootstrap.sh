@@ -44,6 +44,6 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
   fi
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extra}]" 2>&1 \
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-dev.txt -e ".[${extra}]" 2>&1 \
     | { grep -v "^WARNING: Location" || true; }
 }

@@ -60,6 +60,9 @@ def test_public_api_is_exactly_what_all_says() -> None:
         "sandbox",
         "filters",
         "message",
+        "redaction",
+        "validation",
+        "testing",
     }
     assert public == exported - {"__version__"}
 

@@ -38,4 +38,4 @@ def test_exchange_over_ews_test_connection_and_a_loop() -> None:
     assert tested.report.protocol == "ews" and (tested.report.folder_count or 0) > 0
     with postroom.connect("live-ews", config, variables=dict(env)) as session:
         for message in postroom.messages(session, limit=5):
-            assert message.key.item_id and isinstance(message.subject, str)
+            assert message.key.id and isinstance(message.subject, str)

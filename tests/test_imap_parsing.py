@@ -18,7 +18,7 @@ def test_fetch_with_literals_and_bracketed_item_names() -> None:
         b' RFC822.SIZE 1234 INTERNALDATE "24-Nov-2026 10:00:00 +0100")',
         b"8 (UID 43 FLAGS () BODY[HEADER.FIELDS (SUBJECT FROM)] NIL RFC822.SIZE 0)",
     ]
-    first, second = list(parse_fetch(data))
+    first, second = list(parse_fetch(data))  # type: ignore[arg-type]
     assert first["UID"] == b"42"
     assert first["FLAGS"] == [b"\\Seen", b"$Junk"]
     assert first["BODY[HEADER.FIELDS (SUBJECT FROM)]"] == b'Subject: a (b) "c"\r\nFrom: x\r\n\r\n'

@@ -43,7 +43,7 @@ def test_microsoft365_client_credentials_imap() -> None:
     cloud = os.environ.get("POSTROOM_LIVE_MS_CLOUD", "global")
     config = EmailServer(provider="microsoft365", azure_cloud=cloud, auth=mode)  # type: ignore[arg-type]
     with postroom.connect("live-ms", config) as session:
-        assert session.call(lambda mailbox: mailbox.folders())
+        assert postroom.folders(session)
 
 
 def test_interactive_pkce_imap() -> None:
@@ -60,4 +60,4 @@ def test_interactive_pkce_imap() -> None:
     )
     mode.login(show_url=print)
     with postroom.connect("live-pkce", EmailServer(provider=provider, auth=mode)) as session:
-        assert session.call(lambda mailbox: mailbox.folders())
+        assert postroom.folders(session)

@@ -103,7 +103,11 @@ def test_the_cli_connects_and_lists_through_the_registry(server: MemoryServer, m
     assert record["test"]["folder_count"] == 2 and record["test"]["protocol"] == "memory"
     listed = runner.invoke(cli, ["list", "--session", "m", "--json", "--subject", "Invoice"])
     assert listed.exit_code == 0, listed.output
-    assert sorted(m["subject"] for m in json.loads(listed.stdout)["messages"]) == ["Invoice 1", "Invoice 2", "Invoice 3"]
+    assert sorted(m["subject"] for m in json.loads(listed.stdout)["messages"]) == [
+        "Invoice 1",
+        "Invoice 2",
+        "Invoice 3",
+    ]
     moved = runner.invoke(cli, ["move", "--session", "m", "--to", "Processed", "--subject", "Newsletter", "--json"])
     assert moved.exit_code == 0, moved.output
     assert [r["status"] for r in json.loads(moved.stdout)["results"]] == ["done"]

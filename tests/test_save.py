@@ -10,7 +10,7 @@ import pytest
 
 import postroom
 from postroom import Session
-from postroom.actions.filenames import safe_filename
+from postroom.message.filenames import safe_filename
 from tests.mail_samples import HOSTILE, PDF, simple
 from tests.servers.dovecot import Dovecot
 

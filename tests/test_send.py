@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import SmtpServerUnderTest
 
 
-def session_for(dovecot: Dovecot, smtp: SmtpServerUnderTest, user: str, name: str = "s", **changes: object) -> Session:
+def session_for(dovecot: Dovecot, smtp: SmtpServerUnderTest, user: str, name: str = "s", **changes: Any) -> Session:
     config = server_config(
         dovecot, smtp_host="localhost", smtp_port=smtp.starttls_port, smtp_security="starttls", **changes
     )
@@ -119,7 +120,7 @@ def test_wrong_smtp_password(dovecot: Dovecot, smtp: SmtpServerUnderTest) -> Non
     bad = postroom.SmtpServer(
         host="localhost",
         port=smtp.starttls_port,
-        ca_file=session.config.ca_file,
+        ca_file=session.config.ca_file,  # type: ignore[attr-defined]
         auth=Basic(username=Variable("U"), password=Variable("P")),
     )
     with pytest.raises(AuthenticationError, match="login refused") as caught:

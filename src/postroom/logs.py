@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from postroom.redaction import redact
+
 __all__ = ["RedactingFilter", "get_logger"]
 
 
@@ -15,8 +17,6 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from postroom.credentials.secret import redact
-
         message = record.getMessage()
         clean = redact(message)
         if clean != message:

@@ -112,8 +112,8 @@ class EwsItem:
             name = part.get_filename() or ""
             if part.get_content_type() == "message/rfc822":
                 inner = part.get_payload()
-                payload = inner[0].as_bytes() if isinstance(inner, list) else bytes(payload or b"")
-                name = name or (str(inner[0]["Subject"] or "") if isinstance(inner, list) else "")  # as Exchange
+                payload = inner[0].as_bytes() if isinstance(inner, list) else bytes(payload or b"")  # type: ignore[union-attr]
+                name = name or (str(inner[0]["Subject"] or "") if isinstance(inner, list) else "")  # type: ignore[index]
             attachments.append(
                 EwsAttachment(
                     name=name,
@@ -757,7 +757,7 @@ def _authenticate(state: EwsServerUnderTest, ntlm: _Ntlm) -> tuple[str | None, R
                 return address, None
     elif scheme == "NTLM":
         try:
-            reply, user = ntlm.step(connection, base64.b64decode(value))
+            reply, user = ntlm.step(connection, base64.b64decode(value))  # type: ignore[assignment]
         except Exception as exc:  # a bad handshake: 401, as IIS answers
             _log.info("NTLM refused: %s", exc)
             reply, user = None, None
@@ -808,7 +808,7 @@ def _build_app(state: EwsServerUnderTest, folder: Path) -> Flask:
         impersonated = envelope.findtext(
             "s:Header/t:ExchangeImpersonation/t:ConnectingSID/t:PrimarySmtpAddress", namespaces=NS
         )
-        if impersonated and user != impersonated and not user.endswith("-app"):
+        if impersonated and user != impersonated and not (user or "").endswith("-app"):
             return Response(
                 _soap_fault(
                     "ErrorImpersonateUserDenied",

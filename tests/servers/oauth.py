@@ -341,7 +341,7 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
                     "sub": hashlib.sha256(code.user.encode()).hexdigest()[:16],
                     "aud": code.client_id,
                 }
-                claims |= {"iat": now, "exp": now + 3600, "preferred_username": code.user, "email": code.user}
+                claims |= {"iat": now, "exp": now + 3600, "preferred_username": code.user, "email": code.user}  # type: ignore[dict-item]
                 if code.nonce:
                     claims["nonce"] = code.nonce
                 body["id_token"] = _jwt(claims, signing_key)

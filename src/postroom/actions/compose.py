@@ -15,8 +15,8 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
 from typing import Literal
 
-from postroom.actions.filenames import safe_filename
 from postroom.errors import ConfigError
+from postroom.message.filenames import safe_filename
 from postroom.message.html_text import html_to_text
 from postroom.message.model import Address, Message
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from postroom.auth.base import AuthMode
 from postroom.config.base import Setting
 from postroom.config.providers import PROVIDERS, Endpoint, ProviderPreset, Security
-from postroom.config.validation import check_ca_file, check_choice, check_port, check_timeout, normalise_host
 from postroom.errors import ConfigError, PostroomWarning
+from postroom.validation import check_ca_file, check_choice, check_port, check_timeout, normalise_host
 
 __all__ = [
     "COMMON_SETTINGS",

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from postroom.auth.base import AuthMode
 from postroom.config.base import Setting
 from postroom.config.email_server import COMMON_SETTINGS, AzureCloud, UnverifiedTLSWarning
-from postroom.config.validation import check_ca_file, check_choice, check_timeout, normalise_host
 from postroom.errors import ConfigError, PostroomWarning
+from postroom.validation import check_ca_file, check_choice, check_timeout, normalise_host
 
 __all__ = ["EWS_SETTINGS", "EXCHANGE_ONLINE_HOSTS", "EXCHANGE_VERSIONS", "AccessType", "Ews", "EwsRetirementWarning"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from postroom.auth.base import AuthMode
 from postroom.config.email_server import DEFAULT_PORTS, EmailServer, PlaintextWarning
 from postroom.config.providers import Security
-from postroom.config.validation import check_ca_file, check_choice, check_port, check_timeout, normalise_host
 from postroom.errors import ConfigError
+from postroom.validation import check_ca_file, check_choice, check_port, check_timeout, normalise_host
 
 __all__ = ["SmtpServer"]
 

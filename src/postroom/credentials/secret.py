@@ -8,16 +8,10 @@ that :func:`redact` can scrub it from server replies, log lines and error text.
 
 from __future__ import annotations
 
-import threading
-from typing import Final
+from postroom.redaction import MASK as _MASK
+from postroom.redaction import redact, remember
 
 __all__ = ["Secret", "redact"]
-
-_MASK: Final = "***"
-_MIN_REDACT_LENGTH: Final = 3  # shorter values would mangle ordinary text
-
-_known_lock = threading.Lock()
-_known_values: set[str] = set()
 
 
 class Secret:
@@ -32,9 +26,8 @@ class Secret:
     def __init__(self, value: str, *, scrub: bool = True) -> None:
         """``scrub=False`` for identities (usernames): hidden in ``repr`` but not blanked out of every text."""
         self._value = value
-        if scrub and len(value) >= _MIN_REDACT_LENGTH:
-            with _known_lock:
-                _known_values.add(value)
+        if scrub:
+            remember(value)
 
     def reveal(self) -> str:
         """The value itself. Call only where it goes onto the wire."""
@@ -60,13 +53,3 @@ class Secret:
 
     def __reduce__(self) -> str | tuple[object, ...]:  # pickling would write the value to disk
         raise TypeError("a Secret cannot be pickled")
-
-
-def redact(text: str) -> str:
-    """``text`` with every secret value this process has seen replaced by ``***``."""
-    with _known_lock:
-        values = sorted(_known_values, key=len, reverse=True)
-    for value in values:
-        if value in text:
-            text = text.replace(value, _MASK)
-    return text

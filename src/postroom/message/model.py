@@ -20,6 +20,8 @@ from postroom.message.decode import decode_text, decode_words, parse_addresses, 
 from postroom.message.headers import HeaderBlock, split_header_block
 from postroom.message.html_text import html_to_text
 from postroom.message.keys import MessageKey
+from postroom.message.raw import EmlKey, RawSource, summary_of_raw
+from postroom.message.saving import save_attachments, save_email
 from postroom.message.structure import MimePart, parse_raw, structure_of
 from postroom.message.summary import MessageSummary
 
@@ -115,8 +117,6 @@ class Message:
     @classmethod
     def from_bytes(cls, raw: bytes, *, body_format: BodyFormat = "plain") -> Message:
         """A message read from its bytes (an ``.eml`` file), outside any session; malformed mail never raises."""
-        from postroom.message.raw import EmlKey, RawSource, summary_of_raw
-
         if not isinstance(raw, bytes | bytearray | memoryview):
             raise TypeError(f"Message.from_bytes needs bytes, got {type(raw).__name__}")
         data = bytes(raw)
@@ -297,14 +297,10 @@ class Message:
 
     def save_attachments(self, folder: str | Path, **options: Any) -> list[Any]:
         """Shortcut for :func:`postroom.save_attachments` on this message."""
-        from postroom.actions.save import save_attachments
-
         return save_attachments(self, folder, **options)
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Any:
         """Shortcut for :func:`postroom.save_email` on this message."""
-        from postroom.actions.save import save_email
-
         return save_email(self, path, overwrite=overwrite)
 
     # -- the properties dictionary --------------------------------------------------------

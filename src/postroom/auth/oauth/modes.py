@@ -21,12 +21,12 @@ from postroom.auth.oauth.clients import AuthorizationFlow, ClientSettings, OAuth
 from postroom.auth.oauth.endpoints import OAuthEndpoints, OAuthProvider, endpoints_for
 from postroom.auth.oauth.loopback import DEFAULT_REDIRECT_URI, check_redirect_uri
 from postroom.auth.oauth.tokens import TokenRecord, TokenStore, fingerprint
-from postroom.config.validation import check_choice
 from postroom.credentials import ResolveContext, Secret, SecretRef, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
 from postroom.credentials.vault import CredentialVault
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, PostroomWarning
 from postroom.logs import get_logger
+from postroom.validation import check_choice
 
 __all__ = [
     "BrowserSignIn",

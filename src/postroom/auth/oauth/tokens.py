@@ -21,6 +21,7 @@ from typing import Any
 
 from postroom.credentials import Secret
 from postroom.credentials.vault import CredentialVault
+from postroom.redaction import replace as redact_instead
 
 __all__ = ["REFRESH_MARGIN", "TokenRecord", "TokenResponse", "TokenStore", "fingerprint", "unverified_claims"]
 
@@ -132,15 +133,22 @@ class TokenStore:
 
     def update(self, change: Callable[[TokenRecord | None], TokenRecord | None]) -> TokenRecord | None:
         """Replace the record with ``change(current)`` while holding the vault lock."""
-        result: list[TokenRecord | None] = [None]
+        result: list[TokenRecord | None] = [None, None]
 
         def apply(current: str | None) -> str | None:
-            new = change(TokenRecord.from_json(current) if current else None)
+            result[1] = old = TokenRecord.from_json(current) if current else None
+            new = change(old)
             result[0] = new
             return new.to_json() if new is not None else None
 
         self.vault.update(self.name, _TOKEN_ATTRIBUTE, apply)
-        return result[0]
+        new, old = result
+        if new is not None and old is not None:  # the renewed tokens take the old ones' place in the redactor
+            for attribute in ("access_token", "refresh_token"):
+                before, after = getattr(old, attribute), getattr(new, attribute)
+                if before is not None and after is not None and before != after:
+                    redact_instead(before.reveal(), after.reveal())
+        return new
 
     def delete(self) -> bool:
         """Forget the tokens; False when there were none."""
