@@ -159,3 +159,56 @@ def test_pop3_deletion_survives_a_dropped_connection(dovecot: Dovecot, mailbox_u
     postroom.disconnect("p")
     again = postroom.connect("p", server_config(dovecot, "pop3"), variables=variables)
     assert subjects(again) == ["message 1", "message 3"]
+
+
+def cut_after(command: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The connection drops right after the server carried out ``command`` (its OK never reaches us),
+    once; returns a log of the cuts."""
+    from postroom.transports.imap.connection import ImapConnection
+
+    cuts: list[str] = []
+    original = ImapConnection._uid
+
+    def uid(self: ImapConnection, name: str, *args: str, literal: bytes | None = None) -> tuple[str, list[object]]:
+        reply = original(self, name, *args, literal=literal)
+        if name == command and not cuts:
+            cuts.append(name)
+            assert self._client is not None
+            self._drop(self._client)
+            raise postroom.ConnectionLostError("cut by the test after the server's reply")
+        return reply
+
+    monkeypatch.setattr(ImapConnection, "_uid", uid)
+    return cuts
+
+
+def test_a_move_the_server_did_before_the_connection_dropped_is_already_done(
+    dovecot: Dovecot, mailbox_user: str, imap: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(dovecot, mailbox_user, 4)
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Processed")
+    found = list(postroom.messages(imap, order="oldest"))
+    cuts = cut_after("MOVE", monkeypatch)
+    results = postroom.move(imap, found[:3], "Processed")
+    assert cuts == ["MOVE"] and imap.reconnects == 1
+    assert [r.status for r in results] == ["already_done"] * 3  # never "failed: not found"
+    assert all(r.ok and r.new_key is not None and r.new_key.folder == "Processed" for r in results)
+    # each new key names the very message that moved
+    moved = [postroom.get_message(imap, r.new_key).subject for r in results if r.new_key is not None]
+    assert moved == ["message 1", "message 2", "message 3"]
+    assert subjects(imap) == ["message 4"]
+    assert subjects(imap, folder="Processed") == ["message 1", "message 2", "message 3", "seed"]
+    # a message that another client moved away is still a failure, named
+    again = postroom.move(imap, found[0], "Processed")
+    assert again[0].status == "failed" and "not found" in again[0].detail
+
+
+def test_a_delete_the_server_did_before_the_connection_dropped_is_already_done(
+    dovecot: Dovecot, mailbox_user: str, imap: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(dovecot, mailbox_user, 3)
+    found = list(postroom.messages(imap, order="oldest"))
+    cut_after("EXPUNGE", monkeypatch)
+    results = postroom.delete(imap, found[:2])
+    assert [r.status for r in results] == ["already_done", "already_done"]
+    assert subjects(imap) == ["message 3"]

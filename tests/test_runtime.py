@@ -107,3 +107,21 @@ def test_message_from_bytes_reads_an_eml_without_a_session() -> None:
     assert message.attachment_names == ["invoice-7.pdf"]
     assert message.properties()["key"] == str(message.key) and str(message.key).startswith("eml:")
     assert postroom.MessageKey.parse(str(message.key)) == message.key
+
+
+def test_the_in_memory_mailbox_reports_a_change_done_before_a_drop_as_already_done(server: MemoryServer) -> None:
+    for number in range(3):
+        server.deliver(simple(f"message {number}"))
+    server.create_folder("Done")
+    with Runtime() as runtime:
+        session = runtime.connect("bot", InMemory(server=server.name))
+        found = list(postroom.messages(session, order="oldest"))
+        session.call(lambda mailbox: setattr(mailbox, "drop_after", "move"))
+        results = postroom.move(session, found, "Done")
+        assert [r.status for r in results] == ["already_done"] * 3 and session.reconnects == 1
+        assert [postroom.get_message(session, r.new_key).subject for r in results if r.new_key] == [
+            "message 0",
+            "message 1",
+            "message 2",
+        ]
+        assert [r.status for r in postroom.move(session, found[0], "Done")] == ["failed"]

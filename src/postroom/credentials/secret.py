@@ -11,7 +11,15 @@ from __future__ import annotations
 from postroom.redaction import MASK as _MASK
 from postroom.redaction import redact, remember
 
-__all__ = ["Secret", "redact"]
+__all__ = ["IDENTITY_FIELDS", "Secret", "redact", "scrubbed"]
+
+#: Secret fields that are identities rather than keys: hidden in ``repr``, but not scrubbed from logs.
+IDENTITY_FIELDS = frozenset({"username"})
+
+
+def scrubbed(field_name: str) -> bool:
+    """Whether a resolved value of ``field_name`` is blanked out of log lines and error text."""
+    return field_name not in IDENTITY_FIELDS
 
 
 class Secret:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-from postroom.credentials.secret import Secret
+from postroom.credentials.secret import Secret, scrubbed
 from postroom.errors import CredentialError, PostroomWarning
 
 if TYPE_CHECKING:
@@ -31,15 +31,6 @@ __all__ = [
     "Vault",
     "as_secret_ref",
 ]
-
-
-#: Secret fields that are identities rather than keys: hidden in ``repr``, but not scrubbed from logs.
-IDENTITY_FIELDS = frozenset({"username"})
-
-
-def scrubbed(field_name: str) -> bool:
-    """Whether a resolved value of ``field_name`` is blanked out of log lines and error text."""
-    return field_name not in IDENTITY_FIELDS
 
 
 class InsecureSecretWarning(PostroomWarning):

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from postroom.credentials.secret import Secret
+from postroom.credentials.secret import Secret, scrubbed
 from postroom.credentials.vault_key import VaultKey, VaultKeyStore
 from postroom.errors import CredentialError, VaultError, VaultLockedError
 from postroom.paths import home_dir, write_private_file
@@ -60,8 +60,6 @@ class CredentialVault:
                 f"{prefix}{ref}: credential {name!r} has no attribute {attribute!r} (attributes: {known})",
                 hint=f"add it with `postroom vault set {name} {attribute}`",
             )
-        from postroom.credentials.sources import scrubbed
-
         return Secret(entries[name][attribute], scrub=scrubbed(field_name or attribute))
 
     def list(self) -> dict[str, list[str]]:

@@ -63,6 +63,11 @@ class MemoryMailbox:
         self._source = RawSource(self._raw_of)
         #: Drop the connection before the next this-many calls (a test's fault injection).
         self.drop_next = 0
+        #: Drop the connection right after the next change of this kind ("move", "delete", "seen") is done,
+        #: before its result reaches the caller, as a cut after the server's work does.
+        self.drop_after: str | None = None
+        #: Changes done whose result never reached the caller: a retry reports them as already done.
+        self._pending: dict[MessageKey, tuple[str, ItemResult]] = {}
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -235,19 +240,28 @@ class MemoryMailbox:
         self._ahead = None
         self._changes += 1
 
-    def _each(self, keys: list[MessageKey], change: Callable[[MemoryKey], ItemResult]) -> list[ItemResult]:
+    def _each(self, kind: str, keys: list[MessageKey], change: Callable[[MemoryKey], ItemResult]) -> list[ItemResult]:
         self._check()
         self._changed()
         results = []
         with self.server.lock:
             for key in keys:
-                if self._stored(key) is None:
-                    gone = ProtocolError(
-                        f"message {key} is no longer in {key.folder!r}", hint="it was moved or deleted"
-                    )
-                    results.append(ItemResult(key, "failed", "not found: already moved or deleted", error=gone))
-                else:
+                earlier = self._pending.pop(key, None)
+                if self._stored(key) is not None:
                     results.append(change(cast(MemoryKey, key)))
+                elif earlier is not None and earlier[0] == kind:
+                    done = earlier[1]
+                    results.append(ItemResult(key, "already_done", f"{done.detail} before the drop", done.new_key))
+                else:
+                    gone = ProtocolError(f"message {key} is no longer in {key.folder!r}", hint="moved or deleted")
+                    results.append(ItemResult(key, "failed", "not found: already moved or deleted", error=gone))
+        if self.drop_after == kind:
+            self.drop_after = None
+            self._pending.update((r.key, (kind, r)) for r in results if r.status == "done")
+            self._open = False
+            raise ConnectionLostError(
+                f"the in-memory server dropped the connection after the {kind}", server=self.address
+            )
         return results
 
     def set_seen(self, keys: list[MessageKey], seen: bool) -> list[ItemResult]:
@@ -257,7 +271,7 @@ class MemoryMailbox:
             self.server.log.append(("seen" if seen else "unseen", key.folder, str(key.uid)))
             return ItemResult(key, "done", "marked read" if seen else "marked unread")
 
-        return self._each(keys, mark)
+        return self._each("seen", keys, mark)
 
     def move(self, keys: list[MessageKey], folder: str) -> list[ItemResult]:
         if folder not in self.server.folders:
@@ -270,7 +284,7 @@ class MemoryMailbox:
             target = MemoryKey(folder, self.server.folders[folder].uidvalidity, uid)
             return ItemResult(key, "done", f"moved to {folder}", target)
 
-        return self._each(keys, move_one)
+        return self._each("move", keys, move_one)
 
     def delete(self, keys: list[MessageKey]) -> list[ItemResult]:
         def delete_one(key: MemoryKey) -> ItemResult:
@@ -278,7 +292,7 @@ class MemoryMailbox:
             self.server.log.append(("delete", key.folder, str(key.uid)))
             return ItemResult(key, "done", "deleted")
 
-        return self._each(keys, delete_one)
+        return self._each("delete", keys, delete_one)
 
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
         self._check()

@@ -12,7 +12,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, Literal, TypeVar, cast
 
 from postroom.auth.base import Login, TokenLogin
 from postroom.config import EmailServer
@@ -22,10 +22,10 @@ from postroom.logs import get_logger
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import Folder, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
-from postroom.transports.imap.fetch import FetchAhead
+from postroom.transports.imap.fetch import FetchAhead, ResponseParts, pipelined_fetch
 from postroom.transports.imap.folders import parse_list, user_path
 from postroom.transports.imap.keys import ImapKey
-from postroom.transports.imap.syntax import mailbox_arg, quote
+from postroom.transports.imap.syntax import chunked, mailbox_arg, quote, uid_set
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
@@ -87,6 +87,9 @@ class ImapConnection:
         self._selected: tuple[str, bool] | None = None  # (folder, writable)
         self._uidvalidity: int = 0
         self._ahead: _Ahead | None = None
+        #: Changes sent whose OK never came (the connection dropped): a retry checks what really happened.
+        #: Kept across a reconnect, as the session reopens this same object.
+        self.pending: dict[ImapKey, PendingChange] = {}
 
     # -- connection -------------------------------------------------------------------------
 
@@ -330,11 +333,30 @@ class ImapConnection:
         with self._in_flight(client):
             return ahead.fetch.responses(client)
 
+    def _fetch_many(self, uids: list[int], request: str, parse: Callable[[ResponseParts], T]) -> Iterator[list[T]]:
+        """Pipelined UID FETCH in chunks (any failure drops the connection)."""
+        client = self._require()
+        client.untagged_responses.clear()
+        sets = [uid_set(chunk) for chunk in chunked(uids, SUMMARY_CHUNK)]
+        with self._in_flight(client):
+            yield from pipelined_fetch(client, sets, request, parse)
+
     def _forget_ahead(self) -> None:
         """Before a change: replies fetched ahead may describe a message the change affects."""
         if self._ahead is not None:
             self._require()
             self._ahead = None
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A move or delete sent for one message, not yet known to be done."""
+
+    kind: Literal["move", "delete"]
+    #: The target folder of a move.
+    folder: str = ""
+    #: The message's Message-ID, to find it in the target after a dropped connection.
+    message_id: str | None = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ in ranges. Reading uses EXAMINE and ``BODY.PEEK``, so it never changes a flag.
 from __future__ import annotations
 
 import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from postroom.errors import ProtocolError
@@ -26,12 +26,11 @@ from postroom.transports.imap.connection import (
     STREAM_CHUNK,
     SUMMARY_CHUNK,
     ImapConnection,
-    T,
     _Ahead,
     _gone,
     _log,
 )
-from postroom.transports.imap.fetch import FetchAhead, ResponseParts, pipelined_fetch
+from postroom.transports.imap.fetch import FetchAhead, ResponseParts
 from postroom.transports.imap.keys import ImapKey, UidRun
 from postroom.transports.imap.response import items_of, parse_fetch
 from postroom.transports.imap.search import search_criteria
@@ -114,14 +113,6 @@ class ImapReading(ImapConnection):
             if summary is not None and summary.key.id in wanted:
                 found[summary.key.id] = summary
         return [found[key.uid] for key in keys if key.uid in found]
-
-    def _fetch_many(self, uids: list[int], request: str, parse: Callable[[ResponseParts], T]) -> Iterator[list[T]]:
-        """Pipelined UID FETCH in chunks (any failure drops the connection)."""
-        client = self._require()
-        client.untagged_responses.clear()
-        sets = [uid_set(chunk) for chunk in chunked(uids, SUMMARY_CHUNK)]
-        with self._in_flight(client):
-            yield from pipelined_fetch(client, sets, request, parse)
 
     def _fetch_one(self, key: ImapKey, item: str) -> bytes:
         self._select_for([key], writable=False)

@@ -3,24 +3,31 @@ unless the caller accepted it (``allow_expunge_all``), and then with other messa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import imaplib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from typing import Literal
 
-from postroom.errors import ProtocolError, UnsupportedError
+from postroom.errors import ConnectionLostError, ProtocolError, UnsupportedError
 from postroom.transports.call_options import call_option
 from postroom.transports.contract import ItemResult
 from postroom.transports.errors import server_text
 from postroom.transports.imap.connection import (
     _WRITE_CHUNK,
     ImapConnection,
+    PendingChange,
     _gone,
 )
 from postroom.transports.imap.folders import normal_inbox
 from postroom.transports.imap.keys import ImapKey
+from postroom.transports.imap.response import items_of
 from postroom.transports.imap.syntax import chunked, copyuid, mailbox_arg, quote, uid_set
 
 __all__ = ["ImapWriting"]
+
+_MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*(\S[^\r\n]*?)[ \t]*\r?$")
 
 
 class ImapWriting(ImapConnection):
@@ -36,22 +43,90 @@ class ImapWriting(ImapConnection):
         return uids
 
     def _by_folder(
-        self, keys: list[ImapKey], action: Callable[[list[ImapKey]], dict[ImapKey, ItemResult]]
+        self,
+        keys: list[ImapKey],
+        action: Callable[[list[ImapKey]], dict[ImapKey, ItemResult]],
+        *,
+        settles: Literal["move", "delete"] | None = None,
+        target: str = "",
     ) -> list[ItemResult]:
-        """Run ``action`` per folder; return one result per key, in input order."""
+        """Run ``action`` per folder; return one result per key, in input order.
+
+        A key gone from its folder is *already done* when this very change was sent for it
+        before a dropped connection (``settles``): a deleted message, or a moved one found
+        in ``target`` by its Message-ID (with its new key). Otherwise it failed: not found.
+        """
         self._forget_ahead()
         results: dict[ImapKey, ItemResult] = {}
+        unsettled: list[ImapKey] = []
         for folder in dict.fromkeys(key.folder for key in keys):
             group = [key for key in keys if key.folder == folder]
             self._select_for(group, writable=True)
             existing = self._existing(group)
             present = [key for key in group if key.uid in existing]
-            for key in group:
-                if key.uid not in existing:
-                    results[key] = ItemResult(key, "failed", "not found: already moved or deleted", error=_gone(key))
+            unsettled += [key for key in group if key.uid not in existing]
             if present:
                 results.update(action(present))
+        for key in unsettled:
+            results[key] = self._settle(key, settles, target)
         return [results[key] for key in keys]
+
+    def _settle(self, key: ImapKey, kind: Literal["move", "delete"] | None, target: str) -> ItemResult:
+        """What became of ``key``, gone from its folder: done by our own change before the connection dropped?"""
+        pending = self.pending.pop(key, None)
+        if pending is not None and kind == pending.kind == "delete":
+            return ItemResult(key, "already_done", "deleted before the connection dropped")
+        if pending is not None and kind == pending.kind == "move" and pending.folder == target:
+            found = self._locate(target, pending.message_id) if pending.message_id else None
+            if found is not None:
+                return ItemResult(key, "already_done", f"moved to {target} before the connection dropped", found)
+            return ItemResult(
+                key,
+                "failed",
+                f"gone from {key.folder} after a dropped connection, and not found in {target}",
+                error=ProtocolError(
+                    f"message {key} left {key.folder!r} while a move to {target!r} was under way, "
+                    f"but {target!r} has no message with its Message-ID",
+                    hint="another client may have moved or deleted it; look for it before acting again",
+                ),
+            )
+        return ItemResult(key, "failed", "not found: already moved or deleted", error=_gone(key))
+
+    def _locate(self, folder: str, message_id: str) -> ImapKey | None:
+        """The newest message of ``folder`` with this Message-ID."""
+        validity = self._select(folder, writable=False)
+        typ, data = self._uid("SEARCH", "HEADER", "Message-ID", quote(message_id))
+        found = [int(t) for line in data if isinstance(line, bytes) for t in line.split()] if typ == "OK" else []
+        return ImapKey(normal_inbox(folder), validity, max(found)) if found else None
+
+    def _message_ids(self, uids: list[int]) -> dict[int, str]:
+        """UID → Message-ID of messages of the selected folder (one FETCH per chunk)."""
+        found: dict[int, str] = {}
+        for responses in self._fetch_many(uids, "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", items_of):
+            for items in responses:
+                uid = items.get("UID")
+                header = next((v for n, v in items.items() if n.startswith("BODY[")), None)
+                match = _MESSAGE_ID.search(header) if isinstance(header, bytes) else None
+                if isinstance(uid, bytes) and uid.isdigit() and match:
+                    found[int(uid)] = match.group(1).decode("ascii", "replace")
+        return found
+
+    @contextlib.contextmanager
+    def _pending_while(self, changes: dict[ImapKey, PendingChange]) -> Iterator[None]:
+        """Record ``changes`` as sent while the block runs; they stay recorded only if the connection drops."""
+        self.pending.update(changes)
+        try:
+            yield
+        except ConnectionLostError:
+            raise  # the server may have done them: a retry settles them
+        except BaseException:
+            self._forget_pending(changes)
+            raise
+        self._forget_pending(changes)
+
+    def _forget_pending(self, changes: dict[ImapKey, PendingChange]) -> None:
+        for key in changes:
+            self.pending.pop(key, None)
 
     def _store(self, keys: list[ImapKey], change: str) -> None:
         for chunk in chunked([key.uid for key in keys], _WRITE_CHUNK):
@@ -103,19 +178,23 @@ class ImapWriting(ImapConnection):
         def move_group(present: list[ImapKey]) -> dict[ImapKey, ItemResult]:
             new_uids: dict[int, int] = {}
             validity = 0
-            for chunk in chunked([key.uid for key in present], _WRITE_CHUNK):
-                command = "MOVE" if use_move else "COPY"
-                typ, data = self._uid(command, uid_set(chunk), target)
-                if typ != "OK":
-                    raise ProtocolError(f"{command} to {folder!r} failed: {server_text(data)}")
-                copied = copyuid(self._require().untagged_responses.get("OK", []), data)
-                if copied is not None:
-                    validity, mapping = copied
-                    new_uids.update(mapping)
-                if not use_move:
-                    group = [key for key in present if key.uid in set(chunk)]
-                    self._store(group, "+FLAGS.SILENT (\\Deleted)")
-                    self._expunge(group, allow_expunge_all=allow_expunge_all)
+            by_uid = {key.uid: key for key in present}
+            for chunk in chunked(list(by_uid), _WRITE_CHUNK):
+                group = [by_uid[uid] for uid in chunk]
+                ids = self._message_ids(chunk)
+                sent = {key: PendingChange("move", folder, ids.get(key.uid)) for key in group}
+                with self._pending_while(sent):
+                    command = "MOVE" if use_move else "COPY"
+                    typ, data = self._uid(command, uid_set(chunk), target)
+                    if typ != "OK":
+                        raise ProtocolError(f"{command} to {folder!r} failed: {server_text(data)}")
+                    copied = copyuid(self._require().untagged_responses.get("OK", []), data)
+                    if copied is not None:
+                        validity, mapping = copied
+                        new_uids.update(mapping)
+                    if not use_move:
+                        self._store(group, "+FLAGS.SILENT (\\Deleted)")
+                        self._expunge(group, allow_expunge_all=allow_expunge_all)
             return {
                 key: ItemResult(
                     key,
@@ -126,7 +205,7 @@ class ImapWriting(ImapConnection):
                 for key in present
             }
 
-        return self._by_folder(keys, move_group)
+        return self._by_folder(keys, move_group, settles="move", target=normal_inbox(folder))
 
     def delete(self, keys: list[ImapKey]) -> list[ItemResult]:
         allow_expunge_all = bool(call_option("allow_expunge_all", False))
@@ -134,11 +213,12 @@ class ImapWriting(ImapConnection):
             self._expunge([], allow_expunge_all=False)
 
         def delete_group(present: list[ImapKey]) -> dict[ImapKey, ItemResult]:
-            self._store(present, "+FLAGS.SILENT (\\Deleted)")
-            self._expunge(present, allow_expunge_all=allow_expunge_all)
+            with self._pending_while({key: PendingChange("delete") for key in present}):
+                self._store(present, "+FLAGS.SILENT (\\Deleted)")
+                self._expunge(present, allow_expunge_all=allow_expunge_all)
             return {key: ItemResult(key, "done", "deleted") for key in present}
 
-        return self._by_folder(keys, delete_group)
+        return self._by_folder(keys, delete_group, settles="delete")
 
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
         self._forget_ahead()
