@@ -189,3 +189,24 @@ def test_pop3_move_is_refused_before_touching_the_server(dovecot: Dovecot, mailb
     result = run("move", "--session", "pop", "--to", "Elsewhere", "--subject", "only")
     assert result.exit_code == 8
     assert "moving messages is not possible on POP3" in result.stderr
+
+
+def test_reply_to_many_prints_every_result_and_exits_1_on_a_partial_failure(
+    profile: str, dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str
+) -> None:
+    stranger = f"nobody-{mailbox_user}"
+    dovecot.deliver(mailbox_user, simple("Invoice 9 from Nobody", sender=f"Nobody <{stranger}>"))
+    smtp.refused.add(stranger)
+    try:
+        result = run("reply", "--session", "box", "--subject", "Invoice", "--body", "ack", "--json")
+    finally:
+        smtp.refused.discard(stranger)
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    by_subject = {row["subject"]: row for row in data["results"]}
+    assert sorted(by_subject) == ["Invoice 1 from Acme", "Invoice 2 from Acme", "Invoice 9 from Nobody"]
+    assert [by_subject[s]["sent"] for s in sorted(by_subject)] == [True, True, False]
+    assert "refused" in by_subject["Invoice 9 from Nobody"]["error"]
+    human = run("reply", "--session", "box", "--subject", "Invoice 1", "--body", "again")
+    assert human.exit_code == 0 and "replied: 1 of 1" in human.output

@@ -208,3 +208,26 @@ def test_session_without_smtp_settings_says_what_to_add(dovecot: Dovecot, mailbo
     )
     with pytest.raises(ConfigError, match="smtp_host: no SMTP server is known"):
         postroom.send(session, to="a@example.test", subject="x")
+
+
+def test_replies_to_many_carry_on_past_a_failure_and_say_what_was_sent(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str
+) -> None:
+    """One sender among five has no mailbox (the relay refuses it): the other four are answered, each
+    result says whether mail went out, and the failed one carries the error."""
+    senders = [recipient, recipient, f"nobody-{recipient}", recipient, recipient]
+    for number, sender in enumerate(senders):
+        dovecot.deliver(mailbox_user, simple(f"Question {number}", sender=f"Customer <{sender}>"))
+    session = session_for(dovecot, smtp, mailbox_user)
+    smtp.refused.add(senders[2])
+    try:
+        results = postroom.reply(session, postroom.messages(session, order="oldest"), "Answered.")
+    finally:
+        smtp.refused.discard(senders[2])
+    assert [r.status for r in results] == ["done", "done", "failed", "done", "done"]
+    assert [r.sent for r in results] == [True, True, False, True, True]
+    assert isinstance(results[2].error, postroom.PostroomError) and results[2].receipt is None
+    assert sorted(m.subject for m in inbox_of(dovecot, recipient)) == [f"Re: Question {n}" for n in (0, 1, 3, 4)]
+    # the single-message form still returns the receipt, or raises
+    single = postroom.reply(session, postroom.get_message(session, results[0].key), "Once more.")
+    assert single.recipients == (recipient,)

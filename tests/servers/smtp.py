@@ -27,6 +27,8 @@ class SmtpServerUnderTest:
     starttls_port: int
     ssl_port: int
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    #: Recipients the server refuses at RCPT TO (550 5.1.1), as a real server does an unknown user.
+    refused: set[str] = field(default_factory=set)
 
 
 class _LmtpRelay:
@@ -63,6 +65,14 @@ class _LmtpRelay:
         challenge = json.dumps({"status": status, "schemes": "bearer", "scope": "https://mail.google.com/"})
         await server.challenge_auth(challenge.encode())
         return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.lower() in self.record.refused:
+            return f"550 5.1.1 <{address}>: recipient address rejected: user unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
         data: bytes = envelope.original_content

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import cast, overload
 
-from postroom.actions._resolve import SessionRef, resolve
+from postroom.actions._resolve import MessageRef, SessionRef, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
+from postroom.actions.loop import get_message
 from postroom.auth.base import Login
 from postroom.config import EmailServer
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.errors import ConfigError, MailServerError, PostroomError
 from postroom.logs import get_logger
+from postroom.message.keys import MessageKey
 from postroom.message.model import Address, Message
 from postroom.session import Session
-from postroom.transports.contract import Appends, Folders, Mailbox, SubmitsMail
+from postroom.transports.contract import Appends, Folders, ItemStatus, Mailbox, SubmitsMail
 from postroom.transports.smtp import SendReceipt, send_message
 
-__all__ = ["SendReceipt", "forward", "reply", "send"]
+__all__ = ["CopyAfterSendError", "SendReceipt", "SendResult", "forward", "reply", "send"]
 
 _log = get_logger("postroom.send")
 
@@ -74,7 +77,10 @@ def _deliver(
                 hint="the message was sent; only the copy failed",
             )
         folder = save_to_sent if isinstance(save_to_sent, str) else _sent_folder(session)
-        session.call(append_once(folder, draft.message.as_bytes(), receipt.message_id))
+        try:
+            session.call(append_once(folder, draft.message.as_bytes(), receipt.message_id))
+        except PostroomError as exc:
+            raise CopyAfterSendError(receipt, exc) from exc
     return receipt
 
 
@@ -104,6 +110,61 @@ def _submit(draft: Draft, session: Session, save_to_sent: bool | str) -> SendRec
     message_id = str(draft.message["Message-ID"])
     _log.info("sent %s to %d recipient(s) via %s", message_id, len(draft.recipients), session.server)
     return SendReceipt(message_id, draft.sender, tuple(draft.recipients), {}, session.server)
+
+
+class CopyAfterSendError(MailServerError):
+    """The message was sent; only keeping its copy in Sent failed. Do not send it again."""
+
+    def __init__(self, receipt: SendReceipt, cause: PostroomError) -> None:
+        super().__init__(
+            f"{receipt.message_id} was sent to {len(receipt.recipients)} recipient(s), "
+            f"but keeping a copy in Sent failed: {cause.problem}",
+            hint="the mail went out: do not send it again; store the copy by hand if you need it",
+        )
+        self.receipt = receipt
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one message of a bulk reply or forward.
+
+    ``sent`` says whether mail went out: a failure after sending (the copy in Sent)
+    has ``sent=True`` and ``status="done"`` with the ``error``, so a bot never sends twice.
+    """
+
+    key: MessageKey
+    status: ItemStatus
+    receipt: SendReceipt | None = None
+    error: PostroomError | None = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    @property
+    def sent(self) -> bool:
+        return self.receipt is not None
+
+
+def _each(
+    via: SessionRef, messages: Iterable[MessageRef], answer: Callable[[Session, Message], SendReceipt]
+) -> list[SendResult]:
+    """``answer`` every message, carrying on past a failed one; one result per message, in order."""
+    session = resolve(via)
+    results = []
+    for item in messages:
+        message = item if isinstance(item, Message) else None
+        key = message.key if message is not None else session.check_key(MessageKey.parse(item))  # type: ignore[arg-type]
+        try:
+            if message is None:
+                message = get_message(session, key)
+            results.append(SendResult(key, "done", answer(session, message)))
+        except CopyAfterSendError as exc:
+            results.append(SendResult(key, "done", exc.receipt, exc))
+        except PostroomError as exc:
+            _log.warning("answering %s failed: %s", key, exc)
+            results.append(SendResult(key, "failed", error=exc))
+    return results
 
 
 def append_once(folder: str, raw: bytes, message_id: str | None) -> Callable[[Mailbox], None]:
@@ -179,9 +240,39 @@ def send(
     return _deliver(draft, server, login, session, save_to_sent)
 
 
+@overload
+def reply(  # type: ignore[overload-overlap]  # a str is one key, not an iterable of them
+    via: SessionRef,
+    message: Message | str,
+    body: str,
+    *,
+    reply_all: bool = ...,
+    html: bool = ...,
+    attachments: Iterable[str | Path] = ...,
+    quote: bool = ...,
+    sender: str | None = ...,
+    save_to_sent: bool | str = ...,
+) -> SendReceipt: ...
+
+
+@overload
 def reply(
     via: SessionRef,
-    message: Message,
+    message: Iterable[MessageRef],
+    body: str,
+    *,
+    reply_all: bool = ...,
+    html: bool = ...,
+    attachments: Iterable[str | Path] = ...,
+    quote: bool = ...,
+    sender: str | None = ...,
+    save_to_sent: bool | str = ...,
+) -> list[SendResult]: ...
+
+
+def reply(
+    via: SessionRef,
+    message: MessageRef | Iterable[MessageRef],
     body: str,
     *,
     reply_all: bool = False,
@@ -190,19 +281,63 @@ def reply(
     quote: bool = True,
     sender: str | None = None,
     save_to_sent: bool | str = False,
-) -> SendReceipt:
-    """Reply (or reply to all) to ``message``: threaded, one ``Re:``, the original quoted, never to ourselves."""
-    server, login, session = _route(via, None, None)
-    me = _sender(sender, login, session)
-    draft = build_reply(
-        message, sender=me, body=body, reply_all=reply_all, html=html, attachments=attachments, quote=quote
-    )
-    return _deliver(draft, server, login, session, save_to_sent)
+) -> SendReceipt | list[SendResult]:
+    """Reply (or reply to all) to ``message``: threaded, one ``Re:``, the original quoted, never to ourselves.
+
+    Given several messages (a list, a loop), it answers each, carries on past one that
+    fails, and returns a :class:`SendResult` per message in order; given one, it returns
+    the receipt (or raises).
+    """
+    attachments = tuple(attachments)
+
+    def answer(session: Session, original: Message) -> SendReceipt:
+        server, login, routed = _route(session, None, None)
+        me = _sender(sender, login, routed)
+        draft = build_reply(
+            original, sender=me, body=body, reply_all=reply_all, html=html, attachments=attachments, quote=quote
+        )
+        return _deliver(draft, server, login, routed, save_to_sent)
+
+    if isinstance(message, Message | MessageKey | str):
+        session = resolve(via)
+        original = message if isinstance(message, Message) else get_message(session, message)
+        return answer(session, original)
+    return _each(via, message, answer)
+
+
+@overload
+def forward(  # type: ignore[overload-overlap]  # a str is one key, not an iterable of them
+    via: SessionRef,
+    message: Message | str,
+    to: str | Iterable[str],
+    body: str = ...,
+    *,
+    cc: str | Iterable[str] | None = ...,
+    bcc: str | Iterable[str] | None = ...,
+    as_attachment: bool = ...,
+    sender: str | None = ...,
+    save_to_sent: bool | str = ...,
+) -> SendReceipt: ...
+
+
+@overload
+def forward(
+    via: SessionRef,
+    message: Iterable[MessageRef],
+    to: str | Iterable[str],
+    body: str = ...,
+    *,
+    cc: str | Iterable[str] | None = ...,
+    bcc: str | Iterable[str] | None = ...,
+    as_attachment: bool = ...,
+    sender: str | None = ...,
+    save_to_sent: bool | str = ...,
+) -> list[SendResult]: ...
 
 
 def forward(
     via: SessionRef,
-    message: Message,
+    message: MessageRef | Iterable[MessageRef],
     to: str | Iterable[str],
     body: str = "",
     *,
@@ -211,10 +346,29 @@ def forward(
     as_attachment: bool = False,
     sender: str | None = None,
     save_to_sent: bool | str = False,
-) -> SendReceipt:
-    """Forward ``message`` inline with its attachments, or as an attached ``.eml``."""
-    server, login, session = _route(via, None, None)
-    draft = build_forward(
-        message, sender=_sender(sender, login, session), to=to, body=body, cc=cc, bcc=bcc, as_attachment=as_attachment
-    )
-    return _deliver(draft, server, login, session, save_to_sent)
+) -> SendReceipt | list[SendResult]:
+    """Forward ``message`` inline with its attachments, or as an attached ``.eml``.
+
+    Given several messages, it forwards each, carries on past one that fails, and returns a
+    :class:`SendResult` per message in order; given one, it returns the receipt (or raises).
+    """
+    recipients = [to] if isinstance(to, str) else list(to)
+
+    def answer(session: Session, original: Message) -> SendReceipt:
+        server, login, routed = _route(session, None, None)
+        draft = build_forward(
+            original,
+            sender=_sender(sender, login, routed),
+            to=recipients,
+            body=body,
+            cc=cc,
+            bcc=bcc,
+            as_attachment=as_attachment,
+        )
+        return _deliver(draft, server, login, routed, save_to_sent)
+
+    if isinstance(message, Message | MessageKey | str):
+        session = resolve(via)
+        original = message if isinstance(message, Message) else get_message(session, message)
+        return answer(session, original)
+    return _each(via, message, answer)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from postroom.actions.compose import build_forward, build_message, build_reply
-from postroom.actions.send import _sender, forward, reply, send
+from postroom.actions.send import SendResult, _sender, forward, reply, send
 from postroom.cli.common import filter_options, open_session, require_selection, selected_messages, session_option
 from postroom.cli.output import emit, handle_errors, json_option
+from postroom.credentials import redact
+from postroom.message.model import Message
+from postroom.session import Session
 
 __all__ = ["COMMANDS"]
 
@@ -117,16 +121,17 @@ def _respond(
     as_json: bool,
     verb: str,
     build: Any,
-    act: Any,
+    act: Callable[[Session, list[Message]], list[SendResult]],
 ) -> None:
+    """Answer every matching message, carrying on past one that fails; print every result; exit 1 if any failed."""
     require_selection(filters, False, verb)  # never answer a whole folder by accident
-    rows = []
+    rows: list[dict[str, Any]] = []
     with open_session(session_name) as session:
         _total, items, _loop = selected_messages(session, filters)
-        me = None
-        for message in list(items):
-            if dry_run:
-                me = me or _sender(None, session.resolve_login(), session)
+        chosen = list(items)
+        if dry_run:
+            me = _sender(None, session.resolve_login(), session) if chosen else None
+            for message in chosen:
                 draft = build(message, me)
                 rows.append(
                     {
@@ -136,25 +141,44 @@ def _respond(
                         "recipients": draft.recipients,
                     }
                 )
-            else:
-                receipt = act(session, message)
+        else:
+            subjects = {m.key: m.subject for m in chosen}
+            for result in act(session, chosen) if chosen else []:
+                receipt = result.receipt
                 rows.append(
                     {
-                        "key": str(message.key),
-                        "subject": message.subject,
-                        "ok": True,
-                        "recipients": list(receipt.recipients),
-                        "message_id": receipt.message_id,
+                        "key": str(result.key),
+                        "subject": subjects.get(result.key, ""),
+                        "ok": result.ok,
+                        "status": result.status,
+                        "sent": result.sent,
+                        "recipients": list(receipt.recipients) if receipt else [],
+                        "message_id": receipt.message_id if receipt else None,
+                        "error": redact(str(result.error)) if result.error is not None else None,
                     }
                 )
+    failed = [row for row in rows if not row["ok"]]
 
     def human() -> None:
         for row in rows:
-            click.echo(f"{'would ' + verb if dry_run else verb}: {row['subject']!r} to {', '.join(row['recipients'])}")
+            if dry_run:
+                click.echo(f"would {verb}: {row['subject']!r} to {', '.join(row['recipients'])}")
+            elif row["ok"]:
+                note = f" (but: {row['error']})" if row["error"] else ""
+                click.echo(f"{verb}: {row['subject']!r} to {', '.join(row['recipients'])}{note}")
+            else:
+                click.echo(f"FAILED: {row['key']} {row['subject']!r}: {row['error']} (nothing was sent for it)")
         if not rows:
             click.echo("no message matched")
+        elif not dry_run:
+            click.echo(f"{_SENT[verb]}: {len(rows) - len(failed)} of {len(rows)}")
 
-    emit(as_json, {"ok": True, "dry_run": dry_run, "results": rows}, human)
+    emit(as_json, {"ok": not failed, "dry_run": dry_run, "results": rows}, human)
+    if failed:
+        raise SystemExit(1)
+
+
+_SENT = {"reply": "replied", "forward": "forwarded"}
 
 
 @click.command("reply")
@@ -193,9 +217,9 @@ def reply_command(
         lambda message, me: build_reply(
             message, sender=me, body=text, reply_all=reply_all, html=html, attachments=attachments, quote=not no_quote
         ),
-        lambda session, message: reply(
+        lambda session, messages: reply(
             session,
-            message,
+            messages,
             text,
             reply_all=reply_all,
             html=html,
@@ -236,8 +260,8 @@ def forward_command(
         as_json,
         "forward",
         lambda message, me: build_forward(message, sender=me, to=list(to), body=text, as_attachment=as_attachment),
-        lambda session, message: forward(
-            session, message, list(to), text, as_attachment=as_attachment, save_to_sent=save_to_sent
+        lambda session, messages: forward(
+            session, messages, list(to), text, as_attachment=as_attachment, save_to_sent=save_to_sent
         ),
     )
 
