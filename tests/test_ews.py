@@ -26,6 +26,7 @@ from postroom import (
     ConfigError,
     Ews,
     EwsRetirementWarning,
+    Insecure,
     MailServerError,
     Ntlm,
     OAuth2ROPC,
@@ -360,6 +361,21 @@ def test_a_given_version_skips_detection(ews_server: EwsServerUnderTest) -> None
 def test_untrusted_certificate_is_refused(ews_server: EwsServerUnderTest) -> None:
     with pytest.raises(CertificateError, match="not trusted"):
         postroom.connect("tls", ews_config(ews_server, ca_file=None), variables=EWS_VARIABLES)
+
+
+def test_two_sessions_to_one_url_keep_their_own_tls_settings(ews_server: EwsServerUnderTest, tmp_path: Path) -> None:
+    """Each connection's HTTP adapter is its own: a second session to the same URL with another CA (one that
+    did not sign the server's certificate) fails, and does not change what the first one trusts."""
+    from postroom.sandbox.certs import make_certificates
+
+    ews_server.deliver(mail("still trusted"))
+    other_ca = make_certificates(tmp_path / "other").ca_file
+    with postroom.connect("right", ews_config(ews_server), variables=EWS_VARIABLES) as right:
+        assert [m.subject for m in postroom.messages(right)] == ["still trusted"]
+        other_user = Basic(username=Insecure("other@example.test"), password=Insecure(PASSWORD))
+        with pytest.warns(postroom.InsecureSecretWarning), pytest.raises(CertificateError, match="not trusted"):
+            postroom.connect("wrong", ews_config(ews_server, ca_file=other_ca, auth=other_user))
+        assert [m.subject for m in postroom.messages(right)] == ["still trusted"]  # its own CA, still
 
 
 def test_throttling_is_waited_out_or_reported(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:

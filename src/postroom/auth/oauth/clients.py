@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from postroom.auth.oauth.endpoints import OAuthEndpoints
 from postroom.auth.oauth.replies import error_detail
@@ -96,13 +97,15 @@ class MsalClient:
         if self._app is None:
             import msal
 
+            http = _http_session(self.settings.ca_file)
             options: dict[str, Any] = {
                 "authority": self.endpoints.authority,
-                "http_client": _http_session(self.settings.ca_file),
+                "http_client": http,
                 "token_cache": msal.TokenCache(),  # in memory only: the vault keeps what lasts
             }
             if self.endpoints.authority and not _is_microsoft_login_host(self.endpoints.authority):
                 options["instance_discovery"] = False  # an ADFS or other authority given explicitly
+                _without_user_realm(http, self.endpoints.authority)
             client_id = self.settings.client_id.reveal()
             with _mapped(self.settings, "tenant discovery", self.endpoints.authority or ""):
                 if self.settings.client_secret is not None:
@@ -147,10 +150,6 @@ class MsalClient:
     def password(self, username: Secret, password: Secret) -> TokenResponse:
         """ROPC (legacy): the user's password goes to the authorization server; no MFA possible."""
         application = self._application()
-        if not _is_microsoft_login_host(self.endpoints.authority or ""):
-            # MSAL asks Entra's user-realm endpoint first, on port 443 of the authority's host whatever its
-            # port: an ADFS or test authority has no such endpoint (MSAL keeps this set per host)
-            application.authority.__class__._domains_without_user_realm_discovery.add(application.authority.instance)
         with _mapped(self.settings, "password grant", self.endpoints.token_url), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # OAuth2ROPC warns once, when it is built
             result = application.acquire_token_by_username_password(
@@ -166,8 +165,6 @@ class MsalClient:
 
 
 def _is_microsoft_login_host(authority: str) -> bool:
-    from urllib.parse import urlsplit
-
     host = urlsplit(authority).hostname or ""
     return host in {"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn"}
 
@@ -265,6 +262,27 @@ class _PinnedVerify:
             kwargs["verify"] = self.ca_file
         kwargs.setdefault("timeout", HTTP_TIMEOUT)
         return super().request(method, url, *args, **kwargs)  # type: ignore[misc]
+
+
+def _without_user_realm(http: Any, authority: str) -> None:
+    """MSAL's password grant asks Entra's user-realm endpoint first, on port 443 of the authority's host
+    whatever its port; an ADFS or test authority has none. This client's own HTTP session answers that one
+    URL with 404, which MSAL reads as "no realm: plain ROPC" (nothing of MSAL is patched)."""
+    import requests
+    import requests.adapters
+
+    class _NoUserRealm(requests.adapters.BaseAdapter):
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            response = requests.Response()
+            response.status_code, response.url, response.request = 404, request.url, request
+            response._content = b"{}"
+            return response
+
+        def close(self) -> None:
+            pass
+
+    host = urlsplit(authority).hostname or ""
+    http.mount(f"https://{host}/common/userrealm/", _NoUserRealm())
 
 
 def _http_session(ca_file: str | None) -> Any:

@@ -1,15 +1,19 @@
 """exchangelib, set up for one postroom connection: credentials, TLS, timeouts, throttling, errors.
 
-exchangelib keeps some settings process-wide (the HTTP adapter class, the reply
-parser, a cache of protocol objects). postroom installs its hooks once, keyed by
-the EWS URL so connections never share settings, and evicts its protocol objects
-when a connection closes (exchangelib caches failures too, which would make a
-bot's reconnect fail forever):
+Nothing of exchangelib is patched process-wide. Each connection gives its own
+protocol object (exchangelib's ``Protocol``, built before the ``Account`` so that no
+request goes out without it) a ``create_session`` that mounts the connection's own
+HTTP adapter on the EWS URL, so two connections never share settings:
 
 - the adapter verifies TLS against the connection's ``ca_file`` (or not at all
   when ``verify_certificate=False``) and applies its timeouts;
-- every reply goes through :func:`~postroom.transports.ews.xml.sanitize_stream`
-  before lxml sees it.
+- every reply's bytes go through :func:`~postroom.transports.ews.xml.sanitize_stream`
+  before lxml sees them (XML-invalid characters never break a loop).
+
+exchangelib caches protocol objects (and failures) per URL and credentials; a
+connection evicts its own when it closes, so a bot's reconnect starts afresh. The
+only process-wide addition is a logging filter on exchangelib's loggers, which hides
+the Authorization header they print at DEBUG.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from exchangelib import (
 )
 from exchangelib import errors as ews_errors
 from exchangelib.credentials import OAuth2AuthorizationCodeCredentials
-from exchangelib.protocol import BaseProtocol, Protocol
+from exchangelib.protocol import Protocol
 from exchangelib.version import VERSIONS
 from oauthlib.oauth2 import OAuth2Token
 
@@ -66,22 +70,46 @@ __all__ = ["EwsClient", "ews_errors_mapped", "primary_address"]
 _log = get_logger("postroom.ews")
 T = TypeVar("T")
 _lock = threading.Lock()
-#: EWS URL → (verify, (connect timeout, read timeout)), read by the adapter for each request.
-_ENDPOINTS: dict[str, tuple[str | bool, tuple[float, float]]] = {}
-_installed = False
+_filters_added = False
 _connections = itertools.count(1)
 
 
-class _EndpointAdapter(requests.adapters.HTTPAdapter):
-    """Verifies TLS and times out as the connection's settings say (exchangelib passes neither)."""
+class _ConnectionAdapter(requests.adapters.HTTPAdapter):
+    """One connection's TLS verification and timeouts (exchangelib passes neither), and its replies cleaned."""
+
+    def __init__(self, verify: str | bool, timeout: tuple[float, float]) -> None:
+        # as exchangelib's own adapter: one connection per session, no retries (its retry policy wraps every request)
+        super().__init__(pool_block=True, pool_connections=1, pool_maxsize=1, max_retries=0)
+        self._verify = verify
+        self._timeout = timeout
 
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        settings = _ENDPOINTS.get(str(request.url))
-        if settings is not None:
-            verify, kwargs["timeout"] = settings
-            if verify is not True:  # True: keep what requests chose (REQUESTS_CA_BUNDLE or the system bundle)
-                kwargs["verify"] = verify
-        return super().send(request, *args, **kwargs)
+        kwargs["timeout"] = self._timeout
+        if self._verify is not True:  # True: keep what requests chose (REQUESTS_CA_BUNDLE or the system bundle)
+            kwargs["verify"] = self._verify
+        response: Any = super().send(request, *args, **kwargs)
+        read = response.iter_content
+
+        def iter_content(chunk_size: int | None = 1, decode_unicode: bool = False) -> Any:
+            chunks = read(chunk_size, decode_unicode)
+            return chunks if decode_unicode else sanitize_stream(chunks)
+
+        response.iter_content = iter_content  # this response only: exchangelib parses what it yields
+        return response
+
+
+def _contain(protocol: Any, verify: str | bool, timeout: tuple[float, float]) -> None:
+    """Give ``protocol`` (this connection's) sessions that carry this connection's adapter."""
+    create = protocol.create_session
+    endpoint = protocol.service_endpoint
+
+    def create_session() -> Any:
+        session = create()
+        session.mount(endpoint, _ConnectionAdapter(verify, timeout))  # replaces exchangelib's, same prefix
+        return session
+
+    protocol.create_session = create_session
+    protocol.close()  # sessions made before (by autodiscover) go; every new one has the adapter
 
 
 class _ScrubAuthorization(logging.Filter):
@@ -97,25 +125,15 @@ class _ScrubAuthorization(logging.Filter):
         return True
 
 
-def _install() -> None:
-    global _installed
+def _add_log_filters() -> None:
+    global _filters_added
     with _lock:
-        if _installed:
+        if _filters_added:
             return
-        import exchangelib.services.common as common
-
-        parse = common.to_xml
-
-        def to_xml(content: Any) -> Any:
-            chunks = [content] if isinstance(content, bytes) else content
-            return parse(sanitize_stream(chunks))
-
-        common.to_xml = to_xml
-        BaseProtocol.HTTP_ADAPTER_CLS = _EndpointAdapter
         scrub = _ScrubAuthorization()
         for name in ("exchangelib.util", "exchangelib.util.xml", "exchangelib.protocol", "exchangelib.services.common"):
             logging.getLogger(name).addFilter(scrub)
-        _installed = True
+        _filters_added = True
 
 
 class _WaitOutThrottling(FaultTolerance):  # type: ignore[misc]
@@ -205,7 +223,7 @@ class EwsClient:
     """One exchangelib :class:`Account` and what it takes to close it cleanly."""
 
     def __init__(self, config: Ews, login: Login) -> None:
-        _install()
+        _add_log_filters()
         self.config = config
         self.address = primary_address(config, login)
         self._configuration = _configuration(config, login)
@@ -218,11 +236,10 @@ class EwsClient:
         with ews_errors_mapped(self.config, "login"):
             if self.config.url is None:  # autodiscover, from the mailbox address's domain
                 self.account = Account(self.address, config=self._configuration, autodiscover=True, access_type=access)
-                found = self.account.protocol.service_endpoint
-                _ENDPOINTS[found] = settings
-                _log.info("autodiscover found %s for %s", found, self.address)
+                _contain(self.account.protocol, *settings)
+                _log.info("autodiscover found %s for %s", self.account.protocol.service_endpoint, self.address)
             else:
-                _ENDPOINTS[self.config.url] = settings
+                _contain(Protocol(config=self._configuration), *settings)  # the Account below gets this one
                 self.account = Account(
                     self.address,
                     config=self._configuration,
