@@ -61,6 +61,7 @@ def test_public_api_is_exactly_what_all_says() -> None:
         "filters",
         "message",
         "redaction",
+        "extras",
         "validation",
         "testing",
     }

@@ -28,6 +28,7 @@ catch a library's exception.
     │   ├── ConsentRequiredError     no usable token: sign in (again) to give consent
     │   └── AuthorizationDeniedError the browser sign-in was denied, forged or timed out
     └── UnsupportedError             the server or protocol cannot do what was asked
+        └── MissingExtraError        an optional part of postroom is not installed (names the pip line)
 
 Every message says what failed, where (session and server), and what to try.
 Secret values never appear in messages: :func:`postroom.credentials.redact`
@@ -45,6 +46,7 @@ __all__ = [
     "ConsentRequiredError",
     "CredentialError",
     "MailServerError",
+    "MissingExtraError",
     "OAuthError",
     "PostroomError",
     "PostroomWarning",
@@ -247,3 +249,15 @@ class UnsupportedError(PostroomError):
 
 class PostroomWarning(UserWarning):
     """Base of postroom's warnings: allowed, but risky (plaintext, unverified TLS, typed-in secrets)."""
+
+
+class MissingExtraError(UnsupportedError):
+    """A feature needs an optional part of postroom that is not installed; the hint is the exact pip line."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the {extra!r} extra of postroom ({module} is not installed)",
+            hint=f"pip install 'postroom[{extra}]'",
+        )
+        self.extra = extra
+        self.module = module

@@ -17,6 +17,7 @@ from typing import Any
 from postroom.auth.base import AuthMode, Login
 from postroom.config.base import ServerConfig, Setting, config_from_settings, settings_of
 from postroom.errors import ConfigError
+from postroom.extras import require_extra
 from postroom.message.keys import MessageKey
 from postroom.transports.contract import Mailbox
 
@@ -110,10 +111,13 @@ def backend_for(config: object) -> Backend:
     return found
 
 
-def lazy(target: str) -> MailboxFactory:
-    """A factory that imports ``"package.module:Class"`` on first use (exchangelib takes 0.4 s to import)."""
+def lazy(target: str, *, extra: str | None = None, feature: str = "") -> MailboxFactory:
+    """A factory that imports ``"package.module:Class"`` on first use (exchangelib takes 0.4 s to import);
+    with ``extra``, a missing dependency is a :class:`MissingExtraError` naming the pip line."""
 
     def make(config: Any, login: Login) -> Mailbox:
+        if extra is not None:
+            require_extra(extra, feature or target)
         module, _, name = target.partition(":")
         factory: MailboxFactory = getattr(importlib.import_module(module), name)
         return factory(config, login)

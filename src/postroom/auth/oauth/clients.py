@@ -21,6 +21,7 @@ from postroom.auth.oauth.replies import error_detail
 from postroom.auth.oauth.tokens import TokenResponse, unverified_claims
 from postroom.credentials import Secret, redact
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, OAuthError, ServerUnreachableError
+from postroom.extras import require_extra
 
 __all__ = ["AuthlibClient", "AuthorizationFlow", "AuthorizationRequest", "MsalClient", "OAuthClient", "make_client"]
 
@@ -73,9 +74,11 @@ class ClientSettings:
 
 
 def make_client(endpoints: OAuthEndpoints, settings: ClientSettings) -> OAuthClient:
-    """MSAL for Microsoft 365, Authlib for everything else."""
+    """MSAL for Microsoft 365, Authlib for everything else (each from its extra)."""
     if endpoints.provider == "microsoft365":
+        require_extra("microsoft", "OAuth2 with Microsoft 365")
         return MsalClient(endpoints, settings)
+    require_extra("oauth", f"OAuth2 with {'Gmail' if endpoints.provider == 'gmail' else 'a custom provider'}")
     return AuthlibClient(endpoints, settings)
 
 
@@ -361,11 +364,20 @@ def _token_error(error: str, description: str, grant: str, settings: ClientSetti
     return OAuthError(f"the authorization server refused the {grant} request ({detail})", error=error)
 
 
+class _NoAuthlibError(Exception):
+    error: str | None = None
+    description: str | None = None
+
+
 @contextmanager
 def _mapped(settings: ClientSettings, step: str, url: str) -> Iterator[None]:
     """Map network and library failures of one token request to postroom errors."""
     import requests
-    from authlib.integrations.base_client import OAuthError as AuthlibError
+
+    try:
+        from authlib.integrations.base_client import OAuthError as AuthlibError
+    except ImportError:  # MSAL alone: no Authlib error can be raised
+        AuthlibError = _NoAuthlibError  # noqa: N806
 
     try:
         yield

@@ -25,6 +25,7 @@ from postroom.credentials import ResolveContext, Secret, SecretRef, as_secret_re
 from postroom.credentials.refs import format_ref, parse_ref
 from postroom.credentials.vault import CredentialVault
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, PostroomWarning
+from postroom.extras import require_extra
 from postroom.logs import get_logger
 from postroom.validation import check_choice
 
@@ -97,6 +98,10 @@ class _OAuthMode:
     ) -> None:
         check_choice("provider", provider, OAuthProvider)
         self.provider: OAuthProvider = provider
+        if provider == "microsoft365":  # said when the mode is built, before any connection
+            require_extra("microsoft", "OAuth2 with Microsoft 365")
+        else:
+            require_extra("oauth", "OAuth2 with Gmail" if provider == "gmail" else "OAuth2 with a custom provider")
         self.client_id: SecretRef = as_secret_ref(client_id, "client_id")
         self.tenant_id: SecretRef | None = as_secret_ref(tenant_id, "tenant_id") if tenant_id is not None else None
         self.client_secret: SecretRef | None = (

@@ -12,7 +12,7 @@ BACKEND = register(
         protocol="ews",
         label="EWS",
         config_type=Ews,
-        mailbox=lazy("postroom.transports.ews.mailbox:EwsMailbox"),
+        mailbox=lazy("postroom.transports.ews.mailbox:EwsMailbox", extra="ews", feature="EWS"),
         key_type=EwsKey,
         settings=EWS_SETTINGS,
         auth_kinds=MAIL_AUTH_KINDS | {"ntlm"},
