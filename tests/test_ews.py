@@ -595,7 +595,8 @@ def test_ropc_gets_a_token_with_the_password_and_warns(
 def test_implicit_sign_in_relays_the_token_from_the_fragment_and_cannot_refresh_it(
     ews_server: EwsServerUnderTest, authorization_server: AuthorizationServerUnderTest
 ) -> None:
-    from postroom.auth.oauth import ImplicitGrantWarning, TokenStore
+    from postroom.auth.oauth import ImplicitGrantWarning
+    from postroom.auth.oauth import VaultTokenStore as TokenStore
     from postroom.credentials import CredentialVault
 
     ews_server.deliver(mail("via implicit"))

@@ -19,7 +19,7 @@ import requests
 import postroom
 from postroom import EmailServer, Variable, Vault
 from postroom.auth import OAuth2ClientCredentials, OAuth2PKCE
-from postroom.auth.oauth import TokenStore
+from postroom.auth.oauth import VaultTokenStore as TokenStore
 from postroom.credentials import CredentialVault
 from postroom.errors import AuthenticationError, ConfigError, ConsentRequiredError, OAuthError
 from postroom.transports.smtp import send_message
@@ -189,8 +189,12 @@ def test_revoked_refresh_token_asks_to_sign_in_again(
         postroom.connect("o-revoked", server_config(dovecot, auth=mode), variables=variables(mailbox_user))
     message = str(raised.value)
     assert "invalid_grant" in message and "expired, revoked" in message
-    assert "postroom auth login invoices" in message
+    assert "sign in again: call OAuth2PKCE(...).login()" in message  # a library caller's words
     assert raised.value.exit_code == 7
+    # a runtime gives its own words (the CLI names its command), with the session's name
+    cli_like = postroom.Runtime(sign_in_hint="run `postroom auth login {session}`")
+    with pytest.raises(ConsentRequiredError, match="run `postroom auth login invoices`"):
+        cli_like.connect("invoices", server_config(dovecot, auth=mode), variables=variables(mailbox_user))
 
 
 def test_never_signed_in_says_how_to_sign_in(

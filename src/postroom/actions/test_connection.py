@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from postroom.config import ServerConfig
-from postroom.credentials import CredentialVault, ResolveContext
+from postroom.credentials import CredentialVault
+from postroom.session import current_runtime
 from postroom.session.session import Session
 from postroom.transports import ServerReport
 
@@ -54,7 +55,7 @@ def test_connection(
     Raises the same :class:`~postroom.errors.PostroomError` a real session would,
     so a failed test says exactly what a bot would meet.
     """
-    session = Session(name, config, ResolveContext(variables=dict(variables or {}), vault=vault))
+    session = Session(name, config, current_runtime().context_for(name, variables=variables, vault=vault))
     started = time.perf_counter()
     session.open()
     connect_ms = (time.perf_counter() - started) * 1000

@@ -81,6 +81,6 @@ def check_wire_safe(secret: Secret, field_name: str) -> Secret:
     if any(ch in value for ch in "\r\n\0"):
         raise CredentialError(
             f"{field_name} contains a line break or NUL character",
-            hint="re-enter it without the trailing newline (e.g. `printf %s ... | postroom vault set ...`)",
+            hint="store it again without the trailing newline",
         )
     return secret

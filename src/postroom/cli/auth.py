@@ -13,9 +13,9 @@ from postroom.auth.oauth.endpoints import OAuthEndpoints
 from postroom.auth.oauth.modes import BrowserSignIn
 from postroom.auth.oauth.tokens import TokenRecord
 from postroom.cli.output import emit, handle_errors, json_option, state
-from postroom.credentials import ResolveContext
 from postroom.errors import ConfigError, ConsentRequiredError
 from postroom.profiles import ProfileStore
+from postroom.session import current_runtime
 
 __all__ = ["auth_group"]
 
@@ -57,7 +57,7 @@ def auth_login(name: str, no_browser: bool, timeout: float, as_json: bool) -> No
     check the app.
     """
     mode = _oauth_profile(name)
-    context = ResolveContext(variables=state().variables)
+    context = current_runtime().context_for(name, variables=state().variables)
     if isinstance(mode, BrowserSignIn):
 
         def show(url: str) -> None:
@@ -87,7 +87,7 @@ def auth_login(name: str, no_browser: bool, timeout: float, as_json: bool) -> No
 def auth_status(name: str, as_json: bool) -> None:
     """Who is signed in for profile NAME, with which scopes, until when (never the tokens)."""
     mode = _oauth_profile(name)
-    context = ResolveContext(variables=state().variables)
+    context = current_runtime().context_for(name, variables=state().variables)
     record = mode.store(context).load()
     app = mode.resolved(context)
     if record is None or record.fingerprint != app.fingerprint:
@@ -108,7 +108,7 @@ def auth_status(name: str, as_json: bool) -> None:
 def auth_logout(name: str, as_json: bool) -> None:
     """Forget the tokens of profile NAME (the vault entry); the app keeps its consent at the provider."""
     mode = _oauth_profile(name)
-    removed = mode.store(ResolveContext(variables=state().variables)).delete()
+    removed = mode.store(current_runtime().context_for(name, variables=state().variables)).delete()
     text = f"removed the tokens of {name!r}" if removed else f"{name!r} held no tokens"
     emit(as_json, {"ok": True, "profile": name, "removed": removed}, lambda: click.echo(text))
 

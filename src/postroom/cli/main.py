@@ -11,6 +11,7 @@ from postroom.cli.connect import connect_command, profiles_group, test_connectio
 from postroom.cli.demo import demo_command
 from postroom.cli.output import CliState, setup_logging
 from postroom.cli.vault import vault_group
+from postroom.session import Runtime
 
 __all__ = ["cli", "main"]
 
@@ -46,6 +47,8 @@ def cli(ctx: click.Context, debug: bool, variables: dict[str, str]) -> None:
     """
     setup_logging(debug)
     ctx.obj = CliState(debug=debug, variables=variables)
+    # the command's sessions live in a runtime of its own, whose hints name this CLI's commands
+    ctx.with_resource(Runtime(name="cli", sign_in_hint="run `postroom auth login {session}`"))
 
 
 cli.add_command(connect_command)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from postroom.credentials.secret import Secret, scrubbed
 from postroom.errors import CredentialError, PostroomWarning
@@ -43,6 +43,11 @@ class ResolveContext:
 
     variables: Mapping[str, str] = field(default_factory=dict)
     vault: CredentialVault | None = None
+    #: Where OAuth2 tokens live: a name → ``TokenStore`` factory (``postroom.auth.oauth.tokens``);
+    #: None keeps them in ``vault`` (else the default vault).
+    token_stores: Callable[[str], Any] | None = None
+    #: How the user signs in again, in the caller's words (a CLI names its command), for error hints.
+    sign_in_hint: str | None = None
 
 
 class SecretSource(Protocol):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Any
 
 from postroom.config.base import ServerConfig
 from postroom.credentials import CredentialVault, ResolveContext
@@ -34,11 +35,21 @@ class Runtime:
     """
 
     def __init__(
-        self, *, name: str = "runtime", variables: Mapping[str, str] | None = None, vault: CredentialVault | None = None
+        self,
+        *,
+        name: str = "runtime",
+        variables: Mapping[str, str] | None = None,
+        vault: CredentialVault | None = None,
+        token_stores: Callable[[str], Any] | None = None,
+        sign_in_hint: str | None = None,
     ) -> None:
         self.name = name
         self.variables: dict[str, str] = dict(variables or {})
         self.vault = vault
+        #: Where OAuth2 tokens live (name → TokenStore); None: in the vault.
+        self.token_stores = token_stores
+        #: How a user signs in again, in this runtime's words, with ``{session}`` for the session's name.
+        self.sign_in_hint = sign_in_hint
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
         self._tokens: list[contextvars.Token[Runtime]] = []
@@ -67,7 +78,7 @@ class Runtime:
         with self._lock:
             if name in self._sessions and not replace:
                 raise _exists(name)
-        context = ResolveContext(variables={**self.variables, **(variables or {})}, vault=vault or self.vault)
+        context = self.context_for(name, variables=variables, vault=vault)
         new = Session(name, config, context, backend=entry, on_close=self._forget).open()
         with self._lock:
             old = self._sessions.get(name)
@@ -80,6 +91,17 @@ class Runtime:
             _log.info("session %r replaced", name)
         _log.info("session %r connected to %s", name, config.address)
         return new
+
+    def context_for(
+        self, name: str, *, variables: Mapping[str, str] | None = None, vault: CredentialVault | None = None
+    ) -> ResolveContext:
+        """What the secrets of session ``name`` resolve against: this runtime's variables, vault and token stores."""
+        return ResolveContext(
+            variables={**self.variables, **(variables or {})},
+            vault=vault or self.vault,
+            token_stores=self.token_stores,
+            sign_in_hint=self.sign_in_hint.format(session=name) if self.sign_in_hint else None,
+        )
 
     def get_session(self, name: str) -> Session:
         """The open session called ``name``."""

@@ -10,7 +10,7 @@ from postroom.auth.oauth.modes import (
     OAuth2ROPC,
     RopcWarning,
 )
-from postroom.auth.oauth.tokens import TokenRecord, TokenStore
+from postroom.auth.oauth.tokens import TokenRecord, TokenStore, VaultTokenStore
 
 __all__ = [
     "DEFAULT_REDIRECT_URI",
@@ -23,5 +23,6 @@ __all__ = [
     "RopcWarning",
     "TokenRecord",
     "TokenStore",
+    "VaultTokenStore",
     "endpoints_for",
 ]

@@ -296,7 +296,7 @@ def _http_session(ca_file: str | None) -> Any:
     return session
 
 
-_SECRET_HINT = "give the app's client secret (from the vault: --client-secret vault:NAME/client_secret)"  # noqa: S105
+_SECRET_HINT = "give the app's client secret (client_secret=, best a vault reference)"  # noqa: S105
 
 
 def _normalised(result: Mapping[str, Any], claims: Mapping[str, Any]) -> TokenResponse:

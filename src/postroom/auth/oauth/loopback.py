@@ -31,7 +31,7 @@ from postroom.auth.oauth.replies import error_detail
 from postroom.errors import AuthorizationDeniedError, ConfigError
 from postroom.logs import get_logger
 
-__all__ = ["DEFAULT_REDIRECT_URI", "RELAY_POLICY", "LoopbackRedirect", "check_redirect_uri"]
+__all__ = ["DEFAULT_REDIRECT_URI", "RELAY_POLICY", "LoopbackRedirect", "check_redirect_uri", "denied"]
 
 DEFAULT_REDIRECT_URI = "http://localhost:8888/Callback"
 _log = get_logger("postroom.auth")
@@ -96,7 +96,9 @@ class LoopbackRedirect:
     ...     params = listener.wait(timeout=300)
     """
 
-    def __init__(self, redirect_uri: str, state: str, *, answer: str = "code", relay_fragment: bool = False) -> None:
+    def __init__(
+        self, redirect_uri: str, state: str | None = None, *, answer: str = "code", relay_fragment: bool = False
+    ) -> None:
         self._parts = urlsplit(check_redirect_uri(redirect_uri))
         self._state = state
         self._answer = answer
@@ -127,6 +129,10 @@ class LoopbackRedirect:
             ) from None
         return self
 
+    def expect(self, state: str, *, answer: str = "code", relay_fragment: bool = False) -> None:
+        """The sign-in to accept, once it has begun (its URL needs this listener's redirect URI first)."""
+        self._state, self._answer, self._relay_fragment = state, answer, relay_fragment
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -150,7 +156,7 @@ class LoopbackRedirect:
             self._server.handle_request()
         result = self._result
         if "error" in result:
-            raise _denied(result)
+            raise denied(result)
         return result
 
     # called by the handler ---------------------------------------------------------------
@@ -166,7 +172,7 @@ class LoopbackRedirect:
             return 404, "Not found", "This address is not postroom's sign-in callback."
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         state = params.get("state", "")
-        if not hmac.compare_digest(state.encode(), self._state.encode()):
+        if self._state is None or not hmac.compare_digest(state.encode(), self._state.encode()):
             self.refused += 1
             _log.warning("refused a sign-in callback whose state does not match the sign-in postroom started")
             return 400, "Sign-in refused", "This response does not belong to the sign-in postroom started."
@@ -224,7 +230,8 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         return
 
 
-def _denied(params: dict[str, str]) -> AuthorizationDeniedError:
+def denied(params: dict[str, str]) -> AuthorizationDeniedError:
+    """The error for a redirect that carries ``error`` (declined, or ended by the authorization server)."""
     error = params.get("error", "error")
     detail = error_detail(error, params.get("error_description"))
     if error == "access_denied":

@@ -10,6 +10,7 @@ expire, or when the mail server turned one down.
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ from postroom.auth.base import TokenLogin, check_wire_safe
 from postroom.auth.oauth.clients import AuthorizationFlow, ClientSettings, OAuthClient, make_client
 from postroom.auth.oauth.endpoints import OAuthEndpoints, OAuthProvider, endpoints_for
 from postroom.auth.oauth.loopback import DEFAULT_REDIRECT_URI, check_redirect_uri
-from postroom.auth.oauth.tokens import TokenRecord, TokenStore, fingerprint
+from postroom.auth.oauth.tokens import TokenRecord, TokenStore, VaultTokenStore, fingerprint
 from postroom.credentials import ResolveContext, Secret, SecretRef, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
 from postroom.credentials.vault import CredentialVault
@@ -197,17 +198,21 @@ class _OAuthMode:
             client_id=check_wire_safe(self.client_id.resolve(context, "client_id"), "client_id"),
             client_secret=check_wire_safe(secret, "client_secret") if secret is not None else None,
             ca_file=self.ca_file,
-            relogin=self.relogin_hint(),
+            relogin=self.relogin_hint(context),
         )
 
-    def relogin_hint(self) -> str:
-        """How to sign in again, for error hints."""
-        if self.token_name.startswith("profile:"):
-            return f"run `postroom auth login {self.token_name.removeprefix('profile:')}`"
-        return f"call {type(self).__name__}(...).login() (CLI: `postroom auth login PROFILE`)"
+    def relogin_hint(self, context: ResolveContext | None = None) -> str:
+        """How to sign in again, for error hints: the caller's words when it gave some (``sign_in_hint``)."""
+        if context is not None and context.sign_in_hint:
+            return context.sign_in_hint
+        return f"call {type(self).__name__}(...).login()"
 
     def store(self, context: ResolveContext) -> TokenStore:
-        return TokenStore(context.vault or CredentialVault.default(), self.token_name)
+        """Where this mode's tokens live: the context's token stores, else the vault."""
+        if context.token_stores is not None:
+            found: TokenStore = context.token_stores(self.token_name)
+            return found
+        return VaultTokenStore(context.vault or CredentialVault.default(), self.token_name)
 
     def resolved(self, context: ResolveContext) -> ResolvedApp:
         """Every reference resolved once (a vault reference is a file read and a decryption)."""
@@ -237,7 +242,7 @@ class _OAuthMode:
             store=self.store(context),
             fingerprint=app.fingerprint,
             grant=self.grant,
-            relogin=self.relogin_hint(),
+            relogin=self.relogin_hint(context),
             password=password,
         )
         user = self.mailbox or app.username or source.account
@@ -332,6 +337,10 @@ provider=microsoft365, azure_cloud=global, redirect_uri=http://localhost:8888/Ca
     kind = "oauth2-pkce"
     grant = "authorization_code"
 
+    def __init__(self, *, client_id: SecretRef | str, **options: Any) -> None:
+        _check_options(type(self), options)
+        super().__init__(client_id=client_id, **options)
+
 
 class ImplicitGrantWarning(PostroomWarning):
     """OAuth2 implicit puts the access token in the browser's address and cannot refresh it."""
@@ -352,6 +361,7 @@ class OAuth2Implicit(BrowserSignIn):
     grant = "implicit"
 
     def __init__(self, *, client_id: SecretRef | str, **options: Any) -> None:
+        _check_options(type(self), options)
         if options.get("provider") == "gmail":
             raise ConfigError(
                 "auth", "Google offers no implicit grant to installed apps", hint="use OAuth2PKCE (it also refreshes)"
@@ -374,8 +384,8 @@ class OAuth2Implicit(BrowserSignIn):
 
         return ImplicitFlow(app.endpoints, app.settings)
 
-    def relogin_hint(self) -> str:
-        hint = super().relogin_hint()
+    def relogin_hint(self, context: ResolveContext | None = None) -> str:
+        hint = super().relogin_hint(context)
         return f"{hint} — implicit tokens cannot be refreshed; OAuth2PKCE refreshes by itself"
 
 
@@ -391,6 +401,7 @@ class OAuth2ClientCredentials(_OAuthMode):
     grant = "client_credentials"
 
     def __init__(self, *, client_id: SecretRef | str, **options: Any) -> None:
+        _check_options(type(self), options)
         if options.get("provider") == "gmail":
             raise ConfigError(
                 "auth",
@@ -411,7 +422,7 @@ class OAuth2ClientCredentials(_OAuthMode):
         options.pop("redirect_uri", None)
         super().__init__(client_id=client_id, **options)
 
-    def relogin_hint(self) -> str:
+    def relogin_hint(self, context: ResolveContext | None = None) -> str:
         return "check the client secret and the app's permissions"
 
 
@@ -432,6 +443,7 @@ class OAuth2ROPC(_OAuthMode):
     grant = "password"
 
     def __init__(self, *, client_id: SecretRef | str, **options: Any) -> None:
+        _check_options(type(self), options)
         if options.get("provider") == "gmail":
             raise ConfigError("auth", "Google has no OAuth2 password grant", hint="use OAuth2PKCE")
         for name in ("username", "password"):
@@ -446,7 +458,7 @@ class OAuth2ROPC(_OAuthMode):
             stacklevel=2,
         )
 
-    def relogin_hint(self) -> str:
+    def relogin_hint(self, context: ResolveContext | None = None) -> str:
         return "check the username and password (ROPC cannot pass MFA or federated sign-in)"
 
 
@@ -544,6 +556,18 @@ class VaultTokenSource:
         if self._client is None:
             self._client = self._client_factory()
         return self._client
+
+
+def _check_options(mode: type, options: Mapping[str, Any]) -> None:
+    """A misspelt setting is a ConfigError naming it (a keyword the mode does not take), not a TypeError."""
+    accepted = set(inspect.signature(_OAuthMode.__init__).parameters) - {"self"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(
+            unknown[0],
+            f"is not a setting of {mode.__name__}",
+            hint=f"settings are {', '.join(sorted(accepted))}",
+        )
 
 
 def _describe(ref: SecretRef | None) -> str:

@@ -17,13 +17,23 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from postroom.credentials import Secret
 from postroom.credentials.vault import CredentialVault
 from postroom.redaction import replace as redact_instead
 
-__all__ = ["REFRESH_MARGIN", "TokenRecord", "TokenResponse", "TokenStore", "fingerprint", "unverified_claims"]
+__all__ = [
+    "REFRESH_MARGIN",
+    "TokenRecord",
+    "TokenResponse",
+    "TokenStore",
+    "TokenStores",
+    "VaultTokenStore",
+    "fingerprint",
+    "replace_in_redactor",
+    "unverified_claims",
+]
 
 #: Refresh an access token this many seconds before it expires (clock skew, slow logins).
 REFRESH_MARGIN = 300.0
@@ -112,7 +122,42 @@ class TokenRecord:
             return None
 
 
-class TokenStore:
+class TokenStore(Protocol):
+    """Where one login's :class:`TokenRecord` lives: the local vault (:class:`VaultTokenStore`), or a
+    service's database. ``update`` must be atomic across threads and processes: renewal runs inside it."""
+
+    def load(self) -> TokenRecord | None:
+        """The stored record, or None."""
+        ...
+
+    def save(self, record: TokenRecord) -> None:
+        """Store ``record`` in place of any other."""
+        ...
+
+    def update(self, change: Callable[[TokenRecord | None], TokenRecord | None]) -> TokenRecord | None:
+        """Replace the record with ``change(current)`` under the store's lock; returns the new record."""
+        ...
+
+    def delete(self) -> bool:
+        """Forget the record; False when there was none."""
+        ...
+
+
+#: name (a mode's ``token_name``) → its :class:`TokenStore`.
+TokenStores = Callable[[str], TokenStore]
+
+
+def replace_in_redactor(old: TokenRecord | None, new: TokenRecord | None) -> None:
+    """Renewed tokens take the old ones' place in the redactor (it would otherwise keep every token ever seen)."""
+    if new is None or old is None:
+        return
+    for attribute in ("access_token", "refresh_token"):
+        before, after = getattr(old, attribute), getattr(new, attribute)
+        if before is not None and after is not None and before != after:
+            redact_instead(before.reveal(), after.reveal())
+
+
+class VaultTokenStore:
     """The vault entry ``<name>/token`` holding one :class:`TokenRecord`."""
 
     def __init__(self, vault: CredentialVault, name: str) -> None:
@@ -120,7 +165,7 @@ class TokenStore:
         self.name = name
 
     def __repr__(self) -> str:
-        return f"TokenStore(vault:{self.name}/{_TOKEN_ATTRIBUTE})"
+        return f"VaultTokenStore(vault:{self.name}/{_TOKEN_ATTRIBUTE})"
 
     def load(self) -> TokenRecord | None:
         entries = self.vault.list()
@@ -143,11 +188,7 @@ class TokenStore:
 
         self.vault.update(self.name, _TOKEN_ATTRIBUTE, apply)
         new, old = result
-        if new is not None and old is not None:  # the renewed tokens take the old ones' place in the redactor
-            for attribute in ("access_token", "refresh_token"):
-                before, after = getattr(old, attribute), getattr(new, attribute)
-                if before is not None and after is not None and before != after:
-                    redact_instead(before.reveal(), after.reveal())
+        replace_in_redactor(old, new)
         return new
 
     def delete(self) -> bool:
