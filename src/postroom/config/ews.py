@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from postroom.auth.base import AuthMode
+from postroom.auth.oauth.endpoints import MicrosoftService, register_microsoft_service
 from postroom.config.base import Setting
 from postroom.config.email_server import COMMON_SETTINGS, AzureCloud, UnverifiedTLSWarning
 from postroom.errors import ConfigError, PostroomWarning
@@ -43,6 +44,16 @@ EXCHANGE_VERSIONS: dict[str, str] = {
     "exchange2019": "Exchange2016",  # 2019 speaks the 2016 schema
     "exchangeserver2019": "Exchange2016",
 }
+
+
+#: EWS tokens: the app resource host in the delegated scope too (``https://outlook.office365.com/EWS.AccessAsUser.All``).
+EWS_OAUTH = register_microsoft_service(
+    MicrosoftService(
+        "ews",
+        delegated=lambda cloud: (f"{cloud.app_resource}/EWS.AccessAsUser.All",),
+        app=lambda cloud: (f"{cloud.app_resource}/.default",),
+    )
+)
 
 
 class EwsRetirementWarning(PostroomWarning):
@@ -139,7 +150,7 @@ class Ews:
         bind = getattr(self.auth, "for_server", None)
         if bind is not None:
             provider = "microsoft365" if self.is_exchange_online or self.provider else None
-            object.__setattr__(self, "auth", bind(provider, self.azure_cloud, service="ews"))
+            object.__setattr__(self, "auth", bind(provider, self.azure_cloud, service=EWS_OAUTH.name))
         if not self.verify_certificate:
             warnings.warn(
                 f"verify_certificate=False: the identity of {self.server_host} is not checked; "

@@ -9,12 +9,22 @@ and XOAUTH2 pages. A ``custom`` provider gives its own URLs and scopes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from postroom.errors import ConfigError
 
-__all__ = ["MICROSOFT_CLOUDS", "MicrosoftCloud", "OAuthEndpoints", "OAuthProvider", "endpoints_for"]
+__all__ = [
+    "MICROSOFT_CLOUDS",
+    "MICROSOFT_SERVICES",
+    "MicrosoftCloud",
+    "MicrosoftService",
+    "OAuthEndpoints",
+    "OAuthProvider",
+    "endpoints_for",
+    "register_microsoft_service",
+]
 
 OAuthProvider = Literal["microsoft365", "gmail", "custom"]
 
@@ -40,6 +50,35 @@ MICROSOFT_CLOUDS: dict[str, MicrosoftCloud] = {
 }
 
 _MICROSOFT_DELEGATED = ("IMAP.AccessAsUser.All", "POP.AccessAsUser.All", "SMTP.Send")
+
+
+@dataclass(frozen=True)
+class MicrosoftService:
+    """What a Microsoft 365 token is for (``mail``: IMAP, POP and SMTP; a backend adds its own, e.g. ``ews``):
+    the delegated scopes of a user's sign-in and the app-only scopes, per Azure cloud."""
+
+    name: str
+    delegated: Callable[[MicrosoftCloud], tuple[str, ...]]
+    app: Callable[[MicrosoftCloud], tuple[str, ...]]
+
+
+#: service name → its scopes. The mail protocols' are here; a backend registers its own (config/ews.py).
+MICROSOFT_SERVICES: dict[str, MicrosoftService] = {}
+
+
+def register_microsoft_service(service: MicrosoftService) -> MicrosoftService:
+    """Make ``service`` a value of the OAuth2 modes' ``service`` (set by the server config they log in to)."""
+    MICROSOFT_SERVICES[service.name] = service
+    return service
+
+
+register_microsoft_service(
+    MicrosoftService(
+        "mail",
+        delegated=lambda cloud: tuple(f"{cloud.delegated_resource}/{name}" for name in _MICROSOFT_DELEGATED),
+        app=lambda cloud: (f"{cloud.app_resource}/.default",),
+    )
+)
 
 GOOGLE_AUTHORIZE_URL = "https://accounts.google.com/o/oauth2/v2/auth"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a password
@@ -101,16 +140,15 @@ def endpoints_for(
                 )
             authority = f"https://{cloud.login_host}/{tenant_id}"
         authority = authority.rstrip("/")
-        if service == "ews":  # EWS takes the app resource host in delegated scopes too
-            delegated = scopes or (f"{cloud.app_resource}/EWS.AccessAsUser.All",)
-        else:
-            delegated = scopes or tuple(f"{cloud.delegated_resource}/{name}" for name in _MICROSOFT_DELEGATED)
+        found = MICROSOFT_SERVICES.get(service)
+        if found is None:
+            raise ConfigError("service", f"no Microsoft 365 scopes are known for {service!r}")
         return OAuthEndpoints(
             provider="microsoft365",
             authorize_url=f"{authority}/oauth2/v2.0/authorize",
             token_url=f"{authority}/oauth2/v2.0/token",
-            delegated_scopes=delegated,
-            app_scopes=(f"{cloud.app_resource}/.default",),
+            delegated_scopes=scopes or found.delegated(cloud),
+            app_scopes=found.app(cloud),
             authority=authority,
         )
     if provider == "gmail":

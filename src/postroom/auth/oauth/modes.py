@@ -118,7 +118,7 @@ class _OAuthMode:
         self.token_url = token_url
         self.ca_file = ca_file
         self.redirect_uri = check_redirect_uri(redirect_uri)
-        #: What the token is for: ``"mail"`` (IMAP, POP3, SMTP) or ``"ews"``; set by the server config.
+        #: What the token is for: a Microsoft service (``"mail"``: IMAP, POP3, SMTP; ``"ews"``), set by the config.
         self.service = "mail"
         if provider == "microsoft365" and tenant_id is None and authority is None:
             raise ConfigError(
