@@ -12,6 +12,7 @@ import email.message
 import email.parser
 import email.policy
 import email.utils
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -201,9 +202,38 @@ def cut_off_part(section: str, defects: list[str] | None) -> MimePart:
     return MimePart(section=section, content_type="application/octet-stream")
 
 
+#: A header field's first line (RFC 5322 §2.2: printable ASCII but the colon, then a colon), or a folded one.
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:|[ \t]")
+
+
+def _without_broken_header_lines(raw: bytes, defects: list[str] | None) -> bytes:
+    """``raw`` without the lines of its header section that are not header fields.
+
+    The stdlib ends the header section at the first such line and reads the rest as
+    the body; IMAP servers (Dovecot) skip it and read headers up to the empty line.
+    Skipping it here too makes a POP3, ``.eml`` or in-memory message read as IMAP reads it.
+    """
+    end = raw.find(b"\n\r\n")
+    if end == -1 or (raw.find(b"\n\n") != -1 and raw.find(b"\n\n") < end):
+        end = raw.find(b"\n\n")
+    head = raw[: end + 1] if end != -1 else raw
+    lines = head.splitlines(keepends=True)
+    kept = [
+        line
+        for number, line in enumerate(lines)
+        if _HEADER_LINE.match(line) or (number == 0 and line.startswith(b"From ")) or not line.strip()
+    ]
+    if len(kept) == len(lines):
+        return raw
+    if defects is not None:
+        defects.append(f"{len(lines) - len(kept)} line(s) in the header without a field name were skipped")
+    return b"".join(kept) + raw[len(head) :]
+
+
 def parse_raw(raw: bytes, defects: list[str] | None = None) -> email.message.Message:
     """``raw`` parsed by the stdlib (``compat32``: bytes kept as sent). A message nested too deeply
     for the stdlib's recursive parser keeps its body whole, with a defect, instead of raising."""
+    raw = _without_broken_header_lines(raw, defects)
     try:
         return email.message_from_bytes(raw, policy=email.policy.compat32)
     except RecursionError:
