@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, get_args
 
 from postroom.errors import ConfigError
 
-__all__ = ["check_ca_file", "check_choice", "check_port", "check_timeout", "normalise_host"]
+__all__ = ["check_ca_file", "check_choice", "check_known", "check_port", "check_timeout", "normalise_host"]
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
@@ -75,3 +76,11 @@ def check_ca_file(value: object) -> Path:
     if not path.is_file():
         raise ConfigError("ca_file", f"{path} does not exist", hint="give the PEM file of the server's CA")
     return path
+
+
+def check_known(kind: str, given: Iterable[str], accepted: Iterable[str]) -> None:
+    """A misspelt setting is a ConfigError naming it and the settings ``kind`` has, not a TypeError."""
+    allowed = set(accepted)
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ConfigError(unknown[0], f"is not a setting of {kind}", hint=f"settings are {', '.join(sorted(allowed))}")

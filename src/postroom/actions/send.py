@@ -146,6 +146,18 @@ class SendResult:
         return self.receipt is not None
 
 
+def _one_or_each(
+    via: SessionRef,
+    message: MessageRef | Iterable[MessageRef],
+    answer: Callable[[Session, Message], SendReceipt],
+) -> SendReceipt | list[SendResult]:
+    """One message: its receipt (or the error). Several: a result each, carrying on past a failure."""
+    if isinstance(message, Message | MessageKey | str):
+        session = resolve(via)
+        return answer(session, message if isinstance(message, Message) else get_message(session, message))
+    return _each(via, message, answer)
+
+
 def _each(
     via: SessionRef, messages: Iterable[MessageRef], answer: Callable[[Session, Message], SendReceipt]
 ) -> list[SendResult]:
@@ -298,11 +310,7 @@ def reply(
         )
         return _deliver(draft, server, login, routed, save_to_sent)
 
-    if isinstance(message, Message | MessageKey | str):
-        session = resolve(via)
-        original = message if isinstance(message, Message) else get_message(session, message)
-        return answer(session, original)
-    return _each(via, message, answer)
+    return _one_or_each(via, message, answer)
 
 
 @overload
@@ -367,8 +375,4 @@ def forward(
         )
         return _deliver(draft, server, login, routed, save_to_sent)
 
-    if isinstance(message, Message | MessageKey | str):
-        session = resolve(via)
-        original = message if isinstance(message, Message) else get_message(session, message)
-        return answer(session, original)
-    return _each(via, message, answer)
+    return _one_or_each(via, message, answer)

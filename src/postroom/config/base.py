@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from postroom.auth.base import AuthMode
-from postroom.errors import ConfigError
+from postroom.validation import check_known
 
 __all__ = ["ServerConfig", "Setting", "config_from_settings", "settings_of"]
 
@@ -82,12 +82,6 @@ def config_from_settings(config_type: type[C], auth: AuthMode, settings: Mapping
     given = dict(settings)
     if "protocol" not in fields:
         given.pop("protocol", None)
-    unknown = sorted(set(given) - fields)
-    if unknown:
-        raise ConfigError(
-            unknown[0],
-            f"is not a setting of {config_type.__name__}",
-            hint=f"settings are {', '.join(sorted(fields - {'auth'}))}",
-        )
+    check_known(config_type.__name__, given, fields - {"auth"})
     built: C = config_type(auth=auth, **given)  # type: ignore[call-arg]
     return built

@@ -22,6 +22,7 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.testing.server import MemoryServer, StoredMessage
 from postroom.transports.contract import Folder, ItemResult, ServerReport
+from postroom.transports.imap.keys import uid_key_parts
 
 __all__ = ["MemoryKey", "MemoryMailbox"]
 
@@ -43,11 +44,8 @@ class MemoryKey(MessageKey, scheme="memory"):
 
     @classmethod
     def from_text(cls, text: str) -> MemoryKey | None:
-        folder, _, rest = text.rpartition(";UIDVALIDITY=")
-        validity, _, uid = rest.partition(";UID=")
-        if not folder or not validity.isdigit() or not uid.isdigit():
-            return None
-        return cls(folder, int(validity), int(uid))
+        parts = uid_key_parts(text)  # IMAP's form, after the scheme
+        return cls(*parts) if parts is not None else None
 
 
 class MemoryMailbox:

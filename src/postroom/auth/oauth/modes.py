@@ -28,7 +28,7 @@ from postroom.credentials.vault import CredentialVault
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, PostroomWarning
 from postroom.extras import require_extra
 from postroom.logs import get_logger
-from postroom.validation import check_choice
+from postroom.validation import check_choice, check_known
 
 __all__ = [
     "BrowserSignIn",
@@ -560,14 +560,7 @@ class VaultTokenSource:
 
 def _check_options(mode: type, options: Mapping[str, Any]) -> None:
     """A misspelt setting is a ConfigError naming it (a keyword the mode does not take), not a TypeError."""
-    accepted = set(inspect.signature(_OAuthMode.__init__).parameters) - {"self"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ConfigError(
-            unknown[0],
-            f"is not a setting of {mode.__name__}",
-            hint=f"settings are {', '.join(sorted(accepted))}",
-        )
+    check_known(mode.__name__, options, set(inspect.signature(_OAuthMode.__init__).parameters) - {"self"})
 
 
 def _describe(ref: SecretRef | None) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from postroom.message.keys import KeyRun, MessageKey
 
-__all__ = ["ImapKey", "UidRun"]
+__all__ = ["ImapKey", "UidRun", "uid_key_parts"]
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -27,11 +27,17 @@ class ImapKey(MessageKey, scheme="imap", prefixed=False):
 
     @classmethod
     def from_text(cls, text: str) -> ImapKey | None:
-        folder, _, rest = text.rpartition(";UIDVALIDITY=")
-        validity, _, uid = rest.partition(";UID=")
-        if not folder or not validity.isdigit() or not uid.isdigit():
-            return None
-        return cls(folder, int(validity), int(uid))
+        parts = uid_key_parts(text)
+        return cls(*parts) if parts is not None else None
+
+
+def uid_key_parts(text: str) -> tuple[str, int, int] | None:
+    """``(folder, UIDVALIDITY, UID)`` of ``FOLDER;UIDVALIDITY=N;UID=N``, or None."""
+    folder, _, rest = text.rpartition(";UIDVALIDITY=")
+    validity, _, uid = rest.partition(";UID=")
+    if not folder or not validity.isdigit() or not uid.isdigit():
+        return None
+    return folder, int(validity), int(uid)
 
 
 @dataclass(frozen=True)
