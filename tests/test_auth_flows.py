@@ -14,7 +14,7 @@ import postroom
 from postroom import ConfigError, ConsentRequiredError, OAuth2PKCE, Runtime, Variable
 from postroom.auth.oauth.clients import AuthorizationRequest
 from postroom.auth.oauth.endpoints import OAuthEndpoints
-from postroom.auth.oauth.modes import VaultTokenSource
+from postroom.auth.oauth.renewal import VaultTokenSource
 from postroom.auth.oauth.sign_in import begin_sign_in, complete_sign_in
 from postroom.auth.oauth.tokens import TokenRecord, TokenResponse, replace_in_redactor
 from postroom.credentials import ResolveContext, Secret, redact

@@ -23,7 +23,15 @@ from postroom.credentials import Secret, redact
 from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, OAuthError, ServerUnreachableError
 from postroom.extras import require_extra
 
-__all__ = ["AuthlibClient", "AuthorizationFlow", "AuthorizationRequest", "MsalClient", "OAuthClient", "make_client"]
+__all__ = [
+    "AuthlibClient",
+    "AuthorizationFlow",
+    "AuthorizationRequest",
+    "MsalClient",
+    "OAuthClient",
+    "ResolvedApp",
+    "make_client",
+]
 
 
 @dataclass
@@ -71,6 +79,22 @@ class ClientSettings:
     ca_file: str | None
     #: The command or call that signs in again, for error hints.
     relogin: str
+
+
+@dataclass(frozen=True)
+class ResolvedApp:
+    """An OAuth2 mode with its references resolved: what one connect or sign-in needs."""
+
+    endpoints: OAuthEndpoints
+    settings: ClientSettings
+    #: The username given (the login hint and, without ``mailbox``, the SASL user).
+    username: str | None
+    #: Hash of the app, tenant, user and grant the stored tokens must belong to.
+    fingerprint: str
+
+    def client(self) -> OAuthClient:
+        """The authorization-server client for this app."""
+        return make_client(self.endpoints, self.settings)
 
 
 def make_client(endpoints: OAuthEndpoints, settings: ClientSettings) -> OAuthClient:

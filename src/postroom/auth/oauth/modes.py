@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import copy
 import inspect
-import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from postroom.auth.base import TokenLogin, check_wire_safe
-from postroom.auth.oauth.clients import AuthorizationFlow, ClientSettings, OAuthClient, make_client
+from postroom.auth.oauth.clients import AuthorizationFlow, ClientSettings, ResolvedApp
 from postroom.auth.oauth.endpoints import OAuthEndpoints, OAuthProvider, endpoints_for
 from postroom.auth.oauth.loopback import DEFAULT_REDIRECT_URI, check_redirect_uri
+from postroom.auth.oauth.renewal import VaultTokenSource
+from postroom.auth.oauth.sign_in import sign_in
 from postroom.auth.oauth.tokens import TokenRecord, TokenStore, VaultTokenStore, fingerprint
 from postroom.credentials import ResolveContext, Secret, SecretRef, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
 from postroom.credentials.vault import CredentialVault
-from postroom.errors import ConfigError, ConsentRequiredError, CredentialError, PostroomWarning
+from postroom.errors import ConfigError, CredentialError, PostroomWarning
 from postroom.extras import require_extra
 from postroom.logs import get_logger
 from postroom.validation import check_choice, check_known
@@ -38,7 +38,6 @@ __all__ = [
     "OAuth2PKCE",
     "OAuth2ROPC",
     "RopcWarning",
-    "VaultTokenSource",
 ]
 
 _log = get_logger("postroom.auth")
@@ -54,22 +53,6 @@ _PLAIN_FIELDS = (
     "token_name",
     "ca_file",
 )
-
-
-@dataclass(frozen=True)
-class ResolvedApp:
-    """An OAuth2 mode with its references resolved: what one connect or sign-in needs."""
-
-    endpoints: OAuthEndpoints
-    settings: ClientSettings
-    #: The username given (the login hint and, without ``mailbox``, the SASL user).
-    username: str | None
-    #: Hash of the app, tenant, user and grant the stored tokens must belong to.
-    fingerprint: str
-
-    def client(self) -> OAuthClient:
-        """The authorization-server client for this app."""
-        return make_client(self.endpoints, self.settings)
 
 
 class _OAuthMode:
@@ -318,8 +301,6 @@ class BrowserSignIn(_OAuthMode):
         timeout: float = 300.0,
     ) -> TokenRecord:
         """Run the consent in a browser and store the tokens in the vault (see :func:`sign_in`)."""
-        from postroom.auth.oauth.sign_in import sign_in
-
         context = ResolveContext(variables=variables or {}, vault=vault)
         return sign_in(self, context, open_browser=open_browser, show_url=show_url, timeout=timeout)
 
@@ -460,102 +441,6 @@ class OAuth2ROPC(_OAuthMode):
 
     def relogin_hint(self, context: ResolveContext | None = None) -> str:
         return "check the username and password (ROPC cannot pass MFA or federated sign-in)"
-
-
-class VaultTokenSource:
-    """Access tokens for one login, cached in the vault and renewed under the vault's lock."""
-
-    def __init__(
-        self,
-        *,
-        client: Callable[[], OAuthClient],
-        store: TokenStore,
-        fingerprint: str,
-        grant: str,
-        relogin: str,
-        password: tuple[Secret, Secret] | None = None,
-    ) -> None:
-        self._client_factory = client
-        self._password = password
-        self._client: OAuthClient | None = None
-        self.store = store
-        self.fingerprint = fingerprint
-        self.grant = grant
-        self.relogin = relogin
-        self._record: TokenRecord | None = None
-        self._loaded = False
-
-    def __repr__(self) -> str:
-        return f"VaultTokenSource({self.store!r})"
-
-    def _current(self) -> TokenRecord | None:
-        if not self._loaded:
-            record = self.store.load()
-            self._record = record if record is not None and record.fingerprint == self.fingerprint else None
-            self._loaded = True
-        return self._record
-
-    @property
-    def account(self) -> str | None:
-        record = self._current()
-        return record.account if record else None
-
-    def access_token(self) -> Secret:
-        record = self._current()
-        if record is not None and not record.expires_soon():
-            return record.access_token
-        if record is not None and self.grant == "implicit" and time.time() < record.expires_at:
-            return record.access_token  # cannot be renewed early: use it to its end
-        return self._renew(rejected=None)
-
-    def renew(self, rejected: Secret) -> Secret:
-        _log.info("the mail server refused the access token; renewing it")
-        return self._renew(rejected=rejected)
-
-    def _renew(self, rejected: Secret | None) -> Secret:
-        def change(stored: TokenRecord | None) -> TokenRecord | None:
-            current = stored if stored is not None and stored.fingerprint == self.fingerprint else None
-            if current is not None and not current.expires_soon() and current.access_token != rejected:
-                return stored  # another thread or process renewed it meanwhile
-            client = self._oauth_client()
-            if self.grant == "client_credentials":
-                response = client.client_credentials()
-            elif self._password is not None and (current is None or current.refresh_token is None):
-                response = client.password(*self._password)
-            elif current is not None and self.grant == "implicit":
-                raise ConsentRequiredError(
-                    "the OAuth2 implicit sign-in's access token "
-                    + ("was refused by the mail server" if rejected is not None else "has expired")
-                    + " and the implicit grant has no refresh token",
-                    hint=f"sign in again: {self.relogin}",
-                )
-            elif current is None or current.refresh_token is None:
-                raise ConsentRequiredError(
-                    "not signed in: the vault holds no OAuth2 token for this connection"
-                    if current is None
-                    else "the stored sign-in has no refresh token",
-                    hint=f"sign in once: {self.relogin}",
-                )
-            else:
-                try:
-                    response = client.refresh(current.refresh_token)
-                except ConsentRequiredError:
-                    if self._password is None:
-                        raise
-                    response = client.password(*self._password)  # ROPC signs in again by itself
-                rotated = response.refresh_token is not None and response.refresh_token != current.refresh_token
-                _log.info("refreshed the OAuth2 access token%s", " (new refresh token stored)" if rotated else "")
-            return TokenRecord.from_response(response, fingerprint=self.fingerprint, grant=self.grant, previous=current)
-
-        record = self.store.update(change)
-        assert record is not None
-        self._record, self._loaded = record, True
-        return record.access_token
-
-    def _oauth_client(self) -> OAuthClient:
-        if self._client is None:
-            self._client = self._client_factory()
-        return self._client
 
 
 def _check_options(mode: type, options: Mapping[str, Any]) -> None:

@@ -19,19 +19,30 @@ import sys
 import webbrowser
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from postroom.auth.oauth.clients import AuthorizationFlow, AuthorizationRequest
+from postroom.auth.oauth.clients import AuthorizationFlow, AuthorizationRequest, ResolvedApp
 from postroom.auth.oauth.loopback import LoopbackRedirect, denied
-from postroom.auth.oauth.tokens import TokenRecord
+from postroom.auth.oauth.tokens import TokenRecord, TokenStore
 from postroom.credentials import ResolveContext
 from postroom.errors import AuthorizationDeniedError
 from postroom.logs import get_logger
 
-if TYPE_CHECKING:  # the modes call sign_in from BrowserSignIn.login(); this module needs only their types
-    from postroom.auth.oauth.modes import BrowserSignIn, ResolvedApp
 
-__all__ = ["PendingSignIn", "begin_sign_in", "complete_sign_in", "sign_in", "system_browser"]
+class SignInMode(Protocol):
+    """A mode whose tokens come from a user signing in in a browser (``OAuth2PKCE``, ``OAuth2Implicit``)."""
+
+    grant: str
+    redirect_uri: str
+
+    def resolved(self, context: ResolveContext) -> ResolvedApp: ...
+
+    def authorization_flow(self, app: ResolvedApp) -> AuthorizationFlow: ...
+
+    def store(self, context: ResolveContext) -> TokenStore: ...
+
+
+__all__ = ["SignInMode", "PendingSignIn", "begin_sign_in", "complete_sign_in", "sign_in", "system_browser"]
 
 _log = get_logger("postroom.auth")
 
@@ -65,7 +76,7 @@ class PendingSignIn:
     answer: str
     #: True when the redirect carries it in the URL fragment (implicit), which a browser never sends to a server.
     in_fragment: bool
-    mode: BrowserSignIn = field(repr=False)
+    mode: SignInMode = field(repr=False)
     context: ResolveContext = field(repr=False)
     app: ResolvedApp = field(repr=False)
     flow: AuthorizationFlow = field(repr=False)
@@ -77,7 +88,7 @@ class PendingSignIn:
         return self.request.state
 
 
-def begin_sign_in(mode: BrowserSignIn, context: ResolveContext, *, redirect_uri: str | None = None) -> PendingSignIn:
+def begin_sign_in(mode: SignInMode, context: ResolveContext, *, redirect_uri: str | None = None) -> PendingSignIn:
     """Start a sign-in: resolve the app, choose a fresh state, build the authorization URL.
 
     ``redirect_uri`` is where the receiver of the redirect listens (default: the mode's).
@@ -123,7 +134,7 @@ def complete_sign_in(pending: PendingSignIn, callback: Mapping[str, str]) -> Tok
 
 
 def sign_in(
-    mode: BrowserSignIn,
+    mode: SignInMode,
     context: ResolveContext,
     *,
     open_browser: Callable[[str], object] | None = None,
