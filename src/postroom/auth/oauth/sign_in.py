@@ -42,7 +42,7 @@ class SignInMode(Protocol):
     def store(self, context: ResolveContext) -> TokenStore: ...
 
 
-__all__ = ["SignInMode", "PendingSignIn", "begin_sign_in", "complete_sign_in", "sign_in", "system_browser"]
+__all__ = ["PendingSignIn", "SignInMode", "begin_sign_in", "complete_sign_in", "sign_in", "system_browser"]
 
 _log = get_logger("postroom.auth")
 
