@@ -125,3 +125,20 @@ def test_the_in_memory_mailbox_reports_a_change_done_before_a_drop_as_already_do
             "message 2",
         ]
         assert [r.status for r in postroom.move(session, found[0], "Done")] == ["failed"]
+
+
+def test_a_message_sent_before_a_drop_is_never_sent_again(server: MemoryServer) -> None:
+    """Submitting is never repeated after a dropped connection (RETRY_POLICIES["submit"]): the error says
+    the message may have gone out, and the server holds it once."""
+    from postroom.session.retry import RETRY_POLICIES
+
+    assert RETRY_POLICIES["submit"].retries == 0 and RETRY_POLICIES["move"].retries == 1
+    with Runtime() as runtime:
+        session = runtime.connect("bot", InMemory(server=server.name))
+        session.call(lambda mailbox: setattr(mailbox, "drop_after", "submit"))
+        with pytest.raises(postroom.MailServerError, match="it may have been sent") as raised:
+            postroom.send(session, to="someone@example.test", subject="once", body="x", sender="bot@example.test")
+        assert "before sending again" in (raised.value.hint or "")
+        assert len(server.sent) == 1
+        postroom.send(session, to="someone@example.test", subject="next", body="y", sender="bot@example.test")
+        assert len(server.sent) == 2 and session.reconnects == 1

@@ -13,6 +13,7 @@ from postroom.actions._resolve import MessageRef, SessionRef, keys_of, require, 
 from postroom.actions.loop import messages as loop_messages
 from postroom.errors import ConfigError
 from postroom.message.keys import MessageKey
+from postroom.session.retry import OperationKind
 from postroom.transports.call_options import call_options
 from postroom.transports.contract import Deletes, Flags, ItemResult, Mailbox, Moves
 
@@ -25,6 +26,8 @@ def _run(
     what: str,
     operation: Callable[[Any, list[MessageKey]], list[ItemResult]],
     items: MessageRef | Iterable[MessageRef],
+    *,
+    kind: OperationKind,
     **options: Any,
 ) -> list[ItemResult]:
     resolved = resolve(session)
@@ -37,17 +40,31 @@ def _run(
         with call_options(**options):
             return operation(mailbox, keys)
 
-    return resolved.call(run)
+    return resolved.call(run, kind=kind)
 
 
 def mark_read(session: SessionRef, messages: MessageRef | Iterable[MessageRef]) -> list[ItemResult]:
     """Mark messages read (IMAP ``\\Seen``)."""
-    return _run(session, Flags, "changing read status", lambda m, keys: cast(Flags, m).set_seen(keys, True), messages)
+    return _run(
+        session,
+        Flags,
+        "changing read status",
+        lambda m, keys: cast(Flags, m).set_seen(keys, True),
+        messages,
+        kind="flags",
+    )
 
 
 def mark_unread(session: SessionRef, messages: MessageRef | Iterable[MessageRef]) -> list[ItemResult]:
     """Mark messages unread."""
-    return _run(session, Flags, "changing read status", lambda m, keys: cast(Flags, m).set_seen(keys, False), messages)
+    return _run(
+        session,
+        Flags,
+        "changing read status",
+        lambda m, keys: cast(Flags, m).set_seen(keys, False),
+        messages,
+        kind="flags",
+    )
 
 
 def move(
@@ -71,6 +88,7 @@ def move(
         "moving messages",
         lambda m, keys: cast(Moves, m).move(keys, folder),
         messages,
+        kind="move",
         allow_expunge_all=allow_expunge_all,
     )
 
@@ -85,6 +103,7 @@ def delete(
         "deleting messages",
         lambda m, keys: cast(Deletes, m).delete(keys),
         messages,
+        kind="delete",
         allow_expunge_all=allow_expunge_all,
     )
 

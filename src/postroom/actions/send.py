@@ -15,7 +15,7 @@ from postroom.auth.base import Login
 from postroom.config import EmailServer
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault, ResolveContext
-from postroom.errors import ConfigError, MailServerError, PostroomError
+from postroom.errors import ConfigError, ConnectionLostError, MailServerError, PostroomError
 from postroom.logs import get_logger
 from postroom.message.keys import MessageKey
 from postroom.message.model import Address, Message
@@ -78,7 +78,7 @@ def _deliver(
             )
         folder = save_to_sent if isinstance(save_to_sent, str) else _sent_folder(session)
         try:
-            session.call(append_once(folder, draft.message.as_bytes(), receipt.message_id))
+            session.call(append_once(folder, draft.message.as_bytes(), receipt.message_id), kind="append")
         except PostroomError as exc:
             raise CopyAfterSendError(receipt, exc) from exc
     return receipt
@@ -94,19 +94,15 @@ def _submit(draft: Draft, session: Session, save_to_sent: bool | str) -> SendRec
     if isinstance(save_to_sent, str):
         raise ConfigError("save_to_sent", "EWS keeps the copy in Sent Items", hint="pass save_to_sent=True or False")
     raw = message.as_bytes()
-    attempts = 0
-
-    def submit(mailbox: Mailbox) -> None:
-        nonlocal attempts
-        attempts += 1
-        if attempts > 1:  # a dropped connection: sending again could deliver twice
-            raise MailServerError(
-                f"the connection dropped while sending {draft.message['Message-ID']}; it may have been sent",
-                hint="look for that Message-ID in Sent Items before sending again",
-            )
-        cast(SubmitsMail, mailbox).submit(raw, save_copy=bool(save_to_sent))
-
-    session.call(submit)
+    try:  # never repeated after a drop (RETRY_POLICIES["submit"]): sending again could deliver twice
+        session.call(
+            lambda mailbox: cast(SubmitsMail, mailbox).submit(raw, save_copy=bool(save_to_sent)), kind="submit"
+        )
+    except ConnectionLostError as lost:
+        raise MailServerError(
+            f"the connection dropped while sending {draft.message['Message-ID']}; it may have been sent",
+            hint="look for that Message-ID in Sent Items before sending again",
+        ) from lost
     message_id = str(draft.message["Message-ID"])
     _log.info("sent %s to %d recipient(s) via %s", message_id, len(draft.recipients), session.server)
     return SendReceipt(message_id, draft.sender, tuple(draft.recipients), {}, session.server)

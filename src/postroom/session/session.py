@@ -14,6 +14,7 @@ from postroom.credentials import ResolveContext
 from postroom.errors import ConfigError, ConnectionLostError, PostroomError, SessionError
 from postroom.logs import get_logger
 from postroom.message.keys import MessageKey
+from postroom.session.retry import RETRY_POLICIES, OperationKind
 from postroom.transports.contract import Mailbox
 from postroom.transports.registry import Backend, backend_for
 
@@ -109,8 +110,11 @@ class Session:
             raise exc.with_context(session=self.name, server=self.config.address) from exc.__cause__
         return mailbox
 
-    def call(self, operation: Callable[[Mailbox], T]) -> T:
-        """Run ``operation`` on the live mailbox, reconnecting once if the connection was lost."""
+    def call(self, operation: Callable[[Mailbox], T], *, kind: OperationKind = "read") -> T:
+        """Run ``operation`` on the live mailbox. A connection lost before it reconnects first; one lost
+        during it is reconnected and the operation repeated when its kind says that is safe
+        (:data:`~postroom.session.retry.RETRY_POLICIES`), else the loss is raised."""
+        policy = RETRY_POLICIES[kind]
         with self._lock:
             if self.state != "open":
                 raise SessionError(f"session {self.name!r} is {self.state}", hint="connect first")
@@ -118,11 +122,15 @@ class Session:
                 if self._mailbox is None or not self._mailbox.connected:
                     self._reconnect("the previous connection was closed")
                 assert self._mailbox is not None
-                try:
-                    return operation(self._mailbox)
-                except ConnectionLostError as lost:
-                    self._reconnect(lost.problem)
-                    return operation(self._mailbox)
+                tries = 0
+                while True:
+                    try:
+                        return operation(self._mailbox)
+                    except ConnectionLostError as lost:
+                        if tries >= policy.retries:
+                            raise
+                        tries += 1
+                        self._reconnect(lost.problem)
             except PostroomError as exc:
                 raise exc.with_context(session=self.name, server=self.config.address) from exc.__cause__
 

@@ -61,7 +61,7 @@ class MemoryMailbox:
         self._source = RawSource(self._raw_of)
         #: Drop the connection before the next this-many calls (a test's fault injection).
         self.drop_next = 0
-        #: Drop the connection right after the next change of this kind ("move", "delete", "seen") is done,
+        #: Drop the connection right after the next change of this kind ("move", "delete", "seen", "submit") is done,
         #: before its result reaches the caller, as a cut after the server's work does.
         self.drop_after: str | None = None
         #: Changes done whose result never reached the caller: a retry reports them as already done.
@@ -314,3 +314,7 @@ class MemoryMailbox:
             self.server.sent.append(bytes(raw))
             if save_copy:
                 self.server.deliver(raw, "Sent", flags={"\\Seen"})
+        if self.drop_after == "submit":
+            self.drop_after = None
+            self._open = False
+            raise ConnectionLostError("the in-memory server dropped the connection after a submit", server=self.address)
