@@ -215,3 +215,26 @@ def test_the_context_s_words_are_the_sign_in_hint() -> None:
     mode = pkce()
     assert mode.relogin_hint(ResolveContext()) == "call OAuth2PKCE(...).login()"
     assert mode.relogin_hint(ResolveContext(sign_in_hint="open the portal")) == "open the portal"
+
+
+def test_a_mode_is_a_value_binding_and_replacing_give_new_ones() -> None:
+    mode = OAuth2PKCE(
+        client_id=Variable("APP"), tenant_id=Variable("TENANT"), username=Variable("USER"), provider="microsoft365"
+    )
+    with pytest.raises(AttributeError, match=r"replace\(token_name=\.\.\.\)"):
+        mode.token_name = "elsewhere"  # type: ignore[misc]
+    renamed = mode.replace(token_name="oauth:elsewhere")
+    assert renamed.token_name == "oauth:elsewhere" and mode.token_name != "oauth:elsewhere"
+    for_ews = mode.for_server("microsoft365", "global", service="ews")
+    assert for_ews is not mode and mode.service == "mail" and for_ews.service == "ews"
+    assert for_ews.token_name != mode.token_name  # EWS tokens have their own entry
+    assert (
+        mode.endpoints(ResolveContext(variables={"TENANT": "t1"})).delegated_scopes[0].endswith("IMAP.AccessAsUser.All")
+    )
+    assert for_ews.endpoints(ResolveContext(variables={"TENANT": "t1"})).delegated_scopes == (
+        "https://outlook.office365.com/EWS.AccessAsUser.All",
+    )
+    in_gcc = mode.for_server("microsoft365", "gcc-high")
+    assert in_gcc.azure_cloud == "gcc-high" and mode.azure_cloud is None
+    with pytest.raises(ConfigError, match="tenat_id: is not a setting"):
+        mode.replace(tenat_id=Variable("T"))

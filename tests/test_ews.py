@@ -585,7 +585,7 @@ def test_ropc_gets_a_token_with_the_password_and_warns(
     issued = [t for t in authorization_server.tokens.values() if t.user == USER and t.client_id == PUBLIC_CLIENT]
     assert issued[-1].scope.split()[0] == "https://outlook.office365.com/EWS.AccessAsUser.All"
     assert set(ews_server.schemes) == {"Bearer"}
-    mode.token_name = "ropc-wrong-password"  # a fresh vault entry: no cached token
+    mode = mode.replace(token_name="ropc-wrong-password")  # a fresh vault entry: no cached token
     with pytest.raises(postroom.OAuthError) as refused:
         postroom.connect("ropc2", ews_config(ews_server, auth=mode), variables=names | {"EWS_PASSWORD": "not-it"})
     assert "not-it" not in str(refused.value)

@@ -112,7 +112,40 @@ class _OAuthMode:
             )
         # Fail on bad URLs and clouds now, before any network traffic (tenant resolved later).
         self._endpoints_with("tenant")
+        self._token_name_given = token_name is not None
         self.token_name = token_name or "oauth:" + fingerprint(self.kind, *self._identity())[:12]
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(
+                f"{type(self).__name__} is a value: make a changed copy with .replace({name}=...) instead"
+            )
+        object.__setattr__(self, name, value)
+
+    def _options(self) -> dict[str, Any]:
+        """The constructor's arguments that build this mode again."""
+        options: dict[str, Any] = {name: getattr(self, name) for name in _SECRET_FIELDS}
+        options.update({name: getattr(self, name) for name in _PLAIN_FIELDS})
+        options["scopes"] = self.scopes
+        if not self._token_name_given:
+            options.pop("token_name")  # derived again from what changed
+        return {name: value for name, value in options.items() if value is not None}
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with ``changes`` applied, checked as the constructor checks them (the mode itself never changes)."""
+        check_known(type(self).__name__, changes, set(inspect.signature(_OAuthMode.__init__).parameters) - {"self"})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PostroomWarning)  # warned once, when the first one was built
+            changed = type(self)(**{**self._options(), **changes})
+        return changed._with(service=self.service) if self.service != changed.service else changed
+
+    def _with(self, **attributes: Any) -> Any:
+        """A copy with derived attributes set (the service the server binds, the cloud it is in)."""
+        bound = copy.copy(self)
+        for name, value in attributes.items():
+            object.__setattr__(bound, name, value)
+        return bound
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -151,10 +184,9 @@ class _OAuthMode:
                 raise ConfigError(
                     "auth", "a Gmail OAuth2 app cannot sign in to Exchange", hint="use provider='microsoft365'"
                 )
-            bound = copy.copy(self)
-            bound.service = service  # EWS tokens carry other scopes: they get their own vault entry
-            if self.token_name.startswith("oauth:"):
-                bound.token_name = "oauth:" + fingerprint(self.kind, service, *self._identity())[:12]
+            # tokens for another service carry other scopes: they get their own vault entry
+            derived = {"token_name": "oauth:" + fingerprint(self.kind, service, *self._identity())[:12]}
+            bound = self._with(service=service, **(derived if self.token_name.startswith("oauth:") else {}))
             return bound.for_server(provider, azure_cloud, service=service)
         if provider and provider.startswith("microsoft365") and self.provider == "gmail":
             raise ConfigError("auth", "a Gmail OAuth2 app cannot sign in to a Microsoft 365 server")
@@ -162,9 +194,7 @@ class _OAuthMode:
             raise ConfigError("auth", "a Microsoft 365 OAuth2 app cannot sign in to Gmail", hint="use provider='gmail'")
         same_provider = provider == "microsoft365" and self.provider == "microsoft365"
         if same_provider and self.azure_cloud is None and azure_cloud != "global":
-            bound = copy.copy(self)
-            bound.azure_cloud = azure_cloud  # the server's cloud, when the mode did not say
-            return bound
+            return self._with(azure_cloud=azure_cloud)  # the server's cloud, when the mode did not say
         if same_provider and azure_cloud != (self.azure_cloud or "global"):
             raise ConfigError(
                 "azure_cloud",
