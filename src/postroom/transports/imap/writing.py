@@ -179,9 +179,9 @@ class ImapWriting(ImapConnection):
             new_uids: dict[int, int] = {}
             validity = 0
             by_uid = {key.uid: key for key in present}
+            ids = self._message_ids(list(by_uid))  # one pipelined FETCH for all: what a retry looks them up by
             for chunk in chunked(list(by_uid), _WRITE_CHUNK):
                 group = [by_uid[uid] for uid in chunk]
-                ids = self._message_ids(chunk)
                 sent = {key: PendingChange("move", folder, ids.get(key.uid)) for key in group}
                 with self._pending_while(sent):
                     command = "MOVE" if use_move else "COPY"
