@@ -48,6 +48,9 @@ class MimePart:
     size: int = 0
     content_id: str | None = None
     children: tuple[MimePart, ...] = ()
+    #: The transport's own id for this part where it addresses parts by id, not by section (an EWS or Graph
+    #: attachment id); never shown, never compared.
+    handle: str | None = field(default=None, compare=False, repr=False)
 
     @cached
     def maintype(self) -> str:

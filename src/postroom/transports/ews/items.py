@@ -25,10 +25,9 @@ from postroom.message.summary import MessageSummary
 from postroom.transports.ews.keys import EwsKey
 from postroom.transports.ews.xml import clean_text
 
-__all__ = ["ATTACHMENT_ID", "SUMMARY_FIELDS", "body_of", "header_block_of", "summary_of"]
+__all__ = ["SUMMARY_FIELDS", "body_of", "header_block_of", "summary_of"]
 
 #: The MIME parameter that carries an attachment's EWS id inside a synthesised structure.
-ATTACHMENT_ID = "x-ews-attachment-id"
 #: exchangelib field names fetched for each message of a loop (GetItem, one request per chunk).
 SUMMARY_FIELDS = (
     "subject",
@@ -142,9 +141,7 @@ def summary_of(item: Any, folder: str) -> MessageSummary:
             if isinstance(attachment, ItemAttachment)
             else (attachment.content_type or "application/octet-stream")
         )
-        params = {ATTACHMENT_ID: attachment.attachment_id.id}
-        if name:
-            params["name"] = name
+        params = {"name": name} if name else {}
         attachments.append(
             MimePart(
                 str(number),
@@ -155,6 +152,7 @@ def summary_of(item: Any, folder: str) -> MessageSummary:
                 encoding="binary",
                 size=attachment.size or 0,
                 content_id=getattr(attachment, "content_id", None),
+                handle=attachment.attachment_id.id,
             )
         )
     if attachments:

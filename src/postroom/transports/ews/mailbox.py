@@ -39,7 +39,7 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import Folder, ItemResult, ServerReport
 from postroom.transports.ews.client import EwsClient
-from postroom.transports.ews.items import ATTACHMENT_ID, SUMMARY_FIELDS, body_of, header_block_of, summary_of
+from postroom.transports.ews.items import SUMMARY_FIELDS, body_of, header_block_of, summary_of
 from postroom.transports.ews.keys import EwsKey
 from postroom.transports.ews.xml import INVALID_XML_CHARS, clean_text, replace_invalid
 from postroom.transports.imap.folders import user_path
@@ -231,7 +231,7 @@ class EwsMailbox:
         return found
 
     def part_content(self, key: EwsKey, part: MimePart) -> bytes:
-        if ATTACHMENT_ID not in part.params:
+        if part.handle is None:
             found = self._fetch([key], ("body",))
             if not found:
                 raise ProtocolError(f"message {key} is gone from the server")
@@ -241,7 +241,7 @@ class EwsMailbox:
         return b"".join(chunks)
 
     def stream_part(self, key: EwsKey, part: MimePart, write: Callable[[bytes], object]) -> int:
-        attachment_id = part.params.get(ATTACHMENT_ID)
+        attachment_id = part.handle
         if attachment_id is None:
             data = self.part_content(key, part)
             write(data)
