@@ -8,13 +8,14 @@ in ranges. Reading uses EXAMINE and ``BODY.PEEK``, so it never changes a flag.
 from __future__ import annotations
 
 import array
+import operator
 from collections.abc import Callable, Iterable
 from typing import cast
 
 from postroom.errors import ProtocolError
 from postroom.filters import MessageFilter
 from postroom.message.decode import StreamDecoder, decode_body
-from postroom.message.keys import KeyRun
+from postroom.message.keys import KeyRun, MessageKey
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.errors import server_text
@@ -108,10 +109,12 @@ class ImapReading(ImapConnection):
     def _summaries_of(keys: list[ImapKey], summaries: Iterable[MessageSummary | None]) -> list[MessageSummary]:
         """``keys``' summaries in their order (the server may answer in any order, or add others)."""
         wanted = {key.uid for key in keys}
-        found: dict[object, MessageSummary] = {}
+        found: dict[int, MessageSummary] = {}
         for summary in summaries:
-            if summary is not None and summary.key.id in wanted:
-                found[summary.key.id] = summary
+            if summary is not None:
+                uid = _uid_of(summary)
+                if uid in wanted:
+                    found[uid] = summary
         return [found[key.uid] for key in keys if key.uid in found]
 
     def _fetch_one(self, key: ImapKey, item: str) -> bytes:
@@ -132,46 +135,46 @@ class ImapReading(ImapConnection):
         decoder = StreamDecoder(part.encoding)
         return decoder.feed(data) + decoder.finish()
 
-    def bodies(self, summaries: list[MessageSummary]) -> dict[tuple[ImapKey, str], bytes]:
+    def bodies(self, summaries: list[MessageSummary]) -> dict[tuple[MessageKey, str], bytes]:
         """The text bodies of a chunk: from the section 1 bytes that came with a summary when they are the
         whole part, else one FETCH per section for all of them, within :data:`BULK_BODY_BUDGET`."""
-        wanted: dict[str, list[ImapKey]] = {}
-        encodings: dict[tuple[ImapKey, str], str] = {}
-        found: dict[tuple[ImapKey, str], bytes] = {}
+        found: dict[tuple[MessageKey, str], bytes] = {}
+        wanted: dict[str, dict[int, tuple[MessageKey, str]]] = {}  # section -> uid -> (key, encoding)
         budget = BULK_BODY_BUDGET
         for summary in summaries:
-            if summary.structure is None:
+            structure = summary.structure
+            if structure is None:
                 continue
-            plain, html = summary.structure.body_parts()
+            plain, html = structure.body_parts()
             part = plain or html
             if part is None or part.size > BULK_BODY_LIMIT:
                 continue
-            key = cast(ImapKey, summary.key)
-            encodings[(key, part.section)] = part.encoding
             first = summary.body_start
             if first is not None and part.fetch_section == "1" and len(first) >= part.size:
-                found[(key, part.section)] = first  # came with the summary, complete
+                found[(summary.key, part.section)] = decode_body(first, part.encoding)  # came with the summary
             elif budget >= part.size:
                 budget -= part.size
-                wanted.setdefault(part.section, []).append(key)
-        for section, keys in wanted.items():
-            for key, data in self._sections(keys, section or "1").items():
-                found[(key, section)] = data
-        return {where: decode_body(data, encodings[where]) for where, data in found.items()}
+                wanted.setdefault(part.section, {})[_uid_of(summary)] = (summary.key, part.encoding)
+        for section, by_uid in wanted.items():
+            folder_keys = cast(list[ImapKey], [key for key, _encoding in by_uid.values()])
+            for uid, data in self._sections(folder_keys, section or "1").items():
+                key, encoding = by_uid[uid]
+                found[(key, section)] = decode_body(data, encoding)
+        return found
 
-    def _sections(self, keys: list[ImapKey], section: str) -> dict[ImapKey, bytes]:
-        """The same section of many messages (one folder) in one FETCH per chunk, still encoded."""
+    def _sections(self, keys: list[ImapKey], section: str) -> dict[int, bytes]:
+        """UID -> the same section of many messages (one folder), in one FETCH per chunk, still encoded."""
         if not keys:
             return {}
         self._select_for(keys, writable=False)
-        by_uid = {key.uid: key for key in keys}
-        found: dict[ImapKey, bytes] = {}
-        for responses in self._fetch_many(list(by_uid), f"(UID BODY.PEEK[{section}])", items_of):
+        uids = {key.uid for key in keys}
+        found: dict[int, bytes] = {}
+        for responses in self._fetch_many(sorted(uids), f"(UID BODY.PEEK[{section}])", items_of):
             for items in responses:
                 uid = items.get("UID")
                 body = next((v for n, v in items.items() if n.startswith("BODY[")), None)
-                if isinstance(uid, bytes) and uid.isdigit() and int(uid) in by_uid:
-                    found[by_uid[int(uid)]] = bytes(body) if isinstance(body, bytes) else b""
+                if isinstance(uid, bytes) and uid.isdigit() and int(uid) in uids:
+                    found[int(uid)] = bytes(body) if isinstance(body, bytes) else b""
         return found
 
     def stream_part(self, key: ImapKey, part: MimePart, write: Callable[[bytes], object]) -> int:
@@ -194,6 +197,10 @@ class ImapReading(ImapConnection):
 
     def raw(self, key: ImapKey) -> bytes:
         return self._fetch_one(key, "BODY.PEEK[]")
+
+
+#: The UID of a summary this transport made (its key is an ImapKey); in C, no call per message.
+_uid_of: Callable[[MessageSummary], int] = operator.attrgetter("key.uid")
 
 
 def _summary_parser(keys: list[ImapKey]) -> Callable[[ResponseParts], MessageSummary | None]:
