@@ -229,5 +229,28 @@ def test_replies_to_many_carry_on_past_a_failure_and_say_what_was_sent(
     assert isinstance(results[2].error, postroom.PostroomError) and results[2].receipt is None
     assert sorted(m.subject for m in inbox_of(dovecot, recipient)) == [f"Re: Question {n}" for n in (0, 1, 3, 4)]
     # the single-message form still returns the receipt, or raises
+    assert results[0].key is not None
     single = postroom.reply(session, postroom.get_message(session, results[0].key), "Once more.")
     assert single.recipients == (recipient,)
+
+
+def test_send_each_carries_on_past_a_bad_message_and_a_typo_sends_nothing(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str
+) -> None:
+    session = session_for(dovecot, smtp, mailbox_user)
+    with pytest.raises(postroom.ConfigError, match=r"messages\[1\]\.subjekt: is not an argument of send\(\)"):
+        postroom.send_each(session, [{"to": recipient, "subject": "a"}, {"to": recipient, "subjekt": "b"}])
+    assert inbox_of(dovecot, recipient) == []
+    results = postroom.send_each(
+        session,
+        [
+            {"to": recipient, "subject": "first"},
+            {"to": "not an address", "subject": "second"},
+            {"to": recipient, "subject": "third", "attachments": ["/nonexistent/file.pdf"]},
+            {"to": recipient, "subject": "fourth"},
+        ],
+    )
+    assert [r.status for r in results] == ["done", "failed", "failed", "done"]
+    assert [r.sent for r in results] == [True, False, False, True]
+    assert all(r.error is not None for r in results[1:3])
+    assert sorted(m.subject for m in inbox_of(dovecot, recipient)) == ["first", "fourth"]

@@ -30,7 +30,7 @@ from postroom.actions import (
     test_connection,
 )
 from postroom.actions.loop import get_message
-from postroom.actions.send import SendReceipt, forward, reply, send
+from postroom.actions.send import CopyAfterSendError, SendReceipt, SendResult, forward, reply, send, send_each
 from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.config import PROVIDERS, EmailServer, Ews, EwsRetirementWarning, PlaintextWarning, UnverifiedTLSWarning
 from postroom.config.smtp_server import SmtpServer
@@ -90,6 +90,7 @@ __all__ = [
     "ConnectionLostError",
     "ConnectionTest",
     "ConsentRequiredError",
+    "CopyAfterSendError",
     "CredentialError",
     "CredentialVault",
     "EmailServer",
@@ -120,6 +121,7 @@ __all__ = [
     "SavedFile",
     "Secret",
     "SendReceipt",
+    "SendResult",
     "ServerReport",
     "ServerTimeoutError",
     "ServerUnreachableError",
@@ -156,6 +158,7 @@ __all__ = [
     "save_attachments",
     "save_email",
     "send",
+    "send_each",
     "test_connection",
 ]
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast, overload
+from typing import Any, cast, overload
 
 from postroom.actions._resolve import MessageRef, SessionRef, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
@@ -23,7 +24,7 @@ from postroom.session import Session
 from postroom.transports.contract import Appends, Folders, ItemStatus, Mailbox, SubmitsMail
 from postroom.transports.smtp import SendReceipt, send_message
 
-__all__ = ["CopyAfterSendError", "SendReceipt", "SendResult", "forward", "reply", "send"]
+__all__ = ["CopyAfterSendError", "SendReceipt", "SendResult", "forward", "reply", "send", "send_each"]
 
 _log = get_logger("postroom.send")
 
@@ -122,13 +123,14 @@ class CopyAfterSendError(MailServerError):
 
 @dataclass(frozen=True)
 class SendResult:
-    """What happened to one message of a bulk reply or forward.
+    """What happened to one message of a bulk reply, forward or send.
 
-    ``sent`` says whether mail went out: a failure after sending (the copy in Sent)
-    has ``sent=True`` and ``status="done"`` with the ``error``, so a bot never sends twice.
+    ``key`` is the message answered (None for a new one from :func:`send_each`). ``sent``
+    says whether mail went out: a failure after sending (the copy in Sent) has
+    ``sent=True`` and ``status="done"`` with the ``error``, so a bot never sends twice.
     """
 
-    key: MessageKey
+    key: MessageKey | None
     status: ItemStatus
     receipt: SendReceipt | None = None
     error: PostroomError | None = field(default=None, compare=False)
@@ -246,6 +248,41 @@ def send(
         importance=importance,
     )
     return _deliver(draft, server, login, session, save_to_sent)
+
+
+def send_each(
+    via: SessionRef | SmtpServer,
+    messages: Iterable[Mapping[str, Any]],
+    *,
+    variables: Mapping[str, str] | None = None,
+    vault: CredentialVault | None = None,
+) -> list[SendResult]:
+    """Send several new messages, each given as :func:`send`'s keyword arguments (``to``, ``subject``, …).
+
+    Carries on past a message that fails (a bad address, a missing attachment, a refused
+    recipient) and returns one :class:`SendResult` per message, in order. A misspelt
+    argument in any of them fails the whole call before anything is sent.
+    """
+    batch = [dict(message) for message in messages]
+    accepted = set(inspect.signature(send).parameters) - {"via", "variables", "vault"}
+    for number, message in enumerate(batch):
+        unknown = sorted(set(message) - accepted)
+        if unknown:
+            raise ConfigError(
+                f"messages[{number}].{unknown[0]}",
+                "is not an argument of send(); nothing was sent",
+                hint=f"the arguments are {', '.join(sorted(accepted))}",
+            )
+    results = []
+    for message in batch:
+        try:
+            results.append(SendResult(None, "done", send(via, variables=variables, vault=vault, **message)))
+        except CopyAfterSendError as exc:
+            results.append(SendResult(None, "done", exc.receipt, exc))
+        except PostroomError as exc:
+            _log.warning("sending %r failed: %s", message.get("subject", ""), exc)
+            results.append(SendResult(None, "failed", error=exc))
+    return results
 
 
 @overload

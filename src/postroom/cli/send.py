@@ -13,6 +13,7 @@ from postroom.actions.send import SendResult, _sender, forward, reply, send
 from postroom.cli.common import filter_options, open_session, require_selection, selected_messages, session_option
 from postroom.cli.output import emit, handle_errors, json_option
 from postroom.credentials import redact
+from postroom.message.keys import MessageKey
 from postroom.message.model import Message
 from postroom.session import Session
 
@@ -142,7 +143,7 @@ def _respond(
                     }
                 )
         else:
-            subjects = {m.key: m.subject for m in chosen}
+            subjects: dict[MessageKey | None, str] = {m.key: m.subject for m in chosen}
             for result in act(session, chosen) if chosen else []:
                 receipt = result.receipt
                 rows.append(
