@@ -48,7 +48,7 @@ def _disposition(value: Value) -> tuple[str | None, dict[str, str]]:
 def parse_bodystructure(
     value: Value, section: str = "", defects: list[str] | None = None, *, depth: int = 0
 ) -> MimePart:
-    """The part tree described by a BODYSTRUCTURE value (as tokenised by ``imap_response``).
+    """The part tree described by a BODYSTRUCTURE value (as tokenised by :mod:`.response`).
 
     Below :data:`~postroom.message.structure.MAX_NESTING` levels a part is cut off (and ``defects`` says so).
     """
