@@ -80,6 +80,7 @@ def test_actions_on_the_in_memory_mailbox(server: MemoryServer, monkeypatch: pyt
         assert [m.subject for m in postroom.messages(session, status="read")] == ["message 3"]
         results = postroom.move_all(session, "Done", subject=r"message [02468]", regex=True)
         assert [r.status for r in results] == ["done"] * 5
+        assert [entry[0] for entry in server.log] == ["seen"] + ["move"] * 5  # what the bot did, in order
         assert len(server.messages("Done")) == 5 and len(server.messages("INBOX")) == 5
         deleted = postroom.delete(session, list(postroom.messages(session, folder="Done", limit=2)))
         assert [r.status for r in deleted] == ["done", "done"] and len(server.messages("Done")) == 3

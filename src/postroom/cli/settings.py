@@ -58,12 +58,13 @@ class RegistryCommand(click.Command):
     so a backend registered after import (a plugin, a test helper) is offered too."""
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        kinds = "; ".join(f"{entry.protocol}: {entry.summary or entry.label}" for entry in backends())
         protocol = click.Option(
             ["--protocol"],
             type=click.Choice(protocol_names()),
             default="imap",
             show_default=True,
-            help="The kind of server.",
+            help=f"The kind of server ({kinds}).",
         )
         dynamic: list[click.Parameter] = [protocol]
         for setting, _owners in _merged().values():

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
 
+from postroom.auth.oauth.tokens import TokenStores
 from postroom.config.base import ServerConfig
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.errors import ConfigError, SessionExistsError, SessionNotFoundError
@@ -40,7 +40,7 @@ class Runtime:
         name: str = "runtime",
         variables: Mapping[str, str] | None = None,
         vault: CredentialVault | None = None,
-        token_stores: Callable[[str], Any] | None = None,
+        token_stores: TokenStores | None = None,
         sign_in_hint: str | None = None,
     ) -> None:
         self.name = name

@@ -21,7 +21,7 @@ from postroom.extras import require_extra
 from postroom.message.keys import MessageKey
 from postroom.transports.contract import Mailbox
 
-__all__ = ["Backend", "backend", "backend_for", "backends", "lazy", "register", "unregister"]
+__all__ = ["Backend", "backend", "backend_for", "backends", "lazy", "register"]
 
 MailboxFactory = Callable[[Any, Login], Mailbox]
 
@@ -72,12 +72,6 @@ def register(entry: Backend) -> Backend:
             raise ValueError(f"protocol {entry.protocol!r} is already registered by {found.config_type.__name__}")
         _backends[entry.protocol] = entry
     return entry
-
-
-def unregister(protocol: str) -> None:
-    """Forget a backend (tests that register their own)."""
-    with _lock:
-        _backends.pop(protocol, None)
 
 
 def backends() -> list[Backend]:

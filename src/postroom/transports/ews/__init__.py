@@ -16,7 +16,7 @@ BACKEND = register(
         key_type=EwsKey,
         settings=EWS_SETTINGS,
         auth_kinds=MAIL_AUTH_KINDS | {"ntlm"},
-        summary="EWS: Exchange Web Services",
+        summary="Exchange Web Services",
         default_oauth_provider="microsoft365",
     )
 )

@@ -17,6 +17,6 @@ BACKEND = register(
         key_type=ImapKey,
         settings=EMAIL_SERVER_SETTINGS,
         auth_kinds=MAIL_AUTH_KINDS,
-        summary="IMAP: folders, read status, server-side moves",
+        summary="folders, read status, server-side moves",
     )
 )

@@ -16,6 +16,6 @@ BACKEND = register(
         key_type=Pop3Key,
         settings=EMAIL_SERVER_SETTINGS,
         auth_kinds=MAIL_AUTH_KINDS,
-        summary="POP3: the inbox only",
+        summary="the inbox only",
     )
 )
