@@ -210,3 +210,13 @@ def test_reply_to_many_prints_every_result_and_exits_1_on_a_partial_failure(
     assert "refused" in by_subject["Invoice 9 from Nobody"]["error"]
     human = run("reply", "--session", "box", "--subject", "Invoice 1", "--body", "again")
     assert human.exit_code == 0 and "replied: 1 of 1" in human.output
+
+
+def test_create_folder(profile: str) -> None:
+    made = run("create-folder", "--session", "box", "Archive/2026", "--json")
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout) == {"ok": True, "folder": "Archive/2026"}
+    listed = run("folders", "--session", "box", "--json")
+    assert {"Archive", "Archive/2026"} <= {f["name"] for f in json.loads(listed.stdout)["folders"]}
+    again = run("create-folder", "--session", "box", "Archive/2026")
+    assert again.exit_code == 0 and "folder 'Archive/2026' is there" in again.output

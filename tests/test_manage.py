@@ -212,3 +212,21 @@ def test_a_delete_the_server_did_before_the_connection_dropped_is_already_done(
     results = postroom.delete(imap, found[:2])
     assert [r.status for r in results] == ["already_done", "already_done"]
     assert subjects(imap) == ["message 3"]
+
+
+def test_create_folder_with_its_parents_and_again(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    made = postroom.create_folder(imap, "Processed/2026/December")
+    assert made.name == "Processed/2026/December"
+    names = {f.name for f in postroom.folders(imap)}
+    assert {"Processed", "Processed/2026", "Processed/2026/December"} <= names
+    assert postroom.create_folder(imap, "Processed/2026/December").name == made.name  # there already: fine
+    dovecot.deliver(mailbox_user, simple("to file"))
+    moved = postroom.move(imap, next(postroom.messages(imap)), "Processed/2026/December")
+    assert moved[0].status == "done"
+    with pytest.raises(postroom.ConfigError, match="is not a folder name"):
+        postroom.create_folder(imap, "bad\r\nname")
+
+
+def test_creating_a_folder_on_pop3_is_refused_before_anything_is_sent(pop3: Session) -> None:
+    with pytest.raises(UnsupportedError, match="creating folders is not possible on POP3"):
+        postroom.create_folder(pop3, "Archive")

@@ -18,6 +18,7 @@ import logging
 from postroom.actions import (
     ConnectionTest,
     SavedFile,
+    create_folder,
     delete,
     folders,
     mark_read,
@@ -140,6 +141,7 @@ __all__ = [
     "VaultLockedError",
     "__version__",
     "connect",
+    "create_folder",
     "delete",
     "disconnect",
     "disconnect_all",

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
+from postroom.actions import create_folder, mark_read, mark_unread, move, save_attachments, save_email
 from postroom.actions import delete as delete_messages
 from postroom.actions import folders as list_folders
-from postroom.actions import mark_read, mark_unread, move, save_attachments, save_email
 from postroom.actions.save import attachment_file_name, name_matches
 from postroom.cli.common import (
     filter_options,
@@ -79,6 +79,18 @@ def folders_command(session_name: str, as_json: bool) -> None:
             click.echo(folder.name)
 
     emit(as_json, {"folders": data}, human)
+
+
+@click.command("create-folder")
+@session_option
+@click.argument("folder")
+@json_option
+@handle_errors
+def create_folder_command(session_name: str, folder: str, as_json: bool) -> None:
+    """Create FOLDER ('Processed/2026': the levels above come too); an existing one is fine."""
+    with open_session(session_name) as session:
+        made = create_folder(session, folder)
+    emit(as_json, {"ok": True, "folder": made.name}, lambda: click.echo(f"folder {made.name!r} is there"))
 
 
 @click.command("list")
@@ -302,6 +314,7 @@ def mark_command(
 
 COMMANDS = [
     folders_command,
+    create_folder_command,
     list_command,
     save_attachments_command,
     save_command,

@@ -12,7 +12,7 @@ from typing import Literal
 
 __all__ = ["RETRY_POLICIES", "OperationKind", "RetryPolicy"]
 
-OperationKind = Literal["read", "flags", "move", "delete", "append", "submit"]
+OperationKind = Literal["read", "flags", "folder", "move", "delete", "append", "submit"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ RETRY_POLICIES: dict[OperationKind, RetryPolicy] = {
     for policy in (
         RetryPolicy("read", 1, "reading changes nothing: it is repeated as it was"),
         RetryPolicy("flags", 1, "setting a flag that is set already changes nothing: repeated as it was"),
+        RetryPolicy("folder", 1, "creating a folder that exists returns it as it is: repeated as it was"),
         RetryPolicy(
             "move",
             1,

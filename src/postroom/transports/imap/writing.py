@@ -12,15 +12,16 @@ from typing import Literal
 
 from postroom.errors import ConnectionLostError, ProtocolError, UnsupportedError
 from postroom.transports.call_options import call_option
-from postroom.transports.contract import ItemResult
+from postroom.transports.contract import Folder, ItemResult
 from postroom.transports.errors import server_text
 from postroom.transports.imap.connection import (
     _WRITE_CHUNK,
     ImapConnection,
     PendingChange,
     _gone,
+    _log,
 )
-from postroom.transports.imap.folders import normal_inbox
+from postroom.transports.imap.folders import normal_inbox, user_path
 from postroom.transports.imap.keys import ImapKey
 from postroom.transports.imap.response import items_of
 from postroom.transports.imap.syntax import chunked, copyuid, mailbox_arg, quote, uid_set
@@ -219,6 +220,18 @@ class ImapWriting(ImapConnection):
             return {key: ItemResult(key, "done", "deleted") for key in present}
 
         return self._by_folder(keys, delete_group, settles="delete")
+
+    def create_folder(self, name: str) -> Folder:
+        """CREATE ``name`` (the server makes the levels above it); a folder that exists already is returned as is."""
+        self._forget_ahead()
+        target = self._server_name(name)
+        typ, data = self._call(lambda c: c._simple_command("CREATE", mailbox_arg(target)))
+        found = [f for f in self.folders(name) if f.name.casefold() == user_path(name).casefold()]
+        if found:
+            if typ != "OK":
+                _log.info("folder %r exists already", name)
+            return found[0]
+        raise ProtocolError(f"cannot create folder {name!r}: {server_text(data)}", hint=self._known_folders())
 
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
         self._forget_ahead()
