@@ -5,6 +5,7 @@ from __future__ import annotations
 from postroom.auth.base import PasswordLogin, check_wire_safe
 from postroom.credentials import ResolveContext, SecretRef, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
+from postroom.validation import check_known
 
 __all__ = ["Basic", "Ntlm"]
 
@@ -20,9 +21,29 @@ class Basic:
     kind = "basic"
     __slots__ = ("password", "username")
 
+    username: SecretRef
+    password: SecretRef
+
     def __init__(self, username: SecretRef | str, password: SecretRef | str) -> None:
-        self.username: SecretRef = as_secret_ref(username, "username")
-        self.password: SecretRef = as_secret_ref(password, "password")
+        object.__setattr__(self, "username", as_secret_ref(username, "username"))
+        object.__setattr__(self, "password", as_secret_ref(password, "password"))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is a value: build a new one instead of setting {name}")
+
+    def __copy__(self) -> Basic:
+        return self  # a value: a copy is the same value
+
+    def __deepcopy__(self, memo: object) -> Basic:
+        return self
+
+    def __reduce__(self) -> tuple[type[Basic], tuple[SecretRef, SecretRef]]:
+        return type(self), (self.username, self.password)
+
+    def replace(self, **changes: SecretRef | str) -> Basic:
+        """A copy with ``username`` and/or ``password`` changed."""
+        check_known(type(self).__name__, changes, ("username", "password"))
+        return type(self)(**{"username": self.username, "password": self.password, **changes})
 
     def resolve(self, context: ResolveContext) -> PasswordLogin:
         return PasswordLogin(
