@@ -45,23 +45,20 @@ def _run(
 
 def mark_read(session: SessionRef, messages: MessageRef | Iterable[MessageRef]) -> list[ItemResult]:
     """Mark messages read (IMAP ``\\Seen``)."""
-    return _run(
-        session,
-        Flags,
-        "changing read status",
-        lambda m, keys: cast(Flags, m).set_seen(keys, True),
-        messages,
-        kind="flags",
-    )
+    return _mark(session, messages, seen=True)
 
 
 def mark_unread(session: SessionRef, messages: MessageRef | Iterable[MessageRef]) -> list[ItemResult]:
     """Mark messages unread."""
+    return _mark(session, messages, seen=False)
+
+
+def _mark(session: SessionRef, messages: MessageRef | Iterable[MessageRef], *, seen: bool) -> list[ItemResult]:
     return _run(
         session,
         Flags,
         "changing read status",
-        lambda m, keys: cast(Flags, m).set_seen(keys, False),
+        lambda m, keys: cast(Flags, m).set_seen(keys, seen),
         messages,
         kind="flags",
     )
