@@ -12,7 +12,7 @@ import pytest
 import postroom
 from postroom import Session
 from postroom.actions import loop
-from postroom.transports.imap import connection, reading
+from postroom.transports.imap import connection
 from postroom.transports.imap import mailbox as imap
 from postroom.transports.imap.keys import ImapKey
 from tests.mail_samples import simple
@@ -25,7 +25,6 @@ COUNT = 14
 def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop, "FIRST_CHUNK", 2)
     monkeypatch.setattr(loop, "LOOP_CHUNK", 3)
-    monkeypatch.setattr(reading, "SUMMARY_CHUNK", 2)
     monkeypatch.setattr(connection, "SUMMARY_CHUNK", 2)
 
 

@@ -337,7 +337,7 @@ class ImapConnection:
         """Pipelined UID FETCH in chunks (any failure drops the connection)."""
         client = self._require()
         client.untagged_responses.clear()
-        sets = [uid_set(chunk) for chunk in chunked(uids, SUMMARY_CHUNK)]
+        sets = fetch_sets(uids)
         with self._in_flight(client):
             yield from pipelined_fetch(client, sets, request, parse)
 
@@ -372,6 +372,11 @@ def _gone(key: ImapKey) -> ProtocolError:
     return ProtocolError(
         f"message {key} is no longer in {key.folder!r}", hint="it was moved or deleted after the loop listed it"
     )
+
+
+def fetch_sets(uids: list[int]) -> list[str]:
+    """UID sets of at most :data:`SUMMARY_CHUNK` UIDs each: one pipelined FETCH command per set."""
+    return [uid_set(chunk) for chunk in chunked(uids, SUMMARY_CHUNK)]
 
 
 def _capabilities_after_login(client: _Client, data: Sequence[object]) -> tuple[str, ...]:

@@ -6,11 +6,11 @@ The parts live beside it: :mod:`.connection` (connect, login, select), :mod:`.re
 
 from __future__ import annotations
 
-from postroom.transports.imap.connection import HEADER_FIELDS, SUMMARY_CHUNK
+from postroom.transports.imap.connection import HEADER_FIELDS
 from postroom.transports.imap.reading import ImapReading
 from postroom.transports.imap.writing import ImapWriting
 
-__all__ = ["HEADER_FIELDS", "SUMMARY_CHUNK", "ImapMailbox"]
+__all__ = ["HEADER_FIELDS", "ImapMailbox"]
 
 
 class ImapMailbox(ImapReading, ImapWriting):

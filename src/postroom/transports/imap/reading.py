@@ -25,18 +25,17 @@ from postroom.transports.imap.connection import (
     BULK_BODY_LIMIT,
     FIRST_SECTION_BYTES,
     STREAM_CHUNK,
-    SUMMARY_CHUNK,
     ImapConnection,
     _Ahead,
     _gone,
     _log,
+    fetch_sets,
 )
 from postroom.transports.imap.fetch import FetchAhead, ResponseParts
 from postroom.transports.imap.keys import ImapKey, UidRun
 from postroom.transports.imap.response import items_of, parse_fetch
 from postroom.transports.imap.search import search_criteria
 from postroom.transports.imap.summary import summary_of_response
-from postroom.transports.imap.syntax import chunked, uid_set
 
 __all__ = ["ImapReading"]
 
@@ -90,7 +89,7 @@ class ImapReading(ImapConnection):
         self._select_for(keys, writable=False)
         client = self._require()
         client.untagged_responses.clear()
-        sets = [uid_set(chunk) for chunk in chunked([key.uid for key in keys], SUMMARY_CHUNK)]
+        sets = fetch_sets([key.uid for key in keys])
         with self._in_flight(client):
             fetch = FetchAhead(client, sets, _summary_request(bodies), _summary_parser(keys))
             self._ahead = _Ahead(keys, bodies, fetch)
