@@ -708,3 +708,14 @@ def test_clone_changes_a_setting_and_derives_the_url_again() -> None:
     assert config.clone(host="ex2.corp.example").url == "https://ex2.corp.example/EWS/Exchange.asmx"
     with pytest.raises(ConfigError, match="domain"):
         config.clone(domain="a b")
+
+
+def test_create_folder_on_ews_with_its_parents(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    made = postroom.create_folder(ews, "Archive/2026/December")
+    assert made.name == "Archive/2026/December"
+    names = {f.name for f in postroom.folders(ews)}
+    assert {"Archive", "Archive/2026", "Archive/2026/December"} <= names
+    assert postroom.create_folder(ews, "archive/2026").name == "Archive/2026"  # there already (any case)
+    ews_server.deliver(mail("to file"))
+    assert postroom.move(ews, next(postroom.messages(ews)), "Archive/2026/December")[0].status == "done"
+    assert [m.subject for m in postroom.messages(ews, folder="Archive/2026/December")] == ["to file"]

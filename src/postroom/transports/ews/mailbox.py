@@ -24,6 +24,7 @@ from email.message import EmailMessage
 from typing import Any, cast
 
 from exchangelib import UTC, EWSDateTime, Q
+from exchangelib import Folder as EwsFolder
 from exchangelib import Message as EwsMessage
 from exchangelib.attachments import AttachmentId
 from exchangelib.items import HARD_DELETE
@@ -145,17 +146,40 @@ class EwsMailbox:
 
     def _folder(self, path: str) -> tuple[str, Any]:
         """The folder ``path`` names (case-insensitive): its name as listed, and the exchangelib folder."""
-        wanted = user_path(path).casefold()
         for attempt in range(2):
-            folders = self._folder_map()
-            for name, folder in folders.items():
-                if name.casefold() == wanted:
-                    return name, folder
+            found = self._find_folder(path)
+            if found is not None:
+                return found
             if attempt == 0:  # created since the listing? list once more
-                self._folders = None
-                self._account().root.clear_cache()  # exchangelib caches the folder tree too
-        shown = ", ".join(sorted(folders)[:30])
+                self._forget_folders()
+        shown = ", ".join(sorted(self._folder_map())[:30])
         raise ProtocolError(f"no folder {path!r} in this mailbox", hint=f"folders: {shown}")
+
+    def create_folder(self, name: str) -> Folder:
+        """CreateFolder for each level of ``name`` that is not there yet; an existing folder is returned as is."""
+        account = self._account()
+        levels = [level for level in user_path(name).split("/") if level]
+        parent = None
+        for depth in range(1, len(levels) + 1):
+            path = "/".join(levels[:depth])
+            found = self._find_folder(path)
+            if found is None:
+                under = parent if parent is not None else account.msg_folder_root
+                self._run(lambda p=under, n=levels[depth - 1]: EwsFolder(parent=p, name=n).save())  # type: ignore[misc]
+                self._forget_folders()
+                found = self._find_folder(path)
+                if found is None:
+                    raise ProtocolError(f"the server did not show folder {path!r} after creating it")
+            parent = found[1]
+        return Folder(name=self._folder(name)[0], delimiter="/")
+
+    def _find_folder(self, path: str) -> tuple[str, Any] | None:
+        wanted = user_path(path).casefold()
+        return next(((n, f) for n, f in self._folder_map().items() if n.casefold() == wanted), None)
+
+    def _forget_folders(self) -> None:
+        self._folders = None
+        self._account().root.clear_cache()  # exchangelib caches the folder tree too
 
     def folders(self, pattern: str = "*") -> list[Folder]:
         """Folders matching ``pattern``: ``*`` any depth, ``%`` one level, case-insensitive."""
