@@ -63,3 +63,15 @@ def test_every_way_of_reading_gives_the_same_properties(dovecot: Dovecot, mailbo
             assert b[field] == a[field], f"{name} {field}: in memory {b[field]!r}, from the bytes {a[field]!r}"
             assert c[field] == a[field], f"{name} {field}: over IMAP {c[field]!r}, from the bytes {a[field]!r}"
     MemoryServer.forget(memory.name)
+
+
+def test_where_the_header_ends() -> None:
+    from postroom.message.raw import header_block_of
+
+    # LF line ends, and a CRLF empty line later in the body: the header ends at the first empty line
+    assert header_block_of(b"Subject: a\n\nline 1\r\n\r\nline 2\r\n") == b"Subject: a\n"
+    assert header_block_of(b"Subject: a\r\n\r\nbody\n\nmore\n") == b"Subject: a\r\n"
+    # no empty line at all: nothing is dropped as a broken header line, the body stays readable
+    message = Message.from_bytes(b"Subject: no separator\r\nbody text without an empty line before it\r\n")
+    assert message.subject == "no separator"
+    assert "body text without an empty line" in message.text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["HeaderBlock", "split_header_block"]
+__all__ = ["HeaderBlock", "header_length", "split_header_block"]
 
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.MULTILINE)
 _FIELD_TEXT = re.compile(_FIELD.pattern.decode("ascii"), re.MULTILINE)
@@ -63,3 +63,14 @@ def split_header_block(data: bytes, defects: list[str] | None = None) -> HeaderB
                 defects.append(f"header {match.group(1).decode('ascii', 'replace')} is not valid UTF-8")
         fields.append((match.group(1).decode("ascii"), _FOLD.sub("", value).rstrip("\r\n")))
     return HeaderBlock(fields)
+
+
+def header_length(raw: bytes) -> int | None:
+    """The length of ``raw``'s header section with the line ending it (up to the first empty line, CRLF or LF),
+    or None when it has no empty line."""
+    ends = [(raw.find(separator), len(separator)) for separator in (b"\r\n\r\n", b"\n\n")]
+    found = [(at, size) for at, size in ends if at != -1]
+    if not found:
+        return None
+    at, size = min(found)
+    return at + size // 2

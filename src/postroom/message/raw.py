@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from postroom.message.headers import header_length
 from postroom.message.keys import MessageKey
 from postroom.message.structure import MimePart, content_of, parse_raw, structure_of
 from postroom.message.summary import MessageSummary
@@ -49,11 +50,8 @@ class EmlKey(MessageKey, scheme="eml"):
 
 def header_block_of(raw: bytes) -> bytes:
     """The header block of ``raw``: everything up to the first empty line (all of it if there is none)."""
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        end = raw.find(separator)
-        if end != -1:
-            return raw[: end + len(separator) // 2]
-    return raw
+    length = header_length(raw)
+    return raw if length is None else raw[:length]
 
 
 def summary_of_raw(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from postroom.message.cached import cached
 from postroom.message.decode import decode_body, decode_words
+from postroom.message.headers import header_length
 
 __all__ = [
     "MAX_NESTING",
@@ -216,10 +217,10 @@ def _without_broken_header_lines(raw: bytes, defects: list[str] | None) -> bytes
     the body; IMAP servers (Dovecot) skip it and read headers up to the empty line.
     Skipping it here too makes a POP3, ``.eml`` or in-memory message read as IMAP reads it.
     """
-    end = raw.find(b"\n\r\n")
-    if end == -1 or (raw.find(b"\n\n") != -1 and raw.find(b"\n\n") < end):
-        end = raw.find(b"\n\n")
-    head = raw[: end + 1] if end != -1 else raw
+    length = header_length(raw)
+    if length is None:
+        return raw  # no empty line: where the header ends is anyone's guess, and the stdlib's is kept
+    head = raw[:length]
     lines = head.splitlines(keepends=True)
     kept = [
         line
