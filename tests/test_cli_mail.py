@@ -220,3 +220,81 @@ def test_create_folder(profile: str) -> None:
     assert {"Archive", "Archive/2026"} <= {f["name"] for f in json.loads(listed.stdout)["folders"]}
     again = run("create-folder", "--session", "box", "Archive/2026")
     assert again.exit_code == 0 and "folder 'Archive/2026' is there" in again.output
+
+
+HOSTILE_SUBJECTS = [
+    "broken [/] markup",
+    "[bold red]FAKE[/bold red]",
+    "[link=https://evil.example]Click me[/link]",
+    "title \x1b]0;pwned\x07 set",
+    "tab\there, bell\x07, del\x7f",
+]
+
+
+def hostile(dovecot: Dovecot, user: str) -> None:
+    for number, subject in enumerate(HOSTILE_SUBJECTS):
+        raw = (
+            f"From: Mallory <mallory@example.test>\r\nTo: {user}\r\nSubject: {subject}\r\n"
+            f"Date: Tue, 24 Nov 2026 09:0{number}:00 +0000\r\nMessage-ID: <h{number}@example.test>\r\n\r\nhi\r\n"
+        ).encode()
+        dovecot.deliver(user, raw, folder="Hostile")
+
+
+def test_piped_list_keeps_one_row_per_message_and_shows_controls_as_escapes(
+    profile: str, dovecot: Dovecot, mailbox_user: str
+) -> None:
+    hostile(dovecot, mailbox_user)
+    result = run("list", "--session", "box", "--folder", "Hostile")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(HOSTILE_SUBJECTS)
+    assert all(line.count("\t") == 4 for line in lines)  # five columns, whatever the subject holds
+    assert not any(ch in result.stdout for ch in "\x1b\x07\x7f")
+    assert "title \\x1b]0;pwned\\x07 set" in result.stdout and "tab\\x09here, bell\\x07, del\\x7f" in result.stdout
+
+
+def test_a_terminal_shows_what_mail_says_and_obeys_none_of_it(
+    profile: str, dovecot: Dovecot, mailbox_user: str, isolated_home: Path
+) -> None:
+    """`postroom list` in a real pseudo-terminal (util-linux `script`): the rich table shows markup as text
+    and every control character as its escape, so no subject can colour, link or retitle the terminal."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    hostile(dovecot, mailbox_user)
+    command = shlex.join(
+        [sys.executable, "-m", "postroom", "--var", f"PW={PASSWORD}", "list", "--session", "box", "--folder", "Hostile"]
+    )
+    env = {**os.environ, "COLUMNS": "250", "TERM": "xterm-256color"}
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=60, env=env)
+    screen = done.stdout
+    assert done.returncode == 0, screen + done.stderr
+    assert "internal error" not in screen
+    assert "broken [/] markup" in screen and "[bold red]FAKE[/bold red]" in screen  # shown, not rendered
+    assert "[link=https://evil.example]Click me[/link]" in screen and "\x1b]8;" not in screen  # no hyperlink
+    assert "\x1b]0;" not in screen and "\x07" not in screen  # the title is not set, no bell
+    assert "title \\x1b]0;pwned\\x07 set" in screen
+    assert "Hostile;UIDVALIDITY=" in screen.replace("\r\n", "") or "Hostile;UIDVALID" in screen  # the key is there
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(profile: str, dovecot: Dovecot, mailbox_user: str) -> None:
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    for number in range(600):  # more than a pipe holds (64 KiB), so the writer meets the closed end
+        dovecot.deliver(mailbox_user, simple(f"bulk {number:04d} " + "x" * 120))
+    command = shlex.join([sys.executable, "-m", "postroom", "--var", f"PW={PASSWORD}", "list", "--session", "box"])
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{command} | head -1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
+    )
+    assert len(done.stdout.splitlines()) == 1
+    assert "error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode in (0, 141)  # 141: killed by the pipe, as other tools are

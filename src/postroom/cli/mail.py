@@ -20,7 +20,7 @@ from postroom.cli.common import (
     session_option,
     with_progress,
 )
-from postroom.cli.output import emit, handle_errors, json_option
+from postroom.cli.output import emit, handle_errors, json_option, terminal_text
 from postroom.message.model import Message
 from postroom.transports.contract import ItemResult
 
@@ -40,28 +40,32 @@ def _row(message: Message) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A table on a terminal; tab-separated lines when piped (for grep and cut)."""
+    """A table on a terminal; tab-separated lines when piped (for grep and cut). What mail says is shown as
+    text, never obeyed: no rich markup, and every control character as its escape (a tab cannot add a column)."""
     if not sys.stdout.isatty():
         for row in rows:
             click.echo("\t".join(_cell(row.get(column)) for column in columns))
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(*columns, show_lines=False)
+    table = Table(show_lines=False)
+    for column in columns:  # the key is what --key takes: folded, never cut
+        table.add_column(column, overflow="fold" if column == "key" else "ellipsis")
     for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+        table.add_row(*(Text(_cell(row.get(column))) for column in columns))
     Console().print(table)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+        return ", ".join(terminal_text(str(v)) for v in value)
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    return terminal_text(str(value))
 
 
 @click.command("folders")
@@ -76,7 +80,7 @@ def folders_command(session_name: str, as_json: bool) -> None:
 
     def human() -> None:
         for folder in sorted(found, key=lambda f: f.name):
-            click.echo(folder.name)
+            click.echo(terminal_text(folder.name))
 
     emit(as_json, {"folders": data}, human)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import re
 import sys
 import traceback
 import warnings
@@ -22,6 +24,8 @@ __all__ = ["CliState", "emit", "handle_errors", "json_option", "setup_logging", 
 P = ParamSpec("P")
 #: Exit code for a bug in postroom (EX_SOFTWARE).
 INTERNAL_ERROR_EXIT = 70
+#: Exit status when the reader of stdout closed it (128 + SIGPIPE, as the shell reports a tool killed by it).
+BROKEN_PIPE_EXIT = 141
 R = TypeVar("R")
 
 
@@ -40,6 +44,19 @@ def state() -> CliState:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+
+
+#: What mail may carry that a terminal would obey: C0 controls (tab and line breaks included: they would break
+#: a row or a column), DEL, C1 controls, and the bidirectional overrides that reorder what is shown.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(value: str) -> str:
+    """``value`` safe to print: each character a terminal would act on shown as its escape (``\\x1b``)."""
+    return _UNSAFE.sub(
+        lambda found: f"\\x{ord(found.group()):02x}" if ord(found.group()) < 0x100 else f"\\u{ord(found.group()):04x}",
+        value,
+    )
 
 
 def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
@@ -64,6 +81,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
                 click.echo(json.dumps({"ok": False, "error": exc.to_dict()}, indent=2, ensure_ascii=False))
             click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # the reader went away (`postroom list | head -1`): stop quietly, as other Unix tools do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(BROKEN_PIPE_EXIT)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # a bug: still one line, traceback with --debug
