@@ -230,3 +230,14 @@ def test_create_folder_with_its_parents_and_again(dovecot: Dovecot, mailbox_user
 def test_creating_a_folder_on_pop3_is_refused_before_anything_is_sent(pop3: Session) -> None:
     with pytest.raises(UnsupportedError, match="creating folders is not possible on POP3"):
         postroom.create_folder(pop3, "Archive")
+
+
+def test_move_all_from_a_named_folder_and_its_guard(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    fill(dovecot, mailbox_user, 3, folder="Incoming")
+    dovecot.deliver(mailbox_user, simple("seed"), folder="Archive")
+    with pytest.raises(postroom.ConfigError, match="refusing to move every message of Incoming"):
+        postroom.move_all(imap, "Archive", folder="Incoming")  # the filter may be called folder
+    assert subjects(imap, folder="Incoming") == ["message 1", "message 2", "message 3"]
+    moved = postroom.move_all(imap, "Archive", folder="Incoming", everything=True)
+    assert [r.status for r in moved] == ["done"] * 3
+    assert subjects(imap, folder="Archive") == ["message 1", "message 2", "message 3", "seed"]

@@ -105,7 +105,30 @@ def delete(
     )
 
 
-def move_all(session: SessionRef, folder: str, *, allow_expunge_all: bool = False, **filters: Any) -> list[ItemResult]:
-    """Move every message matching ``filters`` (the loop's options) to ``folder``, in batches."""
+#: Loop options that narrow the set (the folder and the order alone do not).
+_SELECTING = ("subject", "sender", "since", "before", "limit", "filter")
+
+
+def move_all(
+    session: SessionRef,
+    destination: str,
+    /,
+    *,
+    everything: bool = False,
+    allow_expunge_all: bool = False,
+    **filters: Any,
+) -> list[ItemResult]:
+    """Move every message matching ``filters`` (the loop's options, ``folder=`` included) to ``destination``.
+
+    Without a narrowing filter (``subject``, ``sender``, ``status``, ``since``, ``before``, ``limit``) it
+    refuses to move a whole folder unless ``everything=True``, as the CLI does without ``--all``.
+    """
+    narrowed = any(filters.get(name) for name in _SELECTING) or filters.get("status", "all") != "all"
+    if not narrowed and not everything:
+        raise ConfigError(
+            "filters",
+            f"refusing to move every message of {filters.get('folder', 'INBOX')} without a filter; nothing was moved",
+            hint="narrow it (subject=..., sender=..., status=..., since=...) or pass everything=True",
+        )
     keys: list[MessageRef] = [message.key for message in loop_messages(session, **filters)]
-    return move(session, keys, folder, allow_expunge_all=allow_expunge_all)
+    return move(session, keys, destination, allow_expunge_all=allow_expunge_all)
