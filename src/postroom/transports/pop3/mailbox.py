@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import email
-import email.message
-import email.policy
 import poplib
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from postroom.auth.base import Login, TokenLogin
 from postroom.config import EmailServer
@@ -24,7 +21,8 @@ from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, U
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
 from postroom.message.keys import KeyList, KeyRun
-from postroom.message.structure import MimePart, content_of, parse_raw
+from postroom.message.raw import RawSource
+from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
@@ -84,7 +82,8 @@ class Pop3Mailbox:
         self._numbers: dict[str, int] = {}
         self._pending_deletes: list[str] = []
         self._last_raw: tuple[str, bytes] | None = None
-        self._last_parsed: tuple[str, email.message.Message] | None = None
+        #: The last message RETR brought, parsed once for its structure, body and attachments.
+        self._source = RawSource(lambda key: self.raw(cast(Pop3Key, key)))
 
     @property
     def connected(self) -> bool:
@@ -180,7 +179,7 @@ class Pop3Mailbox:
         return self._numbers
 
     def _number(self, key: Pop3Key) -> int:
-        number = self._uidls().get(key.uidl or "")
+        number = self._uidls().get(key.uidl)
         if number is None or key.uidl in self._pending_deletes:
             raise ProtocolError(f"message {key} is no longer in the maildrop", hint="it was deleted after the loop")
         return number
@@ -197,7 +196,7 @@ class Pop3Mailbox:
         out = []
         numbers = self._uidls()
         for key in keys:
-            number = numbers.get(key.uidl or "")
+            number = numbers.get(key.uidl)
             if number is None:
                 continue
             _resp, lines, _octets = self._run(lambda c, n=number: c.top(n, 0))  # type: ignore[misc]
@@ -216,7 +215,7 @@ class Pop3Mailbox:
         number = self._number(key)
         _resp, lines, _octets = self._run(lambda c: c.retr(number))
         data = b"\r\n".join(lines) + b"\r\n"
-        self._last_raw, self._last_parsed = (key.uidl or "", data), None
+        self._last_raw = (key.uidl, data)
         return data
 
     def header_block(self, key: Pop3Key) -> bytes:
@@ -225,13 +224,7 @@ class Pop3Mailbox:
         return b"\r\n".join(lines) + b"\r\n"
 
     def part_content(self, key: Pop3Key, part: MimePart) -> bytes:
-        return content_of(self._parsed(key), part)
-
-    def _parsed(self, key: Pop3Key) -> email.message.Message:
-        raw = self.raw(key)
-        if self._last_parsed is None or self._last_parsed[0] != key.uidl:
-            self._last_parsed = (key.uidl or "", parse_raw(raw))
-        return self._last_parsed[1]
+        return self._source.part_content(key, part)
 
     def stream_part(self, key: Pop3Key, part: MimePart, write: Callable[[bytes], object]) -> int:
         data = self.part_content(key, part)  # POP3 has no partial fetch: RETR brings the whole message
@@ -244,7 +237,7 @@ class Pop3Mailbox:
         results = []
         numbers = self._uidls()
         for key in keys:
-            number = numbers.get(key.uidl or "")
+            number = numbers.get(key.uidl)
             if key.uidl in self._pending_deletes:
                 results.append(ItemResult(key, "already_done", "already deleted in this session"))
                 continue
@@ -253,7 +246,7 @@ class Pop3Mailbox:
                 results.append(ItemResult(key, "failed", "not found: already deleted", error=gone))
                 continue
             self._run(lambda c, n=number: c.dele(n))  # type: ignore[misc]
-            self._pending_deletes.append(key.uidl or "")
+            self._pending_deletes.append(key.uidl)
             results.append(ItemResult(key, "done", "deleted when the session disconnects (POP3 commits on QUIT)"))
         return results
 
