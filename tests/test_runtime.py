@@ -143,3 +143,13 @@ def test_a_message_sent_before_a_drop_is_never_sent_again(server: MemoryServer) 
         assert len(server.sent) == 1
         postroom.send(session, to="someone@example.test", subject="next", body="y", sender="bot@example.test")
         assert len(server.sent) == 2 and session.reconnects == 1
+
+
+def test_a_bad_key_among_many_replies_sends_nothing(server: MemoryServer) -> None:
+    server.deliver(simple("question", sender="Customer <customer@example.test>"))
+    with Runtime() as runtime:
+        session = runtime.connect("bot", InMemory(server=server.name))
+        good = next(postroom.messages(session))
+        with pytest.raises(postroom.ConfigError, match="not a message key"):
+            postroom.reply(session, [good, "no such key"], "Answered.", sender="bot@example.test")
+        assert server.sent == []  # checked before the first reply went out

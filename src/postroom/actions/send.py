@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast, overload
 
-from postroom.actions._resolve import MessageRef, SessionRef, resolve
+from postroom.actions._resolve import MessageRef, SessionRef, keys_of, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
 from postroom.actions.loop import get_message
 from postroom.auth.base import Login
@@ -161,10 +161,10 @@ def _each(
 ) -> list[SendResult]:
     """``answer`` every message, carrying on past a failed one; one result per message, in order."""
     session = resolve(via)
+    items = list(messages)
     results = []
-    for item in messages:
+    for item, key in zip(items, keys_of(session, items), strict=True):  # every key checked before any is sent
         message = item if isinstance(item, Message) else None
-        key = message.key if message is not None else session.check_key(MessageKey.parse(item))  # type: ignore[arg-type]
         try:
             if message is None:
                 message = get_message(session, key)
