@@ -45,12 +45,14 @@ __all__ = [
     "ConnectionLostError",
     "ConsentRequiredError",
     "CredentialError",
+    "DeliveryUnknownError",
     "MailServerError",
     "MissingExtraError",
     "OAuthError",
     "PostroomError",
     "PostroomWarning",
     "ProtocolError",
+    "ServerBusyError",
     "ServerTimeoutError",
     "ServerUnreachableError",
     "SessionError",
@@ -168,6 +170,24 @@ class MailServerError(PostroomError):
 
 class ServerUnreachableError(MailServerError):
     """The server could not be reached: unknown host, refused, network down."""
+
+
+class ServerBusyError(MailServerError):
+    """The server refused for now, not for good: a POP3 ``[LOGIN-DELAY]``, ``[IN-USE]`` or ``[SYS/TEMP]``.
+
+    ``retry_after`` is the number of seconds to wait, when the server said."""
+
+    def __init__(self, problem: str, *, retry_after: float | None = None, **context: str | None) -> None:
+        super().__init__(problem, **context)
+        self.retry_after = retry_after
+
+
+class DeliveryUnknownError(MailServerError):
+    """The connection dropped after the message was handed over: it may have been delivered.
+
+    Do not send it again blindly: check the recipient's mailbox or the server's log first."""
+
+    exit_code = 9
 
 
 class ServerTimeoutError(MailServerError, TimeoutError):

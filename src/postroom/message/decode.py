@@ -36,21 +36,30 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# Text codecs that are not charsets mail is written in: they raise on ordinary bytes, or accept no "replace".
+_NOT_MAIL_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape", "charmap"})
+
+
 @functools.lru_cache(maxsize=256)
 def _lookup(charset: str) -> str | None:
+    """The codec for a charset name, or None for an unknown one and for codecs that are not text
+    encodings (``rot13``, ``zlib``, ``base64``, ...): mail names them, but they are no charset."""
     name = charset.strip().strip('"').lower()
     name = _CHARSET_ALIASES.get(name, name)
     try:
-        return codecs.lookup(name).name
-    except LookupError:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):  # ValueError: a NUL in the name
         return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_MAIL_CHARSETS:
+        return None
+    return info.name
 
 
 def _codec(charset: str | None, defects: list[str] | None) -> str:
     found = _lookup(charset or "utf-8")
     if found is None:
         if defects is not None:
-            defects.append(f"unknown charset {charset!r}; read as UTF-8")
+            defects.append(f"unknown charset {clean_control(str(charset))[:40]!r}; read as UTF-8")
         return "utf-8"
     return found
 
@@ -66,9 +75,14 @@ def decode_text(data: bytes, charset: str | None, defects: list[str] | None = No
                 return data.decode("utf-8")
             except UnicodeDecodeError:
                 pass
-        if defects is not None:
-            defects.append(f"text is not valid {codec}; undecodable bytes replaced")
+    except (UnicodeError, ValueError, TypeError):  # a codec that fails in its own way (utf-7 on odd input)
+        codec = "utf-8"
+    if defects is not None:
+        defects.append(f"text is not valid {codec}; undecodable bytes replaced")
+    try:
         return data.decode(codec, "replace")
+    except (UnicodeError, ValueError, TypeError):
+        return data.decode("utf-8", "replace")
 
 
 def decode_words(value: str, defects: list[str] | None = None) -> str:
@@ -126,7 +140,7 @@ def parse_addresses(values: list[str], defects: list[str] | None = None) -> list
         else:
             try:
                 parsed = email.utils.getaddresses([value])
-            except (ValueError, IndexError):
+            except (ValueError, IndexError, RecursionError):  # RecursionError: thousands of nested comments
                 parsed = []
                 if defects is not None:
                     defects.append("unparseable address header")

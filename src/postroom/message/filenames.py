@@ -49,6 +49,8 @@ def reserve_path(folder: Path, name: str, *, overwrite: bool) -> Path:
     suffix = f".{extension}" if extension else ""
     for counter in range(1, 10_000):
         candidate = folder / (name if counter == 1 else f"{stem} ({counter}){suffix}")
+        if not overwrite and os.path.lexists(candidate):
+            continue  # taken: the cheap check first (a hostile message may hold hundreds of one name)
         if candidate.resolve().parent != folder:  # defence in depth: never outside the folder
             raise ValueError(f"refusing to write outside {folder}")
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0) | (os.O_TRUNC if overwrite else os.O_EXCL)

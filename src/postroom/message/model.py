@@ -242,7 +242,13 @@ class Message:
     def structure(self) -> MimePart:
         if self.summary.structure is not None:
             return self.summary.structure
-        return structure_of(parse_raw(self.raw(), self.defects), "", self.defects)
+        source = self._source
+        parsed = (
+            source.parsed(self.key, self.defects)
+            if isinstance(source, RawSource)
+            else parse_raw(self.raw(), self.defects)
+        )
+        return structure_of(parsed, "", self.defects)
 
     def _part_text(self, part: MimePart | None) -> str | None:
         if part is None:

@@ -74,10 +74,11 @@ class RawSource:
     def header_block(self, key: MessageKey) -> bytes:
         return header_block_of(self._lookup(key))
 
-    def parsed(self, key: MessageKey) -> email.message.Message:
-        """The message parsed by the stdlib; the last one is kept (a loop reads one message at a time)."""
+    def parsed(self, key: MessageKey, defects: list[str] | None = None) -> email.message.Message:
+        """The message parsed by the stdlib (its defects to ``defects`` when parsed now); the last one
+        is kept (a loop reads one message at a time)."""
         if self._parsed is None or self._parsed[0] != key:
-            self._parsed = (key, parse_raw(self._lookup(key)))
+            self._parsed = (key, parse_raw(self._lookup(key), defects))
         return self._parsed[1]
 
     def structure(self, key: MessageKey) -> MimePart:

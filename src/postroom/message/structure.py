@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from postroom.message.cached import cached
-from postroom.message.decode import decode_body, decode_words
+from postroom.message.decode import decode_body, decode_text, decode_words
 from postroom.message.headers import header_length
 
 __all__ = [
@@ -175,28 +175,39 @@ def decode_params(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 def _percent_decode(value: str, charset: str) -> str:
     from urllib.parse import unquote_to_bytes
 
-    data = unquote_to_bytes(value)
-    try:
-        return data.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        return data.decode("utf-8", "replace")
+    return decode_text(unquote_to_bytes(value), charset)
+
+
+# A parameter: name, then a quoted or a bare value (what the stdlib's own splitter reads, without its failures).
+_PARAM = re.compile(r';\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)')
 
 
 def header_params(message: email.message.Message, header: str) -> list[tuple[str, str]]:
-    """A header's parameters as text; the stdlib already joined RFC 2231 continuations."""
+    """A header's parameters as text; the stdlib already joined RFC 2231 continuations. Parameters the
+    stdlib fails on (``name*0=a; name*=b``, a NUL in a charset) are read plainly instead, and joined by
+    :func:`decode_params`."""
     try:
         raw = message.get_params(failobj=[], header=header, unquote=True) or []
-    except (ValueError, IndexError, LookupError):
-        return []
-    pairs = []
-    for name, value in raw[1:]:
-        if isinstance(value, tuple):
-            try:
+        pairs = []
+        for name, value in raw[1:]:
+            if isinstance(value, tuple):
                 value = email.utils.collapse_rfc2231_value(value)
-            except (LookupError, UnicodeError):
-                value = str(value[2])
-        pairs.append((name, str(value)))
-    return pairs
+            pairs.append((name, str(value)))
+        return pairs
+    except Exception:  # the stdlib's parameter code raises a dozen kinds on hostile input
+        text = header_text(message, header) or ""
+        return [(name, email.utils.unquote(value.strip())) for name, value in _PARAM.findall(text)]
+
+
+def header_text(message: email.message.Message, name: str) -> str | None:
+    """A header of a parsed message as text: an 8-bit value comes back from the stdlib as a ``Header``."""
+    value = message.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:  # a Header with an unusable charset
+        return None
 
 
 def cut_off_part(section: str, defects: list[str] | None) -> MimePart:
@@ -241,9 +252,15 @@ def parse_raw(raw: bytes, defects: list[str] | None = None) -> email.message.Mes
     try:
         return email.message_from_bytes(raw, policy=email.policy.compat32)
     except RecursionError:
-        if defects is not None:
-            defects.append("MIME parts nested too deeply to parse; the body is kept whole")
+        problem = "MIME parts nested too deeply to parse"
+    except Exception as error:  # the stdlib parser on hostile input; the headers still count
+        problem = f"the MIME structure cannot be parsed ({type(error).__name__})"
+    if defects is not None:
+        defects.append(f"{problem}; the body is kept whole")
+    try:
         return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
+    except Exception:
+        return email.message.Message()
 
 
 def structure_of(
@@ -281,9 +298,9 @@ def structure_of(
         params=params,
         disposition=disposition,
         disposition_params=disposition_params,
-        encoding=(message.get("Content-Transfer-Encoding") or "7bit").strip().lower(),
+        encoding=(header_text(message, "Content-Transfer-Encoding") or "7bit").strip().lower(),
         size=0,
-        content_id=(message.get("Content-ID") or None),
+        content_id=(header_text(message, "Content-ID") or None),
         children=children,
     )
 
@@ -322,16 +339,81 @@ def content_of(message: email.message.Message, part: MimePart) -> bytes:
     found = part_by_section(message, part.section)
     if found is None:
         return b""
-    payload = found.get_payload(decode=False)
-    if isinstance(payload, list):  # an attached message
-        inner = payload[0] if payload else None
-        return inner.as_bytes() if part.is_message and isinstance(inner, email.message.Message) else b""
+    if found.is_multipart():  # an attached message (or a multipart asked for as a leaf)
+        payload = found.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        return message_bytes(inner) if part.is_message and isinstance(inner, email.message.Message) else b""
     if part.encoding not in _ASCII_ENCODINGS:
-        raw = found.get_payload(decode=True)  # the bytes as sent (decode=False would decode 8-bit text)
-        return bytes(raw) if isinstance(raw, bytes | bytearray) else b""
+        return _decoded_payload(found)  # the bytes as sent (decode=False would decode 8-bit text)
     try:  # encoded ASCII, decoded here as on IMAP (the same result for broken base64 on every protocol)
-        data = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else bytes(payload)
-    except UnicodeEncodeError:  # 8-bit bytes where only ASCII belongs, which the stdlib decoded by the charset
-        decoded = found.get_payload(decode=True)
-        return bytes(decoded) if isinstance(decoded, bytes | bytearray) else b""
+        text = found.get_payload(decode=False)
+        if not isinstance(text, str):
+            return _decoded_payload(found)
+        data = text.encode("ascii", "surrogateescape")
+    except Exception:  # 8-bit bytes where only ASCII belongs, decoded by a charset that fails
+        return _decoded_payload(found)
     return decode_body(data, part.encoding)
+
+
+def _decoded_payload(part: email.message.Message) -> bytes:
+    try:
+        raw = part.get_payload(decode=True)
+    except Exception:  # the stdlib's uu and charset code on hostile input
+        return b""
+    return bytes(raw) if isinstance(raw, bytes | bytearray) else b""
+
+
+def message_bytes(message: email.message.Message, memo: dict[int, bytes] | None = None) -> bytes:
+    """A parsed message as bytes again; by a plain walk where the stdlib's generator fails (nesting deeper
+    than its recursion, a header it cannot fold, a charset it cannot encode). With ``memo`` (for many
+    messages nested in one another) it is always the plain walk, which builds each level once."""
+    if memo is None:
+        try:
+            return message.as_bytes()
+        except Exception:  # RecursionError, UnicodeError, HeaderParseError, ...
+            memo = {}
+    return _plain_bytes(message, memo)
+
+
+def _plain_bytes(root: email.message.Message, memo: dict[int, bytes]) -> bytes:
+    """Headers as parsed, then the body: a leaf's as sent, a multipart's parts between its boundaries.
+    Built bottom-up with a stack, not recursion (the message may nest thousands deep)."""
+    work: list[tuple[email.message.Message, bool]] = [(root, False)]
+    while work:
+        item, children_done = work.pop()
+        if id(item) in memo:
+            continue
+        children = (
+            [child for child in item.get_payload() if isinstance(child, email.message.Message)]
+            if item.is_multipart()
+            else []
+        )
+        if not children_done and children:
+            work.append((item, True))
+            work.extend((child, False) for child in children)
+            continue
+        head = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape") for name, value in item.raw_items())
+        memo[id(item)] = head + b"\r\n" + _body_bytes(item, [memo[id(child)] for child in children])
+    return memo[id(root)]
+
+
+def _body_bytes(item: email.message.Message, children: list[bytes]) -> bytes:
+    if not item.is_multipart():
+        return _leaf_bytes(item)
+    boundary = dict(header_params(item, "content-type")).get("boundary")
+    if boundary is None or not item.get_content_type().startswith("multipart/"):
+        return b"".join(children)  # an attached message: its one part, as it is
+    delimiter = f"--{boundary}".encode("utf-8", "surrogateescape")
+    preamble = (item.preamble or "").encode("utf-8", "surrogateescape")
+    body = preamble + b"".join(delimiter + b"\r\n" + child + b"\r\n" for child in children)
+    return body + delimiter + b"--\r\n" + (item.epilogue or "").encode("utf-8", "surrogateescape")
+
+
+def _leaf_bytes(part: email.message.Message) -> bytes:
+    try:
+        text = part.get_payload(decode=False)
+    except Exception:
+        return _decoded_payload(part)
+    if isinstance(text, str):
+        return text.encode("utf-8", "surrogateescape")
+    return bytes(text) if isinstance(text, bytes | bytearray) else b""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import imaplib
 import poplib
+import re
 import smtplib
 import socket
 import ssl
@@ -29,6 +30,7 @@ from postroom.errors import (
     MailServerError,
     PostroomError,
     ProtocolError,
+    ServerBusyError,
     ServerTimeoutError,
     ServerUnreachableError,
     StartTLSError,
@@ -149,6 +151,10 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
             return ConnectionLostError(
                 f"the server closed the connection ({text})", hint="postroom reconnects once on next use"
             )
+        if protocol == "pop3" and stage in {"login", "command"}:
+            coded = _pop3_response_code(text, where, getattr(exc, "login_delay", None))
+            if coded is not None:
+                return coded
         if stage == "login":
             return AuthenticationError(
                 f"login refused: {text}",
@@ -175,6 +181,44 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
             )
         detail = exc.strerror or str(exc) or type(exc).__name__
         return ServerUnreachableError(f"network error: {detail}", hint="check the network path to the server")
+    return None
+
+
+_POP3_CODE = re.compile(r"^-ERR \[([A-Z0-9/-]+)\]", re.IGNORECASE)
+
+
+def _pop3_response_code(text: str, where: StageTracker, delay: int | None) -> MailServerError | None:
+    """The error for a POP3 ``-ERR [CODE]`` reply (RFC 2449 §8, RFC 3206), or None for an uncoded one."""
+    match = _POP3_CODE.match(text)
+    code = match.group(1).upper() if match else None
+    if code == "LOGIN-DELAY":
+        when = f"wait {delay} s" if delay else "wait (the server did not say how long)"
+        return ServerBusyError(
+            f"the server allows logins only so often: {text}",
+            hint=f"{when}, then connect again; another client may be polling this mailbox too",
+            retry_after=delay,
+        )
+    if code == "IN-USE":
+        return ServerBusyError(
+            f"the mailbox is in use by another POP3 session: {text}",
+            hint="POP3 locks the mailbox: close the other client (or wait for it to end), then connect again",
+        )
+    if code == "SYS/TEMP":
+        return ServerBusyError(f"the server has a temporary problem: {text}", hint="try again in a few minutes")
+    if code == "SYS/PERM":
+        return MailServerError(
+            f"the server has a lasting problem with this mailbox: {text}",
+            hint="retrying will not help: ask the mail server's administrator",
+        )
+    if code == "AUTH":
+        plaintext = where.security == "none"
+        return AuthenticationError(
+            f"login refused: {text}",
+            hint="the server accepts no password on an unencrypted connection: use security='ssl' (port 995) "
+            "or 'starttls'"
+            if plaintext
+            else "check the username and password and where they come from (vault entry or variable)",
+        )
     return None
 
 

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable
 from typing import TypeVar, cast
 
-from postroom.auth.base import Login, TokenLogin
+from postroom.auth.base import Login, PasswordLogin, TokenLogin
 from postroom.config import EmailServer
 from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
@@ -60,6 +60,35 @@ class _Client(poplib.POP3):
     def read_reply(self) -> bytes:
         reply: bytes = self._getresp()  # type: ignore[attr-defined]
         return reply
+
+    def _getline(self) -> tuple[bytes, int]:
+        """One line of any length (poplib stops at 2,048 bytes, and a message may hold a 100 KB line).
+
+        A line cut off by the connection closing is a lost connection, never a shorter line."""
+        line: bytes = self.file.readline(MAX_LINE + 1)
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_LINE:
+                raise _OutOfStep(f"a reply line longer than {MAX_LINE >> 20} MiB")
+            raise EOFError("the connection closed in the middle of a reply" if line else "the connection closed")
+        if line.endswith(b"\r\n"):
+            return line[:-2], len(line)
+        return (line[1:-1] if line.startswith(b"\r") else line[:-1]), len(line)
+
+
+#: The longest line read before the connection counts as broken (memory stays bounded).
+MAX_LINE = 64 << 20
+
+
+class _OutOfStep(poplib.error_proto):
+    """A reply could not be read to its end: the connection can carry no further command."""
+
+
+def _in_step(error: BaseException) -> bool:
+    """Whether the connection is still in step after ``error``: only a complete ``-ERR`` line leaves it so."""
+    if not isinstance(error, poplib.error_proto) or isinstance(error, _OutOfStep):
+        return False
+    reply = error.args[0] if error.args else b""
+    return isinstance(reply, bytes) and reply.startswith(b"-ERR") and not reply.startswith(b"-ERR EOF")
 
 
 def _unsupported(what: str) -> UnsupportedError:
@@ -109,8 +138,7 @@ class Pop3Mailbox:
                 if isinstance(self._login, TokenLogin):
                     _authenticate_oauth(client, self._login, config)
                 else:
-                    client.user(self._login.username.reveal())
-                    client.pass_(self._login.password.reveal())
+                    _user_pass(client, self._login)
                 where.stage = "command"
             except BaseException:
                 _drop(client)
@@ -142,7 +170,13 @@ class Pop3Mailbox:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
         try:
             with mapped_errors(self._where, "pop3"):
-                return action(client)
+                try:
+                    return action(client)
+                except BaseException as error:
+                    if not _in_step(error):  # never send a command after a reply not read to its end
+                        self._client = None
+                        _drop(client)
+                    raise
         except ConnectionLostError:
             self._client = None
             _drop(client)
@@ -277,6 +311,22 @@ def _authenticate_oauth(client: _Client, login: TokenLogin, config: EmailServer)
 
     assert config.host is not None and config.port is not None
     oauth_login(login, mechanism, attempt, host=config.host, port=config.port)
+
+
+def _user_pass(client: _Client, login: PasswordLogin) -> None:
+    """USER and PASS. A refusal with ``[LOGIN-DELAY]`` learns the delay from CAPA (RFC 2449), so the
+    error can say when to try again."""
+    try:
+        client.user(login.username.reveal())
+        client.pass_(login.password.reveal())
+    except poplib.error_proto as refused:
+        reply = refused.args[0] if refused.args else b""
+        if isinstance(reply, bytes) and b"[LOGIN-DELAY]" in reply.upper():
+            with contextlib.suppress(Exception):
+                delay = _capa(client).get("LOGIN-DELAY", [])
+                if delay and delay[0].isdigit():
+                    refused.login_delay = int(delay[0])  # type: ignore[attr-defined]
+        raise
 
 
 def _capa(client: poplib.POP3) -> dict[str, list[str]]:
