@@ -16,7 +16,7 @@ from postroom.auth.base import Login
 from postroom.config import EmailServer
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault, ResolveContext
-from postroom.errors import ConfigError, ConnectionLostError, MailServerError, PostroomError
+from postroom.errors import ConfigError, ConnectionLostError, DeliveryUnknownError, MailServerError, PostroomError
 from postroom.logs import get_logger
 from postroom.message.keys import MessageKey
 from postroom.message.model import Address, Message
@@ -100,7 +100,7 @@ def _submit(draft: Draft, session: Session, save_to_sent: bool | str) -> SendRec
             lambda mailbox: cast(SubmitsMail, mailbox).submit(raw, save_copy=bool(save_to_sent)), kind="submit"
         )
     except ConnectionLostError as lost:
-        raise MailServerError(
+        raise DeliveryUnknownError(
             f"the connection dropped while sending {draft.message['Message-ID']}; it may have been sent",
             hint="look for that Message-ID in Sent Items before sending again",
         ) from lost

@@ -135,7 +135,9 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
         return error_type(
             f"TLS handshake failed: {reason}", hint="check the security setting and the server's TLS setup"
         )
-    if isinstance(exc, imaplib.IMAP4.abort | EOFError | ConnectionResetError | BrokenPipeError):
+    if isinstance(
+        exc, imaplib.IMAP4.abort | EOFError | ConnectionResetError | BrokenPipeError | smtplib.SMTPServerDisconnected
+    ):
         if stage in {"connect", "tls", "greeting"}:
             return ServerUnreachableError(
                 f"the server closed the connection before greeting ({server_text(exc) or type(exc).__name__})",

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 
 from postroom.auth.base import Login, TokenLogin
 from postroom.config.smtp_server import SmtpServer
-from postroom.errors import AuthenticationError, ProtocolError, StartTLSError
+from postroom.errors import AuthenticationError, DeliveryUnknownError, ProtocolError, StartTLSError
 from postroom.logs import get_logger
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
@@ -42,6 +42,15 @@ class _Client(smtplib.SMTP):
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return open_socket(self._where, self._implicit_tls)
+
+    #: Whether the message's last line (``<CRLF>.<CRLF>``) went out: from then on a lost reply leaves
+    #: delivery unknown (RFC 5321 §4.1.1.4: the server may have taken the message).
+    handed_over = False
+
+    def send(self, s: bytes | str) -> None:
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.handed_over = True
 
 
 def _authenticate(client: smtplib.SMTP, login: Login, server: SmtpServer) -> None:
@@ -127,6 +136,15 @@ def send_message(
                 ) from None
             except smtplib.SMTPDataError as exc:
                 raise ProtocolError(f"the message was refused: {server_text(exc.smtp_error)}") from None
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:  # OSError: resets and timeouts
+                if not client.handed_over:
+                    raise  # nothing was handed over: not delivered, safe to send again
+                raise DeliveryUnknownError(
+                    f"the connection dropped after {message.get('Message-ID', 'the message')} was handed to the "
+                    f"server, before it confirmed ({type(exc).__name__}): it may have been delivered",
+                    hint="do not send it again blindly: look for that Message-ID with the recipients or in the "
+                    "server's log first",
+                ) from exc
         finally:
             try:
                 client.quit()

@@ -1,0 +1,194 @@
+"""A TLS proxy that cuts connections: the hostile network, on loopback.
+
+It terminates the client's TLS with the test CA's certificate (so it sees the
+protocol in plain text), opens its own TLS connection to the real server, and
+relays both ways until a rule cuts the connection:
+
+- every ``N`` bytes from the server (``N`` drawn per connection from a range):
+  a network that drops every few hundred KB;
+- when the client sends a line that matches a pattern: ``before`` the server
+  sees it (the command never ran), or ``after`` (the server ran it, and its reply
+  never reaches the client).
+
+A cut closes both sides at once, as a reset router does. Counts of what was cut
+are kept so a test can check how often it happened.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["CutRule", "CuttingProxy", "cutting_proxy"]
+
+
+@dataclass
+class CutRule:
+    """Cut when the client sends a line matching ``pattern``, ``before`` or ``after`` the server gets it;
+    ``times`` cuts at most (one per connection)."""
+
+    pattern: bytes
+    when: Literal["before", "after"] = "after"
+    times: int = 1
+
+
+@dataclass
+class CuttingProxy:
+    port: int
+    #: Server bytes between cuts, drawn per connection; None relays without byte cuts.
+    every: tuple[int, int] | None = None
+    rules: list[CutRule] = field(default_factory=list)
+    cuts: int = 0
+    connections: int = 0
+    seed: int = 1
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _random: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    def budget(self) -> int | None:
+        with self._lock:
+            self.connections += 1
+            return self._random.randint(*self.every) if self.every else None
+
+    def rule_for(self, data: bytes) -> CutRule | None:
+        with self._lock:
+            for rule in self.rules:
+                if rule.times > 0 and re.search(rule.pattern, data, re.MULTILINE):
+                    rule.times -= 1
+                    return rule
+        return None
+
+    def count_cut(self) -> None:
+        with self._lock:
+            self.cuts += 1
+
+
+class _Link:
+    """One client connection and its upstream twin; a cut closes both."""
+
+    def __init__(self, proxy: CuttingProxy, client: ssl.SSLSocket, upstream: ssl.SSLSocket) -> None:
+        self.proxy = proxy
+        self.client = client
+        self.upstream = upstream
+        self.budget = proxy.budget()
+        self.cut_on_reply = False
+        self.closed = threading.Event()
+
+    def cut(self) -> None:
+        if not self.closed.is_set():
+            self.proxy.count_cut()
+        self.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        for sock in (self.client, self.upstream):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def from_client(self) -> None:
+        pending = b""
+        try:
+            while not self.closed.is_set():
+                data = self.client.recv(65536)
+                if not data:
+                    break
+                pending = (pending + data)[-4096:]  # a pattern may span two reads
+                rule = self.proxy.rule_for(pending) if self.proxy.rules else None
+                if rule is not None:
+                    pending = b""
+                    if rule.when == "before":
+                        self.cut()
+                        return
+                    self.cut_on_reply = True
+                self.upstream.sendall(data)
+        except OSError:
+            pass
+        self.close()
+
+    def from_server(self) -> None:
+        try:
+            while not self.closed.is_set():
+                data = self.upstream.recv(65536)
+                if not data:
+                    break
+                if self.cut_on_reply:
+                    self.cut()
+                    return
+                if self.budget is not None:
+                    if len(data) >= self.budget:
+                        self.client.sendall(data[: self.budget])
+                        self.cut()
+                        return
+                    self.budget -= len(data)
+                self.client.sendall(data)
+        except OSError:
+            pass
+        self.close()
+
+
+@contextmanager
+def cutting_proxy(
+    upstream_port: int,
+    cert_file: Path,
+    key_file: Path,
+    ca_file: Path,
+    *,
+    every: tuple[int, int] | None = None,
+    rules: list[CutRule] | None = None,
+    seed: int = 1,
+) -> Iterator[CuttingProxy]:
+    """A proxy on a free loopback port in front of the TLS server on ``upstream_port``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    proxy = CuttingProxy(port=listener.getsockname()[1], every=every, rules=list(rules or []), seed=seed)
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(cert_file, key_file)
+    connecting = ssl.create_default_context(cafile=str(ca_file))
+    stop = threading.Event()
+    links: list[_Link] = []
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=start_link, args=(raw,), daemon=True).start()
+
+    def start_link(raw: socket.socket) -> None:
+        try:
+            client = serving.wrap_socket(raw, server_side=True)
+            upstream = connecting.wrap_socket(
+                socket.create_connection(("127.0.0.1", upstream_port)), server_hostname="localhost"
+            )
+        except OSError:
+            raw.close()
+            return
+        link = _Link(proxy, client, upstream)
+        links.append(link)
+        threading.Thread(target=link.from_client, daemon=True).start()
+        threading.Thread(target=link.from_server, daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        listener.close()
+        for link in links:
+            link.close()
