@@ -7,6 +7,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 from postroom.auth.base import Login, TokenLogin
 from postroom.config.smtp_server import SmtpServer
@@ -16,6 +17,9 @@ from postroom.transports.errors import StageTracker, mapped_errors, server_text,
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context
+
+if TYPE_CHECKING:  # collections.abc.Buffer from Python 3.12
+    from typing_extensions import Buffer
 
 __all__ = ["SendReceipt", "send_message"]
 
@@ -47,7 +51,7 @@ class _Client(smtplib.SMTP):
     #: delivery unknown (RFC 5321 §4.1.1.4: the server may have taken the message).
     handed_over = False
 
-    def send(self, s: bytes | str) -> None:
+    def send(self, s: Buffer | str) -> None:
         super().send(s)
         if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
             self.handed_over = True
