@@ -22,7 +22,7 @@ _DOMAINS = ["example.com", "acme.test", "globex.test", "initech.test"]
 
 
 def _text(rng: random.Random, size: int) -> str:
-    words = []
+    words: list[str] = []
     while sum(len(w) + 1 for w in words) < size:
         words.append(rng.choice(_WORDS))
         if rng.random() < 0.1:

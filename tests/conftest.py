@@ -68,6 +68,15 @@ def dovecot_without_move() -> Iterator[Dovecot]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def dovecot_with_dots(dovecot: Dovecot) -> Iterator[Dovecot]:
+    """A Dovecot whose hierarchy separator is ``.`` (``INBOX.Projects.Alpha``), as many servers have
+    (with the shared one's certificate, so the suite's SMTP server and it share a CA)."""
+    server = Dovecot.start(separator=".", certs=dovecot.certs)
+    yield server
+    server.stop()
+
+
 PORT_NAMES = {
     ("imap", "ssl"): "imaps",
     ("imap", "starttls"): "imap",

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import pytest
+from bench.mailbox import generate
 
 import postroom
 from postroom import ConnectionLostError, DeliveryUnknownError, SmtpServer, Variable
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, server_config
 from tests.servers.cutting_proxy import CutRule, CuttingProxy, cutting_proxy
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import SmtpServerUnderTest
@@ -69,3 +71,63 @@ def test_a_cut_around_data_says_whether_the_mail_may_have_gone(
         assert isinstance(raised.value, ConnectionLostError)
         assert not isinstance(raised.value, DeliveryUnknownError)
         assert delivered(smtp, subject) == 0
+
+
+def imap_through(dovecot: Dovecot, proxy: CuttingProxy, user: str, name: str = "cut") -> postroom.Session:
+    variables = {"MAILBOX_USER": user, "MAILBOX_PASSWORD": PASSWORD}
+    fast = postroom.ReconnectPolicy(attempts=5, backoff=0.05, max_backoff=0.2)
+    return postroom.connect(name, server_config(dovecot, port=proxy.port), variables=variables, reconnect=fast)
+
+
+def direct(dovecot: Dovecot, user: str) -> postroom.Session:
+    """An uncut connection, to check what the server really holds."""
+    variables = {"MAILBOX_USER": user, "MAILBOX_PASSWORD": PASSWORD}
+    return postroom.connect("check", server_config(dovecot), variables=variables, replace=True)
+
+
+def test_a_loop_through_a_connection_cut_every_few_hundred_kb_yields_each_message_once(
+    dovecot: Dovecot, mailbox_user: str
+) -> None:
+    """The bench's mix (10% with a 50-300 KB attachment): bodies, bulk, and chunk replies larger than a cut."""
+    count = 1500
+    dovecot.deliver_many(mailbox_user, generate(count, seed=7))
+    with proxy_to(dovecot, dovecot.ports["imaps"], every=(100_000, 400_000)) as proxy:
+        session = imap_through(dovecot, proxy, mailbox_user)
+        seen: list[str] = []
+        for message in postroom.messages(session, order="oldest"):
+            message.text  # noqa: B018 - reading the body is the point: bulk bodies come through the cuts too
+            seen.append(str(message.key))
+        reconnects = session.reconnects
+    assert len(seen) == count
+    assert len(set(seen)) == count  # none twice
+    assert proxy.cuts >= 10 and reconnects == proxy.cuts  # it really was cut, and every cut was survived
+
+
+def test_a_drop_the_policy_cannot_ride_out_says_how_often_it_tried(dovecot: Dovecot, mailbox_user: str) -> None:
+    dovecot.deliver_many(mailbox_user, generate(300, seed=3))
+    with proxy_to(dovecot, dovecot.ports["imaps"], rules=[CutRule(rb"UID FETCH", "after", times=100)]) as proxy:
+        session = imap_through(dovecot, proxy, mailbox_user)
+        with pytest.raises(ConnectionLostError) as raised:
+            list(postroom.messages(session))
+    assert "5 reconnect(s) in a row did not hold" in str(raised.value)
+    assert "nothing was changed" in str(raised.value)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_moves_cut_before_and_after_the_server_acts_report_what_the_server_did(
+    dovecot: Dovecot, mailbox_user: str, when: Literal["before", "after"]
+) -> None:
+    dovecot.deliver_many(mailbox_user, generate(12, seed=5))
+    postroom.create_folder(direct(dovecot, mailbox_user), "Done")
+    rule = CutRule(rb"UID MOVE", when, times=6, spacing=2)  # every other move is cut once
+    with proxy_to(dovecot, dovecot.ports["imaps"], rules=[rule]) as proxy:
+        session = imap_through(dovecot, proxy, mailbox_user)
+        results = [postroom.move(session, message, "Done")[0] for message in list(postroom.messages(session))]
+    assert proxy.cuts == 6
+    assert [r.status for r in results].count("failed") == 0
+    if when == "after":  # the server moved them before the cut: reported as already done, with the new key
+        assert [r.status for r in results].count("already_done") == 6
+        assert all(r.new_key is not None for r in results)
+    check = direct(dovecot, mailbox_user)
+    assert len(list(postroom.messages(check, "Done"))) == 12  # every one moved, none twice
+    assert list(postroom.messages(check)) == []

@@ -304,3 +304,24 @@ def test_reading_bodies_fetches_a_whole_chunk_at_once(dovecot: Dovecot, mailbox_
     assert texts == [f"body {n}\n" for n in range(30)]
     body_fetches = [c for c in sent if "BODY.PEEK[1]" in c or "BODY.PEEK[]" in c]
     assert len(body_fetches) == 1, body_fetches
+
+
+@pytest.mark.parametrize(
+    ("wanted", "found"),
+    [
+        ("GRÜSSE", {"Grüße aus Berlin", "GRÜSSE AUS KÖLN"}),
+        ("strasse", {"Hauptstraße 1", "HAUPTSTRASSE 2"}),
+        ("finance", {"\ufb01nance report"}),  # the fi ligature
+        ("σοφος", {"ΣΟΦΟΣ", "σοφος"}),  # final sigma
+        ("invoice", {"Invoice 7"}),
+    ],
+)
+def test_the_server_narrows_to_a_superset_of_what_case_folding_matches(
+    dovecot: Dovecot, mailbox_user: str, imap: Session, wanted: str, found: set[str]
+) -> None:
+    """IMAP SEARCH folds case letter by letter; postroom's rule folds fully (ß is ss). The server must
+    never drop a message the rule accepts."""
+    subjects_in = ["Grüße aus Berlin", "GRÜSSE AUS KÖLN", "Hauptstraße 1", "HAUPTSTRASSE 2", "\ufb01nance report"]
+    for subject in [*subjects_in, "ΣΟΦΟΣ", "σοφος", "Invoice 7", "unrelated"]:
+        dovecot.deliver(mailbox_user, simple(subject))
+    assert set(subjects(imap, subject=wanted)) == found

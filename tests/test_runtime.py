@@ -133,7 +133,7 @@ def test_a_message_sent_before_a_drop_is_never_sent_again(server: MemoryServer) 
     the message may have gone out, and the server holds it once."""
     from postroom.session.retry import RETRY_POLICIES
 
-    assert RETRY_POLICIES["submit"].retries == 0 and RETRY_POLICIES["move"].retries == 1
+    assert RETRY_POLICIES["submit"].repeat is False and RETRY_POLICIES["move"].repeat
     with Runtime() as runtime:
         session = runtime.connect("bot", InMemory(server=server.name))
         session.call(lambda mailbox: setattr(mailbox, "drop_after", "submit"))

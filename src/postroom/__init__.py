@@ -75,7 +75,16 @@ from postroom.filters import MessageFilter
 from postroom.logs import RedactingFilter, get_logger
 from postroom.message.keys import MessageKey
 from postroom.message.model import PROPERTY_KEYS, Address, Message
-from postroom.session import Runtime, Session, connect, disconnect, disconnect_all, get_session, open_sessions
+from postroom.session import (
+    ReconnectPolicy,
+    Runtime,
+    Session,
+    connect,
+    disconnect,
+    disconnect_all,
+    get_session,
+    open_sessions,
+)
 from postroom.transports import Folder, ItemResult, ItemStatus, ServerReport
 
 __version__ = "0.1.0"
@@ -120,6 +129,7 @@ __all__ = [
     "PostroomError",
     "PostroomWarning",
     "ProtocolError",
+    "ReconnectPolicy",
     "RedactingFilter",
     "Runtime",
     "SavedFile",

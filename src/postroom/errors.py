@@ -232,7 +232,12 @@ class AuthenticationError(MailServerError):
 
 
 class ConnectionLostError(MailServerError):
-    """An established connection was dropped by the server or the network."""
+    """An established connection was dropped by the server or the network.
+
+    ``progress`` is True when the interrupted operation kept what it had done before the drop
+    (a loop keeps the messages it had read), so repeating it goes further than the last try."""
+
+    progress = False
 
 
 class ProtocolError(MailServerError):

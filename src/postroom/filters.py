@@ -9,13 +9,14 @@ exactly, on headers only, so every transport returns the same messages.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from postroom.errors import ConfigError
 
-__all__ = ["MessageFilter", "Order", "Status"]
+__all__ = ["MessageFilter", "Order", "Status", "server_term"]
 
 Status = Literal["all", "read", "unread"]
 Order = Literal["newest", "oldest"]
@@ -142,3 +143,51 @@ class MessageFilter:
         if since is not None and received < since:
             return False
         return not (before is not None and received >= before)
+
+
+@functools.cache
+def _expansions() -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
+    """What full case folding does that a server's simple case mapping does not: the many-character
+    folds (``ß`` → ``ss``, ``ﬁ`` → ``fi``, ``İ`` → ``i̇``) and the odd ones (``ς`` → ``σ``). Returns the
+    characters that may end, begin or sit inside such a fold, its adjacent pairs, and odd characters."""
+    tails: set[str] = set()
+    heads: set[str] = set()
+    pairs: set[str] = set()
+    odd: set[str] = set()
+    for code in range(0x20000):  # nothing above folds (checked for every code point)
+        char = chr(code)
+        folded = char.casefold()
+        if len(folded) > 1:
+            heads.update(folded[:-1])
+            tails.update(folded[1:])
+            pairs.update(folded[n : n + 2] for n in range(len(folded) - 1))
+        elif folded != char.lower():
+            odd.add(folded)
+    return frozenset(tails), frozenset(heads), frozenset(pairs), frozenset(odd - set("abcdefghijklmnopqrstuvwxyz"))
+
+
+def server_term(term: str, *, case_sensitive: bool = False) -> str | None:
+    """What a server's case-insensitive substring search may be asked for ``term`` so that it finds every
+    message the client's rule (case folding) accepts: ``term`` itself, or its longest safe piece, or None.
+
+    A server folds case character by character, so ``GRÜSSE`` does not find ``Grüße``, which full
+    case folding (``grüsse``) matches. Characters that may come from a many-character fold are left
+    out: at the edges, within a pair such as ``ss`` or ``fi``, and odd ones such as ``σ``.
+    """
+    if case_sensitive:
+        return term  # the exact text: a server that ignores case finds it too
+    tails, heads, pairs, odd = _expansions()
+    folded = term.casefold()
+    unsafe = [char in odd for char in folded]
+    for at in range(len(folded) - 1):
+        if folded[at : at + 2] in pairs:
+            unsafe[at] = unsafe[at + 1] = True
+    if folded and folded[0] in tails:
+        unsafe[0] = True
+    if folded and folded[-1] in heads:
+        unsafe[-1] = True
+    if not any(unsafe):
+        return term
+    runs = "".join("\0" if bad else char for char, bad in zip(folded, unsafe, strict=True)).split("\0")
+    best = max(runs, key=len)
+    return best if len(best.strip()) >= 3 else None

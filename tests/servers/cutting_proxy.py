@@ -32,12 +32,15 @@ __all__ = ["CutRule", "CuttingProxy", "cutting_proxy"]
 
 @dataclass
 class CutRule:
-    """Cut when the client sends a line matching ``pattern``, ``before`` or ``after`` the server gets it;
-    ``times`` cuts at most (one per connection)."""
+    """Cut when the client sends a line matching ``pattern``, ``before`` or ``after`` the server gets it:
+    at the first match, then at every ``spacing``-th one (2: every other, so a repeat gets through),
+    ``times`` cuts at most."""
 
     pattern: bytes
     when: Literal["before", "after"] = "after"
     times: int = 1
+    spacing: int = 1
+    matches: int = 0
 
 
 @dataclass
@@ -60,13 +63,17 @@ class CuttingProxy:
             self.connections += 1
             return self._random.randint(*self.every) if self.every else None
 
-    def rule_for(self, data: bytes) -> CutRule | None:
+    def rule_for(self, data: bytes) -> tuple[bool, CutRule | None]:
+        """Whether ``data`` matched a rule (the caller then forgets it), and the rule that cuts now."""
         with self._lock:
             for rule in self.rules:
                 if rule.times > 0 and re.search(rule.pattern, data, re.MULTILINE):
-                    rule.times -= 1
-                    return rule
-        return None
+                    rule.matches += 1
+                    if (rule.matches - 1) % rule.spacing == 0:
+                        rule.times -= 1
+                        return True, rule
+                    return True, None
+        return False, None
 
     def count_cut(self) -> None:
         with self._lock:
@@ -104,9 +111,10 @@ class _Link:
                 if not data:
                     break
                 pending = (pending + data)[-4096:]  # a pattern may span two reads
-                rule = self.proxy.rule_for(pending) if self.proxy.rules else None
+                matched, rule = self.proxy.rule_for(pending) if self.proxy.rules else (False, None)
+                if matched:
+                    pending = b""  # each command counts once
                 if rule is not None:
-                    pending = b""
                     if rule.when == "before":
                         self.cut()
                         return

@@ -65,6 +65,8 @@ class Dovecot:
     ports: dict[str, int] = field(default_factory=dict)
     certs: CertificateSet | None = None
     extra: str = ""
+    #: The hierarchy separator of the inbox namespace: ``/``, or ``.`` as many servers have.
+    separator: str = "/"
     #: RFC 7662 endpoint (with client credentials in the URL) for XOAUTH2/OAUTHBEARER logins.
     oauth_introspection_url: str | None = None
     _process: subprocess.Popen[bytes] | None = None
@@ -79,6 +81,8 @@ class Dovecot:
         users: dict[str, str] | None = None,
         extra_config: str = "",
         oauth_introspection_url: str | None = None,
+        separator: str = "/",
+        certs: CertificateSet | None = None,
     ) -> Dovecot:
         """Start an instance in a fresh temp folder (removed again by :meth:`stop`).
 
@@ -93,6 +97,8 @@ class Dovecot:
             users=users or {"bot@example.test": "s3cret-Pa55"},
             extra=extra_config,
             oauth_introspection_url=oauth_introspection_url,
+            separator=separator,
+            certs=certs,
         )
         try:
             instance._launch()
@@ -109,7 +115,7 @@ class Dovecot:
         internal_user, login_user, mail_user = self._accounts()
         entry = pwd.getpwnam(mail_user)
         self._uid, self._gid = entry.pw_uid, entry.pw_gid
-        if self.tls:
+        if self.tls and self.certs is None:  # given: another instance's, so one CA serves both
             self.certs = make_certificates(self.folder / "tls", ("localhost",))
         names = ["imap", "pop3", "lmtp"] + (["imaps", "pop3s"] if self.tls else [])
         self.ports = {name: free_port() for name in names}
@@ -182,7 +188,7 @@ mail_fsync = never
 pop3_uidl_format = %08Xu%08Xv
 namespace inbox {{
   inbox = yes
-  separator = /
+  separator = {self.separator}
 }}
 passdb {{
   driver = passwd-file

@@ -6,9 +6,11 @@ from typing import cast
 
 from postroom.actions._resolve import SessionRef, require, resolve
 from postroom.errors import ConfigError
+from postroom.logs import get_logger
+from postroom.session import Session
 from postroom.transports.contract import CreatesFolders, Folder, Folders
 
-__all__ = ["create_folder", "folders"]
+__all__ = ["create_folder", "folders", "sent_folder"]
 
 
 def folders(session: SessionRef, pattern: str = "*") -> list[Folder]:
@@ -30,3 +32,43 @@ def create_folder(session: SessionRef, name: str) -> Folder:
     resolved = resolve(session)
     require(resolved, CreatesFolders, "creating folders")
     return resolved.call(lambda mailbox: cast(CreatesFolders, mailbox).create_folder(name.strip("/ ")), kind="folder")
+
+
+_log = get_logger("postroom.folders")
+#: What clients call the Sent folder when the server flags none as \Sent (RFC 6154), at any level.
+SENT_NAMES = ("sent", "sent items", "sent messages", "sent mail", "gesendet", "gesendete elemente", "envoyés")
+
+
+def sent_folder(session: Session, wanted: str | bool) -> str:
+    r"""The folder a sent message's copy goes to, found (or made) *before* the message is sent.
+
+    ``True``: the folder the server flags ``\Sent``, else one with a usual Sent name at any level
+    (``INBOX/Sent`` on a server with ``.`` between levels), else a new ``Sent``. A name: that
+    folder, which must exist (a typo must not become a new folder).
+    """
+    if not session.can(Folders):
+        return wanted if isinstance(wanted, str) else "Sent"
+    found = session.call(lambda mailbox: cast(Folders, mailbox).folders())
+    if isinstance(wanted, str):
+        path = "/".join(level for level in wanted.split("/") if level.strip()).casefold()
+        for folder in found:
+            if folder.name.casefold() == path:
+                return folder.name
+        shown = ", ".join(f.name for f in found[:20])
+        raise ConfigError("save_to_sent", f"there is no folder {wanted!r}", hint=f"nothing was sent; folders: {shown}")
+    for folder in found:
+        if "\\SENT" in folder.flags:
+            return folder.name
+    named = [
+        f.name for f in found if f.name.rpartition("/")[2].casefold() in SENT_NAMES and "\\NOSELECT" not in f.flags
+    ]
+    if named:
+        return min(named, key=lambda name: (name.count("/"), SENT_NAMES.index(name.rpartition("/")[2].casefold())))
+    if not session.can(CreatesFolders):
+        raise ConfigError("save_to_sent", "the server has no Sent folder", hint="nothing was sent; name a folder")
+    _log.info("session %r has no Sent folder; creating 'Sent' for the copies", session.name)
+    return session.call(lambda mailbox: cast(CreatesFolders, mailbox).create_folder("Sent"), kind="folder").name
+
+
+def _last_level(name: str) -> str:
+    return name.rpartition("/")[2].casefold()

@@ -60,6 +60,7 @@ class MessageLoop(Iterator[Message]):
         self.scanned = 0
         #: Whether the next chunk's summaries are sent for while this one is processed (see ``_summaries``).
         self._fetch_ahead = session.can(FetchesAhead)
+        self._reconnects_when_sent = 0  # a request sent ahead and lost to a reconnect is no reason to stop
         self._iterator = self._iterate(body_format)
 
     @property
@@ -89,6 +90,7 @@ class MessageLoop(Iterator[Message]):
                     lambda mailbox, c=following, b=with_bodies: cast(FetchesAhead, mailbox).fetch_ahead(c, bodies=b)  # type: ignore[misc]
                 )
                 ahead = (following, with_bodies)
+                self._reconnects_when_sent = self.session.reconnects
             for summary in summaries:
                 self.scanned += 1
                 message = Message(summary, source, body_format=body_format)
@@ -110,8 +112,9 @@ class MessageLoop(Iterator[Message]):
             )
             if collected is not None:
                 return collected
-            # dropped: the loop's body changed the mailbox (or ran a loop of its own); fetch each chunk when due
-            self._fetch_ahead = False
+            if self.session.reconnects == self._reconnects_when_sent:
+                # dropped: the loop's body changed the mailbox (or ran a loop of its own); fetch each chunk when due
+                self._fetch_ahead = False
         return self.session.call(lambda mailbox: mailbox.summaries(chunk, bodies=bodies))
 
     def _worth_fetching_ahead(self, chunk: list[MessageKey], following: list[MessageKey], yielded: int) -> bool:

@@ -11,6 +11,7 @@ from typing import Any, cast, overload
 
 from postroom.actions._resolve import MessageRef, SessionRef, keys_of, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
+from postroom.actions.folders import sent_folder
 from postroom.actions.loop import get_message
 from postroom.auth.base import Login
 from postroom.config import EmailServer
@@ -21,7 +22,7 @@ from postroom.logs import get_logger
 from postroom.message.keys import MessageKey
 from postroom.message.model import Address, Message
 from postroom.session import Session
-from postroom.transports.contract import Appends, Folders, ItemStatus, Mailbox, SubmitsMail
+from postroom.transports.contract import Appends, ItemStatus, Mailbox, SubmitsMail
 from postroom.transports.smtp import SendReceipt, send_message
 
 __all__ = ["CopyAfterSendError", "SendReceipt", "SendResult", "forward", "reply", "send", "send_each"]
@@ -68,16 +69,19 @@ def _deliver(
     if server is None:
         assert session is not None
         return _submit(draft, session, save_to_sent)
-    receipt = send_message(server, login, draft.message, draft.sender, draft.recipients)
-    _log.info("sent %s to %d recipient(s) via %s", receipt.message_id, len(receipt.recipients), server.address)
-    if save_to_sent:
+    folder = None
+    if save_to_sent:  # found before sending: a copy that cannot be kept must not be found out after
         if session is None or not session.can(Appends):
             raise ConfigError(
                 "save_to_sent",
                 "needs a session that can store messages (IMAP)",
-                hint="the message was sent; only the copy failed",
+                hint="nothing was sent; pass save_to_sent=False, or send through an IMAP session",
             )
-        folder = save_to_sent if isinstance(save_to_sent, str) else _sent_folder(session)
+        folder = sent_folder(session, save_to_sent)
+    receipt = send_message(server, login, draft.message, draft.sender, draft.recipients)
+    _log.info("sent %s to %d recipient(s) via %s", receipt.message_id, len(receipt.recipients), server.address)
+    if folder is not None:
+        assert session is not None
         try:
             session.call(append_once(folder, draft.message.as_bytes(), receipt.message_id), kind="append")
         except PostroomError as exc:
@@ -196,20 +200,6 @@ def append_once(folder: str, raw: bytes, message_id: str | None) -> Callable[[Ma
         target.append(folder, raw, seen=True)
 
     return store
-
-
-def _sent_folder(session: Session) -> str:
-    if not session.can(Folders):
-        return "Sent"
-    folders = session.call(lambda mailbox: cast(Folders, mailbox).folders())
-    for folder in folders:
-        if "\\SENT" in folder.flags:
-            return folder.name
-    names = {f.name.casefold(): f.name for f in folders}
-    for candidate in ("sent", "inbox/sent", "sent items", "sent messages"):
-        if candidate in names:
-            return names[candidate]
-    return "Sent"
 
 
 def send(

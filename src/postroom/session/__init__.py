@@ -6,10 +6,12 @@ from collections.abc import Mapping
 
 from postroom.config.base import ServerConfig
 from postroom.credentials import CredentialVault
+from postroom.session.retry import ReconnectPolicy
 from postroom.session.runtime import Runtime, current_runtime, default_runtime
 from postroom.session.session import Session, SessionState
 
 __all__ = [
+    "ReconnectPolicy",
     "Runtime",
     "Session",
     "SessionState",
@@ -30,9 +32,12 @@ def connect(
     replace: bool = False,
     variables: Mapping[str, str] | None = None,
     vault: CredentialVault | None = None,
+    reconnect: ReconnectPolicy | None = None,
 ) -> Session:
     """Open a session named ``name`` in the current runtime: see :meth:`Runtime.connect`."""
-    return current_runtime().connect(name, config, replace=replace, variables=variables, vault=vault)
+    return current_runtime().connect(
+        name, config, replace=replace, variables=variables, vault=vault, reconnect=reconnect
+    )
 
 
 def get_session(name: str) -> Session:

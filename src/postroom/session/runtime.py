@@ -17,6 +17,7 @@ from postroom.config.base import ServerConfig
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.errors import ConfigError, SessionExistsError, SessionNotFoundError
 from postroom.logs import get_logger
+from postroom.session.retry import ReconnectPolicy
 from postroom.session.session import Session
 from postroom.transports.registry import backend_for
 
@@ -65,13 +66,16 @@ class Runtime:
         replace: bool = False,
         variables: Mapping[str, str] | None = None,
         vault: CredentialVault | None = None,
+        reconnect: ReconnectPolicy | None = None,
     ) -> Session:
         """Open a session to ``config``'s server and register it as ``name``.
 
         ``variables`` are the bot's variables that :class:`~postroom.Variable` secrets
-        resolve against (added to the runtime's own). A live session already named
-        ``name`` is an error unless ``replace=True``, which closes the old one once the
-        new one is open. Use the returned session as a context manager to disconnect on exit.
+        resolve against (added to the runtime's own). ``reconnect`` says how hard the
+        session tries to get a dropped connection back (default: :class:`ReconnectPolicy()`).
+        A live session already named ``name`` is an error unless ``replace=True``, which
+        closes the old one once the new one is open. Use the returned session as a context
+        manager to disconnect on exit.
         """
         name = _check_name(name)
         entry = backend_for(config)
@@ -79,7 +83,7 @@ class Runtime:
             if name in self._sessions and not replace:
                 raise _exists(name)
         context = self.context_for(name, variables=variables, vault=vault)
-        new = Session(name, config, context, backend=entry, on_close=self._forget).open()
+        new = Session(name, config, context, backend=entry, on_close=self._forget, reconnect=reconnect).open()
         with self._lock:
             old = self._sessions.get(name)
             if old is not None and not replace:  # another thread won the race

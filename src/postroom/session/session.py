@@ -11,10 +11,17 @@ from typing import Literal, TypeVar
 from postroom.auth.base import Login
 from postroom.config.base import ServerConfig
 from postroom.credentials import ResolveContext
-from postroom.errors import ConfigError, ConnectionLostError, PostroomError, SessionError
+from postroom.errors import (
+    ConfigError,
+    ConnectionLostError,
+    PostroomError,
+    ServerTimeoutError,
+    ServerUnreachableError,
+    SessionError,
+)
 from postroom.logs import get_logger
 from postroom.message.keys import MessageKey
-from postroom.session.retry import RETRY_POLICIES, OperationKind
+from postroom.session.retry import RETRY_POLICIES, OperationKind, ReconnectPolicy, RetryPolicy
 from postroom.transports.contract import Mailbox
 from postroom.transports.registry import Backend, backend_for
 
@@ -30,7 +37,8 @@ class Session:
 
     Calls are serialised (one command at a time on the wire), so a session may be
     shared between threads. When the server has dropped the connection (idle
-    timeout, restart), the next call reconnects once, logs it, and carries on.
+    timeout, restart, a flaky network), the session reconnects as its
+    :class:`~postroom.ReconnectPolicy` says, logs it, and repeats what is safe to repeat.
     """
 
     def __init__(
@@ -41,6 +49,7 @@ class Session:
         *,
         backend: Backend | None = None,
         on_close: Callable[[Session], None] | None = None,
+        reconnect: ReconnectPolicy | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -52,6 +61,8 @@ class Session:
         self._mailbox_type: type | None = None
         self.state: SessionState = "new"
         self.opened_at: float | None = None
+        self.reconnect = reconnect or ReconnectPolicy()
+        #: Reconnects over the session's life (each one is logged).
         self.reconnects = 0
 
     def __repr__(self) -> str:
@@ -111,28 +122,48 @@ class Session:
         return mailbox
 
     def call(self, operation: Callable[[Mailbox], T], *, kind: OperationKind = "read") -> T:
-        """Run ``operation`` on the live mailbox. A connection lost before it reconnects first; one lost
+        """Run ``operation`` on the live mailbox. A connection lost before it is reconnected first; one lost
         during it is reconnected and the operation repeated when its kind says that is safe
-        (:data:`~postroom.session.retry.RETRY_POLICIES`), else the loss is raised."""
+        (:data:`~postroom.session.retry.RETRY_POLICIES`), else the loss is raised. Reconnects follow
+        :attr:`reconnect`; when it gives up, the error says how often it tried and what state the mailbox is in."""
         policy = RETRY_POLICIES[kind]
         with self._lock:
             if self.state != "open":
                 raise SessionError(f"session {self.name!r} is {self.state}", hint="connect first")
             try:
-                if self._mailbox is None or not self._mailbox.connected:
-                    self._reconnect("the previous connection was closed")
-                assert self._mailbox is not None
-                tries = 0
+                in_a_row = 0
+                why = "the previous connection was closed"
                 while True:
+                    if self._mailbox is None or not self._mailbox.connected:
+                        in_a_row = self._reconnect_until_up(in_a_row, why, policy)
+                    assert self._mailbox is not None
                     try:
                         return operation(self._mailbox)
                     except ConnectionLostError as lost:
-                        if tries >= policy.retries:
+                        if not policy.repeat:
                             raise
-                        tries += 1
-                        self._reconnect(lost.problem)
+                        if lost.progress:  # the operation kept what it had read: a fresh count
+                            in_a_row = 0
+                        why = lost.problem
             except PostroomError as exc:
                 raise exc.with_context(session=self.name, server=self.config.address) from exc.__cause__
+
+    def _reconnect_until_up(self, in_a_row: int, why: str, policy: RetryPolicy) -> int:
+        """Reconnect, waiting between failed tries as :attr:`reconnect` says; returns the tries in a row so far."""
+        while True:
+            if in_a_row >= self.reconnect.attempts:
+                raise ConnectionLostError(
+                    f"the connection was lost ({why}) and {in_a_row} reconnect(s) in a row did not hold; gave up",
+                    hint=f"{policy.state}. The session reconnects on its next use; check the network path and "
+                    "the server's connection limits, or connect with reconnect=ReconnectPolicy(attempts=...)",
+                )
+            in_a_row += 1
+            time.sleep(self.reconnect.delay(in_a_row))
+            try:
+                self._reconnect(why)
+                return in_a_row
+            except (ConnectionLostError, ServerUnreachableError, ServerTimeoutError) as failed:
+                why = failed.problem
 
     def _reconnect(self, why: str) -> None:
         _log.warning("session %r: %s; reconnecting to %s", self.name, why, self.config.address)

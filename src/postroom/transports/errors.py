@@ -88,6 +88,13 @@ _PLAIN_PORT_HINT = {
 }
 
 
+#: The hint of a lost connection: what the session does next (see postroom.session.retry).
+_RECONNECTS = (
+    "the session reconnects as its reconnect policy says and repeats what is safe to repeat; "
+    "if this keeps happening, check the network path, server limits and idle timeouts"
+)
+
+
 @contextmanager
 def mapped_errors(where: StageTracker, protocol: str) -> Iterator[None]:
     """Run network work; re-raise anything foreign as the matching :class:`PostroomError`."""
@@ -125,7 +132,7 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
         if stage in {"login", "command"}:  # long after the handshake: the peer went away mid-session
             return ConnectionLostError(
                 f"the server closed the TLS connection ({reason})",
-                hint="postroom reconnects once on next use; if this repeats, check server limits and idle timeouts",
+                hint=_RECONNECTS,
             )
         if reason in {"WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE"} and (
             stage == "tls"
@@ -145,14 +152,12 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
             )
         return ConnectionLostError(
             f"the server closed the connection ({server_text(exc) or type(exc).__name__})",
-            hint="postroom reconnects once on next use; if this repeats, check server limits and idle timeouts",
+            hint=_RECONNECTS,
         )
     if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto | smtplib.SMTPException):
         text = server_text(exc.args[0] if exc.args else exc)
         if stage == "command" and isinstance(exc, poplib.error_proto) and _pop3_connection_gone(text):
-            return ConnectionLostError(
-                f"the server closed the connection ({text})", hint="postroom reconnects once on next use"
-            )
+            return ConnectionLostError(f"the server closed the connection ({text})", hint=_RECONNECTS)
         if protocol == "pop3" and stage in {"login", "command"}:
             coded = _pop3_response_code(text, where, getattr(exc, "login_delay", None))
             if coded is not None:
@@ -179,7 +184,7 @@ def _map(exc: BaseException, where: StageTracker, protocol: str) -> MailServerEr
         if stage == "command":
             return ConnectionLostError(
                 f"the connection broke ({exc.strerror or type(exc).__name__})",
-                hint="postroom reconnects once on next use",
+                hint=_RECONNECTS,
             )
         detail = exc.strerror or str(exc) or type(exc).__name__
         return ServerUnreachableError(f"network error: {detail}", hint="check the network path to the server")

@@ -33,7 +33,7 @@ from exchangelib.services import GetAttachment
 from postroom.auth.base import Login
 from postroom.config.ews import Ews
 from postroom.errors import ProtocolError, SessionError
-from postroom.filters import MessageFilter
+from postroom.filters import MessageFilter, server_term
 from postroom.logs import get_logger
 from postroom.message.keys import KeyList, KeyRun
 from postroom.message.structure import MimePart
@@ -391,9 +391,10 @@ def _restriction(filter_: MessageFilter) -> Any:
     parts = []
     if filter_.status != "all":
         parts.append(Q(is_read=filter_.status == "read"))
-    if filter_.subject and not filter_.regex and filter_.subject.isascii():
+    term = server_term(filter_.subject, case_sensitive=filter_.case_sensitive) if filter_.subject else None
+    if term and not filter_.regex and term.isascii():
         lookup = "subject__contains" if filter_.case_sensitive else "subject__icontains"
-        parts.append(Q(**{lookup: filter_.subject}))
+        parts.append(Q(**{lookup: term}))
     if filter_.since_at is not None:
         parts.append(Q(datetime_received__gte=_ews_time(filter_.since_at)))
     if filter_.before_at is not None:

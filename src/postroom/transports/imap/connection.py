@@ -67,8 +67,10 @@ class _Client(imaplib.IMAP4):
     def readline(self) -> bytes:
         """One response line. imaplib stops at 1 MB, less than a SEARCH result for ~150,000 messages."""
         line = cast(BinaryIO, self.file).readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
-            raise self.error(f"the server sent a line of more than {MAX_LINE} bytes")
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_LINE:  # the rest of the line is unread: the connection is out of step
+                raise self.abort(f"the server sent a line of more than {MAX_LINE} bytes")
+            raise self.abort("the connection closed in the middle of a response line" if line else "socket error: EOF")
         return line
 
 
@@ -90,6 +92,10 @@ class ImapConnection:
         #: Changes sent whose OK never came (the connection dropped): a retry checks what really happened.
         #: Kept across a reconnect, as the session reopens this same object.
         self.pending: dict[ImapKey, PendingChange] = {}
+        #: Summaries that arrived before a dropped connection, kept across the reconnect for the repeat.
+        self.salvaged: dict[ImapKey, MessageSummary] = {}
+        #: Body sections that arrived before a dropped connection, likewise (``(key, section)`` -> bytes).
+        self.salvaged_sections: dict[tuple[ImapKey, str], bytes] = {}
 
     # -- connection -------------------------------------------------------------------------
 
@@ -271,9 +277,8 @@ class ImapConnection:
         return user_path(folder).replace("/", self._server_delimiter() or "/")
 
     def folders(self, pattern: str = "*") -> list[Folder]:
-        delimiter = self._server_delimiter() or "/"
         lines = self._ok("LIST", quote(""), mailbox_arg(self._server_name(pattern) if pattern != "*" else "*"))
-        return parse_list(lines, delimiter)
+        return parse_list(lines, "/")  # the user's separator, whatever the server's is
 
     def _folders_for(self, filter_: MessageFilter) -> list[str]:
         """The folders a filter covers: wildcards expanded, subfolders added, in a stable order."""
@@ -342,10 +347,12 @@ class ImapConnection:
             yield from pipelined_fetch(client, sets, request, parse)
 
     def _forget_ahead(self) -> None:
-        """Before a change: replies fetched ahead may describe a message the change affects."""
+        """Before a change: replies fetched ahead, or kept from before a drop, may describe a message the
+        change affects."""
         if self._ahead is not None:
             self._require()
             self._ahead = None
+        self.salvaged.clear()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ def _line(reader: BinaryIO) -> bytes:
     if not line:
         raise imaplib.IMAP4.abort("socket error: EOF")
     if not line.endswith(b"\n"):
+        if len(line) <= _MAX_LINE:  # cut off: the connection closed in the middle of the line
+            raise imaplib.IMAP4.abort("the connection closed in the middle of a response line")
         raise imaplib.IMAP4.abort(f"a response line longer than {_MAX_LINE} bytes")
     return line
 

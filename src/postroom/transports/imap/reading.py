@@ -8,11 +8,12 @@ in ranges. Reading uses EXAMINE and ``BODY.PEEK``, so it never changes a flag.
 from __future__ import annotations
 
 import array
+import contextlib
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import cast
 
-from postroom.errors import ProtocolError
+from postroom.errors import ConnectionLostError, ProtocolError
 from postroom.filters import MessageFilter
 from postroom.message.decode import StreamDecoder, decode_body
 from postroom.message.keys import KeyRun, MessageKey
@@ -69,12 +70,21 @@ class ImapReading(ImapConnection):
 
     def summaries(self, keys: list[ImapKey], *, bodies: bool = False) -> list[MessageSummary]:
         """Summaries of ``keys``; with ``bodies``, also the first bytes of section 1, in the same FETCH
-        (where a text body usually is: a loop that reads bodies saves a round trip per chunk)."""
+        (where a text body usually is: a loop that reads bodies saves a round trip per chunk).
+
+        Each summary is kept as it arrives: after a dropped connection the repeat fetches only the
+        ones still missing, so a loop gets through a network that cuts every few hundred KB."""
         if not keys:
             return []
-        self._select_for(keys, writable=False)
-        chunks = self._fetch_many([key.uid for key in keys], _summary_request(bodies), _summary_parser(keys))
-        return self._summaries_of(keys, (summary for chunk in chunks for summary in chunk))
+        missing = [key for key in keys if key not in self.salvaged]
+        if missing:
+            self._select_for(missing, writable=False)
+            with self._keeping_progress():
+                for _responses in self._fetch_many(
+                    [key.uid for key in missing], _summary_request(bodies), self._keeper(missing)
+                ):
+                    pass
+        return self._take(keys)
 
     def fetch_ahead(self, keys: list[ImapKey], *, bodies: bool = False) -> None:
         """Send the summaries request for ``keys`` now, to be collected by :meth:`collect_ahead`.
@@ -91,30 +101,52 @@ class ImapReading(ImapConnection):
         client.untagged_responses.clear()
         sets = fetch_sets([key.uid for key in keys])
         with self._in_flight(client):
-            fetch = FetchAhead(client, sets, _summary_request(bodies), _summary_parser(keys))
+            fetch = FetchAhead(client, sets, _summary_request(bodies), self._keeper(keys))
             self._ahead = _Ahead(keys, bodies, fetch)
 
     def collect_ahead(self, keys: list[ImapKey], *, bodies: bool = False) -> list[MessageSummary] | None:
-        """The summaries sent for by :meth:`fetch_ahead` with these arguments, or None if they were dropped."""
+        """The summaries sent for by :meth:`fetch_ahead` with these arguments, or None if they were dropped
+        (what arrived before a dropped connection is kept for :meth:`summaries`)."""
         ahead, self._ahead = self._ahead, None
         if ahead is None:
             return None
-        responses = self._read_ahead(ahead)
+        with self._keeping_progress():
+            self._read_ahead(ahead)
         if ahead.keys != keys or ahead.bodies != bodies:
             return None
-        return self._summaries_of(keys, responses)
+        return self._take(keys)
 
-    @staticmethod
-    def _summaries_of(keys: list[ImapKey], summaries: Iterable[MessageSummary | None]) -> list[MessageSummary]:
-        """``keys``' summaries in their order (the server may answer in any order, or add others)."""
-        wanted = {key.uid for key in keys}
-        found: dict[int, MessageSummary] = {}
-        for summary in summaries:
+    def _keeper(self, keys: list[ImapKey]) -> Callable[[ResponseParts], MessageSummary | None]:
+        """The summary parser for ``keys``, keeping each summary in :attr:`salvaged` as it is parsed."""
+        parse = _summary_parser(keys)
+        by_uid = {key.uid: key for key in keys}
+        salvaged = self.salvaged
+
+        def keep(parts: ResponseParts) -> MessageSummary | None:
+            summary = parse(parts)
             if summary is not None:
-                uid = _uid_of(summary)
-                if uid in wanted:
-                    found[uid] = summary
-        return [found[key.uid] for key in keys if key.uid in found]
+                key = by_uid.get(_uid_of(summary))
+                if key is not None:  # the server may add responses nobody asked for
+                    salvaged[key] = summary
+            return summary
+
+        return keep
+
+    @contextlib.contextmanager
+    def _keeping_progress(self) -> Iterator[None]:
+        """A connection lost here says whether summaries arrived before it (the repeat then goes further)."""
+        before = len(self.salvaged)
+        try:
+            yield
+        except ConnectionLostError as lost:
+            lost.progress = len(self.salvaged) > before
+            raise
+
+    def _take(self, keys: list[ImapKey]) -> list[MessageSummary]:
+        """``keys``' summaries in their order (the server may answer in any order); the store is emptied."""
+        found = [summary for key in keys if (summary := self.salvaged.get(key)) is not None]
+        self.salvaged.clear()
+        return found
 
     def _fetch_one(self, key: ImapKey, item: str) -> bytes:
         self._select_for([key], writable=False)
@@ -159,22 +191,35 @@ class ImapReading(ImapConnection):
             for uid, data in self._sections(folder_keys, section or "1").items():
                 key, encoding = by_uid[uid]
                 found[(key, section)] = decode_body(data, encoding)
+        self.salvaged_sections.clear()
         return found
 
     def _sections(self, keys: list[ImapKey], section: str) -> dict[int, bytes]:
-        """UID -> the same section of many messages (one folder), in one FETCH per chunk, still encoded."""
+        """UID -> the same section of many messages (one folder), in one FETCH per chunk, still encoded.
+        Sections that arrived before a dropped connection are kept for the repeat, as summaries are."""
         if not keys:
             return {}
-        self._select_for(keys, writable=False)
-        uids = {key.uid for key in keys}
-        found: dict[int, bytes] = {}
-        for responses in self._fetch_many(sorted(uids), f"(UID BODY.PEEK[{section}])", items_of):
-            for items in responses:
+        kept = self.salvaged_sections
+        missing = [key for key in keys if (key, section) not in kept]
+        if missing:
+            self._select_for(missing, writable=False)
+            by_uid = {key.uid: key for key in missing}
+
+            def keep(parts: ResponseParts) -> None:
+                items = items_of(parts)
                 uid = items.get("UID")
                 body = next((v for n, v in items.items() if n.startswith("BODY[")), None)
-                if isinstance(uid, bytes) and uid.isdigit() and int(uid) in uids:
-                    found[int(uid)] = bytes(body) if isinstance(body, bytes) else b""
-        return found
+                if isinstance(uid, bytes) and uid.isdigit() and int(uid) in by_uid:
+                    kept[(by_uid[int(uid)], section)] = bytes(body) if isinstance(body, bytes) else b""
+
+            before = len(kept)
+            try:
+                for _responses in self._fetch_many(sorted(by_uid), f"(UID BODY.PEEK[{section}])", keep):
+                    pass
+            except ConnectionLostError as lost:
+                lost.progress = len(kept) > before
+                raise
+        return {key.uid: data for key in keys if (data := kept.get((key, section))) is not None}
 
     def stream_part(self, key: ImapKey, part: MimePart, write: Callable[[bytes], object]) -> int:
         decoder = StreamDecoder(part.encoding)

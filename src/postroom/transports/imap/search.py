@@ -1,7 +1,9 @@
 """A :class:`~postroom.filters.MessageFilter` rendered as IMAP SEARCH criteria.
 
 The server only *narrows* the set: every criterion sent is a superset of what the
-filter means (IMAP matching is case-insensitive substring, on whole days), and the
+filter means (IMAP matching is case-insensitive substring, on whole days; a term
+full case folding reads differently goes as a piece the server surely matches, see
+:func:`~postroom.filters.server_term`), and the
 filter decides exactly on the client afterwards. So a criterion the server cannot
 take (a regex, a second non-ASCII term, a charset the server refuses) is simply
 left to the client. Every string goes out quoted, or as the one literal imaplib
@@ -13,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from postroom.filters import MessageFilter
+from postroom.filters import MessageFilter, server_term
 from postroom.transports.imap.syntax import quote
 
 __all__ = ["SearchCriteria", "search_criteria"]
@@ -59,8 +61,11 @@ def search_criteria(filter_: MessageFilter) -> SearchCriteria:
     if filter_.before_at is not None:
         args += ["BEFORE", _date(filter_.before_at.date() + dt.timedelta(days=2))]
 
-    def add(key: str, term: str) -> None:
+    def add(key: str, wanted: str) -> None:
         nonlocal literal
+        term = server_term(wanted, case_sensitive=filter_.case_sensitive)
+        if term is None:
+            return  # no piece the server is sure to match: the client decides alone
         if term.isascii():
             args.extend([key, quote(term)])
         elif literal is None:
@@ -70,13 +75,15 @@ def search_criteria(filter_: MessageFilter) -> SearchCriteria:
         if filter_.subject:
             add("SUBJECT", filter_.subject)
         senders = [s for s in filter_.senders if _server_safe(s)]
-        if len(senders) == len(filter_.senders) and senders:
+        terms = [server_term(s, case_sensitive=filter_.case_sensitive) for s in senders]
+        if len(senders) == len(filter_.senders) and senders and None not in terms:
             if len(senders) == 1:
                 add("FROM", senders[0])
-            elif all(s.isascii() for s in senders):
-                expression = ["FROM", quote(senders[-1])]
-                for sender in reversed(senders[:-1]):
-                    expression = ["OR", "FROM", quote(sender), *expression]
+            elif all(t is not None and t.isascii() for t in terms):
+                pieces = [t for t in terms if t is not None]
+                expression = ["FROM", quote(pieces[-1])]
+                for piece in reversed(pieces[:-1]):
+                    expression = ["OR", "FROM", quote(piece), *expression]
                 args.extend(expression)
     if literal is not None:
         key, data = literal
