@@ -42,6 +42,23 @@ def test_postroom_loggers_scrub_secrets(caplog: pytest.LogCaptureFixture) -> Non
     assert CANARY not in caplog.text
 
 
+def test_a_bots_own_logger_under_postroom_is_scrubbed_too(caplog: pytest.LogCaptureFixture) -> None:
+    """Made with logging.getLogger, not get_logger: a filter on a parent logger never reached it."""
+    Secret(CANARY)
+    with caplog.at_level(logging.DEBUG, logger="postroom"):
+        logging.getLogger("postroom.bot").info("token %s", CANARY)
+        try:
+            raise RuntimeError(f"refused {CANARY}")
+        except RuntimeError:
+            logging.getLogger("postroom.bot.steps").exception("step failed")
+    assert "token ***" in caplog.text
+    assert "refused ***" in caplog.text  # the traceback too
+    assert CANARY not in caplog.text
+    with caplog.at_level(logging.DEBUG, logger="postroomish"):
+        logging.getLogger("postroomish").info("not ours: %s", CANARY)  # only postroom's names are touched
+    assert f"not ours: {CANARY}" in caplog.text
+
+
 def test_variable_resolves_from_bot_variables_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     context = ResolveContext(variables={"pw": "from-bot"})
     assert Variable("pw").resolve(context, "password").reveal() == "from-bot"

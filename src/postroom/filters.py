@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from postroom.errors import ConfigError
+from postroom.validation import check_one_line
 
 __all__ = ["MessageFilter", "Order", "Status", "server_term"]
 
@@ -33,9 +34,7 @@ def _as_datetime(name: str, value: dt.date | dt.datetime | None) -> dt.datetime 
 
 
 def _check_text(name: str, value: str) -> str:
-    if any(ch in value for ch in "\r\n\0"):
-        raise ConfigError(name, "contains a line break or NUL character", hint="search for one line of text")
-    return value
+    return check_one_line(name, value, hint="search for one line of text")
 
 
 @dataclass(frozen=True, kw_only=True)

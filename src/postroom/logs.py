@@ -1,40 +1,64 @@
-"""postroom's loggers: every one scrubs secret values from what it logs."""
+"""postroom's loggers: every record of a logger named ``postroom`` or ``postroom.*`` is scrubbed of
+secret values when it is made, whoever made the logger (``logging.getLogger("postroom.bot")`` too)."""
 
 from __future__ import annotations
 
 import logging
+import traceback
+from typing import Any
 
 from postroom.redaction import redact
 
 __all__ = ["RedactingFilter", "get_logger"]
 
 
+def _scrub(record: logging.LogRecord) -> None:
+    message = record.getMessage()
+    clean = redact(message)
+    if clean != message:
+        record.msg = clean
+        record.args = None
+    if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+        # rendered now, scrubbed: a formatter uses exc_text as it finds it
+        record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that scrubs secret values from every record it passes.
 
-    Every postroom logger has one; attach one to a handler to protect other
+    postroom's own records are scrubbed already; attach one to a handler to protect other
     loggers (e.g. ``imaplib`` debug output) too.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg = clean
-            record.args = None
+        _scrub(record)
         return True
 
 
-_filter = RedactingFilter()
+def _is_postroom(name: str) -> bool:
+    return name == "postroom" or name.startswith("postroom.")
+
+
+def _install() -> None:
+    """Wrap the record factory (keeping any other one installed before): a filter on a logger does
+    not reach records of its children, a factory sees every record."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "postroom_scrubs", False):
+        return
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if _is_postroom(record.name):
+            _scrub(record)
+        return record
+
+    make_record.postroom_scrubs = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make_record)
+
+
+_install()
 
 
 def get_logger(name: str) -> logging.Logger:
-    """The logger ``name`` (under ``postroom``), with the redacting filter attached.
-
-    Filters on a parent logger do not apply to its children's records, so each
-    logger gets its own.
-    """
-    logger = logging.getLogger(name)
-    if _filter not in logger.filters:
-        logger.addFilter(_filter)
-    return logger
+    """The logger ``name`` (under ``postroom``): its records are scrubbed as every postroom record is."""
+    return logging.getLogger(name)

@@ -7,11 +7,16 @@
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
 
-__all__ = ["home_dir", "write_private_file"]
+__all__ = ["home_dir", "locked", "write_private_file"]
 
 
 def home_dir() -> Path:
@@ -25,11 +30,12 @@ def home_dir() -> Path:
 def write_private_file(path: Path, data: bytes) -> None:
     """Write ``data`` atomically to ``path``, readable only by its owner.
 
-    The bytes go to a temp file in the same folder which then replaces ``path``,
-    so a crash never leaves a half-written vault or profile behind.
+    The bytes go to a temp file of its own (a unique name per writer, so two threads never
+    share one) in the same folder, which then replaces ``path``: a crash never leaves a
+    half-written vault or profile behind.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -39,3 +45,41 @@ def write_private_file(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_thread_locks: dict[Path, threading.RLock] = {}
+_guard = threading.Lock()
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold ``path``'s lock (a ``.lock`` file beside it) for a read-modify-write: other threads and
+    processes that want it wait."""
+    key = path.resolve()
+    with _guard:
+        thread_lock = _thread_locks.setdefault(key, threading.RLock())
+    with thread_lock, path.with_suffix(".lock").open("a+b") as handle:
+        _lock_file(handle.fileno())
+        try:
+            yield
+        finally:
+            _unlock_file(handle.fileno())
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_file(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+
+    def _unlock_file(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)

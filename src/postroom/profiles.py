@@ -12,8 +12,8 @@ from typing import Any
 
 from postroom.auth import auth_from_profile
 from postroom.config.base import ServerConfig
-from postroom.errors import SessionNotFoundError
-from postroom.paths import home_dir, write_private_file
+from postroom.errors import ConfigError, SessionNotFoundError
+from postroom.paths import home_dir, locked, write_private_file
 from postroom.transports.registry import backend, backend_for
 
 __all__ = ["ProfileStore"]
@@ -28,7 +28,14 @@ class ProfileStore:
     def _read(self) -> dict[str, dict[str, Any]]:
         if not self.path.exists():
             return {}
-        data: dict[str, dict[str, Any]] = json.loads(self.path.read_text(encoding="utf-8"))
+        try:
+            data: dict[str, dict[str, Any]] = json.loads(self.path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ConfigError(
+                "profiles",
+                f"{self.path} is not a readable profiles file ({type(error).__name__})",
+                hint="it was left as it is: fix it by hand, or move it away to start afresh",
+            ) from None
         return data
 
     def names(self) -> list[str]:
@@ -39,10 +46,14 @@ class ProfileStore:
         auth_record = config.auth.to_profile()
         settings = backend_for(config).to_profile(config)
         record = {"settings": settings, "auth": auth_record}
-        profiles = self._read()
-        profiles[name] = record
-        write_private_file(self.path, json.dumps(profiles, indent=2, sort_keys=True).encode("utf-8"))
+        with locked(self.path):  # read, change, write: no other thread or process in between
+            profiles = self._read()
+            profiles[name] = record
+            self._write(profiles)
         return record
+
+    def _write(self, profiles: dict[str, dict[str, Any]]) -> None:
+        write_private_file(self.path, json.dumps(profiles, indent=2, sort_keys=True).encode("utf-8"))
 
     def raw(self, name: str) -> dict[str, Any]:
         profiles = self._read()
@@ -61,7 +72,8 @@ class ProfileStore:
         return entry.from_profile(settings, auth_from_profile(record["auth"]))
 
     def delete(self, name: str) -> None:
-        profiles = self._read()
-        self.raw(name)
-        del profiles[name]
-        write_private_file(self.path, json.dumps(profiles, indent=2, sort_keys=True).encode("utf-8"))
+        with locked(self.path):
+            profiles = self._read()
+            self.raw(name)
+            del profiles[name]
+            self._write(profiles)

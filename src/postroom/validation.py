@@ -84,3 +84,22 @@ def check_known(kind: str, given: Iterable[str], accepted: Iterable[str]) -> Non
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise ConfigError(unknown[0], f"is not a setting of {kind}", hint=f"settings are {', '.join(sorted(allowed))}")
+
+
+#: What ends a line somewhere (``str.splitlines`` and the email library split on all of them), and NUL.
+LINE_BREAKS = "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029\0"
+_LINE_BREAK = re.compile(f"[{re.escape(LINE_BREAKS)}]")
+
+
+def check_one_line(name: str, value: str, *, hint: str = "give it on one line") -> str:
+    """``value`` if it is one line; a :class:`ConfigError` naming ``name`` and the character if not
+    (a line break would split a header or a protocol command)."""
+    found = _LINE_BREAK.search(value)
+    if found is not None:
+        raise ConfigError(name, f"contains a line break or NUL (U+{ord(found.group()):04X})", hint=hint)
+    return value
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break and NUL replaced by a space (for text that came with mail)."""
+    return _LINE_BREAK.sub(" ", text)

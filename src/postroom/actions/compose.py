@@ -19,6 +19,7 @@ from postroom.errors import ConfigError
 from postroom.message.filenames import safe_filename
 from postroom.message.html_text import html_to_text
 from postroom.message.model import Address, Message
+from postroom.validation import check_one_line, one_line
 
 __all__ = ["Draft", "Importance", "build_forward", "build_message", "build_reply", "parse_recipients"]
 
@@ -44,8 +45,7 @@ def parse_recipients(field: str, value: str | Iterable[str] | None) -> list[Addr
     items = [value] if isinstance(value, str) else list(value)
     found = []
     for item in items:
-        if any(ch in item for ch in "\r\n\0"):
-            raise ConfigError(field, "contains a line break", hint="separate addresses with ';' or ','")
+        check_one_line(field, item, hint="separate addresses with ';' or ','; nothing was sent")
         for name, address in getaddresses([item.replace(";", ",")]):
             if not name and not address:
                 continue
@@ -66,6 +66,8 @@ def _header_addresses(addresses: Sequence[Address]) -> list[HeaderAddress]:
 
 def _check_attachments(attachments: Iterable[str | Path]) -> list[Path]:
     paths = [Path(p).expanduser() for p in attachments]
+    for path in paths:
+        check_one_line("attachments", path.name, hint="rename the file; nothing was sent")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ConfigError("attachments", f"not found: {', '.join(missing)}", hint="nothing was sent")
@@ -90,8 +92,7 @@ def build_message(
     to_list, cc_list, bcc_list = parse_recipients("to", to), parse_recipients("cc", cc), parse_recipients("bcc", bcc)
     if not (to_list or cc_list or bcc_list):
         raise ConfigError("to", "no recipient", hint="give at least one address in to, cc or bcc")
-    if any(ch in subject for ch in "\r\n\0"):
-        raise ConfigError("subject", "contains a line break")
+    check_one_line("subject", subject, hint="give the subject on one line; nothing was sent")
     if importance not in ("low", "normal", "high"):
         raise ConfigError("importance", f"{importance!r} is not supported", hint="choose low, normal or high")
     paths = _check_attachments(attachments)
@@ -161,12 +162,12 @@ def build_reply(
                 cc.append(address)
                 taken.add(key)
     to = [a for a in to if a.address.casefold() not in mine] or to
-    subject = "Re: " + _REPLY_PREFIX.sub("", original.subject)
+    subject = "Re: " + one_line(_REPLY_PREFIX.sub("", original.subject))  # mail's text: cleaned, not refused
     text = body + ("\n\n" + _quoted(original) if quote else "")
     draft = build_message(
         sender=sender,
-        to=[str(a) for a in to],
-        cc=[str(a) for a in cc] or None,
+        to=[one_line(str(a)) for a in to],
+        cc=[one_line(str(a)) for a in cc] or None,
         subject=subject,
         body=text
         if not html
@@ -197,7 +198,7 @@ def build_forward(
     as_attachment: bool = False,
 ) -> Draft:
     """A forward: inline (original text quoted, its attachments re-attached) or the original as an attached ``.eml``."""
-    subject = "Fwd: " + _FORWARD_PREFIX.sub("", original.subject)
+    subject = "Fwd: " + one_line(_FORWARD_PREFIX.sub("", original.subject))
     if as_attachment:
         text = body
     else:
@@ -218,7 +219,7 @@ def build_forward(
     else:
         for part in original.attachments():
             maintype, _, subtype = part.content_type.partition("/")
-            name = part.filename or ("message.eml" if part.is_message else f"attachment-{part.fetch_section}")
+            name = one_line(part.filename or ("message.eml" if part.is_message else f"attachment-{part.fetch_section}"))
             content = original.part_content(part)
             if part.is_message:
                 inner = email.message_from_bytes(content, policy=email.policy.default)

@@ -9,6 +9,7 @@ from postroom.errors import ConfigError
 from postroom.logs import get_logger
 from postroom.session import Session
 from postroom.transports.contract import CreatesFolders, Folder, Folders
+from postroom.validation import check_one_line
 
 __all__ = ["create_folder", "folders", "sent_folder"]
 
@@ -16,6 +17,7 @@ __all__ = ["create_folder", "folders", "sent_folder"]
 def folders(session: SessionRef, pattern: str = "*") -> list[Folder]:
     """Folders matching ``pattern`` (``*`` any depth, ``%`` one level); a server without folders (POP3) has
     only ``INBOX``."""
+    check_one_line("pattern", pattern, hint="e.g. '*' or 'INBOX/*'")
     resolved = resolve(session)
     if not resolved.can(Folders):
         return [Folder("INBOX", None)]
@@ -27,8 +29,9 @@ def create_folder(session: SessionRef, name: str) -> Folder:
 
     A folder that exists already is returned as it is, so a bot may call this on every run.
     """
-    if not isinstance(name, str) or not name.strip("/ ") or any(ch in name for ch in "\r\n\0*%"):
+    if not isinstance(name, str) or not name.strip("/ ") or any(ch in name for ch in "*%"):
         raise ConfigError("name", f"{name!r} is not a folder name", hint="e.g. 'Processed' or 'Processed/2026'")
+    check_one_line("name", name, hint="e.g. 'Processed' or 'Processed/2026'")
     resolved = resolve(session)
     require(resolved, CreatesFolders, "creating folders")
     return resolved.call(lambda mailbox: cast(CreatesFolders, mailbox).create_folder(name.strip("/ ")), kind="folder")
@@ -46,6 +49,8 @@ def sent_folder(session: Session, wanted: str | bool) -> str:
     (``INBOX/Sent`` on a server with ``.`` between levels), else a new ``Sent``. A name: that
     folder, which must exist (a typo must not become a new folder).
     """
+    if isinstance(wanted, str):
+        check_one_line("save_to_sent", wanted, hint="nothing was sent; give the folder's name")
     if not session.can(Folders):
         return wanted if isinstance(wanted, str) else "Sent"
     found = session.call(lambda mailbox: cast(Folders, mailbox).folders())

@@ -16,6 +16,7 @@ from postroom.message.keys import MessageKey
 from postroom.session.retry import OperationKind
 from postroom.transports.call_options import call_options
 from postroom.transports.contract import Deletes, Flags, ItemResult, Mailbox, Moves
+from postroom.validation import check_one_line
 
 __all__ = ["delete", "mark_read", "mark_unread", "move", "move_all"]
 
@@ -77,8 +78,9 @@ def move(
     unless ``allow_expunge_all=True`` accepts a plain EXPUNGE (postroom lifts other
     messages' ``\\Deleted`` flag around it and restores it after).
     """
-    if not isinstance(folder, str) or not folder.strip() or any(ch in folder for ch in "\r\n\0"):
+    if not isinstance(folder, str) or not folder.strip():
         raise ConfigError("folder", f"{folder!r} is not a folder name", hint="e.g. 'Processed' or 'INBOX/Done'")
+    check_one_line("folder", folder, hint="e.g. 'Processed' or 'INBOX/Done'; nothing was moved")
     return _run(
         session,
         Moves,

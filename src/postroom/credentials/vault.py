@@ -8,22 +8,19 @@ A credential is a name (``"invoices-mailbox"``) with attributes (``"username"``,
 from __future__ import annotations
 
 import json
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from postroom.credentials.secret import Secret, scrubbed
 from postroom.credentials.vault_key import VaultKey, VaultKeyStore
 from postroom.errors import CredentialError, VaultError, VaultLockedError
-from postroom.paths import home_dir, write_private_file
+from postroom.paths import home_dir, locked, write_private_file
 
 __all__ = ["CredentialVault"]
 
 _FORMAT_VERSION = 1
-_thread_lock = threading.RLock()
 
 
 class CredentialVault:
@@ -170,32 +167,6 @@ class CredentialVault:
         plain = json.dumps({"version": _FORMAT_VERSION, "entries": entries}).encode("utf-8")
         write_private_file(self.path, key.fernet.encrypt(plain))
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> AbstractContextManager[None]:
         """Serialise read-modify-write across threads and processes."""
-        lock_path = self.path.with_suffix(".lock")
-        with _thread_lock, lock_path.open("a+b") as handle:
-            _lock_file(handle.fileno())
-            try:
-                yield
-            finally:
-                _unlock_file(handle.fileno())
-
-
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _lock_file(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-
-    def _unlock_file(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock_file(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock_file(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        return locked(self.path)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from postroom.transports.imap.utf7 import encode_mailbox
+from postroom.validation import check_one_line
 
 __all__ = ["chunked", "copyuid", "expand_uid_set", "mailbox_arg", "quote", "uid_set"]
 
@@ -19,8 +20,9 @@ def quote(value: str) -> str:
 
 
 def mailbox_arg(name: str) -> str:
-    """A mailbox name as a command argument: modified UTF-7, quoted."""
-    return quote(encode_mailbox(name))
+    """A mailbox name as a command argument: modified UTF-7, quoted (a line break would be encoded
+    rather than refused by UTF-7, so it is refused first)."""
+    return quote(encode_mailbox(check_one_line("folder", name, hint="give the folder's name on one line")))
 
 
 def uid_set(uids: Iterable[int]) -> str:
