@@ -104,7 +104,7 @@ def record(client: ScriptedClient, *, expires_in: float, refresh: str | None = "
         scopes=("mail",),
         account="bot@example.test",
         fingerprint="fp",
-        obtained_at=time.time(),
+        obtained_at=time.time() + expires_in - 3600,  # an hour-long token, ``expires_in`` of it left
         grant="authorization_code",
     )
 
@@ -143,6 +143,15 @@ def test_a_token_renewed_meanwhile_by_another_worker_is_taken_not_renewed_again(
     second._record = record(client, expires_in=30)
     assert second.access_token().reveal() == "access-token-001"  # it found the renewed one under the lock
     assert client.calls == ["refresh refresh-token-000"]
+
+
+def test_the_refresh_margin_is_a_tenth_of_the_lifetime_at_most_five_minutes() -> None:
+    now = time.time()
+    five_minutes = TokenRecord(Secret("a"), now + 300, None, (), None, "fp", now, "client_credentials")
+    assert not five_minutes.expires_soon(now)  # Keycloak's default: renewed in its last 30 s, not at once
+    assert not five_minutes.expires_soon(now + 269) and five_minutes.expires_soon(now + 271)
+    hour = TokenRecord(Secret("b"), now + 3600, None, (), None, "fp", now, "client_credentials")
+    assert not hour.expires_soon(now + 3299) and hour.expires_soon(now + 3301)
 
 
 def test_a_refused_token_is_renewed_even_if_not_expiring() -> None:

@@ -65,6 +65,8 @@ TENANT = "5f1c2b7e-0000-4000-8000-postroomtest"
 PUBLIC_CLIENT = "postroom-desktop-app"
 CONFIDENTIAL_CLIENT = "postroom-daemon-app"
 CONFIDENTIAL_SECRET = "daemon-Secret-0123456789"
+#: A confidential app this server lets authenticate only by HTTP Basic (RFC 6749 §2.3.1's must-have).
+BASIC_ONLY_CLIENT = "strict-basic-app"
 #: Dovecot's client at the introspection endpoint: Dovecot cannot check scopes, so tokens without a mail
 #: scope are reported inactive to it.
 INTROSPECTION_CLIENT = "dovecot"
@@ -91,6 +93,8 @@ class _Client(ClientMixin):  # type: ignore[misc]
     client_id: str
     secret: str | None
     grant_types: tuple[str, ...]
+    #: How the client may authenticate at the token endpoint (a strict server allows only Basic).
+    auth_methods: tuple[str, ...] = ("client_secret_basic", "client_secret_post")
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -113,7 +117,7 @@ class _Client(ClientMixin):  # type: ignore[misc]
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.secret is None:
             return method == "none"
-        return method in {"client_secret_basic", "client_secret_post"}
+        return method in self.auth_methods
 
     def check_response_type(self, response_type: str) -> bool:
         grant = {"code": "authorization_code", "token": "implicit"}.get(response_type)
@@ -272,6 +276,9 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
         PUBLIC_CLIENT: _Client(PUBLIC_CLIENT, None, ("authorization_code", "refresh_token", "password", "implicit")),
         CONFIDENTIAL_CLIENT: _Client(
             CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, ("authorization_code", "refresh_token", "client_credentials")
+        ),
+        BASIC_ONLY_CLIENT: _Client(
+            BASIC_ONLY_CLIENT, CONFIDENTIAL_SECRET, ("client_credentials",), auth_methods=("client_secret_basic",)
         ),
         INTROSPECTION_CLIENT: _Client(INTROSPECTION_CLIENT, INTROSPECTION_SECRET, ()),
         SMTP_INTROSPECTION_CLIENT: _Client(SMTP_INTROSPECTION_CLIENT, SMTP_INTROSPECTION_SECRET, ()),

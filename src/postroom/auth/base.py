@@ -34,7 +34,14 @@ class TokenSource(Protocol):
         ...
 
     def renew(self, rejected: Secret) -> Secret:
-        """A new token after the server refused ``rejected``."""
+        """A new token after the server refused ``rejected``: another session's newer one from the
+        store, else one the authorization server issues now."""
+        ...
+
+    @property
+    def renewed_by_server(self) -> bool:
+        """Whether the last :meth:`renew` asked the authorization server (False: it took a newer token
+        another session had stored, which the mail server may refuse too)."""
         ...
 
     @property

@@ -54,6 +54,11 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option("--authorize-url", help="Custom provider: authorization endpoint.")
 @click.option("--token-url", help="Custom provider: token endpoint.")
 @click.option(
+    "--client-auth",
+    type=click.Choice(["basic", "body"]),
+    help="How the client secret goes to the token endpoint: HTTP Basic (default for custom) or body (Google).",
+)
+@click.option(
     "--oauth-ca-file",
     type=click.Path(dir_okay=False, exists=True),
     help="PEM file of the authorization server's CA (default: the system's).",
@@ -95,7 +100,16 @@ def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) ->
     emit(as_json, result, human)
 
 
-_OAUTH_OPTIONS = ("oauth_provider", "redirect_uri", "scopes", "mailbox", "authority", "authorize_url", "token_url")
+_OAUTH_OPTIONS = (
+    "oauth_provider",
+    "redirect_uri",
+    "scopes",
+    "mailbox",
+    "authority",
+    "authorize_url",
+    "token_url",
+    "client_auth",
+)
 
 
 def _auth_from_options(name: str, entry: Backend, options: dict[str, Any]) -> AuthMode:

@@ -135,13 +135,17 @@ def oauth_login(
     login: TokenLogin, mechanism: str, attempt: Callable[[OAuthExchange], None], *, host: str, port: int
 ) -> None:
     """Log in with ``attempt`` (which raises ``exchange.failure(...)`` when refused); when the server
-    rejects the token, renew it once and try again on the same connection."""
+    rejects the token, renew it and try again on the same connection, until a token the authorization
+    server issued just now has been tried (a newer one another session stored may be refused too)."""
     token = login.tokens.access_token()
-    try:
-        attempt(OAuthExchange(mechanism, login, token, host=host, port=port))
-        return
-    except AuthenticationError as refused:
-        if not refused.token_rejected:
-            raise
-    renewed = login.tokens.renew(token)
-    attempt(OAuthExchange(mechanism, login, renewed, host=host, port=port, renewed=True))
+    for _try in range(3):  # the first token; at most one from the store; then the server's
+        try:
+            attempt(OAuthExchange(mechanism, login, token, host=host, port=port))
+            return
+        except AuthenticationError as refused:
+            if not refused.token_rejected:
+                raise
+        token = login.tokens.renew(token)
+        if login.tokens.renewed_by_server:
+            break
+    attempt(OAuthExchange(mechanism, login, token, host=host, port=port, renewed=True))

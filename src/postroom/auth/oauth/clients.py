@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from postroom.auth.oauth.endpoints import OAuthEndpoints
+from postroom.auth.oauth.endpoints import ClientAuth, OAuthEndpoints
 from postroom.auth.oauth.replies import error_detail
 from postroom.auth.oauth.tokens import TokenResponse, unverified_claims
 from postroom.credentials import Secret, redact
@@ -79,6 +79,8 @@ class ClientSettings:
     ca_file: str | None
     #: The command or call that signs in again, for error hints.
     relogin: str
+    #: How the client secret is sent to the token endpoint: HTTP Basic or in the body (Authlib clients).
+    client_auth: ClientAuth = "basic"
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,13 @@ class AuthlibClient:
         session = session_class(
             self.settings.client_id.reveal(),
             secret.reveal() if secret is not None else None,
-            token_endpoint_auth_method="client_secret_post" if secret is not None else "none",
+            token_endpoint_auth_method=(
+                "none"
+                if secret is None
+                else "client_secret_basic"
+                if self.settings.client_auth == "basic"
+                else "client_secret_post"
+            ),
             **options,
         )
         session.ca_file = self.settings.ca_file

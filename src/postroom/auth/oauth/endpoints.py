@@ -18,6 +18,7 @@ from postroom.errors import ConfigError
 __all__ = [
     "MICROSOFT_CLOUDS",
     "MICROSOFT_SERVICES",
+    "ClientAuth",
     "MicrosoftCloud",
     "MicrosoftService",
     "OAuthEndpoints",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 OAuthProvider = Literal["microsoft365", "gmail", "custom"]
+#: How a confidential client proves itself at the token endpoint: HTTP Basic, or the secret in the body.
+ClientAuth = Literal["basic", "body"]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from postroom.auth.base import TokenLogin, check_wire_safe
 from postroom.auth.oauth.clients import AuthorizationFlow, ClientSettings, ResolvedApp
-from postroom.auth.oauth.endpoints import OAuthEndpoints, OAuthProvider, endpoints_for
+from postroom.auth.oauth.endpoints import ClientAuth, OAuthEndpoints, OAuthProvider, endpoints_for
 from postroom.auth.oauth.loopback import DEFAULT_REDIRECT_URI, check_redirect_uri
 from postroom.auth.oauth.renewal import VaultTokenSource
 from postroom.auth.oauth.sign_in import sign_in
@@ -52,6 +52,7 @@ _PLAIN_FIELDS = (
     "token_url",
     "token_name",
     "ca_file",
+    "client_auth",
 )
 
 
@@ -79,8 +80,14 @@ class _OAuthMode:
         token_name: str | None = None,
         ca_file: str | None = None,
         redirect_uri: str = DEFAULT_REDIRECT_URI,
+        client_auth: ClientAuth | None = None,
     ) -> None:
         check_choice("provider", provider, OAuthProvider)
+        if client_auth is not None:
+            check_choice("client_auth", client_auth, ClientAuth)
+        #: How the client secret goes to the token endpoint (RFC 6749 §2.3.1): ``"basic"`` (HTTP Basic,
+        #: which every server must accept; the default for a custom provider) or ``"body"`` (Google's).
+        self.client_auth: ClientAuth | None = client_auth
         self.provider: OAuthProvider = provider
         if provider == "microsoft365":  # said when the mode is built, before any connection
             require_extra("microsoft", "OAuth2 with Microsoft 365")
@@ -212,6 +219,7 @@ class _OAuthMode:
             client_secret=check_wire_safe(secret, "client_secret") if secret is not None else None,
             ca_file=self.ca_file,
             relogin=self.relogin_hint(context),
+            client_auth=self.client_auth or ("body" if self.provider == "gmail" else "basic"),
         )
 
     def relogin_hint(self, context: ResolveContext | None = None) -> str:

@@ -43,6 +43,7 @@ class VaultTokenSource:
         self.relogin = relogin
         self._record: TokenRecord | None = None
         self._loaded = False
+        self.renewed_by_server = False
 
     def __repr__(self) -> str:
         return f"VaultTokenSource({self.store!r})"
@@ -72,10 +73,13 @@ class VaultTokenSource:
         return self._renew(rejected=rejected)
 
     def _renew(self, rejected: Secret | None) -> Secret:
+        self.renewed_by_server = False
+
         def change(stored: TokenRecord | None) -> TokenRecord | None:
             current = stored if stored is not None and stored.fingerprint == self.fingerprint else None
             if current is not None and not current.expires_soon() and current.access_token != rejected:
                 return stored  # another thread or process renewed it meanwhile
+            self.renewed_by_server = True
             client = self._oauth_client()
             if self.grant == "client_credentials":
                 response = client.client_credentials()

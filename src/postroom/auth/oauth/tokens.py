@@ -78,8 +78,10 @@ class TokenRecord:
         return cls(response.access_token, now + response.expires_in, refresh, scopes, account, fingerprint, now, grant)
 
     def expires_soon(self, now: float | None = None) -> bool:
-        """True when the access token is expired or within :data:`REFRESH_MARGIN` of it."""
-        return (now or time.time()) >= self.expires_at - REFRESH_MARGIN
+        """True when the access token is expired or near it: within a tenth of its lifetime, at most
+        :data:`REFRESH_MARGIN` (a 5-minute token, Keycloak's default, is renewed 30 s early, not at once)."""
+        margin = min(REFRESH_MARGIN, max(self.expires_at - self.obtained_at, 0.0) / 10)
+        return (now or time.time()) >= self.expires_at - margin
 
     def without_access_token(self) -> TokenRecord:
         """The record with its access token marked expired (the server refused it)."""
