@@ -5,8 +5,10 @@ What the server really did is always checked on a separate, uncut connection.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -15,6 +17,7 @@ from bench.mailbox import generate
 import postroom
 from postroom import ConnectionLostError, DeliveryUnknownError, SmtpServer, Variable
 from tests.conftest import PASSWORD, server_config
+from tests.mail_samples import simple
 from tests.servers.cutting_proxy import CutRule, CuttingProxy, cutting_proxy
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import SmtpServerUnderTest
@@ -131,3 +134,19 @@ def test_moves_cut_before_and_after_the_server_acts_report_what_the_server_did(
     check = direct(dovecot, mailbox_user)
     assert len(list(postroom.messages(check, "Done"))) == 12  # every one moved, none twice
     assert list(postroom.messages(check)) == []
+
+
+def test_a_3_mb_attachment_is_saved_whole_through_a_connection_cut_every_few_hundred_kb(
+    dovecot: Dovecot, mailbox_user: str, tmp_path: Path
+) -> None:
+    """Each drop keeps what was written and carries on from there, in smaller ranges."""
+    data = random.Random(4).randbytes(3 << 20)
+    dovecot.deliver(mailbox_user, simple("big", attachments={"big.bin": data, "small.pdf": b"%PDF-1.4 small"}))
+    with proxy_to(dovecot, dovecot.ports["imaps"], every=(200_000, 800_000)) as proxy:
+        session = imap_through(dovecot, proxy, mailbox_user)
+        message = next(postroom.messages(session))
+        saved = postroom.save_attachments(message, tmp_path)
+        reconnects = session.reconnects
+    assert [file.name for file in saved] == ["big.bin", "small.pdf"]
+    assert (tmp_path / "big.bin").read_bytes() == data
+    assert proxy.cuts >= 3 and reconnects == proxy.cuts

@@ -14,7 +14,7 @@ from postroom.message.model import BodyFormat, Message
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.session import Session
-from postroom.transports.contract import FetchesAhead, FetchesBodies, Flags, Folders, Mailbox
+from postroom.transports.contract import FetchesAhead, FetchesBodies, Flags, Folders, Mailbox, ResumesParts
 
 __all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
 
@@ -41,10 +41,24 @@ class SessionSource:
         return self.session.call(lambda mailbox: mailbox.raw(key))
 
     def stream_part(self, key: MessageKey, part: MimePart, sink: BinaryIO) -> int:
+        written = 0
+
+        def write(data: bytes) -> None:
+            nonlocal written
+            sink.write(data)
+            written += len(data)
+
         def attempt(mailbox: Mailbox) -> int:
+            nonlocal written
+            if isinstance(mailbox, ResumesParts):  # a repeat after a drop carries on after what was written
+                sink.seek(written)
+                sink.truncate()
+                start = written
+                return start + mailbox.stream_part_from(key, part, write, start)
             sink.seek(0)  # a retry after a reconnect starts the file over
             sink.truncate()
-            return mailbox.stream_part(key, part, sink.write)
+            written = 0
+            return mailbox.stream_part(key, part, write)
 
         return self.session.call(attempt)
 

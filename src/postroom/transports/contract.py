@@ -36,6 +36,7 @@ __all__ = [
     "ItemStatus",
     "Mailbox",
     "Moves",
+    "ResumesParts",
     "ServerReport",
     "SubmitsMail",
 ]
@@ -254,6 +255,15 @@ class FetchesAhead(Protocol):
         ...
 
 
+@runtime_checkable
+class ResumesParts(Protocol):
+    """A mailbox that carries on streaming a part where a dropped connection stopped it (IMAP partial fetch)."""
+
+    def stream_part_from(self, key: MessageKey, part: MimePart, write: Callable[[bytes], object], skip: int) -> int:
+        """Write the part's decoded content after its first ``skip`` bytes; return how many bytes it wrote."""
+        ...
+
+
 #: An ability → what a session lacking it "has no" of, for error messages.
 ABILITY_NAMES: dict[type, str] = {
     Folders: "folders",
@@ -265,4 +275,5 @@ ABILITY_NAMES: dict[type, str] = {
     SubmitsMail: "sending of its own",
     FetchesBodies: "bulk body fetch",
     FetchesAhead: "pipelining",
+    ResumesParts: "resumable downloads",
 }

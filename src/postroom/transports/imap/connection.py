@@ -40,8 +40,9 @@ HEADER_FIELDS = "FROM TO CC BCC REPLY-TO SUBJECT DATE MESSAGE-ID IN-REPLY-TO REF
 _SUMMARY_ITEMS = f"(UID FLAGS RFC822.SIZE INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
 #: UIDs per FETCH command: bounds the command length and the memory of one response.
 SUMMARY_CHUNK = 250
-#: Bytes per partial fetch when streaming an attachment.
+#: Bytes per partial fetch when streaming an attachment (halved after each drop, down to MIN_STREAM_CHUNK).
 STREAM_CHUNK = 1 << 20
+MIN_STREAM_CHUNK = 64 << 10
 _WRITE_CHUNK = 1000
 #: Bytes of section 1 fetched with each summary when the caller reads bodies (a text body is usually there).
 FIRST_SECTION_BYTES = 16 * 1024
@@ -96,6 +97,9 @@ class ImapConnection:
         self.salvaged: dict[ImapKey, MessageSummary] = {}
         #: Body sections that arrived before a dropped connection, likewise (``(key, section)`` -> bytes).
         self.salvaged_sections: dict[tuple[ImapKey, str], bytes] = {}
+        #: The part being streamed, and how far it got (a repeat after a drop carries on from there).
+        self._stream: tuple[ImapKey, str, Any] | None = None
+        self.stream_chunk = STREAM_CHUNK
 
     # -- connection -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import array
 import contextlib
 import operator
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import cast
 
 from postroom.errors import ConnectionLostError, ProtocolError
@@ -25,7 +26,7 @@ from postroom.transports.imap.connection import (
     BULK_BODY_BUDGET,
     BULK_BODY_LIMIT,
     FIRST_SECTION_BYTES,
-    STREAM_CHUNK,
+    MIN_STREAM_CHUNK,
     ImapConnection,
     _Ahead,
     _gone,
@@ -222,25 +223,62 @@ class ImapReading(ImapConnection):
         return {key.uid: data for key in keys if (data := kept.get((key, section))) is not None}
 
     def stream_part(self, key: ImapKey, part: MimePart, write: Callable[[bytes], object]) -> int:
-        decoder = StreamDecoder(part.encoding)
-        offset = total = 0
-        while True:
-            chunk = self._fetch_one(key, f"BODY.PEEK[{part.fetch_section}]<{offset}.{STREAM_CHUNK}>")
-            decoded = decoder.feed(chunk)
-            write(decoded)
-            total += len(decoded)
-            offset += len(chunk)
-            if len(chunk) < STREAM_CHUNK:
-                break
-        tail = decoder.finish()
-        write(tail)
-        return total + len(tail)
+        return self.stream_part_from(key, part, write, 0)
+
+    def stream_part_from(self, key: ImapKey, part: MimePart, write: Callable[[bytes], object], skip: int) -> int:
+        """The part's decoded content after its first ``skip`` bytes, in ranges (``BODY.PEEK[n]<offset.size>``).
+
+        Where a dropped connection stopped this very part at ``skip``, it carries on from there; each
+        drop halves the range (down to :data:`MIN_STREAM_CHUNK`), so a network that cuts every few
+        hundred KB still brings a file of many MB."""
+        section = part.fetch_section
+        held = self._stream
+        state = held[2] if held is not None and held[:2] == (key, section) and held[2].decoded == skip else None
+        discard = 0
+        if state is None:
+            state, discard = _StreamState(StreamDecoder(part.encoding)), skip
+        self._stream = (key, section, state)
+        before = state.decoded
+
+        def emit(data: bytes) -> None:
+            nonlocal discard
+            state.decoded += len(data)
+            if discard:
+                cut = min(discard, len(data))
+                data, discard = data[cut:], discard - cut
+            if data:
+                write(data)
+
+        try:
+            while True:
+                size = self.stream_chunk
+                chunk = self._fetch_one(key, f"BODY.PEEK[{section}]<{state.offset}.{size}>")
+                state.offset += len(chunk)
+                emit(state.decoder.feed(chunk))
+                if len(chunk) < size:
+                    break
+        except ConnectionLostError as lost:
+            lost.progress = state.decoded > before
+            self.stream_chunk = max(MIN_STREAM_CHUNK, self.stream_chunk // 2)
+            raise
+        emit(state.decoder.finish())
+        self._stream = None
+        return state.decoded - skip
 
     def header_block(self, key: ImapKey) -> bytes:
         return self._fetch_one(key, "BODY.PEEK[HEADER]")
 
     def raw(self, key: ImapKey) -> bytes:
         return self._fetch_one(key, "BODY.PEEK[]")
+
+
+@dataclass
+class _StreamState:
+    """How far a part's download got: bytes of the part fetched, bytes decoded from them."""
+
+    decoder: StreamDecoder
+    offset: int = 0
+    decoded: int = 0
 
 
 #: The UID of a summary this transport made (its key is an ImapKey); in C, no call per message.
