@@ -56,22 +56,20 @@ def test_create_and_move_into_a_nested_folder(layout: tuple[Dovecot, str]) -> No
     assert [m.subject for m in postroom.messages(session, "Processed/2026")] == ["to file"]
 
 
+@pytest.mark.parametrize(
+    ("existing", "kept_in"),
+    [("INBOX/Sent", "INBOX/Sent"), (None, "Sent")],
+    ids=["a Sent folder below INBOX, unflagged", "no Sent folder: one is made before sending"],
+)
 def test_the_copy_in_sent_goes_to_a_sent_folder_at_any_level(
-    layout: tuple[Dovecot, str], smtp: SmtpServerUnderTest
+    layout: tuple[Dovecot, str], smtp: SmtpServerUnderTest, existing: str | None, kept_in: str
 ) -> None:
-    """The server has ``INBOX/Sent`` (``INBOX.Sent`` on the dot layout) and flags none \\Sent."""
+    """``INBOX/Sent`` is ``INBOX.Sent`` on the dot layout; the server flags no folder \\Sent."""
     session = session_on(layout, smtp)
-    postroom.create_folder(session, "INBOX/Sent")
-    postroom.send(session, to="someone@example.test", subject="kept in INBOX/Sent", body="x", save_to_sent=True)
-    assert [m.subject for m in postroom.messages(session, "INBOX/Sent")] == ["kept in INBOX/Sent"]
-
-
-def test_without_any_sent_folder_one_is_made_before_sending(
-    layout: tuple[Dovecot, str], smtp: SmtpServerUnderTest
-) -> None:
-    session = session_on(layout, smtp)
-    postroom.send(session, to="someone@example.test", subject="kept in a new Sent", body="x", save_to_sent=True)
-    assert [m.subject for m in postroom.messages(session, "Sent")] == ["kept in a new Sent"]
+    if existing:
+        postroom.create_folder(session, existing)
+    postroom.send(session, to="someone@example.test", subject=f"kept in {kept_in}", body="x", save_to_sent=True)
+    assert [m.subject for m in postroom.messages(session, kept_in)] == [f"kept in {kept_in}"]
 
 
 def test_a_named_copy_folder_that_does_not_exist_stops_the_send_before_it_goes(

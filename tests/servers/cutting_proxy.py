@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tests.servers.listening import listening
+
 __all__ = ["CutRule", "CuttingProxy", "cutting_proxy"]
 
 
@@ -157,24 +159,11 @@ def cutting_proxy(
     seed: int = 1,
 ) -> Iterator[CuttingProxy]:
     """A proxy on a free loopback port in front of the TLS server on ``upstream_port``."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    proxy = CuttingProxy(port=listener.getsockname()[1], every=every, rules=list(rules or []), seed=seed)
     serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     serving.load_cert_chain(cert_file, key_file)
     connecting = ssl.create_default_context(cafile=str(ca_file))
-    stop = threading.Event()
     links: list[_Link] = []
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                raw, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=start_link, args=(raw,), daemon=True).start()
+    proxy = CuttingProxy(port=0, every=every, rules=list(rules or []), seed=seed)
 
     def start_link(raw: socket.socket) -> None:
         try:
@@ -190,13 +179,10 @@ def cutting_proxy(
         threading.Thread(target=link.from_client, daemon=True).start()
         threading.Thread(target=link.from_server, daemon=True).start()
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield proxy
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        listener.close()
-        for link in links:
-            link.close()
+    with listening(start_link) as port:
+        proxy.port = port
+        try:
+            yield proxy
+        finally:
+            for link in links:
+                link.close()

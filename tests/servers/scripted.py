@@ -7,9 +7,10 @@ that need them script the exchange: the greeting, then one reply per command pre
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from tests.servers.listening import listening
 
 __all__ = ["scripted_server"]
 
@@ -18,9 +19,6 @@ __all__ = ["scripted_server"]
 def scripted_server(greeting: bytes, replies: dict[bytes, bytes]) -> Iterator[int]:
     """Listen on a free loopback port. Each connection gets ``greeting``, then for every line the reply of
     the longest matching prefix in ``replies`` (``-ERR unknown`` otherwise). Yields the port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port: int = listener.getsockname()[1]
-    stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as lines:
@@ -31,22 +29,5 @@ def scripted_server(greeting: bytes, replies: dict[bytes, bytes]) -> Iterator[in
                 if line.upper().startswith(b"QUIT"):
                     return
 
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
+    with listening(serve) as port:
         yield port
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        listener.close()
