@@ -78,8 +78,10 @@ def test_a_hostile_bodystructure_is_cut_off_with_a_defect_not_a_crash() -> None:
 def test_search_criteria_quote_everything_and_use_one_literal() -> None:
     criteria = search_criteria(MessageFilter(status="unread", subject='a "b"', senders=("x", "y")))
     assert criteria.args == ("UNSEEN", "SUBJECT", '"a \\"b\\""', "OR", "FROM", '"x"', "FROM", '"y"')
-    utf8 = search_criteria(MessageFilter(subject="für", senders=("müller",)))
-    assert utf8.literal == "für".encode() and utf8.args[-1] == "SUBJECT" and utf8.charset == "UTF-8"
+    utf8 = search_criteria(MessageFilter(subject="köln", senders=("müller",)))
+    assert utf8.literal == "köln".encode() and utf8.args[-1] == "SUBJECT" and utf8.charset == "UTF-8"
+    # a term full case folding reads differently goes as its safe piece: "ss" may be an ß, an "f" after a ligature
+    assert search_criteria(MessageFilter(subject="Grüsse aus Köln")).literal == "e aus köln".encode()
     assert search_criteria(MessageFilter(subject=r"\d+", regex=True)).args == ("ALL",)
 
 

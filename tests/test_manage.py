@@ -223,7 +223,7 @@ def test_create_folder_with_its_parents_and_again(dovecot: Dovecot, mailbox_user
     dovecot.deliver(mailbox_user, simple("to file"))
     moved = postroom.move(imap, next(postroom.messages(imap)), "Processed/2026/December")
     assert moved[0].status == "done"
-    with pytest.raises(postroom.ConfigError, match="is not a folder name"):
+    with pytest.raises(postroom.ConfigError, match="line break or NUL"):
         postroom.create_folder(imap, "bad\r\nname")
 
 

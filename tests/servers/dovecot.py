@@ -305,12 +305,15 @@ service anvil {{
     def kick(self, user: str) -> None:
         """Drop every connection of ``user``, as an admin or an idle timeout would."""
         _, doveadm = find_dovecot()
-        subprocess.run(
-            [doveadm, "-c", str(self.folder / "dovecot.conf"), "kick", user],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        config = str(self.folder / "dovecot.conf")
+        subprocess.run([doveadm, "-c", config, "kick", user], check=True, capture_output=True)
+        # kick signals the processes and returns: wait until they are gone, or a command may still slip through
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            who = subprocess.run([doveadm, "-c", config, "who", user], capture_output=True, text=True)
+            if user not in who.stdout:
+                return
+            time.sleep(0.02)
 
     def log(self) -> str:
         parts = []
