@@ -100,3 +100,18 @@ def test_a_connection_lost_with_a_chunk_on_its_way(dovecot: Dovecot, mailbox_use
             dovecot.kick(mailbox_user)
     assert seen == [f"message {n:02d}" for n in range(COUNT)]
     assert imap.reconnects == 1
+
+
+def test_a_lookup_by_key_in_the_loop_body_keeps_what_was_fetched_ahead(
+    dovecot: Dovecot, mailbox_user: str, imap: Session, collected: list[int]
+) -> None:
+    """get_message mid-chunk reads the replies sent ahead first; they must still be there for the loop."""
+    fill(dovecot, mailbox_user)
+    first = next(postroom.messages(imap, order="oldest"))
+    seen = []
+    for message in postroom.messages(imap, order="oldest"):
+        assert message.text == f"body {len(seen)}\n"
+        assert postroom.get_message(imap, first.key).subject == "message 00"
+        seen.append(message.subject)
+    assert seen == [f"message {n:02d}" for n in range(COUNT)]
+    assert collected == [3, 3, 3]

@@ -13,7 +13,10 @@ __all__ = ["RedactingFilter", "get_logger"]
 
 
 def _scrub(record: logging.LogRecord) -> None:
-    message = record.getMessage()
+    try:
+        message = record.getMessage()
+    except Exception:  # bad arguments: logging reports it when the record is handled, as it always does
+        return
     clean = redact(message)
     if clean != message:
         record.msg = clean

@@ -98,7 +98,8 @@ class ImapReading(ImapConnection):
         if not keys:
             return
         self._select_for(keys, writable=False)
-        client = self._require()
+        client = self._require()  # replies of an earlier request sent ahead are read first
+        self.salvaged.clear()  # what is left is from requests nobody will collect: not to be served later
         client.untagged_responses.clear()
         sets = fetch_sets([key.uid for key in keys])
         with self._in_flight(client):
@@ -113,9 +114,10 @@ class ImapReading(ImapConnection):
             return None
         with self._keeping_progress():
             self._read_ahead(ahead)
+        taken = self._take(ahead.keys)
         if ahead.keys != keys or ahead.bodies != bodies:
             return None
-        return self._take(keys)
+        return taken
 
     def _keeper(self, keys: list[ImapKey]) -> Callable[[ResponseParts], MessageSummary | None]:
         """The summary parser for ``keys``, keeping each summary in :attr:`salvaged` as it is parsed."""
@@ -144,10 +146,10 @@ class ImapReading(ImapConnection):
             raise
 
     def _take(self, keys: list[ImapKey]) -> list[MessageSummary]:
-        """``keys``' summaries in their order (the server may answer in any order); the store is emptied."""
-        found = [summary for key in keys if (summary := self.salvaged.get(key)) is not None]
-        self.salvaged.clear()
-        return found
+        """``keys``' summaries in their order (the server may answer in any order), taken out of the store;
+        others stay (a FETCH sent ahead may have filed the next chunk's meanwhile)."""
+        salvaged = self.salvaged
+        return [summary for key in keys if (summary := salvaged.pop(key, None)) is not None]
 
     def _fetch_one(self, key: ImapKey, item: str) -> bytes:
         self._select_for([key], writable=False)
