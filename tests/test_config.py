@@ -6,9 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from postroom import PROVIDERS, Basic, ConfigError, EmailServer, PlaintextWarning, UnverifiedTLSWarning, Variable
+from postroom import (
+    PROVIDERS,
+    Basic,
+    ConfigError,
+    EmailServer,
+    OAuth2ClientCredentials,
+    PlaintextWarning,
+    UnverifiedTLSWarning,
+    Variable,
+)
 
 AUTH = Basic(username=Variable("U"), password=Variable("P"))
+M365 = OAuth2ClientCredentials(
+    client_id=Variable("C"), tenant_id=Variable("T"), client_secret=Variable("S"), username="bot@contoso.example"
+)
 
 
 def test_defaults_are_implicit_tls_on_the_standard_port() -> None:
@@ -94,12 +106,24 @@ def test_explicit_fields_override_the_preset() -> None:
 
 
 def test_microsoft365_clouds() -> None:
-    global_ = EmailServer(provider="microsoft365", auth=AUTH)
-    gcc = EmailServer(provider="Microsoft365", azure_cloud="gcc-high", auth=AUTH)
+    global_ = EmailServer(provider="microsoft365", auth=M365)
+    gcc = EmailServer(provider="Microsoft365", azure_cloud="gcc-high", auth=M365)
     assert (global_.host, global_.smtp_host) == ("outlook.office365.com", "smtp.office365.com")
     assert (gcc.host, gcc.smtp_host) == ("outlook.office365.us", "smtp.office365.us")
     with pytest.raises(ConfigError, match="azure_cloud"):
-        EmailServer(provider="microsoft365", azure_cloud="china", auth=AUTH)  # type: ignore[arg-type]
+        EmailServer(provider="microsoft365", azure_cloud="china", auth=M365)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("provider", ["microsoft365", "outlook.com"])
+def test_microsoft_presets_refuse_a_password_naming_oauth2_and_the_guide(provider: str) -> None:
+    """Exchange Online turned Basic authentication off: a password there can never log in."""
+    with pytest.raises(ConfigError, match="refuses passwords") as raised:
+        EmailServer(provider=provider, auth=AUTH)
+    assert raised.value.field == "auth"
+    assert "OAuth2PKCE" in str(raised.value) and "docs/microsoft365.md" in str(raised.value)
+    assert Path("docs/microsoft365.md").is_file()
+    # an on-premises Exchange named by host (the preset only fills SMTP) may still take a password
+    assert EmailServer(provider="microsoft365", host="mail.contoso.example", auth=AUTH).host == "mail.contoso.example"
 
 
 def test_provider_without_the_protocol_says_what_it_offers() -> None:
@@ -125,7 +149,7 @@ def test_every_preset_is_complete_and_cites_its_source() -> None:
         assert preset.source.startswith("https://")
         assert preset.imap is not None
         assert preset.smtp is not None
-        EmailServer(provider=preset.id, auth=AUTH)  # every preset builds a valid config
+        EmailServer(provider=preset.id, auth=M365 if preset.refuses_passwords else AUTH)  # each builds a valid config
 
 
 def test_clone_revalidates_and_refills_from_the_preset() -> None:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 import postroom
 from postroom.cli.main import cli
+from postroom.credentials import CredentialVault
+from tests.conftest import PASSWORD, server_config
+from tests.mail_samples import PDF, simple
+from tests.servers.dovecot import Dovecot
+from tests.servers.smtp import SmtpServerUnderTest
 
 
 def test_demo_runs_a_bot_against_the_embedded_server(tmp_path: Path) -> None:
@@ -75,3 +83,34 @@ def test_every_error_is_a_postroom_error() -> None:
             assert issubclass(obj, postroom.PostroomError), name
         if isinstance(obj, type) and issubclass(obj, Warning):
             assert issubclass(obj, postroom.PostroomWarning), name
+
+
+def test_the_readme_first_example_runs_as_written(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block under "A bot, from Python", unchanged; only the host names point at the suite's servers."""
+    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"### A bot, from Python\n\n```python\n(.*?)```", text, re.S)
+    assert found is not None
+    code = found.group(1).replace('"bot@example.com"', repr(mailbox_user))
+    assert dovecot.certs is not None
+    real = postroom.EmailServer
+
+    def here(**settings: Any) -> postroom.EmailServer:  # the same settings, aimed at loopback
+        settings.update(host="localhost", port=dovecot.ports["imaps"], ca_file=dovecot.certs.ca_file)  # type: ignore[union-attr]
+        settings.update(smtp_host="localhost", smtp_port=smtp.starttls_port)
+        return real(**settings)
+
+    monkeypatch.setattr(postroom, "EmailServer", here)
+    CredentialVault.default().set("invoices", "password", PASSWORD)
+    dovecot.deliver(mailbox_user, simple("Invoice 4711", attachments={"invoice-4711.pdf": PDF}))
+    dovecot.deliver(mailbox_user, simple("lunch?"))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own code
+    assert (tmp_path / "out" / "invoice-4711.pdf").read_bytes() == PDF
+    assert any(b"Subject: Re: Invoice 4711" in data for _sender, _to, data in smtp.received)
+    check = postroom.connect(
+        "readme-check", server_config(dovecot), variables={"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    )
+    assert [m.subject for m in postroom.messages(check, "Processed")] == ["Invoice 4711"]
+    assert [m.subject for m in postroom.messages(check)] == ["lunch?"]

@@ -87,8 +87,10 @@ def test_move_all_by_filter(dovecot: Dovecot, mailbox_user: str, imap: Session) 
 
 def test_move_to_a_missing_folder_is_a_clear_error(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
     fill(dovecot, mailbox_user, 1)
-    with pytest.raises(postroom.ProtocolError, match="MOVE to 'Nowhere' failed"):
+    with pytest.raises(postroom.ConfigError, match="no folder 'Nowhere'") as raised:
         postroom.move(imap, next(postroom.messages(imap)), "Nowhere")
+    assert raised.value.field == "folder" and "create_folder" in str(raised.value)
+    assert raised.value.exit_code == 3  # a setting to fix, not a server to retry
     assert subjects(imap) == ["message 1"]
 
 

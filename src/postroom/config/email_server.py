@@ -132,6 +132,13 @@ class EmailServer:
             object.__setattr__(self, "ca_file", check_ca_file(self.ca_file))
         if not hasattr(self.auth, "resolve") or not hasattr(self.auth, "kind"):
             raise ConfigError("auth", f"expected an auth mode such as Basic(...), got {type(self.auth).__name__}")
+        if preset is not None and preset.refuses_passwords and "host" in filled and self.auth.kind in {"basic", "ntlm"}:
+            raise ConfigError(
+                "auth",
+                f"{preset.name} refuses passwords on IMAP, POP3 and SMTP (Microsoft turned Basic authentication off)",
+                hint="sign in with OAuth2: OAuth2PKCE (a user signs in once) or OAuth2ClientCredentials (app-only, "
+                f"no user); CLI: --auth oauth2-pkce or --auth oauth2-client-credentials; set-up: {preset.guide}",
+            )
         bind = getattr(self.auth, "for_server", None)
         if bind is not None:  # OAuth2 modes check (and take) the server's provider and Azure cloud
             object.__setattr__(self, "auth", bind(self.provider, self.azure_cloud))

@@ -36,6 +36,10 @@ class ProviderPreset:
     smtp: Endpoint | None
     source: str
     note: str = ""
+    #: The provider's mail servers refuse passwords (Basic auth) altogether: only OAuth2 signs in.
+    refuses_passwords: bool = False
+    #: The guide in docs/ that walks through this provider's set-up, if there is one.
+    guide: str = ""
 
     def endpoint(self, protocol: str) -> Endpoint | None:
         found: Endpoint | None = getattr(self, protocol)
@@ -52,6 +56,7 @@ _PRESETS = (
         smtp=Endpoint("smtp.gmail.com", 465, "ssl"),
         source="https://support.google.com/mail/answer/7126229",
         note="Workspace accounts need OAuth2; personal accounts an app password with 2-Step Verification.",
+        guide="docs/gmail.md",
     ),
     # https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/pop3-and-imap4/pop3-and-imap4
     # ("POP3 and IMAP4 in Exchange Online": outlook.office365.com 993/995, smtp.office365.com 587 STARTTLS)
@@ -63,6 +68,8 @@ _PRESETS = (
         smtp=Endpoint("smtp.office365.com", 587, "starttls"),
         source="https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/pop3-and-imap4/pop3-and-imap4",
         note="Basic auth is disabled for IMAP/POP in Exchange Online: use OAuth2.",
+        refuses_passwords=True,
+        guide="docs/microsoft365.md",
     ),
     # secondary: Microsoft 365 GCC High endpoint lists (learn.microsoft.com "Microsoft 365 U.S. Government
     # GCC High endpoints", outlook.office365.us) and partner documentation for smtp.office365.us.
@@ -74,6 +81,8 @@ _PRESETS = (
         smtp=Endpoint("smtp.office365.us", 587, "starttls"),
         source="https://learn.microsoft.com/microsoft-365/enterprise/microsoft-365-u-s-government-gcc-high-endpoints",
         note="GCC moderate tenants use the Azure Global endpoints.",
+        refuses_passwords=True,
+        guide="docs/microsoft365.md",
     ),
     # https://support.microsoft.com/office/pop-imap-and-smtp-settings-for-outlook-com-d088b986-291d-42b8-9564-9c414e2aa040
     ProviderPreset(
@@ -84,6 +93,8 @@ _PRESETS = (
         smtp=Endpoint("smtp-mail.outlook.com", 587, "starttls"),
         source="https://support.microsoft.com/office/d088b986-291d-42b8-9564-9c414e2aa040",
         note="Personal Microsoft accounts need OAuth2 for IMAP/POP.",
+        refuses_passwords=True,
+        guide="docs/microsoft365.md",
     ),
     # https://help.yahoo.com/kb/SLN4075.html ("IMAP server settings for Yahoo Mail") and SLN4724 (POP)
     ProviderPreset(

@@ -425,8 +425,8 @@ class OAuth2ClientCredentials(_OAuthMode):
             raise ConfigError(
                 "auth",
                 "Gmail has no OAuth2 client-credentials grant",
-                hint="use OAuth2PKCE (a user signs in once; the bot refreshes its token), or for Google "
-                "Workspace a service account with domain-wide delegation",
+                hint="use OAuth2PKCE: a user signs in once and the bot refreshes its token from then on "
+                "(postroom has no Google service accounts; see docs/gmail.md)",
             )
         if options.get("client_secret") is None:
             raise ConfigError(

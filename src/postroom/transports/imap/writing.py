@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-from postroom.errors import ConnectionLostError, ProtocolError, UnsupportedError
+from postroom.errors import ConfigError, ConnectionLostError, PostroomError, ProtocolError, UnsupportedError
 from postroom.transports.call_options import call_option
 from postroom.transports.contract import Folder, ItemResult
 from postroom.transports.errors import server_text
@@ -188,7 +188,7 @@ class ImapWriting(ImapConnection):
                     command = "MOVE" if use_move else "COPY"
                     typ, data = self._uid(command, uid_set(chunk), target)
                     if typ != "OK":
-                        raise ProtocolError(f"{command} to {folder!r} failed: {server_text(data)}")
+                        raise _refused_target(command, folder, data, self._known_folders)
                     copied = copyuid(self._require().untagged_responses.get("OK", []), data)
                     if copied is not None:
                         validity, mapping = copied
@@ -240,9 +240,23 @@ class ImapWriting(ImapConnection):
         stamp = imaplib.Time2Internaldate(dt.datetime.now(dt.UTC))
         typ, data = self._call(lambda c: c.append(target, flags, stamp, raw))
         if typ != "OK":
-            raise ProtocolError(f"APPEND to {folder!r} failed: {server_text(data)}")
+            raise _refused_target("APPEND", folder, data, self._known_folders)
 
     def has_message_id(self, folder: str, message_id: str) -> bool:
         self._select(folder, writable=False)
         _typ, data = self._uid("SEARCH", "HEADER", "Message-ID", quote(message_id))
         return any(chunk and bytes(chunk).split() for chunk in data)
+
+
+def _refused_target(command: str, folder: str, data: object, known: Callable[[], str]) -> PostroomError:
+    """A MOVE, COPY or APPEND the server refused: a missing folder (``[TRYCREATE]``, RFC 3501 §6.4.7) is the
+    caller's to fix, and says how; anything else is the server's answer as it came."""
+    reply = server_text(data)
+    if "TRYCREATE" in reply.upper():
+        return ConfigError(
+            "folder",
+            f"there is no folder {folder!r} on the server; nothing was changed",
+            hint=f"create it first: postroom.create_folder(session, {folder!r}) (CLI: postroom create-folder); "
+            + known(),
+        )
+    return ProtocolError(f"{command} to {folder!r} failed: {reply}")
