@@ -298,3 +298,17 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(profile: str, dovecot:
     assert len(done.stdout.splitlines()) == 1
     assert "error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (0, 141)  # 141: killed by the pipe, as other tools are
+
+
+def test_reply_without_a_body_or_a_filter_sends_nothing_and_says_which_flag(
+    profile: str, dovecot: Dovecot, mailbox_user: str, smtp: SmtpServerUnderTest
+) -> None:
+    dovecot.deliver(mailbox_user, simple("please answer"))
+    before = len(smtp.received)
+    no_body = run("reply", "--session", "box", "--subject", "please answer")
+    assert no_body.exit_code == 3
+    assert "body: a reply needs its text" in no_body.stderr and "--body TEXT" in no_body.stderr
+    no_filter = run("reply", "--session", "box", "--body", "ack")
+    assert no_filter.exit_code == 3
+    assert "--all" not in no_filter.stderr  # for reply, --all means reply-all: never offered as the way out
+    assert len(smtp.received) == before

@@ -134,10 +134,12 @@ def with_progress(
         bar.update(task, completed=total)
 
 
-def require_selection(filters: dict[str, Any], everything: bool, verb: str) -> None:
+def require_selection(filters: dict[str, Any], everything: bool, verb: str, *, all_flag: bool = True) -> None:
+    """Refuse a command over a whole folder without a filter; ``all_flag``: the command has ``--all`` to allow it."""
     if not everything and not has_selection(filters):
+        narrow = "narrow it (--subject, --sender, --status, --since, --key ...)"
         raise ConfigError(
             "filters",
-            f"refusing to {verb} every message of {filters['folder']} without a filter",
-            hint="narrow it (--subject, --sender, --status, --since, --key ...) or pass --all",
+            f"refusing to {verb} every message of {filters['folder']} without a filter; nothing was done",
+            hint=f"{narrow} or pass --all" if all_flag else f"{narrow}: a whole folder is never answered at once",
         )

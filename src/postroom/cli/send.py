@@ -13,6 +13,7 @@ from postroom.actions.send import SendResult, _sender, forward, reply, send
 from postroom.cli.common import filter_options, open_session, require_selection, selected_messages, session_option
 from postroom.cli.output import emit, handle_errors, json_option
 from postroom.credentials import redact
+from postroom.errors import ConfigError
 from postroom.message.keys import MessageKey
 from postroom.message.model import Message
 from postroom.session import Session
@@ -125,7 +126,7 @@ def _respond(
     act: Callable[[Session, list[Message]], list[SendResult]],
 ) -> None:
     """Answer every matching message, carrying on past one that fails; print every result; exit 1 if any failed."""
-    require_selection(filters, False, verb)  # never answer a whole folder by accident
+    require_selection(filters, False, verb, all_flag=False)  # never answer a whole folder by accident
     rows: list[dict[str, Any]] = []
     with open_session(session_name) as session:
         _total, items, _loop = selected_messages(session, filters)
@@ -208,6 +209,10 @@ def reply_command(
     as_json: bool,
 ) -> None:
     """Reply to each matching message."""
+    if body is None and body_file is None:
+        raise ConfigError(
+            "body", "a reply needs its text", hint="give --body TEXT or --body-file FILE; nothing was sent"
+        )
     text = _body(body, body_file)
     _respond(
         session_name,
