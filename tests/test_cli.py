@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from postroom.cli.main import cli
+from postroom.credentials import CredentialVault
 from tests.conftest import PASSWORD, USER
 from tests.servers.dovecot import Dovecot, free_port
 
@@ -179,3 +180,15 @@ def test_real_subprocess_end_to_end(dovecot: Dovecot, isolated_home: Path) -> No
     assert tested.returncode == 0, tested.stderr
     assert json.loads(tested.stdout)["protocol"] == "pop3"
     assert PASSWORD not in tested.stdout + tested.stderr
+
+
+def test_an_identifier_typed_in_is_kept_as_given_and_warns_about_nothing(dovecot: Dovecot, isolated_home: Path) -> None:
+    run("vault", "set", "mailbox", "password", input=PASSWORD)
+    args = connect_args(dovecot)
+    args[args.index("--username") + 1] = USER
+    result = run(*args, "--test")
+    assert result.exit_code == 0, result.output
+    assert "insecure" not in result.stderr and "stored in the vault" not in result.stderr
+    profile = json.loads((isolated_home / "profiles.json").read_text())
+    assert profile["box"]["auth"]["username"] == USER
+    assert "profile:box" not in CredentialVault.default().list()  # nothing was moved into the vault

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 
 import pytest
 
-from postroom import Basic, CredentialError, Insecure, InsecureSecretWarning, Secret, Variable, Vault, redact
+from postroom import Basic, CredentialError, Insecure, InsecureSecretWarning, Plain, Secret, Variable, Vault, redact
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.logs import get_logger
 
@@ -89,10 +90,23 @@ def test_insecure_string_warns_once_per_field() -> None:
         Insecure("x3").resolve(context, "password")  # second time: silent
 
 
-def test_plain_string_is_taken_as_insecure() -> None:
-    auth = Basic(username="bot@example.test", password=CANARY)
+def test_plain_string_is_taken_as_insecure_for_a_secret_and_as_it_is_for_an_identifier() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an identifier typed in warns about nothing
+        auth = Basic(username="bot@example.test", password=CANARY)
+        assert auth.username.resolve(ResolveContext(), "username").reveal() == "bot@example.test"
     assert isinstance(auth.password, Insecure)
-    assert CANARY not in repr(auth)
+    assert auth.username == Plain("bot@example.test")
+    assert CANARY not in repr(auth) and "bot@example.test" in repr(auth)
+
+
+def test_tenant_and_client_ids_stay_readable_in_error_text() -> None:
+    """Identifiers are not scrubbed: an error's sign-in URL still shows which tenant it went to."""
+    tenant = Vault("app", "tenant_id")
+    vault = CredentialVault()
+    vault.set("app", "tenant_id", "5f1c2b7e-tenant")
+    resolved = tenant.resolve(ResolveContext(vault=vault), "tenant_id")
+    assert redact(f"https://login.example/{resolved.reveal()}/oauth2") == "https://login.example/5f1c2b7e-tenant/oauth2"
 
 
 def test_vault_reference_resolves_through_the_vault() -> None:

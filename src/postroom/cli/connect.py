@@ -69,11 +69,11 @@ PROFILE_VAULT_PREFIX = "profile:"
 def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) -> None:
     """Save connection profile NAME (secrets by reference only) for later --session NAME.
 
-    A bare value for a secret option (--username, --password, --client-id,
-    --tenant-id, --client-secret) is an insecure string: it is moved into the
-    credential vault as vault:profile:NAME/FIELD, never written to the profile in
-    clear. With --auth oauth2-pkce or oauth2-implicit, sign in afterwards with
-    `postroom auth login NAME`.
+    A bare value for --password or --client-secret is an insecure string: it is
+    moved into the credential vault as vault:profile:NAME/FIELD, never written to
+    the profile in clear. A bare --username, --client-id or --tenant-id is an
+    identifier, not a secret: the profile keeps it as given. With --auth
+    oauth2-pkce or oauth2-implicit, sign in afterwards with `postroom auth login NAME`.
     """
     entry = backend(options.pop("protocol"))
     settings = settings_from_options(entry, options)  # takes the server's settings out of ``options``

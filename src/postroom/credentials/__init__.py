@@ -4,6 +4,7 @@ from postroom.credentials.secret import Secret, redact
 from postroom.credentials.sources import (
     Insecure,
     InsecureSecretWarning,
+    Plain,
     ResolveContext,
     SecretRef,
     SecretSource,
@@ -17,6 +18,7 @@ __all__ = [
     "CredentialVault",
     "Insecure",
     "InsecureSecretWarning",
+    "Plain",
     "ResolveContext",
     "Secret",
     "SecretRef",

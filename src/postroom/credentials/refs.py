@@ -1,19 +1,20 @@
 """Secret references as text, for the CLI and stored profiles.
 
-``vault:NAME/ATTRIBUTE``, ``var:NAME``, ``env:NAME``; anything else is an insecure
-string typed in.
+``vault:NAME/ATTRIBUTE``, ``var:NAME``, ``env:NAME``; anything else is an identifier
+typed in (a username, a client or tenant id, stored as it is) or an insecure string.
 """
 
 from __future__ import annotations
 
-from postroom.credentials.sources import Insecure, SecretRef, Variable, Vault
+from postroom.credentials.secret import IDENTITY_FIELDS
+from postroom.credentials.sources import Insecure, Plain, SecretRef, Variable, Vault
 from postroom.errors import ConfigError
 
 __all__ = ["format_ref", "parse_ref"]
 
 
 def parse_ref(text: str, field_name: str) -> SecretRef:
-    """Parse a reference; a bare value becomes :class:`Insecure`."""
+    """Parse a reference; a bare value becomes :class:`Plain` for an identifier, else :class:`Insecure`."""
     if text.startswith("vault:"):
         body = text[len("vault:") :]
         name, sep, attribute = body.rpartition("/")
@@ -26,7 +27,7 @@ def parse_ref(text: str, field_name: str) -> SecretRef:
             if not name:
                 raise ConfigError(field_name, f"{text!r} names no variable", hint=f"write {prefix}NAME")
             return Variable(name, environment_only=environment_only)
-    return Insecure(text)
+    return Plain(text) if field_name in IDENTITY_FIELDS else Insecure(text)
 
 
 def format_ref(ref: SecretRef, field_name: str) -> str:

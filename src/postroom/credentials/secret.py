@@ -13,8 +13,9 @@ from postroom.redaction import redact, remember
 
 __all__ = ["IDENTITY_FIELDS", "Secret", "redact", "scrubbed"]
 
-#: Secret fields that are identities rather than keys: hidden in ``repr``, but not scrubbed from logs.
-IDENTITY_FIELDS = frozenset({"username"})
+#: Fields that name someone or something rather than unlock it: typed in without a warning, never scrubbed
+#: from logs, error text or URLs (a tenant id in a sign-in URL is what one needs to see when debugging).
+IDENTITY_FIELDS = frozenset({"username", "client_id", "tenant_id"})
 
 
 def scrubbed(field_name: str) -> bool:

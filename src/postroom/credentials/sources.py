@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from postroom.credentials.secret import Secret, scrubbed
+from postroom.credentials.secret import IDENTITY_FIELDS, Secret, scrubbed
 from postroom.errors import CredentialError, PostroomWarning
 
 if TYPE_CHECKING:
@@ -154,16 +154,41 @@ class Insecure:
         return hash(("Insecure", self._value))
 
 
-SecretRef: TypeAlias = Vault | Variable | Insecure
-"""A reference to a secret: where its value comes from."""
+class Plain:
+    """An identifier typed in (a username, a client or tenant id): not a secret, so no warning, shown as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def resolve(self, context: ResolveContext, field_name: str) -> Secret:
+        return Secret(self.value, scrub=False)
+
+    def describe(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Plain({self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plain) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(("Plain", self.value))
+
+
+SecretRef: TypeAlias = Vault | Variable | Insecure | Plain
+"""A reference to a secret (or an identifier): where its value comes from."""
 
 
 def as_secret_ref(value: SecretRef | str, field_name: str) -> SecretRef:
-    """Accept a reference, or a plain string as an :class:`Insecure` one."""
-    if isinstance(value, Vault | Variable | Insecure):
+    """Accept a reference, or a plain string: :class:`Plain` for an identifier (``username``, ``client_id``,
+    ``tenant_id``), else :class:`Insecure` (it warns when used)."""
+    if isinstance(value, Vault | Variable | Insecure | Plain):
         return value
     if isinstance(value, str):
-        return Insecure(value)
+        return Plain(value) if field_name in IDENTITY_FIELDS else Insecure(value)
     from postroom.errors import ConfigError
 
     raise ConfigError(
