@@ -114,3 +114,14 @@ def test_the_readme_first_example_runs_as_written(
     )
     assert [m.subject for m in postroom.messages(check, "Processed")] == ["Invoice 4711"]
     assert [m.subject for m in postroom.messages(check)] == ["lunch?"]
+
+
+def test_help_shows_each_property_with_its_type_and_the_readme_names_are_exported() -> None:
+    import pydoc
+
+    shown = pydoc.render_doc(postroom.Message, renderer=pydoc.plaintext)
+    assert "subject = <property: str>" in shown
+    assert "cached object" not in shown
+    for name in ("MessageLoop", "MessageProperties", "RopcWarning", "ImplicitGrantWarning", "SavedFile"):
+        assert name in postroom.__all__ and hasattr(postroom, name)
+    assert postroom.Message.save_attachments.__annotations__["return"] == "list[SavedFile]"

@@ -194,8 +194,8 @@ def test_properties_are_complete_and_json_ready(dovecot: Dovecot, mailbox_user: 
     assert props["has_attachments"] is True
     assert props["seen"] is False
     assert props["sent_date"] == "2026-11-24T09:00:00+00:00"
-    assert dt.datetime.fromisoformat(props["received_date"]).tzinfo is not None
-    assert props["headers"]["Subject"] == ["Props"]
+    assert props["received_date"] is not None and dt.datetime.fromisoformat(props["received_date"]).tzinfo is not None
+    assert props["headers"] is not None and props["headers"]["Subject"] == ["Props"]
     html_loop = next(postroom.messages(imap, body_format="html"))
     assert html_loop.body == "<p>HTML body</p>\n"
 

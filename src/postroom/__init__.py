@@ -30,9 +30,10 @@ from postroom.actions import (
     save_email,
     test_connection,
 )
-from postroom.actions.loop import get_message
+from postroom.actions.loop import MessageLoop, get_message
 from postroom.actions.send import CopyAfterSendError, SendReceipt, SendResult, forward, reply, send, send_each
 from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
+from postroom.auth.oauth.modes import ImplicitGrantWarning, RopcWarning
 from postroom.config import PROVIDERS, EmailServer, Ews, EwsRetirementWarning, PlaintextWarning, UnverifiedTLSWarning
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import (
@@ -75,7 +76,7 @@ from postroom.errors import (
 from postroom.filters import MessageFilter
 from postroom.logs import RedactingFilter, get_logger
 from postroom.message.keys import MessageKey
-from postroom.message.model import PROPERTY_KEYS, Address, Message
+from postroom.message.model import PROPERTY_KEYS, Address, Message, MessageProperties
 from postroom.session import (
     ReconnectPolicy,
     Runtime,
@@ -111,6 +112,7 @@ __all__ = [
     "Ews",
     "EwsRetirementWarning",
     "Folder",
+    "ImplicitGrantWarning",
     "Insecure",
     "InsecureSecretWarning",
     "ItemResult",
@@ -119,6 +121,8 @@ __all__ = [
     "Message",
     "MessageFilter",
     "MessageKey",
+    "MessageLoop",
+    "MessageProperties",
     "MissingExtraError",
     "Ntlm",
     "OAuth2ClientCredentials",
@@ -133,6 +137,7 @@ __all__ = [
     "ProtocolError",
     "ReconnectPolicy",
     "RedactingFilter",
+    "RopcWarning",
     "Runtime",
     "SavedFile",
     "Secret",

@@ -109,7 +109,7 @@ def list_command(session_name: str, filters: dict[str, Any], bodies: bool, as_js
         total, items, loop = selected_messages(session, filters)
         rows = []
         for message in with_progress(total, items, loop, "listing", as_json):
-            rows.append(message.properties(with_bodies=bodies) if as_json else _row(message))
+            rows.append(dict(message.properties(with_bodies=bodies)) if as_json else _row(message))
     emit(
         as_json,
         {"messages": rows, "count": len(rows)},

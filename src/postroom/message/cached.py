@@ -27,6 +27,12 @@ class cached(Generic[T]):  # noqa: N801 - used like the decorator it replaces
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
+    def __repr__(self) -> str:
+        """What ``help(Message)`` shows for the property: its type and the first line of its doc."""
+        kind = self.func.__annotations__.get("return", "")
+        doc = (self.__doc__ or "").strip().splitlines()
+        return f"<property: {kind}{' — ' + doc[0] if doc else ''}>"
+
     @overload
     def __get__(self, instance: None, owner: type | None = None) -> cached[T]: ...
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, TypedDict, cast
 
 from postroom.message.cached import cached
 from postroom.message.decode import decode_text, decode_words, parse_addresses, parse_date
@@ -21,11 +21,11 @@ from postroom.message.headers import HeaderBlock, split_header_block
 from postroom.message.html_text import html_to_text
 from postroom.message.keys import MessageKey
 from postroom.message.raw import EmlKey, RawSource, summary_of_raw
-from postroom.message.saving import save_attachments, save_email
+from postroom.message.saving import SavedFile, save_attachments, save_email
 from postroom.message.structure import MimePart, parse_raw, structure_of
 from postroom.message.summary import MessageSummary
 
-__all__ = ["PROPERTY_KEYS", "Address", "BodyFormat", "Message", "MessageSource"]
+__all__ = ["PROPERTY_KEYS", "Address", "BodyFormat", "Message", "MessageProperties", "MessageSource"]
 
 BodyFormat = Literal["plain", "html"]
 
@@ -61,6 +61,39 @@ PROPERTY_KEYS = (
     "has_attachments",
     "headers",
     "defects",
+)
+
+
+#: What :meth:`Message.properties` returns: JSON-ready values under :data:`PROPERTY_KEYS` (``from`` is a
+#: Python keyword, hence the functional form). Bodies and headers are None unless asked for.
+MessageProperties = TypedDict(
+    "MessageProperties",
+    {
+        "key": str,
+        "uid": "int | str",
+        "folder": str,
+        "message_id": str,
+        "from": str,
+        "from_address": str,
+        "from_name": str,
+        "to": list[str],
+        "cc": list[str],
+        "bcc": list[str],
+        "reply_to": list[str],
+        "subject": str,
+        "sent_date": "str | None",
+        "received_date": "str | None",
+        "size": int,
+        "seen": "bool | None",
+        "flagged": "bool | None",
+        "body": "str | None",
+        "text": "str | None",
+        "html": "str | None",
+        "attachment_names": list[str],
+        "has_attachments": bool,
+        "headers": "dict[str, list[str]] | None",
+        "defects": list[str],
+    },
 )
 
 
@@ -301,17 +334,17 @@ class Message:
         """Write a part's decoded content to a seekable binary file, chunk by chunk."""
         return self._source.stream_part(self.key, part, sink)
 
-    def save_attachments(self, folder: str | Path, **options: Any) -> list[Any]:
+    def save_attachments(self, folder: str | Path, **options: Any) -> list[SavedFile]:
         """Shortcut for :func:`postroom.save_attachments` on this message."""
         return save_attachments(self, folder, **options)
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Any:
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Shortcut for :func:`postroom.save_email` on this message."""
         return save_email(self, path, overwrite=overwrite)
 
     # -- the properties dictionary --------------------------------------------------------
 
-    def properties(self, *, with_bodies: bool = True, with_headers: bool = False) -> dict[str, Any]:
+    def properties(self, *, with_bodies: bool = True, with_headers: bool = False) -> MessageProperties:
         """The documented properties (:data:`PROPERTY_KEYS`) as plain JSON-ready values.
 
         Bodies are fetched unless ``with_bodies=False``; all headers only with ``with_headers=True``.
@@ -346,7 +379,7 @@ class Message:
             data[name] = get() if with_bodies else None
         data["headers"] = self.headers if with_headers else None
         data["defects"] = list(self.defects)
-        return {key: data[key] for key in PROPERTY_KEYS}
+        return cast(MessageProperties, {key: data[key] for key in PROPERTY_KEYS})
 
 
 def _default_name(part: MimePart) -> str:
