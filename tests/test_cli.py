@@ -192,3 +192,25 @@ def test_an_identifier_typed_in_is_kept_as_given_and_warns_about_nothing(dovecot
     profile = json.loads((isolated_home / "profiles.json").read_text())
     assert profile["box"]["auth"]["username"] == USER
     assert "profile:box" not in CredentialVault.default().list()  # nothing was moved into the vault
+
+
+def test_a_connect_that_fails_leaves_no_profile_and_no_vault_entry_behind(
+    dovecot: Dovecot, isolated_home: Path
+) -> None:
+    args = connect_args(dovecot)
+    args[args.index("--username") + 1] = USER
+    args[args.index("--password") + 1] = "wrong-password"
+    failed = run(*args, "--test")
+    assert failed.exit_code == 7, failed.output
+    assert not (isolated_home / "profiles.json").exists()
+    assert "profile:box" not in CredentialVault.default().list()
+    # a good one saves; a failing update of it keeps the profile and the secret it had
+    args[args.index("--password") + 1] = PASSWORD
+    assert run(*args, "--test").exit_code == 0
+    args[args.index("--password") + 1] = "wrong-again"
+    assert run(*args, "--test").exit_code == 7
+    assert CredentialVault.default().get("profile:box", "password").reveal() == PASSWORD
+    assert run("test-connection", "box").exit_code == 0
+    deleted = run("profiles", "delete", "box")
+    assert deleted.exit_code == 0 and "vault entries" in deleted.output
+    assert "profile:box" not in CredentialVault.default().list()  # the secret connect stored went with it

@@ -312,3 +312,22 @@ def test_reply_without_a_body_or_a_filter_sends_nothing_and_says_which_flag(
     assert no_filter.exit_code == 3
     assert "--all" not in no_filter.stderr  # for reply, --all means reply-all: never offered as the way out
     assert len(smtp.received) == before
+
+
+def test_test_connection_logs_in_to_the_smtp_server_too(profile: str, smtp: SmtpServerUnderTest) -> None:
+    tested = run("test-connection", "box", "--json")
+    assert tested.exit_code == 0, tested.output
+    found = json.loads(tested.stdout)["smtp"]
+    assert found["address"] == f"smtp://localhost:{smtp.starttls_port}"
+    assert found["tls_version"] in {"TLSv1.2", "TLSv1.3"} and "AUTH" in found["extensions"]
+    assert "smtp " in run("test-connection", "box").output
+
+
+def test_a_refused_recipient_is_a_setting_to_fix_not_a_network_error(profile: str, smtp: SmtpServerUnderTest) -> None:
+    smtp.refused.add("nobody@example.test")
+    try:
+        sent = run("send", "--session", "box", "--to", "nobody@example.test", "--subject", "x", "--body", "y")
+    finally:
+        smtp.refused.discard("nobody@example.test")
+    assert sent.exit_code == 3  # exit 6 means "retry later"; this would fail again
+    assert "every recipient was refused" in sent.stderr and "nothing was sent" in sent.stderr

@@ -119,7 +119,7 @@ def test_the_readme_first_example_runs_as_written(
 def test_help_shows_each_property_with_its_type_and_the_readme_names_are_exported() -> None:
     import pydoc
 
-    shown = pydoc.render_doc(postroom.Message, renderer=pydoc.plaintext)
+    shown = pydoc.render_doc(postroom.Message, renderer=pydoc.plaintext)  # type: ignore[attr-defined]
     assert "subject = <property: str>" in shown
     assert "cached object" not in shown
     for name in ("MessageLoop", "MessageProperties", "RopcWarning", "ImplicitGrantWarning", "SavedFile"):

@@ -52,6 +52,7 @@ __all__ = [
     "PostroomError",
     "PostroomWarning",
     "ProtocolError",
+    "RecipientsRefusedError",
     "ServerBusyError",
     "ServerTimeoutError",
     "ServerUnreachableError",
@@ -180,6 +181,13 @@ class ServerBusyError(MailServerError):
     def __init__(self, problem: str, *, retry_after: float | None = None, **context: str | None) -> None:
         super().__init__(problem, **context)
         self.retry_after = retry_after
+
+
+class RecipientsRefusedError(MailServerError):
+    """The server refused every recipient (unknown user, relaying denied): nothing was sent, and sending
+    again unchanged fails again. A setting to fix, not a network to retry: exit code 3."""
+
+    exit_code = 3
 
 
 class DeliveryUnknownError(MailServerError):

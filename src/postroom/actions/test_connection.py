@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from postroom.config import ServerConfig
+from postroom.config import EmailServer, ServerConfig
+from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault
 from postroom.session import current_runtime
 from postroom.session.session import Session
 from postroom.transports import ServerReport
+from postroom.transports.smtp import SmtpCheck, check_submission
 
 __all__ = ["ConnectionTest", "test_connection"]
 
@@ -30,6 +32,8 @@ class ConnectionTest:
     username_source: str
     connect_ms: float
     round_trip_ms: float
+    #: The SMTP server the settings name, logged in to as sending would (None: none is set).
+    smtp: SmtpCheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self.report)
@@ -39,6 +43,7 @@ class ConnectionTest:
             username_source=self.username_source,
             connect_ms=self.connect_ms,
             round_trip_ms=self.round_trip_ms,
+            smtp={**asdict(self.smtp), "extensions": list(self.smtp.extensions)} if self.smtp else None,
         )
         return data
 
@@ -50,7 +55,8 @@ def test_connection(
     variables: Mapping[str, str] | None = None,
     vault: CredentialVault | None = None,
 ) -> ConnectionTest:
-    """Connect and log in to ``config``'s server, describe it, and disconnect.
+    """Connect and log in to ``config``'s server, describe it, and disconnect; log in to its SMTP server
+    too when the settings name one (``smtp_host`` or a provider), sending nothing.
 
     Raises the same :class:`~postroom.errors.PostroomError` a real session would,
     so a failed test says exactly what a bot would meet.
@@ -60,13 +66,17 @@ def test_connection(
     session.open()
     connect_ms = (time.perf_counter() - started) * 1000
     try:
-        username = session.resolve_login().username.reveal()
+        login = session.resolve_login()
+        username = login.username.reveal()
         report = session.call(lambda mailbox: mailbox.report())
         samples = []
         for _ in range(_ROUND_TRIPS):
             tick = time.perf_counter()
             session.call(lambda mailbox: mailbox.noop())
             samples.append((time.perf_counter() - tick) * 1000)
+        smtp = None
+        if isinstance(config, EmailServer) and config.smtp is not None:
+            smtp = check_submission(SmtpServer.for_session(config), login)
     finally:
         session.close()
     return ConnectionTest(
@@ -75,6 +85,7 @@ def test_connection(
         username_source=config.auth.describe().get("username") or config.auth.kind,
         connect_ms=round(connect_ms, 2),
         round_trip_ms=round(statistics.median(samples), 2),
+        smtp=smtp,
     )
 
 

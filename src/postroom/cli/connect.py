@@ -77,13 +77,19 @@ def connect_command(name: str, run_test: bool, as_json: bool, **options: Any) ->
     """
     entry = backend(options.pop("protocol"))
     settings = settings_from_options(entry, options)  # takes the server's settings out of ``options``
-    auth = _auth_from_options(name, entry, {**options, "server_provider": settings.get("provider")})
-    config = entry.from_profile({"protocol": entry.protocol, **settings}, auth)
-    record = ProfileStore().save(name, config)
+    writes = _VaultWrites()
+    try:  # all or nothing: a bad setting or a failed --test leaves no profile and no vault entry behind
+        auth = _auth_from_options(name, entry, {**options, "server_provider": settings.get("provider")}, writes)
+        config = entry.from_profile({"protocol": entry.protocol, **settings}, auth)
+        tested: ConnectionTest | None = None
+        if run_test:
+            tested = test_connection(config, name=name, variables=state().variables)
+        record = ProfileStore().save(name, config)
+    except BaseException:
+        writes.undo()
+        raise
     result: dict[str, Any] = {"ok": True, "profile": name, "address": config.address, **record}
-    tested: ConnectionTest | None = None
-    if run_test:
-        tested = test_connection(config, name=name, variables=state().variables)
+    if tested is not None:
         result["test"] = tested.to_dict()
 
     def human() -> None:
@@ -112,7 +118,7 @@ _OAUTH_OPTIONS = (
 )
 
 
-def _auth_from_options(name: str, entry: Backend, options: dict[str, Any]) -> AuthMode:
+def _auth_from_options(name: str, entry: Backend, options: dict[str, Any], writes: _VaultWrites) -> AuthMode:
     """The auth mode the options describe; secrets typed in go to the vault."""
     mode = options.pop("auth_mode")
     if not entry.accepts(mode):
@@ -128,7 +134,7 @@ def _auth_from_options(name: str, entry: Backend, options: dict[str, Any]) -> Au
     }
     oauth = {key: options.pop(key, None) for key in _OAUTH_OPTIONS}
     oauth_ca_file = options.pop("oauth_ca_file")
-    given = {k: _stored_ref(name, k, parse_ref(v, k)) for k, v in refs.items() if v is not None}
+    given = {k: _stored_ref(name, k, parse_ref(v, k), writes) for k, v in refs.items() if v is not None}
     if mode in ("basic", "ntlm"):
         for field_name in ("username", "password"):
             if field_name not in given:
@@ -170,13 +176,35 @@ def _oauth_provider_for(server_provider: str | None) -> str:
     )
 
 
-def _stored_ref(profile: str, field_name: str, ref: SecretRef) -> SecretRef:
+class _VaultWrites:
+    """The vault values one ``connect`` stored, with what they replaced, so a failure can put them back."""
+
+    def __init__(self) -> None:
+        self._replaced: list[tuple[str, str, str | None]] = []
+
+    def set(self, name: str, attribute: str, value: str) -> None:
+        before: list[str | None] = []
+
+        def change(current: str | None) -> str:
+            before.append(current)
+            return value
+
+        CredentialVault.default().update(name, attribute, change)
+        self._replaced.append((name, attribute, before[0]))
+
+    def undo(self) -> None:
+        for name, attribute, previous in reversed(self._replaced):
+            CredentialVault.default().update(name, attribute, lambda _current, old=previous: old)  # type: ignore[misc]
+        self._replaced.clear()
+
+
+def _stored_ref(profile: str, field_name: str, ref: SecretRef, writes: _VaultWrites) -> SecretRef:
     """An insecure string goes into the vault; the profile keeps a reference to it."""
     if not isinstance(ref, Insecure):
         return ref
     vault_name = f"{PROFILE_VAULT_PREFIX}{profile}"
     secret = ref.resolve(ResolveContext(), field_name)  # warns once: typed in on a command line
-    CredentialVault.default().set(vault_name, field_name, secret.reveal())
+    writes.set(vault_name, field_name, secret.reveal())
     click.echo(
         f"note: --{field_name.replace('_', '-')} was stored in the vault as vault:{vault_name}/{field_name}", err=True
     )
@@ -210,6 +238,10 @@ def _print_test(result: ConnectionTest) -> None:
     if report.message_count is not None:
         rows.append(("messages", str(report.message_count)))
     rows.append(("capabilities", " ".join(report.capabilities)))
+    if result.smtp is not None:
+        smtp = result.smtp
+        size = f", messages up to {smtp.max_size // (1 << 20)} MB" if smtp.max_size else ""
+        rows.append(("smtp", f"{smtp.address} logged in ({smtp.tls_version or 'no TLS'}{size})"))
     for label, value in rows:
         click.echo(f"  {label:<13}{value}")
 
@@ -258,6 +290,17 @@ def profiles_show(name: str, as_json: bool) -> None:
 @json_option
 @handle_errors
 def profiles_delete(name: str, as_json: bool) -> None:
-    """Delete profile NAME (vault entries stay; remove them with `postroom vault delete`)."""
+    """Delete profile NAME and the vault entries `connect` made for it (vault:profile:NAME: secrets typed in,
+    OAuth2 tokens); entries the profile only refers to stay."""
     ProfileStore().delete(name)
-    emit(as_json, {"ok": True, "deleted": name}, lambda: click.echo(f"deleted profile {name!r}"))
+    vault = CredentialVault.default()
+    own = f"{PROFILE_VAULT_PREFIX}{name}"
+    removed = own in vault.list()
+    if removed:
+        vault.delete(own)
+    note = f" and its vault entries (vault:{own})" if removed else ""
+    emit(
+        as_json,
+        {"ok": True, "deleted": name, "vault_entries_removed": removed},
+        lambda: click.echo(f"deleted profile {name!r}{note}"),
+    )

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 from postroom.auth.base import Login, TokenLogin
 from postroom.config.smtp_server import SmtpServer
-from postroom.errors import AuthenticationError, DeliveryUnknownError, ProtocolError, StartTLSError
+from postroom.errors import (
+    AuthenticationError,
+    DeliveryUnknownError,
+    ProtocolError,
+    RecipientsRefusedError,
+    StartTLSError,
+)
 from postroom.logs import get_logger
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
-from postroom.transports.tls import client_context
+from postroom.transports.tls import client_context, describe_tls
 
 if TYPE_CHECKING:  # collections.abc.Buffer from Python 3.12
     from typing_extensions import Buffer
 
-__all__ = ["SendReceipt", "send_message"]
+__all__ = ["SendReceipt", "SmtpCheck", "check_submission", "send_message"]
 
 _log = get_logger("postroom.smtp")
 
@@ -102,10 +110,10 @@ def _ehlo_name() -> str:
     return name if name and all(ch.isalnum() or ch in ".-" for ch in name) else "localhost"
 
 
-def send_message(
-    server: SmtpServer, login: Login | None, message: EmailMessage, sender: str, recipients: list[str]
-) -> SendReceipt:
-    """Send ``message`` to ``recipients`` (the envelope; Bcc included). Fails if every recipient is refused."""
+@contextlib.contextmanager
+def _logged_in(server: SmtpServer, login: Login | None) -> Iterator[_Client]:
+    """A connection to ``server``: TLS (implicit or STARTTLS, never a plaintext fallback), EHLO, AUTH;
+    QUIT when the block ends. Errors come mapped."""
     assert server.port is not None
     where = tracker_for(server)
     context = client_context(verify=server.verify_certificate, ca_file=server.ca_file)
@@ -128,32 +136,68 @@ def send_message(
                 where.stage = "login"
                 _authenticate(client, login, server)
             where.stage = "command"
-            try:
-                refused = client.send_message(message, from_addr=sender, to_addrs=recipients)
-            except smtplib.SMTPRecipientsRefused as exc:
-                detail = "; ".join(f"{rcpt}: {server_text(reply[1])}" for rcpt, reply in exc.recipients.items())
-                raise ProtocolError(f"every recipient was refused ({detail})", hint="check the addresses") from None
-            except smtplib.SMTPSenderRefused as exc:
-                raise ProtocolError(
-                    f"the sender {sender!r} was refused: {server_text(exc.smtp_error)}",
-                    hint="send from the mailbox's own address, or ask for send-as rights",
-                ) from None
-            except smtplib.SMTPDataError as exc:
-                raise ProtocolError(f"the message was refused: {server_text(exc.smtp_error)}") from None
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:  # OSError: resets and timeouts
-                if not client.handed_over:
-                    raise  # nothing was handed over: not delivered, safe to send again
-                raise DeliveryUnknownError(
-                    f"the connection dropped after {message.get('Message-ID', 'the message')} was handed to the "
-                    f"server, before it confirmed ({type(exc).__name__}): it may have been delivered",
-                    hint="do not send it again blindly: look for that Message-ID with the recipients or in the "
-                    "server's log first",
-                ) from exc
+            yield client
         finally:
             try:
                 client.quit()
             except (smtplib.SMTPException, OSError):
                 client.close()
+
+
+@dataclass(frozen=True)
+class SmtpCheck:
+    """What a login to the SMTP server found (for *Test connection*)."""
+
+    address: str
+    tls_version: str | None
+    cipher: str | None
+    #: The largest message the server takes (SIZE), in bytes; None when it did not say.
+    max_size: int | None
+    extensions: tuple[str, ...]
+
+
+def check_submission(server: SmtpServer, login: Login | None) -> SmtpCheck:
+    """Connect, start TLS and log in to the SMTP server, as sending would, and send nothing."""
+    with _logged_in(server, login) as client:
+        tls_version, cipher = describe_tls(client.sock)
+        size = client.esmtp_features.get("size", "").strip()
+        return SmtpCheck(
+            address=server.address,
+            tls_version=tls_version,
+            cipher=cipher,
+            max_size=int(size) if size.isdigit() and int(size) > 0 else None,
+            extensions=tuple(sorted(name.upper() for name in client.esmtp_features)),
+        )
+
+
+def send_message(
+    server: SmtpServer, login: Login | None, message: EmailMessage, sender: str, recipients: list[str]
+) -> SendReceipt:
+    """Send ``message`` to ``recipients`` (the envelope; Bcc included). Fails if every recipient is refused."""
+    with _logged_in(server, login) as client:
+        try:
+            refused = client.send_message(message, from_addr=sender, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            detail = "; ".join(f"{rcpt}: {server_text(reply[1])}" for rcpt, reply in exc.recipients.items())
+            raise RecipientsRefusedError(
+                f"every recipient was refused ({detail}); nothing was sent", hint="check the addresses"
+            ) from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise ProtocolError(
+                f"the sender {sender!r} was refused: {server_text(exc.smtp_error)}",
+                hint="send from the mailbox's own address, or ask for send-as rights",
+            ) from None
+        except smtplib.SMTPDataError as exc:
+            raise ProtocolError(f"the message was refused: {server_text(exc.smtp_error)}") from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:  # OSError: resets and timeouts
+            if not client.handed_over:
+                raise  # nothing was handed over: not delivered, safe to send again
+            raise DeliveryUnknownError(
+                f"the connection dropped after {message.get('Message-ID', 'the message')} was handed to the "
+                f"server, before it confirmed ({type(exc).__name__}): it may have been delivered",
+                hint="do not send it again blindly: look for that Message-ID with the recipients or in the "
+                "server's log first",
+            ) from exc
     refused_text = {rcpt: server_text(reply[1]) for rcpt, reply in refused.items()}
     if refused_text:
         _log.warning("some recipients were refused: %s", refused_text)
