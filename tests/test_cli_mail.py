@@ -331,3 +331,27 @@ def test_a_refused_recipient_is_a_setting_to_fix_not_a_network_error(profile: st
         smtp.refused.discard("nobody@example.test")
     assert sent.exit_code == 3  # exit 6 means "retry later"; this would fail again
     assert "every recipient was refused" in sent.stderr and "nothing was sent" in sent.stderr
+
+
+def test_show_one_message_by_key_with_short_flags_and_a_default_session(
+    profile: str, dovecot: Dovecot, mailbox_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot.deliver(mailbox_user, simple("\x1b]0;pwned\x07 [bold]hi[/bold]", body="line one\n\x1b[31mred\n"))
+    monkeypatch.setenv("POSTROOM_SESSION", "box")  # a default session: no -s needed
+    listed = json.loads(run("list", "-n", "1", "-j").stdout)
+    assert listed["count"] == 1
+    key = listed["messages"][0]["key"]
+    shown = run("show", key)
+    assert shown.exit_code == 0, shown.output
+    assert "\x1b" not in shown.stdout and "\\x1b]0;pwned\\x07 [bold]hi[/bold]" in shown.stdout
+    assert "line one" in shown.stdout and "\\x1b[31mred" in shown.stdout
+    as_json = json.loads(run("show", "-s", "box", key, "-j").stdout)
+    assert as_json["key"] == key and as_json["headers"]["Subject"]
+    needs_json = run("list", "--bodies")
+    assert needs_json.exit_code == 3 and "--bodies needs --json" in needs_json.stderr
+
+
+def test_summaries_speak_in_the_past_tense(profile: str) -> None:
+    moved = run("move", "-s", "box", "--subject", "Newsletter", "--to", "Processed")
+    assert moved.exit_code == 0, moved.output
+    assert "moved: 1 of 1" in moved.stdout

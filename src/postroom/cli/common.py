@@ -24,7 +24,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 session_option = click.option(
-    "--session", "session_name", required=True, metavar="NAME", help="Connection profile (see `postroom connect`)."
+    "-s",
+    "--session",
+    "session_name",
+    required=True,
+    envvar="POSTROOM_SESSION",
+    show_envvar=True,
+    metavar="NAME",
+    help="Connection profile (see `postroom connect`).",
 )
 
 
@@ -42,7 +49,7 @@ def filter_options(func: Callable[P, R]) -> Callable[P, R]:
     """The loop's filters as options; they arrive as a ``filters`` dict."""
     options = [
         click.option(
-            "--folder", default="INBOX", show_default=True, help="Folder; 'Inbox/Sub', wildcard 'Inbox/Proj*'."
+            "-f", "--folder", default="INBOX", show_default=True, help="Folder; 'Inbox/Sub', wildcard 'Inbox/Proj*'."
         ),
         click.option("--include-subfolders", is_flag=True, help="Every folder below --folder too (IMAP)."),
         click.option("--status", type=click.Choice(["all", "read", "unread"]), default="all", show_default=True),
@@ -53,7 +60,7 @@ def filter_options(func: Callable[P, R]) -> Callable[P, R]:
         click.option("--regex", is_flag=True, help="--subject and --sender are regular expressions."),
         click.option("--case-sensitive", is_flag=True, help="Match case exactly."),
         click.option("--order", type=click.Choice(["newest", "oldest"]), default="newest", show_default=True),
-        click.option("--limit", type=click.IntRange(min=1), help="Only the first N matches."),
+        click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the first N matches."),
         click.option("--key", "keys", multiple=True, metavar="KEY", help="Exactly these messages (keys from `list`)."),
     ]
 

@@ -11,6 +11,7 @@ import click
 from postroom.actions import create_folder, mark_read, mark_unread, move, save_attachments, save_email
 from postroom.actions import delete as delete_messages
 from postroom.actions import folders as list_folders
+from postroom.actions.loop import get_message
 from postroom.actions.save import attachment_file_name, name_matches
 from postroom.cli.common import (
     filter_options,
@@ -21,6 +22,7 @@ from postroom.cli.common import (
     with_progress,
 )
 from postroom.cli.output import emit, handle_errors, json_option, terminal_text
+from postroom.errors import ConfigError
 from postroom.message.model import Message
 from postroom.transports.contract import ItemResult
 
@@ -105,6 +107,12 @@ def create_folder_command(session_name: str, folder: str, as_json: bool) -> None
 @handle_errors
 def list_command(session_name: str, filters: dict[str, Any], bodies: bool, as_json: bool) -> None:
     """List the messages that match (headers only: no body is downloaded unless --bodies)."""
+    if bodies and not as_json:
+        raise ConfigError(
+            "bodies",
+            "--bodies needs --json",
+            hint="a table has no room for bodies: add --json, or use `postroom show KEY`",
+        )
     with open_session(session_name) as session:
         total, items, loop = selected_messages(session, filters)
         rows = []
@@ -117,7 +125,7 @@ def list_command(session_name: str, filters: dict[str, Any], bodies: bool, as_js
     )
 
 
-_PAST = {"save": "saved", "move": "move", "delete": "delete", "mark": "marked"}
+_PAST = {"save": "saved", "move": "moved", "delete": "deleted", "mark": "marked"}
 
 
 def _results(as_json: bool, verb: str, results: list[dict[str, Any]], dry_run: bool) -> None:
@@ -316,7 +324,38 @@ def mark_command(
     )
 
 
+@click.command("show")
+@session_option
+@click.argument("key")
+@click.option("--html", "as_html", is_flag=True, help="Show the HTML body instead of the text one.")
+@json_option
+@handle_errors
+def show_command(session_name: str, key: str, as_html: bool, as_json: bool) -> None:
+    """Show one message by KEY (from `list`): its headers, attachments and body, as text no mail can turn into
+    terminal commands."""
+    with open_session(session_name) as session:
+        message = get_message(session, key, body_format="html" if as_html else "plain")
+        data: dict[str, Any] = dict(message.properties(with_headers=as_json))
+
+    def human() -> None:
+        for label in ("from", "to", "cc", "subject"):
+            value = data[label]
+            text = ", ".join(value) if isinstance(value, list) else value
+            if text:
+                click.echo(f"{label.capitalize() + ':':<9}{terminal_text(text)}")
+        click.echo(f"{'Date:':<9}{data['sent_date'] or ''}")
+        click.echo(f"{'Key:':<9}{terminal_text(data['key'])}")
+        if data["attachment_names"]:
+            click.echo(f"{'Files:':<9}{terminal_text(', '.join(data['attachment_names']))}")
+        click.echo("")
+        for line in (data["body"] or "").splitlines():
+            click.echo(terminal_text(line))
+
+    emit(as_json, data, human)
+
+
 COMMANDS = [
+    show_command,
     folders_command,
     create_folder_command,
     list_command,

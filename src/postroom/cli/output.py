@@ -43,7 +43,7 @@ def state() -> CliState:
     return found if found is not None else CliState()
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+json_option = click.option("-j", "--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
 
 
 #: What mail may carry that a terminal would obey: C0 controls (tab and line breaks included: they would break
