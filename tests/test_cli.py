@@ -214,3 +214,11 @@ def test_a_connect_that_fails_leaves_no_profile_and_no_vault_entry_behind(
     deleted = run("profiles", "delete", "box")
     assert deleted.exit_code == 0 and "vault entries" in deleted.output
     assert "profile:box" not in CredentialVault.default().list()  # the secret connect stored went with it
+
+
+def test_debug_is_accepted_after_the_command_too() -> None:
+    for args in (["--debug", "list", "-s", "nope"], ["list", "-s", "nope", "--debug"], ["list", "-s", "nope", "-v"]):
+        result = run(*args)
+        assert result.exit_code == 5, args
+        assert "Traceback" in result.stderr, args
+    assert "Traceback" not in run("list", "-s", "nope").stderr

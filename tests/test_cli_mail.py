@@ -355,3 +355,9 @@ def test_summaries_speak_in_the_past_tense(profile: str) -> None:
     moved = run("move", "-s", "box", "--subject", "Newsletter", "--to", "Processed")
     assert moved.exit_code == 0, moved.output
     assert "moved: 1 of 1" in moved.stdout
+
+
+def test_folders_json_gives_the_servers_delimiter_and_flags(profile: str) -> None:
+    listed = json.loads(run("folders", "-s", "box", "-j").stdout)["folders"]
+    inbox = next(folder for folder in listed if folder["name"] == "INBOX")
+    assert inbox["delimiter"] == "/" and isinstance(inbox["flags"], list) and "special_use" in inbox

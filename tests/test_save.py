@@ -87,8 +87,10 @@ def test_save_email_is_byte_for_byte(dovecot: Dovecot, mailbox_user: str, imap: 
     assert path.read_bytes() == original
     explicit = postroom.save_email(message, tmp_path / "copy.eml")
     assert explicit.read_bytes() == original
-    with pytest.raises(postroom.PostroomError, match="exists"):
-        postroom.save_email(message, tmp_path / "copy.eml")
+    again = postroom.save_email(message, tmp_path / "copy.eml")  # both kept, as save_attachments keeps both
+    assert again.name == "copy (2).eml" and again.read_bytes() == original
+    assert explicit.read_bytes() == original
+    assert postroom.save_email(message, tmp_path / "copy.eml", overwrite=True) == explicit
 
 
 def test_pop3_saves_the_same_files(dovecot: Dovecot, mailbox_user: str, tmp_path: Path) -> None:

@@ -78,13 +78,25 @@ def folders_command(session_name: str, as_json: bool) -> None:
     """List the folders of a session."""
     with open_session(session_name) as session:
         found = list_folders(session)
-    data = [{"name": f.name, "flags": list(f.flags)} for f in found]
+    data = [
+        {
+            "name": f.name,  # levels always separated by "/"
+            "delimiter": f.delimiter,  # the server's own separator, as it gave it
+            "special_use": next((flag for flag in f.flags if flag in _SPECIAL_USE), None),
+            "flags": list(f.flags),
+        }
+        for f in found
+    ]
 
     def human() -> None:
         for folder in sorted(found, key=lambda f: f.name):
             click.echo(terminal_text(folder.name))
 
     emit(as_json, {"folders": data}, human)
+
+
+#: RFC 6154 special-use attributes (and Gmail's \\Important).
+_SPECIAL_USE = frozenset({"\\ALL", "\\ARCHIVE", "\\DRAFTS", "\\FLAGGED", "\\JUNK", "\\SENT", "\\TRASH", "\\IMPORTANT"})
 
 
 @click.command("create-folder")

@@ -28,7 +28,7 @@ def _parse_var(_ctx: click.Context, _param: click.Parameter, values: tuple[str, 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="postroom")
-@click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
+@click.option("-v", "--debug", is_flag=True, help="Show full tracebacks and debug logging (also after the command).")
 @click.option(
     "--var",
     "variables",

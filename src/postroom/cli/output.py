@@ -68,10 +68,16 @@ def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a :class:`PostroomError` into one clear line on stderr and a non-zero exit."""
+    """Turn a :class:`PostroomError` into one clear line on stderr and a non-zero exit; also give the
+    command ``--debug`` / ``-v`` of its own (accepted after the command as before it)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if kwargs.pop("debug_here", False):
+            current = click.get_current_context().find_object(CliState)
+            if current is not None:
+                current.debug = True
+            setup_logging(True)
         try:
             return func(*args, **kwargs)
         except PostroomError as exc:
@@ -98,7 +104,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             click.echo(f"error: internal error ({detail}); run with --debug for the traceback and report it", err=True)
             sys.exit(INTERNAL_ERROR_EXIT)
 
-    return wrapper
+    debug_option = click.option("-v", "--debug", "debug_here", is_flag=True, help="Full tracebacks and debug logging.")
+    return debug_option(wrapper)
 
 
 def _show_warning(

@@ -124,7 +124,11 @@ class VaultKeyStore:
         if self._keyring.set(value):
             return VaultKey(Fernet(value), self._keyring.label)
         write_private_file(self.key_file, value.encode("ascii") + b"\n")
-        _log.info("vault key stored in %s (no OS keyring available)", self.key_file)
+        _log.warning(
+            "no OS keyring is available: the vault key was written to %s (readable only by you); anyone who can "
+            "read that file and the vault can read your secrets. Set POSTROOM_VAULT_KEY to keep the key elsewhere",
+            self.key_file,
+        )
         return VaultKey(Fernet(value), str(self.key_file))
 
 

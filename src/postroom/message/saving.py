@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from postroom.errors import ConfigError, PostroomError
+from postroom.errors import ConfigError
 from postroom.message.filenames import reserve_path, safe_filename
 from postroom.message.structure import MimePart, content_of, message_bytes, parse_raw, part_by_section, structure_of
 
@@ -133,7 +133,9 @@ def _nested_bytes(parsed: email.message.Message, part: MimePart, built: dict[int
 def save_email(message: Message, path: Path | str, *, overwrite: bool = False) -> Path:
     """Save the message as ``.eml``, byte for byte as the server holds it.
 
-    ``path`` is a file, or an existing folder (the file is then named after the subject).
+    ``path`` is a file, or an existing folder (the file is then named after the subject). A file of that
+    name is kept, as :func:`save_attachments` keeps one: the message goes to ``name (2).eml`` (the path
+    returned), unless ``overwrite=True``.
     """
     target = Path(path).expanduser()
     if target.is_dir() or str(path).endswith((os.sep, "/")):
@@ -142,9 +144,7 @@ def save_email(message: Message, path: Path | str, *, overwrite: bool = False) -
         final = reserve_path(folder, name, overwrite=overwrite)
     else:
         folder = _target_folder(target.parent)
-        if target.exists() and not overwrite:
-            raise PostroomError(f"{target} exists", hint="pass overwrite=True, or give a folder to get a new name")
-        final = reserve_path(folder, safe_filename(target.name, "message.eml"), overwrite=True)
+        final = reserve_path(folder, safe_filename(target.name, "message.eml"), overwrite=overwrite)
     _write(final, _bytes_producer(message.raw()))
     return final
 
