@@ -222,3 +222,30 @@ def test_debug_is_accepted_after_the_command_too() -> None:
         assert result.exit_code == 5, args
         assert "Traceback" in result.stderr, args
     assert "Traceback" not in run("list", "-s", "nope").stderr
+
+
+def test_errors_speak_the_commands_flags(dovecot_without_tls: Dovecot) -> None:
+    run("vault", "set", "mailbox", "password", input=PASSWORD)
+    result = run(
+        "connect", "box", "--host", "localhost", "--port", str(dovecot_without_tls.ports["imap"]),
+        "--security", "starttls", "--username", USER, "--password", "vault:mailbox/password", "--test", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 6
+    assert "--security ssl" in result.stderr and "security='ssl'" not in result.stderr  # the CLI's words
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "StartTLSError" and "security='ssl'" in error["hint"]  # JSON keeps the API's
+    refused = json.loads(run("reply", "-s", "box", "--subject", "x", "-j").stdout)  # one envelope, with the field
+    assert refused["ok"] is False
+    assert refused["error"]["field"] == "body" and refused["error"]["type"] == "ConfigError"
+
+
+def test_every_command_names_the_profile_the_same_ways(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    run("vault", "set", "mailbox", "password", input=PASSWORD)
+    assert run("--var", f"MAILBOX_USER={USER}", *connect_args(dovecot)).exit_code == 0
+    for named in (["box"], ["-s", "box"], ["--session", "box"]):
+        assert run("--var", f"MAILBOX_USER={USER}", "test-connection", *named).exit_code == 0, named
+    monkeypatch.setenv("POSTROOM_SESSION", "box")
+    assert run("--var", f"MAILBOX_USER={USER}", "test-connection").exit_code == 0
+    monkeypatch.delenv("POSTROOM_SESSION")
+    unnamed = run("test-connection")
+    assert unnamed.exit_code == 3 and "POSTROOM_SESSION" in unnamed.stderr

@@ -119,6 +119,7 @@ class PostroomError(Exception):
             "hint": self.hint,
             "session": self.session,
             "server": self.server,
+            "field": None,  # the setting at fault, for a ConfigError
         }
 
 
@@ -130,6 +131,9 @@ class ConfigError(PostroomError, ValueError):
     def __init__(self, field: str, problem: str, *, hint: str | None = None) -> None:
         self.field = field
         super().__init__(f"{field}: {problem}", hint=hint)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {**super().to_dict(), "field": self.field}
 
 
 class CredentialError(PostroomError):

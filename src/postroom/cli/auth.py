@@ -12,6 +12,7 @@ from postroom.auth import OAuth2ClientCredentials
 from postroom.auth.oauth.endpoints import OAuthEndpoints
 from postroom.auth.oauth.modes import BrowserSignIn
 from postroom.auth.oauth.tokens import TokenRecord
+from postroom.cli.common import profile_name
 from postroom.cli.output import emit, handle_errors, json_option, state
 from postroom.errors import ConfigError, ConsentRequiredError
 from postroom.profiles import ProfileStore
@@ -39,7 +40,6 @@ def auth_group() -> None:
 
 
 @auth_group.command("login")
-@click.argument("name")
 @click.option(
     "--no-browser",
     is_flag=True,
@@ -49,6 +49,7 @@ def auth_group() -> None:
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for the browser.")
 @json_option
 @handle_errors
+@profile_name
 def auth_login(name: str, no_browser: bool, timeout: float, as_json: bool) -> None:
     """Sign in for profile NAME and store its tokens, encrypted, in the credential vault.
 
@@ -81,9 +82,9 @@ def auth_login(name: str, no_browser: bool, timeout: float, as_json: bool) -> No
 
 
 @auth_group.command("status")
-@click.argument("name")
 @json_option
 @handle_errors
+@profile_name
 def auth_status(name: str, as_json: bool) -> None:
     """Who is signed in for profile NAME, with which scopes, until when (never the tokens)."""
     mode = _oauth_profile(name)
@@ -102,9 +103,9 @@ def auth_status(name: str, as_json: bool) -> None:
 
 
 @auth_group.command("logout")
-@click.argument("name")
 @json_option
 @handle_errors
+@profile_name
 def auth_logout(name: str, as_json: bool) -> None:
     """Forget the tokens of profile NAME (the vault entry); the app keeps its consent at the provider."""
     mode = _oauth_profile(name)

@@ -18,7 +18,14 @@ from postroom.message.model import Message
 from postroom.profiles import ProfileStore
 from postroom.session import Session, connect, disconnect
 
-__all__ = ["filter_options", "open_session", "selected_messages", "session_option", "with_progress"]
+__all__ = [
+    "filter_options",
+    "open_session",
+    "profile_name",
+    "selected_messages",
+    "session_option",
+    "with_progress",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,6 +40,25 @@ session_option = click.option(
     metavar="NAME",
     help="Connection profile (see `postroom connect`).",
 )
+
+
+def profile_name(func: Callable[P, R]) -> Callable[P, R]:
+    """The profile a command works on, named as every command names it: ``NAME``, ``-s NAME`` or
+    ``POSTROOM_SESSION``; it arrives as ``name``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        name = kwargs.pop("name") or kwargs.pop("session_name")
+        kwargs.pop("session_name", None)
+        if not name:
+            raise ConfigError("session", "no profile named", hint="give NAME, -s NAME, or set POSTROOM_SESSION")
+        kwargs["name"] = name
+        return func(*args, **kwargs)
+
+    decorated = click.argument("name", required=False, metavar="[NAME]")(wrapper)
+    return click.option(
+        "-s", "--session", "session_name", envvar="POSTROOM_SESSION", metavar="NAME", help="The profile (as NAME)."
+    )(decorated)
 
 
 def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.datetime | None:

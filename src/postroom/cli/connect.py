@@ -10,6 +10,7 @@ from postroom.actions import ConnectionTest, test_connection
 from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.auth.oauth import DEFAULT_REDIRECT_URI
 from postroom.auth.oauth.modes import BrowserSignIn
+from postroom.cli.common import profile_name
 from postroom.cli.output import emit, handle_errors, json_option, state
 from postroom.cli.settings import RegistryCommand, settings_from_options
 from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault
@@ -212,9 +213,9 @@ def _stored_ref(profile: str, field_name: str, ref: SecretRef, writes: _VaultWri
 
 
 @click.command("test-connection")
-@click.argument("name")
 @json_option
 @handle_errors
+@profile_name
 def test_connection_command(name: str, as_json: bool) -> None:
     """Connect with profile NAME, log in, report what the server offers, disconnect."""
     config = ProfileStore().load(name)

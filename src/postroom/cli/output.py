@@ -67,6 +67,29 @@ def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
         human()
 
 
+_PYTHON_SETTING = re.compile(r"\b([a-z][a-z0-9_]*)=(?:'([^']*)'|(True|False|\d+))")
+
+
+def cli_words(text: str) -> str:
+    """An error's text as the command's flags say it: ``security='starttls'`` becomes ``--security starttls``
+    (``overwrite=True`` becomes ``--overwrite``), for the settings the running command has as options."""
+    try:
+        ctx = click.get_current_context()
+    except RuntimeError:
+        return text
+    flags = {opt for param in ctx.command.get_params(ctx) for opt in getattr(param, "opts", ())}
+
+    def speak(found: re.Match[str]) -> str:
+        flag = "--" + found.group(1).replace("_", "-")
+        if flag not in flags:
+            return found.group(0)
+        if found.group(3) in {"True", "False"}:
+            return flag if found.group(3) == "True" else found.group(0)
+        return f"{flag} {found.group(2) if found.group(2) is not None else found.group(3)}"
+
+    return _PYTHON_SETTING.sub(speak, text)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a :class:`PostroomError` into one clear line on stderr and a non-zero exit; also give the
     command ``--debug`` / ``-v`` of its own (accepted after the command as before it)."""
@@ -85,7 +108,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
                 traceback.print_exc(file=sys.stderr)
             if kwargs.get("as_json"):
                 click.echo(json.dumps({"ok": False, "error": exc.to_dict()}, indent=2, ensure_ascii=False))
-            click.echo(f"error: {redact(str(exc))}", err=True)
+            click.echo(f"error: {redact(cli_words(str(exc)))}", err=True)
             sys.exit(exc.exit_code)
         except BrokenPipeError:
             # the reader went away (`postroom list | head -1`): stop quietly, as other Unix tools do
