@@ -249,3 +249,12 @@ def test_every_command_names_the_profile_the_same_ways(dovecot: Dovecot, monkeyp
     monkeypatch.delenv("POSTROOM_SESSION")
     unnamed = run("test-connection")
     assert unnamed.exit_code == 3 and "POSTROOM_SESSION" in unnamed.stderr
+
+
+def test_shell_completion_offers_the_saved_profiles(dovecot: Dovecot) -> None:
+    run("vault", "set", "mailbox", "password", input=PASSWORD)
+    assert run(*connect_args(dovecot, "invoices")).exit_code == 0
+    assert run(*connect_args(dovecot, "alerts")).exit_code == 0
+    env = {**os.environ, "_POSTROOM_COMPLETE": "bash_complete", "COMP_WORDS": "postroom list -s inv", "COMP_CWORD": "3"}
+    completed = subprocess.run([sys.executable, "-m", "postroom"], env=env, capture_output=True, text=True, check=True)
+    assert "invoices" in completed.stdout and "alerts" not in completed.stdout

@@ -30,6 +30,14 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
+def complete_profiles(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion: the saved profiles' names."""
+    try:
+        return [name for name in ProfileStore().names() if name.startswith(incomplete)]
+    except Exception:  # a damaged profiles file must not break the shell
+        return []
+
+
 session_option = click.option(
     "-s",
     "--session",
@@ -38,6 +46,7 @@ session_option = click.option(
     envvar="POSTROOM_SESSION",
     show_envvar=True,
     metavar="NAME",
+    shell_complete=complete_profiles,
     help="Connection profile (see `postroom connect`).",
 )
 
@@ -55,9 +64,15 @@ def profile_name(func: Callable[P, R]) -> Callable[P, R]:
         kwargs["name"] = name
         return func(*args, **kwargs)
 
-    decorated = click.argument("name", required=False, metavar="[NAME]")(wrapper)
+    decorated = click.argument("name", required=False, metavar="[NAME]", shell_complete=complete_profiles)(wrapper)
     return click.option(
-        "-s", "--session", "session_name", envvar="POSTROOM_SESSION", metavar="NAME", help="The profile (as NAME)."
+        "-s",
+        "--session",
+        "session_name",
+        envvar="POSTROOM_SESSION",
+        metavar="NAME",
+        shell_complete=complete_profiles,
+        help="The profile (as NAME).",
     )(decorated)
 
 
