@@ -125,3 +125,16 @@ def test_help_shows_each_property_with_its_type_and_the_readme_names_are_exporte
     for name in ("MessageLoop", "MessageProperties", "RopcWarning", "ImplicitGrantWarning", "SavedFile"):
         assert name in postroom.__all__ and hasattr(postroom, name)
     assert postroom.Message.save_attachments.__annotations__["return"] == "list[SavedFile]"
+
+
+def test_the_demo_cleans_up_after_itself_unless_asked_to_keep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # let TMPDIR count
+    result = CliRunner().invoke(cli, ["demo", "--json"], catch_exceptions=False)
+    data = json.loads(result.stdout)
+    assert data["kept"] is False and not Path(data["output"]).exists()
+    assert "this run moved 4 invoice(s)" in " ".join(data["steps"])  # what this run did, not the folder's total
+    kept = json.loads(CliRunner().invoke(cli, ["demo", "--json", "--keep"], catch_exceptions=False).stdout)
+    assert kept["kept"] is True and Path(kept["output"], "invoice-1041.pdf").exists()

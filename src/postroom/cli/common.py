@@ -30,6 +30,7 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
+
 def complete_profiles(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion: the saved profiles' names."""
     try:

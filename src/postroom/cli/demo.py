@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -16,13 +18,19 @@ __all__ = ["demo_command"]
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the run's files (default: a new temp folder).",
+    help="Folder for the run's files, kept (default: a temp folder, removed at the end).",
 )
+@click.option("--keep", is_flag=True, help="Keep the temp folder with the saved PDFs.")
 @json_option
 @handle_errors
-def demo_command(workdir: Path | None, as_json: bool) -> None:
+def demo_command(workdir: Path | None, keep: bool, as_json: bool) -> None:
     """Run a small bot against an embedded mail server (no setup, no network)."""
     from postroom.sandbox.demo import run_demo
+
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="postroom-demo-"))
+        if not keep:
+            click.get_current_context().call_on_close(lambda: shutil.rmtree(workdir, ignore_errors=True))
 
     lines: list[str] = []
 
@@ -32,6 +40,9 @@ def demo_command(workdir: Path | None, as_json: bool) -> None:
             click.echo(f"• {line}")
 
     summary = run_demo(say, workdir)
+    kept = keep or click.get_current_context().params.get("workdir") is not None
+    summary["kept"] = kept
+    say(f"PDFs saved in {summary['output']}" if kept else "the run's temp folder was removed (--keep keeps it)")
 
     def table() -> None:
         rows = [

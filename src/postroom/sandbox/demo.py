@@ -90,8 +90,9 @@ def run_demo(say: Callable[[str], None], workdir: Path | None = None) -> dict[st
             remaining = [m.subject for m in postroom.messages(session)]
             processed = [m.subject for m in postroom.messages(session, folder="Processed")]
         summary.update(inbox=remaining, processed=processed, replies_sent=len(server.outbox), output=str(out))
+        moved = sum(1 for invoice in summary["invoices"] if invoice["moved"])
         say(
-            f"done: {len(processed)} invoice(s) in Processed, {len(server.outbox)} replies sent, "
-            f"{len(remaining)} message(s) left in INBOX, PDFs in {out}"
+            f"done: this run moved {moved} invoice(s) to Processed and sent {len(server.outbox)} replies; "
+            f"{len(remaining)} message(s) left in INBOX"
         )
     return summary
