@@ -144,3 +144,16 @@ def test_pop3_reads_a_message_once_for_structure_body_and_attachments(
     assert [s.path.name for s in message.save_attachments(tmp_path)] == ["a.pdf", "b.pdf"]
     assert (tmp_path / "b.pdf").read_bytes() == PDF
     assert sum(1 for line in sent if line.upper().startswith(b"RETR")) == 1
+
+
+def test_html_only_mail_reads_as_text_with_its_links_and_lists() -> None:
+    from postroom.message.html_text import html_to_text
+
+    text = html_to_text(
+        '<p>Pay <a href="https://pay.example/inv/7">here</a>, ask <a href="mailto:ar@x.test">ar@x.test</a>.</p>'
+        "<ul><li>one</li><li>two<ol><li>first</li><li>second</li></ol></li></ul>"
+        "<script>alert(1)</script><p>end</p>"
+    )
+    assert text == (
+        "Pay here (https://pay.example/inv/7), ask ar@x.test.\n\n- one\n- two\n  1. first\n  2. second\n\nend"
+    )
