@@ -258,3 +258,13 @@ def test_shell_completion_offers_the_saved_profiles(dovecot: Dovecot) -> None:
     env = {**os.environ, "_POSTROOM_COMPLETE": "bash_complete", "COMP_WORDS": "postroom list -s inv", "COMP_CWORD": "3"}
     completed = subprocess.run([sys.executable, "-m", "postroom"], env=env, capture_output=True, text=True, check=True)
     assert "invoices" in completed.stdout and "alerts" not in completed.stdout
+
+
+def test_a_usage_error_under_json_comes_in_the_same_envelope() -> None:
+    found = subprocess.run(
+        [sys.executable, "-m", "postroom", "list", "--bogus", "--json"], capture_output=True, text=True, check=False
+    )
+    assert found.returncode == 2
+    error = json.loads(found.stdout)["error"]
+    assert error["type"] == "UsageError" and "--bogus" in error["message"] and error["field"] is None
+    assert "No such option" in found.stderr

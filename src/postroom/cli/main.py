@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
 
 from postroom import __version__
@@ -62,5 +65,22 @@ for command in [*mail.COMMANDS, *send.COMMANDS]:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="postroom")
+    """Console-script entry point. A usage error (unknown option, missing argument) exits 2, and under
+    ``--json`` it comes in the same envelope as every other error."""
+    try:
+        code = cli.main(prog_name="postroom", standalone_mode=False)
+    except click.UsageError as exc:
+        if {"--json", "-j"} & set(sys.argv[1:]):
+            field = exc.param.name if isinstance(exc, click.BadParameter) and exc.param is not None else None
+            hint = f"see `{exc.ctx.command_path} --help`" if exc.ctx is not None else "see `postroom --help`"
+            error = {"type": "UsageError", "message": exc.format_message(), "hint": hint, "field": field}
+            click.echo(json.dumps({"ok": False, "error": error}, indent=2, ensure_ascii=False))
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
