@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from postroom.cli.main import cli
 from tests.conftest import PASSWORD
 from tests.mail_samples import PDF, simple
-from tests.servers.dovecot import Dovecot
+from tests.servers.dovecot import Dovecot, free_port
 from tests.servers.smtp import SmtpServerUnderTest
 
 
@@ -361,3 +361,16 @@ def test_folders_json_gives_the_servers_delimiter_and_flags(profile: str) -> Non
     listed = json.loads(run("folders", "-s", "box", "-j").stdout)["folders"]
     inbox = next(folder for folder in listed if folder["name"] == "INBOX")
     assert inbox["delimiter"] == "/" and isinstance(inbox["flags"], list) and "special_use" in inbox
+
+
+def test_an_smtp_server_that_refuses_is_reported_while_reading_still_works(dovecot: Dovecot, mailbox_user: str) -> None:
+    assert dovecot.certs is not None
+    saved = run(
+        "connect", "mute", "--host", "localhost", "--port", str(dovecot.ports["imaps"]),
+        "--ca-file", str(dovecot.certs.ca_file), "--username", mailbox_user, "--password", "var:PW",
+        "--smtp-host", "localhost", "--smtp-port", str(free_port()), "--smtp-security", "starttls", "--test", "-j",
+    )  # fmt: skip
+    assert saved.exit_code == 0, saved.output
+    tested = json.loads(saved.stdout)["test"]
+    assert tested["smtp"] is None and tested["smtp_error"]["type"] == "ServerUnreachableError"
+    assert "smtp" in run("test-connection", "mute").output and "FAILED" in run("test-connection", "mute").output

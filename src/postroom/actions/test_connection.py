@@ -11,6 +11,7 @@ from typing import Any
 from postroom.config import EmailServer, ServerConfig
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import CredentialVault
+from postroom.errors import PostroomError
 from postroom.session import current_runtime
 from postroom.session.session import Session
 from postroom.transports import ServerReport
@@ -32,8 +33,10 @@ class ConnectionTest:
     username_source: str
     connect_ms: float
     round_trip_ms: float
-    #: The SMTP server the settings name, logged in to as sending would (None: none is set).
+    #: The SMTP server the settings name, logged in to as sending would (None: none is set, or it failed).
     smtp: SmtpCheck | None = None
+    #: Why the SMTP login failed, when it did: reading still works, sending would not.
+    smtp_error: PostroomError | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self.report)
@@ -44,6 +47,7 @@ class ConnectionTest:
             connect_ms=self.connect_ms,
             round_trip_ms=self.round_trip_ms,
             smtp={**asdict(self.smtp), "extensions": list(self.smtp.extensions)} if self.smtp else None,
+            smtp_error=self.smtp_error.to_dict() if self.smtp_error else None,
         )
         return data
 
@@ -74,9 +78,12 @@ def test_connection(
             tick = time.perf_counter()
             session.call(lambda mailbox: mailbox.noop())
             samples.append((time.perf_counter() - tick) * 1000)
-        smtp = None
+        smtp = smtp_error = None
         if isinstance(config, EmailServer) and config.smtp is not None:
-            smtp = check_submission(SmtpServer.for_session(config), login)
+            try:
+                smtp = check_submission(SmtpServer.for_session(config), login)
+            except PostroomError as failed:  # the mailbox works; only sending would fail: said, not raised
+                smtp_error = failed
     finally:
         session.close()
     return ConnectionTest(
@@ -86,6 +93,7 @@ def test_connection(
         connect_ms=round(connect_ms, 2),
         round_trip_ms=round(statistics.median(samples), 2),
         smtp=smtp,
+        smtp_error=smtp_error,
     )
 
 

@@ -13,7 +13,7 @@ from postroom.auth.oauth.modes import BrowserSignIn
 from postroom.cli.common import profile_name
 from postroom.cli.output import emit, handle_errors, json_option, state
 from postroom.cli.settings import RegistryCommand, settings_from_options
-from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault
+from postroom.credentials import CredentialVault, Insecure, ResolveContext, SecretRef, Vault, redact
 from postroom.credentials.refs import parse_ref
 from postroom.errors import ConfigError
 from postroom.profiles import ProfileStore
@@ -243,6 +243,8 @@ def _print_test(result: ConnectionTest) -> None:
         smtp = result.smtp
         size = f", messages up to {smtp.max_size // (1 << 20)} MB" if smtp.max_size else ""
         rows.append(("smtp", f"{smtp.address} logged in ({smtp.tls_version or 'no TLS'}{size})"))
+    elif result.smtp_error is not None:
+        rows.append(("smtp", f"FAILED: {redact(str(result.smtp_error))} (reading works; sending would not)"))
     for label, value in rows:
         click.echo(f"  {label:<13}{value}")
 
