@@ -374,3 +374,18 @@ def test_an_smtp_server_that_refuses_is_reported_while_reading_still_works(dovec
     tested = json.loads(saved.stdout)["test"]
     assert tested["smtp"] is None and tested["smtp_error"]["type"] == "ServerUnreachableError"
     assert "smtp" in run("test-connection", "mute").output and "FAILED" in run("test-connection", "mute").output
+
+
+def test_mark_adds_and_removes_flags_and_keywords(profile: str) -> None:
+    flagged = run("mark", "-s", "box", "--subject", "Newsletter", "--flag", "flagged", "--flag", "Read-Later")
+    assert flagged.exit_code == 0, flagged.output
+    listed = json.loads(run("list", "-s", "box", "--subject", "Newsletter", "-j").stdout)["messages"]
+    assert listed[0]["flagged"] is True and listed[0]["seen"] is False
+    assert run("mark", "-s", "box", "--subject", "Newsletter", "--unflag", "flagged").exit_code == 0
+    assert (
+        json.loads(run("list", "-s", "box", "--subject", "Newsletter", "-j").stdout)["messages"][0]["flagged"] is False
+    )
+    both = run("mark", "-s", "box", "--subject", "Newsletter", "--read", "--flag", "flagged")
+    assert both.exit_code == 3 and "one change per command" in both.stderr
+    bad = run("mark", "-s", "box", "--subject", "Newsletter", "--flag", "two words")
+    assert bad.exit_code == 3 and "flags:" in bad.stderr

@@ -243,3 +243,30 @@ def test_move_all_from_a_named_folder_and_its_guard(dovecot: Dovecot, mailbox_us
     moved = postroom.move_all(imap, "Archive", folder="Incoming", everything=True)
     assert [r.status for r in moved] == ["done"] * 3
     assert subjects(imap, folder="Archive") == ["message 1", "message 2", "message 3", "seed"]
+
+
+def test_flags_and_keywords_other_than_read(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
+    fill(dovecot, mailbox_user, 2)
+    first, second = list(postroom.messages(imap, order="oldest"))
+    assert [r.status for r in postroom.flag(imap, first)] == ["done"]
+    assert [r.status for r in postroom.add_flags(imap, [first, second], "Invoice", "$Label1")] == ["done", "done"]
+    found = {m.subject: m for m in postroom.messages(imap)}
+    assert found["message 1"].flagged is True and found["message 2"].flagged is False
+    assert {"\\Flagged", "Invoice", "$Label1"} <= (found["message 1"].flags or set())
+    assert found["message 1"].seen is False  # flagging is not reading
+    postroom.unflag(imap, first)
+    postroom.remove_flags(imap, second, "Invoice")
+    found = {m.subject: m for m in postroom.messages(imap)}
+    assert found["message 1"].flagged is False and "Invoice" not in (found["message 2"].flags or set())
+
+
+@pytest.mark.parametrize("bad", ["two words", "\\Seen", "\\Deleted", "a)b", 'q"uote', "", "x\r\ny"])
+def test_a_bad_flag_name_is_refused_before_anything_is_sent(imap: Session, bad: str) -> None:
+    with pytest.raises(postroom.ConfigError) as raised:
+        postroom.add_flags(imap, [], bad)
+    assert raised.value.field == "flags"
+
+
+def test_flags_on_a_session_without_them_are_refused_by_name(pop3: Session) -> None:
+    with pytest.raises(postroom.UnsupportedError, match="flags other than read"):
+        postroom.flag(pop3, [])

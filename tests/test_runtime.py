@@ -153,3 +153,13 @@ def test_a_bad_key_among_many_replies_sends_nothing(server: MemoryServer) -> Non
         with pytest.raises(postroom.ConfigError, match="not a message key"):
             postroom.reply(session, [good, "no such key"], "Answered.", sender="bot@example.test")
         assert server.sent == []  # checked before the first reply went out
+
+
+def test_flags_work_on_the_in_memory_mailbox_as_on_imap(server: MemoryServer) -> None:
+    server.deliver(simple("to flag"))
+    with Runtime() as runtime:
+        session = runtime.connect("bot", InMemory(server=server.name))
+        message = next(postroom.messages(session))
+        assert [r.status for r in postroom.add_flags(session, message, "\\Flagged", "Invoice")] == ["done"]
+        again = next(postroom.messages(session))
+        assert again.flagged is True and "Invoice" in (again.flags or set())

@@ -18,17 +18,21 @@ import logging
 from postroom.actions import (
     ConnectionTest,
     SavedFile,
+    add_flags,
     create_folder,
     delete,
+    flag,
     folders,
     mark_read,
     mark_unread,
     messages,
     move,
     move_all,
+    remove_flags,
     save_attachments,
     save_email,
     test_connection,
+    unflag,
 )
 from postroom.actions.loop import MessageLoop, get_message
 from postroom.actions.send import CopyAfterSendError, SendReceipt, SendResult, forward, reply, send, send_each
@@ -163,11 +167,13 @@ __all__ = [
     "VaultError",
     "VaultLockedError",
     "__version__",
+    "add_flags",
     "connect",
     "create_folder",
     "delete",
     "disconnect",
     "disconnect_all",
+    "flag",
     "folders",
     "forward",
     "get_message",
@@ -179,12 +185,14 @@ __all__ = [
     "move_all",
     "open_sessions",
     "redact",
+    "remove_flags",
     "reply",
     "save_attachments",
     "save_email",
     "send",
     "send_each",
     "test_connection",
+    "unflag",
 ]
 
 get_logger("postroom").addHandler(logging.NullHandler())

@@ -2,22 +2,36 @@
 
 from postroom.actions.folders import create_folder, folders
 from postroom.actions.loop import messages
-from postroom.actions.manage import delete, mark_read, mark_unread, move, move_all
+from postroom.actions.manage import (
+    add_flags,
+    delete,
+    flag,
+    mark_read,
+    mark_unread,
+    move,
+    move_all,
+    remove_flags,
+    unflag,
+)
 from postroom.actions.save import SavedFile, save_attachments, save_email
 from postroom.actions.test_connection import ConnectionTest, test_connection
 
 __all__ = [
     "ConnectionTest",
     "SavedFile",
+    "add_flags",
     "create_folder",
     "delete",
+    "flag",
     "folders",
     "mark_read",
     "mark_unread",
     "messages",
     "move",
     "move_all",
+    "remove_flags",
     "save_attachments",
     "save_email",
     "test_connection",
+    "unflag",
 ]

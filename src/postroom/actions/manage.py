@@ -15,10 +15,20 @@ from postroom.errors import ConfigError
 from postroom.message.keys import MessageKey
 from postroom.session.retry import OperationKind
 from postroom.transports.call_options import call_options
-from postroom.transports.contract import Deletes, Flags, ItemResult, Mailbox, Moves
+from postroom.transports.contract import Deletes, Flags, ItemResult, Keywords, Mailbox, Moves, check_flag_names
 from postroom.validation import check_one_line
 
-__all__ = ["delete", "mark_read", "mark_unread", "move", "move_all"]
+__all__ = [
+    "add_flags",
+    "delete",
+    "flag",
+    "mark_read",
+    "mark_unread",
+    "move",
+    "move_all",
+    "remove_flags",
+    "unflag",
+]
 
 
 def _run(
@@ -52,6 +62,41 @@ def mark_read(session: SessionRef, messages: MessageRef | Iterable[MessageRef]) 
 def mark_unread(session: SessionRef, messages: MessageRef | Iterable[MessageRef]) -> list[ItemResult]:
     """Mark messages unread."""
     return _mark(session, messages, seen=False)
+
+
+def add_flags(session: SessionRef, messages: MessageRef | Iterable[MessageRef], *flags: str) -> list[ItemResult]:
+    """Add flags other than read: ``"\\Flagged"``, ``"\\Answered"``, ``"\\Draft"``, or keywords (``"Invoice"``)
+    where the server keeps them (IMAP). A bad flag name is refused before anything is sent."""
+    return _flags(session, messages, flags, on=True)
+
+
+def remove_flags(session: SessionRef, messages: MessageRef | Iterable[MessageRef], *flags: str) -> list[ItemResult]:
+    """Remove flags (see :func:`add_flags`)."""
+    return _flags(session, messages, flags, on=False)
+
+
+def flag(session: SessionRef, messages: MessageRef | Iterable[MessageRef]) -> list[ItemResult]:
+    """Flag messages for follow-up (IMAP ``\\Flagged``, the star or the flag in mail clients)."""
+    return add_flags(session, messages, "\\Flagged")
+
+
+def unflag(session: SessionRef, messages: MessageRef | Iterable[MessageRef]) -> list[ItemResult]:
+    """Clear the follow-up flag."""
+    return remove_flags(session, messages, "\\Flagged")
+
+
+def _flags(
+    session: SessionRef, messages: MessageRef | Iterable[MessageRef], flags: tuple[str, ...], *, on: bool
+) -> list[ItemResult]:
+    check_flag_names(flags)
+    return _run(
+        session,
+        Keywords,
+        "setting flags",
+        lambda m, keys: cast(Keywords, m).set_flags(keys, flags, on),
+        messages,
+        kind="flags",
+    )
 
 
 def _mark(session: SessionRef, messages: MessageRef | Iterable[MessageRef], *, seen: bool) -> list[ItemResult]:

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from postroom.actions import create_folder, mark_read, mark_unread, move, save_attachments, save_email
+from postroom.actions import (
+    add_flags,
+    create_folder,
+    mark_read,
+    mark_unread,
+    move,
+    remove_flags,
+    save_attachments,
+    save_email,
+)
 from postroom.actions import delete as delete_messages
 from postroom.actions import folders as list_folders
 from postroom.actions.loop import get_message
@@ -24,7 +33,7 @@ from postroom.cli.common import (
 from postroom.cli.output import emit, handle_errors, json_option, terminal_text
 from postroom.errors import ConfigError
 from postroom.message.model import Message
-from postroom.transports.contract import ItemResult
+from postroom.transports.contract import ItemResult, check_flag_names
 
 __all__ = ["COMMANDS"]
 
@@ -313,27 +322,46 @@ def delete_command(
     )
 
 
+_FLAG_WORDS = {"flagged": "\\Flagged", "answered": "\\Answered", "draft": "\\Draft"}
+
+
 @click.command("mark")
 @session_option
-@click.option("--read/--unread", "read", required=True, help="Mark read or unread.")
+@click.option("--read/--unread", "read", default=None, help="Mark read or unread.")
+@click.option(
+    "--flag", "add", multiple=True, metavar="FLAG", help="Add a flag: flagged, answered, draft, or a keyword."
+)
+@click.option("--unflag", "remove", multiple=True, metavar="FLAG", help="Remove a flag (as --flag).")
 @filter_options
 @click.option("--all", "everything", is_flag=True, help="Allow marking every message of the folder.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @json_option
 @handle_errors
 def mark_command(
-    session_name: str, read: bool, filters: dict[str, Any], everything: bool, dry_run: bool, as_json: bool
+    session_name: str,
+    read: bool | None,
+    add: tuple[str, ...],
+    remove: tuple[str, ...],
+    filters: dict[str, Any],
+    everything: bool,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
-    """Mark the matching messages read or unread."""
+    """Mark the matching messages read or unread, or add or remove a flag (--flag flagged, a keyword)."""
+    asked = [bool(read is not None), bool(add), bool(remove)]
+    if sum(asked) != 1:
+        raise ConfigError("mark", "give one change per command", hint="--read, --unread, --flag FLAG or --unflag FLAG")
+    flags = tuple(_FLAG_WORDS.get(name.lower(), name) for name in (add or remove))
+    if flags:
+        check_flag_names(flags)  # before connecting: a bad name sends nothing
     require_selection(filters, everything, "mark")
-    _apply(
-        session_name,
-        filters,
-        dry_run,
-        as_json,
-        "mark",
-        lambda s, chosen: (mark_read if read else mark_unread)(s, chosen),
-    )
+
+    def change(session: Any, chosen: list[Any]) -> list[ItemResult]:
+        if read is not None:
+            return (mark_read if read else mark_unread)(session, chosen)
+        return (add_flags if add else remove_flags)(session, chosen, *flags)
+
+    _apply(session_name, filters, dry_run, as_json, "mark", change)
 
 
 @click.command("show")

@@ -182,6 +182,12 @@ class Message:
         return None if flags is None else "\\Seen" in flags
 
     @property
+    def flags(self) -> frozenset[str] | None:
+        """Every flag and keyword the server keeps for the message (``\\Seen``, ``\\Flagged``, ``Invoice``);
+        None on POP3."""
+        return self.summary.flags
+
+    @property
     def flagged(self) -> bool | None:
         flags = self.summary.flags
         return None if flags is None else "\\Flagged" in flags

@@ -21,7 +21,7 @@ from postroom.message.raw import RawSource, header_block_of, summary_of_raw
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.testing.server import MemoryServer, StoredMessage
-from postroom.transports.contract import Folder, ItemResult, ServerReport
+from postroom.transports.contract import Folder, ItemResult, ServerReport, check_flag_names
 from postroom.transports.imap.keys import uid_key_parts
 
 __all__ = ["MemoryKey", "MemoryMailbox"]
@@ -270,6 +270,18 @@ class MemoryMailbox:
             return ItemResult(key, "done", "marked read" if seen else "marked unread")
 
         return self._each("seen", keys, mark)
+
+    def set_flags(self, keys: list[MessageKey], flags: tuple[str, ...], on: bool) -> list[ItemResult]:
+        check_flag_names(flags)
+
+        def change(key: MemoryKey) -> ItemResult:
+            held = self.server.folders[key.folder].messages[key.uid].flags
+            for flag in flags:
+                (held.add if on else held.discard)(flag)
+            self.server.log.append(("flags+" if on else "flags-", key.folder, " ".join(flags)))
+            return ItemResult(key, "done", f"{'added' if on else 'removed'} {' '.join(flags)}")
+
+        return self._each("flags", keys, change)
 
     def move(self, keys: list[MessageKey], folder: str) -> list[ItemResult]:
         if folder not in self.server.folders:

@@ -10,6 +10,7 @@ EWS's item ids and Graph's batches stay inside their transports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
@@ -34,11 +35,13 @@ __all__ = [
     "Folders",
     "ItemResult",
     "ItemStatus",
+    "Keywords",
     "Mailbox",
     "Moves",
     "ResumesParts",
     "ServerReport",
     "SubmitsMail",
+    "check_flag_names",
 ]
 
 
@@ -190,6 +193,41 @@ class Flags(Protocol):
 
 
 @runtime_checkable
+class Keywords(Protocol):
+    """A mailbox that sets flags other than read on a message: ``\\Flagged``, ``\\Answered``, ``\\Draft``, and
+    keywords (``$Label1``, ``Invoice``) where the server keeps them (IMAP)."""
+
+    def set_flags(self, keys: list[MessageKey], flags: tuple[str, ...], on: bool) -> list[ItemResult]:
+        """Add (``on``) or remove ``flags``, checked by :func:`check_flag_names` before anything is sent."""
+        ...
+
+
+#: Flags the dedicated actions own: read status (mark_read) and deletion (delete).
+_OWNED_FLAGS = {"\\seen": "mark_read/mark_unread", "\\deleted": "delete", "\\recent": "nobody (the server sets it)"}
+_FLAG_NAME = re.compile(r"^(\\(Flagged|Answered|Draft)|[A-Za-z0-9$_.&+-][\x21\x23-\x27\x2a-\x5b\x5d-\x7a\x7c\x7e]*)$")
+
+
+def check_flag_names(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """``flags`` if each is a system flag postroom sets this way or a keyword (an IMAP atom); a
+    :class:`~postroom.errors.ConfigError` naming the bad one otherwise."""
+    from postroom.errors import ConfigError
+
+    if not flags:
+        raise ConfigError("flags", "no flag given", hint="e.g. '\\Flagged' or a keyword such as 'Invoice'")
+    for flag in flags:
+        owner = _OWNED_FLAGS.get(flag.lower()) if isinstance(flag, str) else None
+        if owner is not None:
+            raise ConfigError("flags", f"{flag} is set with {owner}", hint="use that action instead")
+        if not isinstance(flag, str) or not _FLAG_NAME.match(flag):
+            raise ConfigError(
+                "flags",
+                f"{flag!r} is not a flag name",
+                hint="\\Flagged, \\Answered, \\Draft, or a keyword of letters, digits and $_.&+- (no spaces)",
+            )
+    return flags
+
+
+@runtime_checkable
 class Moves(Protocol):
     """A mailbox that moves messages between folders, server-side."""
 
@@ -269,6 +307,7 @@ ABILITY_NAMES: dict[type, str] = {
     Folders: "folders",
     CreatesFolders: "folder creation",
     Flags: "read status",
+    Keywords: "flags other than read",
     Moves: "moves",
     Deletes: "deletion",
     Appends: "way to store messages",

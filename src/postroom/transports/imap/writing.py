@@ -12,7 +12,7 @@ from typing import Literal
 
 from postroom.errors import ConfigError, ConnectionLostError, PostroomError, ProtocolError, UnsupportedError
 from postroom.transports.call_options import call_option
-from postroom.transports.contract import Folder, ItemResult
+from postroom.transports.contract import Folder, ItemResult, check_flag_names
 from postroom.transports.errors import server_text
 from postroom.transports.imap.connection import (
     _WRITE_CHUNK,
@@ -143,6 +143,18 @@ class ImapWriting(ImapConnection):
             return {key: ItemResult(key, "done", "marked read" if seen else "marked unread") for key in present}
 
         return self._by_folder(keys, mark)
+
+    def set_flags(self, keys: list[ImapKey], flags: tuple[str, ...], on: bool) -> list[ItemResult]:
+        """``UID STORE +FLAGS.SILENT`` / ``-FLAGS.SILENT`` (flags are atoms, checked before they are sent)."""
+        names = " ".join(check_flag_names(flags))
+        change = f"{'+' if on else '-'}FLAGS.SILENT ({names})"
+        said = f"{'added' if on else 'removed'} {names}"
+
+        def store(present: list[ImapKey]) -> dict[ImapKey, ItemResult]:
+            self._store(present, change)
+            return {key: ItemResult(key, "done", said) for key in present}
+
+        return self._by_folder(keys, store)
 
     def _expunge(self, keys: list[ImapKey], *, allow_expunge_all: bool) -> None:
         """Expunge exactly ``keys``: UID EXPUNGE, or (opted in) EXPUNGE with others' \\Deleted lifted first."""
