@@ -260,7 +260,7 @@ def test_flags_and_keywords_other_than_read(dovecot: Dovecot, mailbox_user: str,
     assert found["message 1"].flagged is False and "Invoice" not in (found["message 2"].flags or set())
 
 
-@pytest.mark.parametrize("bad", ["two words", "\\Seen", "\\Deleted", "a)b", 'q"uote', "", "x\r\ny"])
+@pytest.mark.parametrize("bad", ["two words", "\\Seen", "\\Deleted", "a)b", 'q"uote', "", "x\r\ny", "50%", "a*", "x]"])
 def test_a_bad_flag_name_is_refused_before_anything_is_sent(imap: Session, bad: str) -> None:
     with pytest.raises(postroom.ConfigError) as raised:
         postroom.add_flags(imap, [], bad)

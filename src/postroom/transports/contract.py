@@ -204,7 +204,9 @@ class Keywords(Protocol):
 
 #: Flags the dedicated actions own: read status (mark_read) and deletion (delete).
 _OWNED_FLAGS = {"\\seen": "mark_read/mark_unread", "\\deleted": "delete", "\\recent": "nobody (the server sets it)"}
-_FLAG_NAME = re.compile(r"^(\\(Flagged|Answered|Draft)|[A-Za-z0-9$_.&+-][\x21\x23-\x27\x2a-\x5b\x5d-\x7a\x7c\x7e]*)$")
+# an IMAP atom (RFC 3501 §9): no space, CTL, ( ) { % * " \ ]
+_ATOM_REST = r"[\x21\x23\x24\x26\x27\x2b-\x5b\x5e-\x7a\x7c-\x7e]*"
+_FLAG_NAME = re.compile(rf"^(\\(Flagged|Answered|Draft)|[A-Za-z0-9$_.&+-]{_ATOM_REST})$")
 
 
 def check_flag_names(flags: tuple[str, ...]) -> tuple[str, ...]:
