@@ -58,7 +58,7 @@ class _TextExtractor(HTMLParser):
             target = (href or "").strip()
             if target and not target.startswith(("#", "javascript:")) and target.removeprefix("mailto:") not in shown:
                 self.parts.append(f" ({target.removeprefix('mailto:')})")
-        elif tag in _BLOCK and tag != "li":
+        elif tag in _BLOCK:
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
