@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.message
 import fnmatch
 import os
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from postroom.errors import ConfigError
 from postroom.message.filenames import reserve_path, safe_filename
-from postroom.message.structure import MimePart, content_of, message_bytes, parse_raw, part_by_section, structure_of
+from postroom.message.structure import MimePart, content_of, parse_raw, structure_of
 
 if TYPE_CHECKING:  # the model imports this module for mail.save_attachments(); this one needs only the type
     from postroom.message.model import Message
@@ -114,20 +113,12 @@ def _save_nested(raw: bytes, target: Path, *, overwrite: bool, pattern: str | No
         for part in pending.pop(0).attachments():
             name = _name_for(part)
             if name_matches(name, pattern):
-                data = _nested_bytes(parsed, part, built) if part.is_message else content_of(parsed, part)
+                data = content_of(parsed, part, built)
                 path = reserve_path(target, name, overwrite=overwrite)
                 saved.append(SavedFile(path, name, _write(path, _bytes_producer(data)), part.content_type))
             if part.is_message and part.children:
                 pending.append(part.children[0])
     return saved
-
-
-def _nested_bytes(parsed: email.message.Message, part: MimePart, built: dict[int, bytes]) -> bytes:
-    found = part_by_section(parsed, part.section)
-    inner = found.get_payload() if found is not None and found.is_multipart() else None
-    if not isinstance(inner, list) or not inner or not isinstance(inner[0], email.message.Message):
-        return b""
-    return message_bytes(inner[0], built)
 
 
 def save_email(message: Message, path: Path | str, *, overwrite: bool = False) -> Path:

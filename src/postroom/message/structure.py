@@ -334,15 +334,16 @@ def part_by_section(message: email.message.Message, section: str) -> email.messa
 _ASCII_ENCODINGS = frozenset({"base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"})
 
 
-def content_of(message: email.message.Message, part: MimePart) -> bytes:
-    """The content of ``part`` in a parsed message, transfer encoding undone; an attached email as its bytes."""
+def content_of(message: email.message.Message, part: MimePart, memo: dict[int, bytes] | None = None) -> bytes:
+    """The content of ``part`` in a parsed message, transfer encoding undone; an attached email as its bytes
+    (built once per level with ``memo``, for many emails nested in one another: see :func:`message_bytes`)."""
     found = part_by_section(message, part.section)
     if found is None:
         return b""
     if found.is_multipart():  # an attached message (or a multipart asked for as a leaf)
         payload = found.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
-        return message_bytes(inner) if part.is_message and isinstance(inner, email.message.Message) else b""
+        return message_bytes(inner, memo) if part.is_message and isinstance(inner, email.message.Message) else b""
     if part.encoding not in _ASCII_ENCODINGS:
         return _decoded_payload(found)  # the bytes as sent (decode=False would decode 8-bit text)
     try:  # encoded ASCII, decoded here as on IMAP (the same result for broken base64 on every protocol)
