@@ -26,6 +26,7 @@ from postroom.transports.imap.fetch import FetchAhead, ResponseParts, pipelined_
 from postroom.transports.imap.folders import parse_list, user_path
 from postroom.transports.imap.keys import ImapKey
 from postroom.transports.imap.syntax import chunked, mailbox_arg, quote, uid_set
+from postroom.transports.lines import read_line
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
 from postroom.transports.tls import client_context, describe_tls
@@ -50,8 +51,6 @@ FIRST_SECTION_BYTES = 16 * 1024
 BULK_BODY_LIMIT = 256 * 1024
 #: At most this many bytes of bodies are fetched in bulk for one chunk (bounds memory; the rest come one by one).
 BULK_BODY_BUDGET = 24 * 1024 * 1024
-#: Longest response line accepted (a UID SEARCH result is one line).
-MAX_LINE = 64 * 1024 * 1024
 
 
 class _Client(imaplib.IMAP4):
@@ -67,12 +66,7 @@ class _Client(imaplib.IMAP4):
 
     def readline(self) -> bytes:
         """One response line. imaplib stops at 1 MB, less than a SEARCH result for ~150,000 messages."""
-        line = cast(BinaryIO, self.file).readline(MAX_LINE + 1)
-        if not line.endswith(b"\n"):
-            if len(line) > MAX_LINE:  # the rest of the line is unread: the connection is out of step
-                raise self.abort(f"the server sent a line of more than {MAX_LINE} bytes")
-            raise self.abort("the connection closed in the middle of a response line" if line else "socket error: EOF")
-        return line
+        return read_line(cast(BinaryIO, self.file), cut=self.abort, too_long=self.abort)
 
 
 class ImapConnection:

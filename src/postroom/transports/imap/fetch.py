@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO, Generic, TypeAlias, TypeVar, cast
 
 from postroom.transports.imap.response import Literal
+from postroom.transports.lines import read_line
 
 __all__ = ["FetchAhead", "ResponseParts", "pipelined_fetch", "read_fetch", "send_fetch"]
 
@@ -28,7 +29,6 @@ T = TypeVar("T")
 
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r\n$")
 _FETCH_START = re.compile(rb"^\* \d+ FETCH ", re.IGNORECASE)
-_MAX_LINE = 64 * 1024 * 1024
 
 
 def send_fetch(client: imaplib.IMAP4, uid_set: str, items: str) -> bytes:
@@ -39,14 +39,7 @@ def send_fetch(client: imaplib.IMAP4, uid_set: str, items: str) -> bytes:
 
 
 def _line(reader: BinaryIO) -> bytes:
-    line = reader.readline(_MAX_LINE + 1)
-    if not line:
-        raise imaplib.IMAP4.abort("socket error: EOF")
-    if not line.endswith(b"\n"):
-        if len(line) <= _MAX_LINE:  # cut off: the connection closed in the middle of the line
-            raise imaplib.IMAP4.abort("the connection closed in the middle of a response line")
-        raise imaplib.IMAP4.abort(f"a response line longer than {_MAX_LINE} bytes")
-    return line
+    return read_line(reader, cut=imaplib.IMAP4.abort, too_long=imaplib.IMAP4.abort)
 
 
 def read_fetch(client: imaplib.IMAP4, tag: bytes, parse: Callable[[ResponseParts], T]) -> Iterator[T]:

@@ -26,6 +26,7 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
+from postroom.transports.lines import read_line
 from postroom.transports.pop3.keys import Pop3Key
 from postroom.transports.sasl import OAuthExchange, choose_mechanism, oauth_login
 from postroom.transports.sockets import open_socket
@@ -65,18 +66,10 @@ class _Client(poplib.POP3):
         """One line of any length (poplib stops at 2,048 bytes, and a message may hold a 100 KB line).
 
         A line cut off by the connection closing is a lost connection, never a shorter line."""
-        line: bytes = self.file.readline(MAX_LINE + 1)
-        if not line.endswith(b"\n"):
-            if len(line) > MAX_LINE:
-                raise _OutOfStep(f"a reply line longer than {MAX_LINE >> 20} MiB")
-            raise EOFError("the connection closed in the middle of a reply" if line else "the connection closed")
+        line = read_line(self.file, cut=EOFError, too_long=_OutOfStep)
         if line.endswith(b"\r\n"):
             return line[:-2], len(line)
         return (line[1:-1] if line.startswith(b"\r") else line[:-1]), len(line)
-
-
-#: The longest line read before the connection counts as broken (memory stays bounded).
-MAX_LINE = 64 << 20
 
 
 class _OutOfStep(poplib.error_proto):
