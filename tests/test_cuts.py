@@ -150,3 +150,20 @@ def test_a_3_mb_attachment_is_saved_whole_through_a_connection_cut_every_few_hun
     assert [file.name for file in saved] == ["big.bin", "small.pdf"]
     assert (tmp_path / "big.bin").read_bytes() == data
     assert proxy.cuts >= 3 and reconnects == proxy.cuts
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_deletes_cut_before_and_after_the_server_expunges_report_what_the_server_did(
+    dovecot: Dovecot, mailbox_user: str, when: Literal["before", "after"]
+) -> None:
+    dovecot.deliver_many(mailbox_user, generate(8, seed=6))
+    rule = CutRule(rb"UID EXPUNGE", when, times=4, spacing=2)
+    with proxy_to(dovecot, dovecot.ports["imaps"], rules=[rule]) as proxy:
+        session = imap_through(dovecot, proxy, mailbox_user)
+        results = [postroom.delete(session, message)[0] for message in list(postroom.messages(session))]
+    assert proxy.cuts == 4
+    statuses = [r.status for r in results]
+    assert "failed" not in statuses
+    if when == "after":  # expunged before the cut: already done, never "not found"
+        assert statuses.count("already_done") == 4
+    assert list(postroom.messages(direct(dovecot, mailbox_user))) == []  # every one gone, on an uncut connection
