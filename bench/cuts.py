@@ -18,12 +18,12 @@ import collections
 import json
 import time
 
-import postroom
-from postroom import Basic, EmailServer, ReconnectPolicy, Variable
 from tests.servers.cutting_proxy import CutRule, cutting_proxy
 from tests.servers.dovecot import SHARED_PASSWORD, Dovecot
 
+import postroom
 from bench.mailbox import generate
+from postroom import Basic, EmailServer, ReconnectPolicy, Variable
 
 USER = "cuts@example.test"
 

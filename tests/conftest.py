@@ -14,6 +14,7 @@ from postroom.credentials import sources
 from tests.servers.dovecot import Dovecot
 from tests.servers.ews import EwsServerUnderTest
 from tests.servers.ews import ews_server as start_ews_server
+from tests.servers.graph import GraphStandIn, graph_server
 from tests.servers.oauth import AuthorizationServerUnderTest, oauth_server
 from tests.servers.smtp import SmtpServerUnderTest, smtp_server
 
@@ -159,3 +160,19 @@ def ews_server(ews_standin: EwsServerUnderTest) -> EwsServerUnderTest:
     ews_standin.users.clear()
     ews_standin.users["bot@example.test"] = PASSWORD
     return ews_standin
+
+
+@pytest.fixture(scope="session")
+def graph_standin(
+    tmp_path_factory: pytest.TempPathFactory, authorization_server: AuthorizationServerUnderTest
+) -> Iterator[GraphStandIn]:
+    """The Microsoft Graph stand-in (a loopback server speaking Graph's wire format, not Microsoft Graph)."""
+    with graph_server(tmp_path_factory.mktemp("graph"), authorization_server.introspect) as server:
+        yield server
+
+
+@pytest.fixture
+def graph(graph_standin: GraphStandIn) -> GraphStandIn:
+    """The Graph stand-in with no mailboxes, grants or knobs left from another test."""
+    graph_standin.reset()
+    return graph_standin

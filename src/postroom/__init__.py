@@ -38,7 +38,15 @@ from postroom.actions.loop import MessageLoop, get_message
 from postroom.actions.send import CopyAfterSendError, SendReceipt, SendResult, forward, reply, send, send_each
 from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.auth.oauth.modes import ImplicitGrantWarning, RopcWarning
-from postroom.config import PROVIDERS, EmailServer, Ews, EwsRetirementWarning, PlaintextWarning, UnverifiedTLSWarning
+from postroom.config import (
+    PROVIDERS,
+    EmailServer,
+    Ews,
+    EwsRetirementWarning,
+    Outlook,
+    PlaintextWarning,
+    UnverifiedTLSWarning,
+)
 from postroom.config.smtp_server import SmtpServer
 from postroom.credentials import (
     CredentialVault,
@@ -135,6 +143,7 @@ __all__ = [
     "OAuth2PKCE",
     "OAuth2ROPC",
     "OAuthError",
+    "Outlook",
     "Plain",
     "PlaintextWarning",
     "PostroomError",

@@ -3,7 +3,7 @@
 A plain ``pip install postroom`` gives IMAP, POP3, SMTP, the vault and Basic auth.
 The rest comes with an extra: ``[microsoft]`` (MSAL: OAuth2 with Microsoft 365),
 ``[oauth]`` (Authlib: OAuth2 with Gmail and other providers), ``[ews]`` (exchangelib:
-Exchange Web Services), or ``[all]``.
+Exchange Web Services), ``[outlook]`` (httpx: Microsoft Graph), or ``[all]``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "microsoft": ("msal", "requests"),
     "oauth": ("authlib", "requests"),
     "ews": ("exchangelib", "requests", "oauthlib"),
+    "outlook": ("httpx",),
 }
 
 

@@ -49,6 +49,11 @@ class TokenSource(Protocol):
         """Who signed in, when the provider said (for error messages)."""
         ...
 
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes granted with the current token, as the authorization server said (may be empty)."""
+        ...
+
 
 @dataclass(frozen=True)
 class TokenLogin:

@@ -11,6 +11,7 @@ from postroom.config.email_server import (
     UnverifiedTLSWarning,
 )
 from postroom.config.ews import Ews, EwsRetirementWarning
+from postroom.config.outlook import Outlook
 from postroom.config.providers import PROVIDERS, Endpoint, ProviderPreset
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Endpoint",
     "Ews",
     "EwsRetirementWarning",
+    "Outlook",
     "PlaintextWarning",
     "Protocol",
     "ProviderPreset",

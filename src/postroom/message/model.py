@@ -20,6 +20,7 @@ from postroom.message.decode import decode_text, decode_words, parse_addresses, 
 from postroom.message.headers import HeaderBlock, split_header_block
 from postroom.message.html_text import html_to_text
 from postroom.message.keys import MessageKey
+from postroom.message.meeting import MEETING_METHODS, Meeting, MeetingType, meeting_from_calendar
 from postroom.message.raw import EmlKey, RawSource, summary_of_raw
 from postroom.message.saving import SavedFile, save_attachments, save_email
 from postroom.message.structure import MimePart, parse_raw, structure_of
@@ -59,6 +60,11 @@ PROPERTY_KEYS = (
     "html",
     "attachment_names",
     "has_attachments",
+    "item_kind",
+    "meeting_type",
+    "meeting_start",
+    "meeting_end",
+    "meeting_location",
     "headers",
     "defects",
 )
@@ -91,6 +97,11 @@ MessageProperties = TypedDict(
         "html": "str | None",
         "attachment_names": list[str],
         "has_attachments": bool,
+        "item_kind": str,
+        "meeting_type": "str | None",
+        "meeting_start": "str | None",
+        "meeting_end": "str | None",
+        "meeting_location": "str | None",
         "headers": "dict[str, list[str]] | None",
         "defects": list[str],
     },
@@ -328,6 +339,47 @@ class Message:
     def has_attachments(self) -> bool:
         return bool(self.attachments())
 
+    # -- meetings -------------------------------------------------------------------------
+
+    @property
+    def item_kind(self) -> Literal["message", "meeting"]:
+        """``"meeting"`` for an invitation, a cancellation or a reply to one; ``"message"`` otherwise."""
+        return "meeting" if self.meeting_type is not None else "message"
+
+    @property
+    def meeting_type(self) -> MeetingType | None:
+        """``request``, ``cancellation``, ``accepted``, ``tentative``, ``declined`` or ``response``; None for mail."""
+        if self.summary.meeting is not None:
+            return self.summary.meeting.type
+        part = self._calendar_part
+        if part is None:
+            return None
+        method = MEETING_METHODS.get(part.params.get("method", "").lower())
+        if method in ("request", "cancellation"):
+            return method  # type: ignore[return-value]
+        found = self.meeting
+        return found.type if found else None
+
+    @cached
+    def meeting(self) -> Meeting | None:
+        """The meeting a meeting message is about: type, and start, end and location when the server or the
+        calendar part says (the part is fetched when asked for)."""
+        if self.summary.meeting is not None:
+            return self.summary.meeting
+        part = self._calendar_part
+        if part is None:
+            return None
+        text = self._part_text(part) or ""
+        return meeting_from_calendar(text, part.params.get("method"))
+
+    @cached
+    def _calendar_part(self) -> MimePart | None:
+        """The ``text/calendar`` part of an iTIP message (an invitation's body or its ``.ics``), if any."""
+        for part in self.structure.walk():
+            if part.content_type == "text/calendar":
+                return part
+        return None
+
     def raw(self) -> bytes:
         """The whole message as the server holds it (fetched each call; not cached)."""
         return self._source.raw(self.key)
@@ -360,6 +412,7 @@ class Message:
             "text": lambda: self.text,
             "html": lambda: self.html,
         }
+        meeting = self.meeting
         data: dict[str, Any] = {
             "key": str(self.key),
             "uid": self.uid,
@@ -380,6 +433,11 @@ class Message:
             "flagged": self.flagged,
             "attachment_names": self.attachment_names,
             "has_attachments": self.has_attachments,
+            "item_kind": self.item_kind,
+            "meeting_type": meeting.type if meeting else None,
+            "meeting_start": meeting.start.isoformat() if meeting and meeting.start else None,
+            "meeting_end": meeting.end.isoformat() if meeting and meeting.end else None,
+            "meeting_location": meeting.location if meeting else None,
         }
         for name, get in lazy.items():
             data[name] = get() if with_bodies else None

@@ -9,6 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from postroom.message.keys import KeyList, KeyRun, MessageKey
+from postroom.message.meeting import Meeting
 from postroom.message.structure import MimePart
 
 __all__ = ["KeyList", "KeyRun", "MessageKey", "MessageSummary"]
@@ -29,3 +30,5 @@ class MessageSummary:
     body_start: bytes | None = None
     #: Problems the transport met building this summary (e.g. characters EWS could not carry), in words.
     defects: tuple[str, ...] = ()
+    #: The meeting, where the server says the item is a meeting message (EWS, Graph); None: ask the structure.
+    meeting: Meeting | None = None

@@ -4,7 +4,7 @@ A new protocol is one new package that calls :func:`~postroom.transports.registr
 plus its import below.
 """
 
-from postroom.transports import ews, imap, pop3  # noqa: F401  # each registers its backend
+from postroom.transports import ews, graph, imap, pop3  # noqa: F401  # each registers its backend
 from postroom.transports.contract import Folder, ItemResult, ItemStatus, Mailbox, ServerReport
 from postroom.transports.registry import Backend, backend, backend_for, backends, register
 

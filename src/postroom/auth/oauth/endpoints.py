@@ -41,14 +41,36 @@ class MicrosoftCloud:
     delegated_resource: str
     #: Resource host of the app-only scope (``<host>/.default``).
     app_resource: str
+    #: Microsoft Graph's host in this cloud (``https://graph.microsoft.com``).
+    graph_resource: str
 
 
+#: The Azure clouds (Microsoft's "national cloud deployments" table for Graph; the Exchange hosts of the
+#: GCC High, DoD and 21Vianet endpoint lists). IMAP, POP and EWS are offered on ``global`` and ``gcc-high``.
 MICROSOFT_CLOUDS: dict[str, MicrosoftCloud] = {
     "global": MicrosoftCloud(
-        "login.microsoftonline.com", "https://outlook.office.com", "https://outlook.office365.com"
+        "login.microsoftonline.com",
+        "https://outlook.office.com",
+        "https://outlook.office365.com",
+        "https://graph.microsoft.com",
     ),
     "gcc-high": MicrosoftCloud(
-        "login.microsoftonline.us", "https://outlook.office365.us", "https://outlook.office365.us"
+        "login.microsoftonline.us",
+        "https://outlook.office365.us",
+        "https://outlook.office365.us",
+        "https://graph.microsoft.us",
+    ),
+    "dod": MicrosoftCloud(
+        "login.microsoftonline.us",
+        "https://outlook.office365.us",
+        "https://outlook.office365.us",
+        "https://dod-graph.microsoft.us",
+    ),
+    "china": MicrosoftCloud(
+        "login.chinacloudapi.cn",
+        "https://partner.outlook.cn",
+        "https://partner.outlook.cn",
+        "https://microsoftgraph.chinacloudapi.cn",
     ),
 }
 
@@ -63,6 +85,9 @@ class MicrosoftService:
     name: str
     delegated: Callable[[MicrosoftCloud], tuple[str, ...]]
     app: Callable[[MicrosoftCloud], tuple[str, ...]]
+    #: Whether the login names a user on the wire (the SASL user of IMAP, POP and SMTP; EWS's mailbox).
+    #: Graph's does not: the mailbox is in each request's URL, and an app-only token has no user at all.
+    names_user: bool = True
 
 
 #: service name → its scopes. The mail protocols' are here; a backend registers its own (config/ews.py).
@@ -133,7 +158,9 @@ def endpoints_for(
     if provider == "microsoft365":
         cloud = MICROSOFT_CLOUDS.get(azure_cloud)
         if cloud is None:
-            raise ConfigError("azure_cloud", f"unknown Azure cloud {azure_cloud!r}", hint="use 'global' or 'gcc-high'")
+            raise ConfigError(
+                "azure_cloud", f"unknown Azure cloud {azure_cloud!r}", hint=f"use one of {', '.join(MICROSOFT_CLOUDS)}"
+            )
         if authority is None:
             if not tenant_id:
                 raise ConfigError(

@@ -17,7 +17,13 @@ from typing import Any
 
 from postroom.auth.base import TokenLogin, check_wire_safe
 from postroom.auth.oauth.clients import AuthorizationFlow, ClientSettings, ResolvedApp
-from postroom.auth.oauth.endpoints import ClientAuth, OAuthEndpoints, OAuthProvider, endpoints_for
+from postroom.auth.oauth.endpoints import (
+    MICROSOFT_SERVICES,
+    ClientAuth,
+    OAuthEndpoints,
+    OAuthProvider,
+    endpoints_for,
+)
 from postroom.auth.oauth.loopback import DEFAULT_REDIRECT_URI, check_redirect_uri
 from postroom.auth.oauth.renewal import VaultTokenSource
 from postroom.auth.oauth.sign_in import sign_in
@@ -267,6 +273,9 @@ class _OAuthMode:
             password=password,
         )
         user = self.mailbox or app.username or source.account
+        service = MICROSOFT_SERVICES.get(self.service)
+        if not user and service is not None and not service.names_user:
+            return TokenLogin(username=Secret("", scrub=False), tokens=source)
         if not user:
             raise CredentialError(
                 "username: the mailbox address is needed for the SASL login and the provider did not say who signed in",

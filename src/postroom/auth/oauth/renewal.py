@@ -60,6 +60,12 @@ class VaultTokenSource:
         record = self._current()
         return record.account if record else None
 
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes the authorization server granted with the current token (for Test connection)."""
+        record = self._current()
+        return record.scopes if record else ()
+
     def access_token(self) -> Secret:
         record = self._current()
         if record is not None and not record.expires_soon():

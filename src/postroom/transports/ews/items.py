@@ -12,8 +12,6 @@ U+FFFD and is recorded as a defect of the message.
 from __future__ import annotations
 
 import datetime as dt
-import email.header
-import email.utils
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +22,7 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.ews.keys import EwsKey
 from postroom.transports.ews.xml import clean_text
+from postroom.transports.synthesis import Synthesized, header_block
 
 __all__ = ["SUMMARY_FIELDS", "body_of", "header_block_of", "summary_of"]
 
@@ -67,52 +66,31 @@ class _Cleaner:
         return text
 
 
-def _header_value(value: str) -> str:
-    value = value.replace("\r", " ").replace("\n", " ")  # one header line, whatever the field held
-    if value.isascii():
-        return value
-    return email.header.Header(value, "utf-8", maxlinelen=998).encode()
-
-
-def _address(clean: _Cleaner, field: str, mailbox: Any) -> str:
+def _pair(clean: _Cleaner, field: str, mailbox: Any) -> tuple[str, str]:
     name = clean(f"{field} name", getattr(mailbox, "name", None) or "")
-    address = clean(f"{field} address", getattr(mailbox, "email_address", None) or "")
-    if name == address:
-        name = ""
-    return email.utils.formataddr((name, address), charset="utf-8") if name else address
+    return name, clean(f"{field} address", getattr(mailbox, "email_address", None) or "")
 
 
-def _addresses(clean: _Cleaner, field: str, mailboxes: Iterable[Any] | None) -> str:
-    return ", ".join(_address(clean, field, m) for m in mailboxes or ())
-
-
-def _line(name: str, value: str) -> bytes:
-    return f"{name}: {_header_value(value)}\r\n".encode("ascii", "replace")
+def _pairs(clean: _Cleaner, field: str, mailboxes: Iterable[Any] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(_pair(clean, field, m) for m in mailboxes or ())
 
 
 def header_block_of(item: Any, clean: _Cleaner | None = None) -> tuple[bytes, list[str]]:
     """The header block of an EWS message (from its typed fields), and the defects met."""
     clean = clean or _Cleaner()
-    lines = []
-    if item.author is not None:
-        lines.append(_line("From", _address(clean, "from", item.author)))
-    for header, field in (
-        ("To", "to_recipients"),
-        ("Cc", "cc_recipients"),
-        ("Bcc", "bcc_recipients"),
-        ("Reply-To", "reply_to"),
-    ):
-        value = _addresses(clean, header.lower(), getattr(item, field, None))
-        if value:
-            lines.append(_line(header, value))
-    lines.append(_line("Subject", clean("subject", item.subject or "")))
-    if item.datetime_sent is not None:
-        lines.append(_line("Date", email.utils.format_datetime(_aware(item.datetime_sent))))
-    for header, field in (("Message-ID", "message_id"), ("In-Reply-To", "in_reply_to")):
-        found = getattr(item, field, None)
-        if found:
-            lines.append(_line(header, clean(header.lower(), found)))
-    return b"".join(lines), clean.defects
+    optional = {name: getattr(item, name, None) for name in ("message_id", "in_reply_to")}
+    fields = Synthesized(
+        sender=_pair(clean, "from", item.author) if item.author is not None else None,
+        to=_pairs(clean, "to", getattr(item, "to_recipients", None)),
+        cc=_pairs(clean, "cc", getattr(item, "cc_recipients", None)),
+        bcc=_pairs(clean, "bcc", getattr(item, "bcc_recipients", None)),
+        reply_to=_pairs(clean, "reply-to", getattr(item, "reply_to", None)),
+        subject=clean("subject", item.subject or ""),
+        date=_aware(item.datetime_sent) if item.datetime_sent is not None else None,
+        message_id=clean("message-id", optional["message_id"]) if optional["message_id"] else None,
+        in_reply_to=clean("in-reply-to", optional["in_reply_to"]) if optional["in_reply_to"] else None,
+    )
+    return header_block(fields), clean.defects
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
