@@ -7,6 +7,7 @@ user, created if missing) or as an ordinary user (everything owned by that user)
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pwd
 import shutil
@@ -270,8 +271,11 @@ service anvil {{
     def home(self, user: str) -> Path:
         return self.folder / "mail" / user
 
-    def deliver(self, user: str, raw: bytes, *, folder: str = "INBOX", seen: bool = False) -> Path:
-        """Put one message into ``folder`` (``"A/B"`` for nested) by writing the Maildir file."""
+    def deliver(
+        self, user: str, raw: bytes, *, folder: str = "INBOX", seen: bool = False, received: dt.datetime | None = None
+    ) -> Path:
+        """Put one message into ``folder`` (``"A/B"`` for nested) by writing the Maildir file; ``received`` is
+        its INTERNALDATE (Dovecot reads it from the file's modification time)."""
         maildir = self.home(user) / "Maildir"
         if folder.upper() != "INBOX":
             maildir = maildir / ("." + encode_mailbox(folder).replace("/", "."))  # Maildir++ keeps mUTF-7 on disk
@@ -281,6 +285,8 @@ service anvil {{
         target = maildir / ("cur" if seen else "new") / (name + (":2,S" if seen else ""))
         tmp = maildir / "tmp" / name
         tmp.write_bytes(raw)
+        if received is not None:
+            os.utime(tmp, (received.timestamp(), received.timestamp()))
         tmp.rename(target)
         self._chown(self.home(user))
         return target

@@ -441,14 +441,21 @@ class OAuth2ClientCredentials(_OAuthMode):
             raise ConfigError(
                 "client_secret", "is required for client credentials", hint="give the app's client secret (vault:)"
             )
-        if options.get("username") is None and options.get("mailbox") is None:
+        options.pop("redirect_uri", None)
+        super().__init__(client_id=client_id, **options)
+
+    def for_server(self, provider: str | None, azure_cloud: str, *, service: str = "mail") -> Any:
+        """As for every mode; and where the login names a user (IMAP, POP, SMTP, EWS), an app has no user
+        of its own: the mailbox it opens must be given (Graph names it in the Outlook settings instead)."""
+        bound = super().for_server(provider, azure_cloud, service=service)
+        found = MICROSOFT_SERVICES.get(service)
+        if (found is None or found.names_user) and self.username is None and self.mailbox is None:
             raise ConfigError(
                 "username",
                 "is required for client credentials: the mailbox address the app opens",
                 hint="give the mailbox's primary SMTP address",
             )
-        options.pop("redirect_uri", None)
-        super().__init__(client_id=client_id, **options)
+        return bound
 
     def relogin_hint(self, context: ResolveContext | None = None) -> str:
         return "check the client secret and the app's permissions"

@@ -95,10 +95,18 @@ class GraphClient:
         #: HTTP requests sent and reply bytes read (``$batch`` counts once), for the bench and Test connection.
         self.requests = 0
         self.bytes_in = 0
+        #: Set when a request's connection dropped: the session then reconnects (under its policy).
+        self.broken = False
         self._token = login.tokens.access_token()
 
     def close(self) -> None:
         self._http.close()
+
+    def _lost(self, exc: httpx.HTTPError, doing: str) -> Exception:
+        error = _network_error(exc, self.config, doing)
+        if isinstance(error, ConnectionLostError):
+            self.broken = True
+        return error
 
     @property
     def access(self) -> AccessContext:
@@ -136,7 +144,7 @@ class GraphClient:
             try:
                 data = response.read()
             except httpx.HTTPError as exc:
-                raise _network_error(exc, self.config, doing) from None
+                raise self._lost(exc, doing) from None
         self.bytes_in += len(data)
         if not data:
             return None
@@ -154,7 +162,7 @@ class GraphClient:
                     write(chunk)
                     total += len(chunk)
             except httpx.HTTPError as exc:
-                raise _network_error(exc, self.config, doing) from None
+                raise self._lost(exc, doing) from None
         self.bytes_in += total
         return total
 
@@ -185,7 +193,7 @@ class GraphClient:
                 try:
                     response = self._http.send(request, stream=True)
                 except httpx.HTTPError as exc:
-                    raise _network_error(exc, self.config, doing) from None
+                    raise self._lost(exc, doing) from None
                 try:
                     if response.is_success:
                         yield response

@@ -88,7 +88,7 @@ class GraphMailbox:
 
     @property
     def connected(self) -> bool:
-        return self._client is not None
+        return self._client is not None and not self._client.broken
 
     def open(self) -> None:
         client = GraphClient(self.config, self._login, self.governor)
