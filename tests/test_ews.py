@@ -30,6 +30,7 @@ from postroom import (
     MailServerError,
     Ntlm,
     OAuth2ROPC,
+    Outlook,
     Variable,
 )
 from postroom.sandbox.demo import invoice_bot
@@ -39,6 +40,7 @@ from tests.mail_samples import simple
 from tests.oauth_modes import client_credentials, implicit, pkce, sign_in, variables
 from tests.servers.dovecot import Dovecot
 from tests.servers.ews import EwsServerUnderTest
+from tests.servers.graph import GraphStandIn
 from tests.servers.oauth import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, AuthorizationServerUnderTest
 from tests.servers.smtp import SmtpServerUnderTest
 
@@ -78,20 +80,32 @@ def mail(
 # -- the same bot on IMAP and on EWS -------------------------------------------------------------
 
 
-def test_the_invoice_bot_runs_unchanged_on_imap_and_on_ews(
-    tmp_path: Path, dovecot: Dovecot, mailbox_user: str, smtp: SmtpServerUnderTest, ews_server: EwsServerUnderTest
+def test_the_invoice_bot_runs_unchanged_on_imap_ews_and_outlook(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox_user: str,
+    smtp: SmtpServerUnderTest,
+    ews_server: EwsServerUnderTest,
+    graph: GraphStandIn,
+    authorization_server: AuthorizationServerUnderTest,
 ) -> None:
     sample = sample_mailbox(mailbox_user)
     for folder, raw, seen in sample:
         dovecot.deliver(mailbox_user, raw, folder=folder, seen=seen)
         item = ews_server.deliver(raw, "Processed" if folder == "Processed" else "Inbox")
         item.is_read = seen
+        graph.deliver(mailbox_user, raw, "Processed" if folder == "Processed" else "Inbox", seen=seen)
+    graph.app_scope[CONFIDENTIAL_CLIENT] = {mailbox_user}
+    on_graph = Outlook(
+        mailbox=mailbox_user, auth=client_credentials(authorization_server), graph_url=graph.url, ca_file=graph.ca_file
+    )
     imap_config = server_config(dovecot, smtp_host="localhost", smtp_port=smtp.starttls_port, smtp_security="starttls")
-    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    imap_variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
     runs = {}
     for name, config, values in (
-        ("imap", imap_config, variables),
+        ("imap", imap_config, imap_variables),
         ("ews", ews_config(ews_server), {"EWS_USER": mailbox_user, "EWS_PASSWORD": PASSWORD}),
+        ("outlook", on_graph, variables(mailbox_user, CONFIDENTIAL_CLIENT)),
     ):
         if name == "ews":
             ews_server.users[mailbox_user] = PASSWORD
@@ -103,7 +117,7 @@ def test_the_invoice_bot_runs_unchanged_on_imap_and_on_ews(
         files = {Path(f).name: Path(f).read_bytes() for row in done for f in row["files"]}
         runs[name] = ([(r["subject"], r["from"], r["replied_to"], r["moved"]) for r in done], files, left, processed)
 
-    assert runs["imap"] == runs["ews"]
+    assert runs["imap"] == runs["ews"] == runs["outlook"]
     handled, files, left, processed = runs["ews"]
     assert len(handled) == 4 and all(moved for *_, moved in handled)
     assert set(files) and all(data.startswith(b"%PDF") for data in files.values())
@@ -113,6 +127,10 @@ def test_the_invoice_bot_runs_unchanged_on_imap_and_on_ews(
     assert sorted(r["To"].addresses[0].addr_spec for r in replies) == sorted(row[2][0] for row in handled)
     assert all(str(r["Subject"]).startswith("Re: Invoice") and r["In-Reply-To"] for r in replies)
     assert len(ews_server.in_folder("Sent Items")) == 0  # the demo bot does not keep copies
+    # on Outlook the replies went through Graph's MIME sendMail, threaded the same way
+    graph_replies = [email.message_from_bytes(raw, policy=email.policy.default) for raw in graph.outbox]
+    assert sorted(str(r["Subject"]) for r in graph_replies) == sorted(str(r["Subject"]) for r in replies)
+    assert all(r["In-Reply-To"] for r in graph_replies)
 
 
 # -- XML-invalid characters ----------------------------------------------------------------------
@@ -535,7 +553,7 @@ def test_client_credentials_open_the_mailbox_by_impersonation(
     with postroom.connect("daemon", config, variables=names) as session:
         assert [m.subject for m in postroom.messages(session)] == ["for the daemon"]
     assert set(ews_server.schemes) == {"Bearer"}
-    token = next(t for t in authorization_server.tokens.values() if t.client_id == CONFIDENTIAL_CLIENT)
+    token = [t for t in authorization_server.tokens.values() if t.client_id == CONFIDENTIAL_CLIENT][-1]
     assert token.scope == "https://outlook.office365.com/.default"
 
 
@@ -719,3 +737,24 @@ def test_create_folder_on_ews_with_its_parents(ews: postroom.Session, ews_server
     ews_server.deliver(mail("to file"))
     assert postroom.move(ews, next(postroom.messages(ews)), "Archive/2026/December")[0].status == "done"
     assert [m.subject for m in postroom.messages(ews, folder="Archive/2026/December")] == ["to file"]
+
+
+def test_meeting_messages_are_emails_with_their_meeting_type(
+    ews: postroom.Session, ews_server: EwsServerUnderTest
+) -> None:
+    from tests.test_outlook import invite
+
+    for method, subject in (("REQUEST", "Review"), ("CANCEL", "Standup"), ("REPLY", "Accepted: Review")):
+        ews_server.deliver(invite(method, subject))
+    ews_server.deliver(mail("plain mail"))
+    found = {m.subject: (m.item_kind, m.meeting_type) for m in postroom.messages(ews)}
+    assert found == {
+        "Review": ("meeting", "request"),
+        "Standup": ("meeting", "cancellation"),
+        "Accepted: Review": ("meeting", "accepted"),
+        "plain mail": ("message", None),
+    }
+    review = next(m for m in postroom.messages(ews) if m.subject == "Review")
+    assert postroom.mark_read(ews, review)[0].ok
+    again = next(m for m in postroom.messages(ews) if m.subject == "Review")
+    assert again.seen and again.properties(with_bodies=False)["item_kind"] == "meeting"

@@ -89,6 +89,8 @@ class EwsItem:
     is_read: bool = False
     #: PidTagFlagStatus: None (not flagged), 1 (completed) or 2 (flagged for follow-up).
     flag_status: int | None = None
+    #: IPM.Note for mail; IPM.Schedule.Meeting.Request, .Canceled or .Resp.Pos/Neg/Tent for meeting messages.
+    item_class: str = "IPM.Note"
     id: str = field(default_factory=lambda: "AAMk" + secrets.token_urlsafe(30))
     changekey: str = field(default_factory=lambda: "CQAAAB" + secrets.token_urlsafe(6))
 
@@ -142,6 +144,19 @@ class EwsItem:
             "attachments": attachments,
             "headers": [(k, str(v)) for k, v in msg.items()],
         }
+        for part in msg.walk():  # a meeting message, as Exchange files it from its text/calendar part
+            if part.get_content_type() == "text/calendar":
+                method = str(part.get_param("method") or "").upper()
+                text = part.get_content()
+                status = re.search(r"PARTSTAT=(ACCEPTED|DECLINED|TENTATIVE)", text)
+                answer = (
+                    {"ACCEPTED": "Pos", "DECLINED": "Neg", "TENTATIVE": "Tent"}[status.group(1)] if status else "Pos"
+                )
+                values["item_class"] = {
+                    "REQUEST": "IPM.Schedule.Meeting.Request",
+                    "CANCEL": "IPM.Schedule.Meeting.Canceled",
+                    "REPLY": f"IPM.Schedule.Meeting.Resp.{answer}",
+                }.get(method, "IPM.Note")
         values.update(fields)
         return cls(**values)
 
@@ -280,8 +295,16 @@ _DEFAULT_FIELDS = (
 )
 
 
+#: The element Exchange writes a meeting message as (types.xsd), by item class.
+_MEETING_TAGS = {
+    "IPM.Schedule.Meeting.Request": "MeetingRequest",
+    "IPM.Schedule.Meeting.Canceled": "MeetingCancellation",
+}
+
+
 def _item_xml(item: EwsItem, fields: list[str], *, body_type: str = "Best") -> str:
-    out = [f'<t:Message><t:ItemId Id="{_x(item.id)}" ChangeKey="{_x(item.changekey)}"/>']
+    element = _MEETING_TAGS.get(item.item_class, "MeetingResponse" if ".Resp." in item.item_class else "Message")
+    out = [f'<t:{element}><t:ItemId Id="{_x(item.id)}" ChangeKey="{_x(item.changekey)}"/>']
     for uri in fields:
         name = uri.split(":", 1)[1]
         if uri == "item:MimeContent":
@@ -289,7 +312,7 @@ def _item_xml(item: EwsItem, fields: list[str], *, body_type: str = "Best") -> s
         elif uri == "item:ParentFolderId":
             out.append(f'<t:ParentFolderId Id="{_x(item.folder_id)}" ChangeKey="AQAAAA=="/>')
         elif uri == "item:ItemClass":
-            out.append("<t:ItemClass>IPM.Note</t:ItemClass>")
+            out.append(f"<t:ItemClass>{_x(item.item_class)}</t:ItemClass>")
         elif uri == "item:Subject":
             out.append(f"<t:Subject>{_x(item.subject)}</t:Subject>")
         elif uri in ("item:Body", "item:TextBody"):
@@ -347,7 +370,7 @@ def _item_xml(item: EwsItem, fields: list[str], *, body_type: str = "Best") -> s
             )
             if wanted:
                 out.append(f"<t:{name}>{_x(wanted)}</t:{name}>")
-    out.append("</t:Message>")
+    out.append(f"</t:{element}>")
     return "".join(out)
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from exchangelib import HTMLBody, ItemAttachment, Message
 from exchangelib.extended_properties import Flag
+from exchangelib.items.calendar_item import MeetingCancellation, MeetingRequest, MeetingResponse
 
+from postroom.message.meeting import Meeting, MeetingType
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.ews.keys import EwsKey
@@ -44,13 +46,15 @@ SUMMARY_FIELDS = (
     "size",
     "attachments",
     "body",
+    "item_class",
 )
 
 
 #: PidTagFlagStatus (MS-OXOFLAG): 2 is "flagged for follow-up", what IMAP shows as \\Flagged; 1 is completed.
 _FLAGGED = 2
-if "postroom_flag_status" not in Message.FIELDS:  # exchangelib has no field for it: an extended MAPI property
-    Message.register("postroom_flag_status", Flag)
+for _kind in (Message, MeetingRequest, MeetingCancellation, MeetingResponse):
+    if "postroom_flag_status" not in _kind.FIELDS:  # exchangelib has no field for it: an extended MAPI property
+        _kind.register("postroom_flag_status", Flag)
 
 
 class _Cleaner:
@@ -138,15 +142,43 @@ def summary_of(item: Any, folder: str) -> MessageSummary:
     else:
         structure = MimePart("", content_type, {"charset": "utf-8"}, encoding="8bit", size=len(body))
     received = _aware(item.datetime_received) if item.datetime_received is not None else None
+    meeting = meeting_of_class(getattr(item, "item_class", None))
     return MessageSummary(
         key=EwsKey(folder, item.id),
         header=header,
         flags=frozenset(
-            name for name, on in (("\\Seen", item.is_read), ("\\Flagged", item.postroom_flag_status == _FLAGGED)) if on
+            name
+            for name, on in (
+                ("\\Seen", item.is_read),
+                ("\\Flagged", item.postroom_flag_status == _FLAGGED),
+            )
+            if on
         ),
         size=item.size or 0,
         received=received,
         structure=structure,
         body_start=body,
         defects=tuple(dict.fromkeys(clean.defects)),
+        meeting=meeting,
     )
+
+
+#: Exchange's item classes of meeting messages (MS-OXOCAL 2.2.6.1) → the meeting type.
+_MEETING_CLASSES: dict[str, MeetingType] = {
+    "ipm.schedule.meeting.request": "request",
+    "ipm.schedule.meeting.canceled": "cancellation",
+    "ipm.schedule.meeting.resp.pos": "accepted",
+    "ipm.schedule.meeting.resp.tent": "tentative",
+    "ipm.schedule.meeting.resp.neg": "declined",
+}
+
+
+def meeting_of_class(item_class: str | None) -> Meeting | None:
+    """The meeting an item of ``item_class`` is (its type only: EWS lists the calendar fields apart)."""
+    if not item_class:
+        return None
+    folded = item_class.lower()
+    kind = _MEETING_CLASSES.get(folded)
+    if kind is None and folded.startswith("ipm.schedule.meeting.resp"):
+        kind = "response"
+    return Meeting(kind) if kind is not None else None
