@@ -531,3 +531,85 @@ def _raw_get(graph: GraphStandIn, token: str, path: str, params: dict[str, str])
         headers={"Authorization": f"Bearer {token}"},
         verify=ssl.create_default_context(cafile=graph.ca_file),
     )
+
+
+# -- incremental loops -----------------------------------------------------------------------------
+
+
+def test_an_incremental_loop_yields_each_new_message_once_across_runs(
+    app_session: postroom.Session, graph: GraphStandIn
+) -> None:
+    for number in range(3):
+        graph.deliver(USER, mail(f"first {number}"))
+
+    def run(**options: Any) -> list[str]:
+        return [m.subject for m in postroom.messages(app_session, since_last="invoice-bot", order="oldest", **options)]
+
+    assert run() == ["first 0", "first 1", "first 2"]  # the first run: the backlog
+    assert run() == []
+    graph.deliver(USER, mail("second 0"))
+    graph.deliver(USER, mail("second 1"))
+    assert postroom.mark_read(app_session, next(iter(postroom.messages(app_session))))[0].ok  # a change, not new
+    assert run(limit=1) == ["second 0"]  # left early: the position stays
+    assert run() == ["second 0", "second 1"]
+    assert run() == []
+    moved = postroom.move(app_session, next(iter(postroom.messages(app_session, subject="first 1"))), "Archive")
+    assert run() == []
+    postroom.move(app_session, moved[0].new_key, "INBOX")  # type: ignore[arg-type]
+    assert run() == ["first 1"]  # back in the folder: new to it again
+    assert graph.count("GET", r"/messages/delta$") == 7  # one request per run: each round fits a page
+
+
+def test_a_forgotten_delta_token_lists_the_folder_again_without_repeating_anything(
+    app_session: postroom.Session, graph: GraphStandIn
+) -> None:
+    for number in range(4):
+        graph.deliver(USER, mail(f"old {number}"))
+    assert len(list(postroom.messages(app_session, since_last="b"))) == 4
+    graph.deliver(USER, mail("new one"))
+    graph.expire_delta_tokens()  # Exchange's delta-token cache dropped it: 410 SyncStateNotFound
+    before = graph.count("GET", r"/messages/delta$")
+    assert [m.subject for m in postroom.messages(app_session, since_last="b")] == ["new one"]
+    assert graph.count("GET", r"/messages/delta$") - before == 2  # the 410, then a fresh round
+    assert [m.subject for m in postroom.messages(app_session, since_last="other-bot")] == [
+        "new one",
+        "old 3",
+        "old 2",
+        "old 1",
+        "old 0",
+    ]  # another name has its own position
+
+
+def test_incremental_loops_are_refused_where_the_server_cannot_say_what_is_new(
+    imap: postroom.Session, app_session: postroom.Session
+) -> None:
+    with pytest.raises(UnsupportedError, match="protocol='outlook'"):
+        postroom.messages(imap, since_last="bot")
+    with pytest.raises(ConfigError, match="follows one folder"):
+        postroom.messages(app_session, since_last="bot", include_subfolders=True)
+
+
+def test_a_runtime_keeps_positions_where_it_is_told(
+    graph: GraphStandIn, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    class Memory:
+        def __init__(self) -> None:
+            self.saved: dict[str, dict[str, Any]] = {}
+
+        def load(self, name: str) -> dict[str, Any] | None:
+            return self.saved.get(name)
+
+        def save(self, name: str, position: dict[str, Any]) -> None:
+            self.saved[name] = position
+
+        def forget(self, name: str) -> None:
+            self.saved.pop(name, None)
+
+    graph.app_scope[CONFIDENTIAL_CLIENT] = {USER}
+    graph.deliver(USER, mail("once"))
+    store = Memory()
+    with postroom.Runtime(positions=store), postroom.connect("o", outlook(graph, authorization_server), variables=APP):
+        assert [m.subject for m in postroom.messages("o", since_last="bot")] == ["once"]
+        assert [m.subject for m in postroom.messages("o", since_last="bot")] == []
+    ((name, position),) = store.saved.items()
+    assert name.startswith("bot\n") and len(position["seen"]) == 1

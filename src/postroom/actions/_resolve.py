@@ -22,12 +22,13 @@ def resolve(session: SessionRef) -> Session:
     return session if isinstance(session, Session) else get_session(session)
 
 
-def require(session: Session, ability: type, what: str) -> None:
+def require(session: Session, ability: type, what: str, *, hint: str | None = None) -> None:
     """Refuse, before any command is sent, an action the session's mailbox cannot do."""
     if not session.can(ability):
         raise UnsupportedError(
             f"{what} is not possible on {session.label}: it has no {ABILITY_NAMES.get(ability, ability.__name__)}",
-            hint="connect with protocol='imap' for folders, read status and moves; nothing was sent to the server",
+            hint=hint
+            or "connect with protocol='imap' for folders, read status and moves; nothing was sent to the server",
             session=session.name,
             server=session.server,
         )

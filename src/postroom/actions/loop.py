@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from postroom.actions._resolve import SessionRef, require, resolve
-from postroom.errors import ProtocolError
+from postroom.errors import ConfigError, ProtocolError
 from postroom.filters import MessageFilter, Order, Status
 from postroom.message.keys import MessageKey
 from postroom.message.model import BodyFormat, Message
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.session import Session
-from postroom.transports.contract import FetchesAhead, FetchesBodies, Flags, Folders, Mailbox, ResumesParts
+from postroom.transports.contract import (
+    FetchesAhead,
+    FetchesBodies,
+    Flags,
+    Folders,
+    Mailbox,
+    ResumesParts,
+    Syncs,
+)
+from postroom.validation import check_one_line
 
 __all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
 
@@ -66,10 +75,22 @@ class SessionSource:
 class MessageLoop(Iterator[Message]):
     """The messages of one loop. The set is taken when the loop is created (``candidates`` is its size)."""
 
-    def __init__(self, session: Session, chosen: MessageFilter, body_format: BodyFormat) -> None:
+    def __init__(
+        self, session: Session, chosen: MessageFilter, body_format: BodyFormat, *, since_last: str | None = None
+    ) -> None:
         self.session = session
         self.filter = chosen
-        self.runs = session.call(lambda mailbox: mailbox.search(chosen))
+        #: The position to save once the loop has been read to its end (incremental loops only).
+        self._after: tuple[str, dict[str, Any]] | None = None
+        if since_last is None:
+            self.runs = session.call(lambda mailbox: mailbox.search(chosen))
+        else:
+            folder = "/".join(part for part in chosen.folder.split("/") if part).casefold()
+            name = f"{since_last}\n{session.config.address}\n{folder}"
+            saved = session.positions.load(name)
+            run, after = session.call(lambda mailbox: cast(Syncs, mailbox).changes(chosen, saved))
+            self.runs = [run]
+            self._after = (name, after)
         #: How many of the candidates have been looked at so far (for progress bars).
         self.scanned = 0
         #: Whether the next chunk's summaries are sent for while this one is processed (see ``_summaries``).
@@ -113,10 +134,12 @@ class MessageLoop(Iterator[Message]):
                 yield message
                 yielded += 1
                 if self.filter.limit is not None and yielded >= self.filter.limit:
-                    return
+                    return  # not read to its end: an incremental loop keeps its old position
             self.scanned += len(chunk) - len(summaries)  # gone since the search
             bodies_wanted, learned = source.used_bodies, True
             chunk = following
+        if self._after is not None:
+            self.session.positions.save(*self._after)
 
     def _summaries(self, chunk: list[MessageKey], bodies: bool, *, fetched_ahead: bool) -> list[MessageSummary]:
         """The chunk's summaries: collected if they were sent for ahead and not dropped, else fetched now."""
@@ -192,8 +215,14 @@ def messages(
     limit: int | None = None,
     body_format: BodyFormat = "plain",
     filter: MessageFilter | None = None,
+    since_last: str | None = None,
 ) -> MessageLoop:
     """The messages of ``session`` that match, lazily, in ``order``.
+
+    ``since_last="NAME"`` makes it an incremental loop: only messages that arrived in the folder
+    since the loop called NAME was last read to its end (the first run: every message there). The
+    position is saved when the loop ends, so a bot that stops early or crashes sees those messages
+    again (the bot runner's ledger makes that exactly once). Outlook sessions have it (Graph delta).
 
     The matching set is taken when the loop starts (by stable keys), so moving or
     deleting a message inside the loop never skips or repeats another one. Headers
@@ -219,7 +248,21 @@ def messages(
         require(resolved, Flags, "filtering on read status")
     if chosen.folder.upper() != "INBOX" or chosen.include_subfolders:
         require(resolved, Folders, f"looping over folder {chosen.folder!r}")
-    return MessageLoop(resolved, chosen, body_format)
+    if since_last is not None:
+        check_one_line("since_last", since_last, hint="name the loop, e.g. since_last='invoice-bot'")
+        if not since_last.strip():
+            raise ConfigError("since_last", "is empty", hint="name the loop, e.g. since_last='invoice-bot'")
+        if chosen.include_subfolders or any(ch in chosen.folder for ch in "*%"):
+            raise ConfigError(
+                "since_last", "follows one folder", hint="give one folder, without wildcards or include_subfolders"
+            )
+        require(
+            resolved,
+            Syncs,
+            "an incremental loop (since_last)",
+            hint="connect with protocol='outlook' (Microsoft Graph delta); nothing was sent to the server",
+        )
+    return MessageLoop(resolved, chosen, body_format, since_last=since_last)
 
 
 def get_message(session: SessionRef, key: MessageKey | str, *, body_format: BodyFormat = "plain") -> Message:

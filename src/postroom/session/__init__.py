@@ -6,11 +6,14 @@ from collections.abc import Mapping
 
 from postroom.config.base import ServerConfig
 from postroom.credentials import CredentialVault
+from postroom.session.positions import FilePositions, PositionStore
 from postroom.session.retry import ReconnectPolicy
 from postroom.session.runtime import Runtime, current_runtime, default_runtime
 from postroom.session.session import Session, SessionState
 
 __all__ = [
+    "FilePositions",
+    "PositionStore",
     "ReconnectPolicy",
     "Runtime",
     "Session",

@@ -17,6 +17,7 @@ from postroom.config.base import ServerConfig
 from postroom.credentials import CredentialVault, ResolveContext
 from postroom.errors import ConfigError, SessionExistsError, SessionNotFoundError
 from postroom.logs import get_logger
+from postroom.session.positions import FilePositions, PositionStore
 from postroom.session.retry import ReconnectPolicy
 from postroom.session.session import Session
 from postroom.transports.registry import backend_for
@@ -43,8 +44,11 @@ class Runtime:
         vault: CredentialVault | None = None,
         token_stores: TokenStores | None = None,
         sign_in_hint: str | None = None,
+        positions: PositionStore | None = None,
     ) -> None:
         self.name = name
+        #: Where incremental loops (``messages(..., since_last=...)``) keep their place; default: files.
+        self.positions: PositionStore = positions or FilePositions()
         self.variables: dict[str, str] = dict(variables or {})
         self.vault = vault
         #: Where OAuth2 tokens live (name → TokenStore); None: in the vault.
@@ -83,7 +87,9 @@ class Runtime:
             if name in self._sessions and not replace:
                 raise _exists(name)
         context = self.context_for(name, variables=variables, vault=vault)
-        new = Session(name, config, context, backend=entry, on_close=self._forget, reconnect=reconnect).open()
+        new = Session(name, config, context, backend=entry, on_close=self._forget, reconnect=reconnect)
+        new.positions = self.positions
+        new.open()
         with self._lock:
             old = self._sessions.get(name)
             if old is not None and not replace:  # another thread won the race

@@ -21,6 +21,7 @@ from postroom.errors import (
 )
 from postroom.logs import get_logger
 from postroom.message.keys import MessageKey
+from postroom.session.positions import FilePositions, PositionStore
 from postroom.session.retry import RETRY_POLICIES, OperationKind, ReconnectPolicy, RetryPolicy
 from postroom.transports.contract import Mailbox
 from postroom.transports.registry import Backend, backend_for
@@ -64,6 +65,8 @@ class Session:
         self.reconnect = reconnect or ReconnectPolicy()
         #: Reconnects over the session's life (each one is logged).
         self.reconnects = 0
+        #: Where incremental loops on this session keep their place (set by the runtime that opened it).
+        self.positions: PositionStore = FilePositions()
 
     def __repr__(self) -> str:
         return f"<Session {self.name!r} {self.config.address} {self.state}>"

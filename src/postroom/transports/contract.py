@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from postroom.filters import MessageFilter
 from postroom.message.keys import KeyRun, MessageKey
@@ -41,6 +41,7 @@ __all__ = [
     "ResumesParts",
     "ServerReport",
     "SubmitsMail",
+    "Syncs",
     "check_flag_names",
 ]
 
@@ -304,6 +305,22 @@ class ResumesParts(Protocol):
         ...
 
 
+@runtime_checkable
+class Syncs(Protocol):
+    """A mailbox that tells what is new in a folder since a saved position (Graph delta; IMAP could with
+    UIDVALIDITY/UIDNEXT or CONDSTORE, EWS with SyncFolderItems).
+
+    A position is the transport's own JSON, kept by the caller between runs. When the server has
+    forgotten it (Graph's ``410 SyncStateNotFound``), the transport lists the folder again and
+    returns only what the position had not seen: nothing comes twice, nothing is skipped.
+    """
+
+    def changes(self, filter_: MessageFilter, position: dict[str, Any] | None) -> tuple[KeyRun, dict[str, Any]]:
+        """Keys of the messages of ``filter_.folder`` new since ``position`` (None: every message there now),
+        in the filter's order, and the position to keep once they are handled."""
+        ...
+
+
 #: An ability → what a session lacking it "has no" of, for error messages.
 ABILITY_NAMES: dict[type, str] = {
     Folders: "folders",
@@ -317,4 +334,5 @@ ABILITY_NAMES: dict[type, str] = {
     FetchesBodies: "bulk body fetch",
     FetchesAhead: "pipelining",
     ResumesParts: "resumable downloads",
+    Syncs: "incremental loops",
 }

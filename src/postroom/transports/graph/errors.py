@@ -19,7 +19,16 @@ from postroom.errors import (
     ServerBusyError,
 )
 
-__all__ = ["GONE_CODES", "RESYNC_CODES", "THROTTLE_CODES", "AccessContext", "GraphFault", "fault_of", "postroom_error"]
+__all__ = [
+    "GONE_CODES",
+    "RESYNC_CODES",
+    "THROTTLE_CODES",
+    "AccessContext",
+    "GraphFault",
+    "SyncStateLostError",
+    "fault_of",
+    "postroom_error",
+]
 
 #: Codes that mean "slow down": wait ``Retry-After`` (or back off) and send again.
 THROTTLE_CODES = frozenset(
@@ -34,6 +43,10 @@ _DENIED_CODES = frozenset(
     {"ErrorAccessDenied", "accessDenied", "Authorization_RequestDenied", "ErrorInsufficientScope"}
 )
 _TOKEN_CODES = frozenset({"InvalidAuthenticationToken", "CompactToken_ParsingFailed", "TokenExpired"})
+
+
+class SyncStateLostError(ProtocolError):
+    """Graph no longer knows a delta token (``410 SyncStateNotFound``): the round starts over."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,9 @@ def postroom_error(fault: GraphFault, *, doing: str, access: AccessContext) -> P
     support = f" ({fault.support})" if fault.support else ""
     problem = f"{doing}: {said}{support}"
     error: PostroomError
-    if fault.code in _TOKEN_CODES or fault.status == 401:
+    if fault.code in RESYNC_CODES or fault.status == 410:
+        error = SyncStateLostError(problem, hint="the folder is listed again; only messages not seen before come")
+    elif fault.code in _TOKEN_CODES or fault.status == 401:
         error = AuthenticationError(problem, hint="sign in again", token_rejected=True, sasl_status=fault.code)
     elif fault.code in _DENIED_CODES or fault.status == 403:
         error = AuthenticationError(problem, hint=_denied_hint(access), sasl_status=fault.code)

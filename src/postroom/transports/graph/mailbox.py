@@ -31,7 +31,7 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import Folder, ItemResult, ServerReport, check_flag_names
 from postroom.transports.graph.client import GraphClient, SubReply, SubRequest
-from postroom.transports.graph.errors import GONE_CODES, fault_of
+from postroom.transports.graph.errors import GONE_CODES, SyncStateLostError, fault_of
 from postroom.transports.graph.folders import SPECIAL_USE, WELL_KNOWN, FolderTree, GraphFolder
 from postroom.transports.graph.governor import governor_for
 from postroom.transports.graph.items import (
@@ -284,6 +284,72 @@ class GraphMailbox:
                 keys.append(key)
             runs.append(KeyList(folder.path, keys))
         return runs
+
+    def changes(self, filter_: MessageFilter, position: dict[str, Any] | None) -> tuple[KeyRun, dict[str, Any]]:
+        """What arrived in the folder since ``position``, through Graph delta (one round, every page).
+
+        The position keeps the round's delta link and the ids already handed out; a message that
+        left the folder (``@removed``) leaves that set, so it counts as new if it comes back. When
+        Graph has forgotten the link (``410``), a fresh round lists the folder and only ids not in
+        the set come out.
+        """
+        folder = self._folder(filter_.folder)
+        known = position if position is not None and position.get("folder_id") == folder.id else None
+        seen = set(known.get("seen", ())) if known else set()
+        link = known.get("delta") if known else None
+        try:
+            rows, removed, delta = self._delta(folder, link)
+        except SyncStateLostError:
+            _log.info("Graph forgot the delta link of %s; listing it again", folder.path)
+            rows, removed, delta = self._delta(folder, None)
+        listed: list[tuple[float, MessageSummary]] = []
+        for row in rows:
+            if row["id"] in seen:
+                continue  # changed (read, flagged), not new
+            summary = summary_of(row, folder.path)
+            if is_meeting(row):
+                self._meetings.add(cast(GraphKey, summary.key))
+            listed.append((summary.received.timestamp() if summary.received else 0.0, summary))
+        # by date, and in change order within a second (Graph's dates have no finer grain)
+        order = {id(summary): index for index, (_, summary) in enumerate(listed)}
+        listed.sort(key=lambda entry: (entry[0], order[id(entry[1])]), reverse=filter_.order == "newest")
+        keys = []
+        for _, summary in listed:
+            self._listed[cast(GraphKey, summary.key)] = summary
+            keys.append(cast(GraphKey, summary.key))
+        seen = (seen | {row["id"] for row in rows}) - removed
+        after = {"folder_id": folder.id, "delta": delta, "seen": sorted(seen)}
+        return KeyList(folder.path, keys), after
+
+    def _delta(self, folder: GraphFolder, link: str | None) -> tuple[list[dict[str, Any]], set[str], str]:
+        """Every row of one delta round (from ``link``, or a new round), the ids removed, and the next delta link."""
+        path = link or f"{self._path}/mailFolders/{_id(folder.id)}/messages/delta"
+        params = None if link else {"$select": LIST_FIELDS, "$expand": EXPAND}
+        headers = {"Prefer": f'IdType="ImmutableId", odata.maxpagesize={PAGE}'}
+        rows: dict[str, dict[str, Any]] = {}  # in change order; a later change of one id replaces its earlier one
+        removed: set[str] = set()
+        doing = f"reading the changes of {folder.path}"
+        while True:
+            page = self.client.json("GET", path, params=params, headers=headers, doing=doing)
+            if not isinstance(page, dict) or not isinstance(page.get("value"), list):
+                raise ProtocolError(f"{doing}: Graph's reply is not a collection")
+            for row in page["value"]:
+                if not isinstance(row, dict) or not row.get("id"):
+                    continue
+                item_id = str(row["id"])
+                if "@removed" in row:
+                    removed.add(item_id)
+                    rows.pop(item_id, None)
+                else:
+                    removed.discard(item_id)
+                    rows[item_id] = row
+            if page.get("@odata.nextLink"):
+                path, params = page["@odata.nextLink"], None
+                continue
+            delta = page.get("@odata.deltaLink")
+            if not delta:
+                raise ProtocolError(f"{doing}: Graph's last delta page has no deltaLink")
+            return list(rows.values()), removed, str(delta)
 
     def summaries(self, keys: list[GraphKey], *, bodies: bool = False) -> list[MessageSummary]:
         found: dict[GraphKey, MessageSummary] = {}
