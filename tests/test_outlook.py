@@ -342,11 +342,23 @@ def test_reply_forward_and_send_go_through_graph_as_mime_with_a_copy_in_sent_ite
     assert any(part.get_filename() == "a.pdf" for part in sent[1].walk())
     assert sent[2]["Bcc"] == "hidden@example.test"  # Bcc travels in the MIME; Exchange strips it on delivery
     assert len(graph.in_folder(USER, "sentitems")) == 3
-    big = tmp_path / "big.bin"
-    big.write_bytes(b"x" * 3_500_000)
-    with pytest.raises(UnsupportedError, match="4 MB"):
-        postroom.send(app_session, to="erin@example.test", subject="big", body="x", attachments=[big])
-    assert len(graph.outbox) == 3  # nothing went out
+    # over 4 MB: a draft, the big file through an upload session (ordered chunks, no token), then send
+    big = tmp_path / "scan.pdf"
+    big.write_bytes(PDF + bytes(range(256)) * 24_000)  # 6.1 MB
+    small = tmp_path / "note.txt"
+    small.write_bytes(b"see the scan")
+    receipt = postroom.send(app_session, to="erin@example.test", subject="big", body="x", attachments=[big, small])
+    assert receipt.recipients == ("erin@example.test",) and len(graph.outbox) == 4
+    delivered = email.message_from_bytes(graph.outbox[3], policy=email.policy.default)
+    files = {part.get_filename(): part.get_payload(decode=True) for part in delivered.walk() if part.get_filename()}
+    assert files == {"scan.pdf": big.read_bytes(), "note.txt": b"see the scan"}
+    assert graph.count("PUT", "^/upload$") == 2 and graph.upload_authorizations == 0
+    assert graph.count("POST", r"/sendMail$") == 3 and len(graph.in_folder(USER, "drafts")) == 0
+    graph.refuse_uploads = True
+    with pytest.raises(postroom.MailServerError, match="nothing was sent") as failed:
+        postroom.send(app_session, to="erin@example.test", subject="big again", body="x", attachments=[big])
+    assert not isinstance(failed.value, postroom.DeliveryUnknownError)
+    assert len(graph.outbox) == 4 and len(graph.in_folder(USER, "drafts")) == 0  # the draft was deleted
 
 
 # -- auth, mailboxes and errors --------------------------------------------------------------------
@@ -613,3 +625,32 @@ def test_a_runtime_keeps_positions_where_it_is_told(
         assert [m.subject for m in postroom.messages("o", since_last="bot")] == []
     ((name, position),) = store.saved.items()
     assert name.startswith("bot\n") and len(position["seen"]) == 1
+
+
+def test_ropc_signs_in_with_graph_scopes_and_a_revoked_token_is_renewed_mid_loop(
+    graph: GraphStandIn, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    from postroom.auth.oauth import RopcWarning
+    from tests.servers.oauth import USER_PASSWORD
+
+    for number in range(3):
+        graph.deliver(USER, mail(f"note {number}"))
+    with pytest.warns(RopcWarning):
+        mode = postroom.OAuth2ROPC(
+            client_id=Variable("APP"),
+            username=Variable("USER"),
+            password=Variable("PW"),
+            authority=authorization_server.authority,
+            ca_file=str(authorization_server.ca_file),
+        )
+    config = outlook(graph, authorization_server, mailbox="me", auth=mode)
+    names = {"APP": PUBLIC_CLIENT, "USER": USER, "PW": USER_PASSWORD}
+    with postroom.connect("me", config, variables=names) as session:
+        for message in postroom.messages(session, order="oldest"):
+            if message.subject == "note 1":
+                assert authorization_server.revoke_access_tokens(USER) >= 1
+                graph.forget_tokens()  # Graph notices the revocation (continuous access evaluation)
+            assert postroom.mark_read(session, message)[0].ok
+    assert all(m.is_read for m in graph.mailbox(USER).messages.values())
+    issued = [t for t in authorization_server.tokens.values() if t.user == USER and t.client_id == PUBLIC_CLIENT]
+    assert "https://graph.microsoft.com/Mail.ReadWrite" in issued[-1].scope.split()

@@ -306,6 +306,12 @@ class GraphStandIn:
     peak_in_flight: int = 0
     throttled: int = 0
     outbox: list[bytes] = field(default_factory=list)
+    #: Upload sessions: token → (mailbox, message id, attachment name, size, content type, bytes so far).
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Authorization headers seen on upload URLs (which must carry none: they are pre-authenticated).
+    upload_authorizations: int = 0
+    #: Answer every upload chunk with 500 (a test of a send that fails before anything went out).
+    refuse_uploads: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
     _in_flight: dict[str, int] = field(default_factory=dict)
     _tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -351,6 +357,8 @@ class GraphStandIn:
             self.outbox.clear()
             self._tokens.clear()
             self.throttle_next = self.throttle_in_batch = self.cut_next = 0
+            self.refuse_uploads = False
+            self.uploads.clear()
             self.latency = 0.0
             self.sub_requests = self.bytes_out = self.peak_in_flight = self.throttled = 0
 
@@ -748,7 +756,27 @@ class _Router:
             return self.on_message(store, message, sub, call, immutable, applied)
         if rest == "/sendMail" and m == "POST":
             return self.send(store, call)
+        if rest == "/messages" and m == "POST":
+            return self.draft(store, call)
         raise GraphFault(400, "BadRequest", f"Resource not found for the segment '{rest[:60]}'.")
+
+    def draft(self, store: MailboxStore, call: _Call) -> _Reply:
+        """A draft from MIME (base64 in a text/plain body), in Drafts."""
+        if not call.headers.get("content-type", "").startswith("text/plain"):
+            raise GraphFault(400, "BadRequest", "the stand-in makes drafts from MIME only")
+        try:
+            raw = base64.b64decode(call.body, validate=True)
+        except ValueError:
+            raise GraphFault(
+                400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
+            ) from None
+        if len(call.body) > 4 * 1024 * 1024:
+            raise GraphFault(413, "ErrorRequestEntityTooLarge", "The request payload is too large (over 4 MB).")
+        draft = GraphMessage.from_mime(store.folder("drafts").id, raw)
+        draft.is_read = True
+        store.messages[draft.id] = draft
+        store.log(draft.folder_id, draft.id)
+        return _Reply(201, _message_json(draft, None, "", ""))
 
     def message(self, store: MailboxStore, item_id: str) -> GraphMessage:
         found = store.messages.get(item_id)
@@ -803,6 +831,50 @@ class _Router:
             message.folder_id = store.folder("deleteditems").id
             store.log(message.folder_id, message.id)
             return _Reply(204)
+        if sub == "/attachments/createUploadSession" and m == "POST":
+            item = (call.json() or {}).get("AttachmentItem") or {}
+            size = int(item.get("size") or 0)
+            if item.get("attachmentType") != "file" or not item.get("name") or size <= 0:
+                raise GraphFault(400, "ErrorInvalidRequest", "AttachmentItem needs attachmentType file, name and size.")
+            if size > 150 * 1024 * 1024:
+                raise GraphFault(
+                    400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize", "Attachments are up to 150 MB."
+                )
+            token = secrets.token_urlsafe(16)
+            self.state.uploads[token] = {
+                "mailbox": store.address,
+                "message": message.id,
+                "name": str(item["name"]),
+                "size": size,
+                "type": str(item.get("contentType") or "application/octet-stream"),
+                "data": bytearray(),
+            }
+            expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            url = f"{self.state.url}/upload/{token}"  # another path, pre-authenticated (outlook.office.com in Graph)
+            return _Reply(201, {"uploadUrl": url, "expirationDateTime": expires, "nextExpectedRanges": ["0-"]})
+        if sub == "/send" and m == "POST":
+            if message.folder_id != store.folder("drafts").id:
+                raise GraphFault(400, "ErrorInvalidRequest", "Only drafts can be sent.")
+            raw = message.raw
+            if any(a.kind == "fileAttachment" and a.id.startswith("AAMkUPL") for a in message.attachments):
+                mime = email.message_from_bytes(raw, policy=email.policy.default)
+                assert isinstance(mime, EmailMessage)
+                for attachment in message.attachments:
+                    if attachment.id.startswith("AAMkUPL"):
+                        kind, _, subtype = attachment.content_type.partition("/")
+                        mime.add_attachment(
+                            attachment.content,
+                            maintype=kind,
+                            subtype=subtype or "octet-stream",
+                            filename=attachment.name,
+                        )
+                raw = mime.as_bytes()
+            self.state.outbox.append(raw)
+            store.log(message.folder_id, message.id, removed=True)
+            message.folder_id = store.folder("sentitems").id
+            message.raw = raw
+            store.log(message.folder_id, message.id)
+            return _Reply(202)
         found = re.match(r"^/attachments/([^/]+)(/\$value)?$", sub)
         if found and m == "GET":
             attachment = next((a for a in message.attachments if a.id == found.group(1)), None)
@@ -941,6 +1013,8 @@ def _wsgi(state: GraphStandIn) -> Callable[..., Any]:
     @Request.application  # type: ignore[arg-type]
     def app(request: Request) -> Response:
         path = request.path
+        if path.startswith("/upload/") and request.method == "PUT":
+            return _upload(state, request)
         if not path.startswith("/v1.0/"):
             return _response(state, GraphFault(404, "BadRequest", "Invalid version."))
         call = _Call(
@@ -985,6 +1059,40 @@ def _wsgi(state: GraphStandIn) -> Callable[..., Any]:
         )
 
     return app
+
+
+def _upload(state: GraphStandIn, request: Request) -> Response:
+    """One chunk of an upload session: in order, ``Content-Range: bytes s-e/total``, under 4 MB, no token."""
+    token = request.path.rsplit("/", 1)[-1]
+    with state.lock:
+        state.requests.append(("PUT", "/upload"))
+        session = state.uploads.get(token)
+        if request.headers.get("Authorization"):
+            state.upload_authorizations += 1
+            return _response(state, GraphFault(401, "InvalidAuthenticationToken", "An upload URL takes no token."))
+        if session is None:
+            return _response(state, GraphFault(404, "ErrorItemNotFound", "The upload session is not found or expired."))
+        if state.refuse_uploads:
+            return _response(state, GraphFault(500, "generalException", "An internal server error occurred."))
+        found = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", request.headers.get("Content-Range", ""))
+        data = request.get_data()
+        if found is None or int(found.group(3)) != session["size"]:
+            return _response(state, GraphFault(400, "InvalidContentRange", "Content-Range is missing or wrong."))
+        start, end = int(found.group(1)), int(found.group(2))
+        if start != len(session["data"]) or end - start + 1 != len(data) or len(data) > 4 * 1024 * 1024:
+            return _response(state, GraphFault(416, "InvalidRange", "The range is not the next expected one."))
+        session["data"] += data
+        if len(session["data"]) < session["size"]:
+            body = {"nextExpectedRanges": [f"{len(session['data'])}-{session['size'] - 1}"]}
+            return Response(json.dumps(body), 200, content_type="application/json")
+        del state.uploads[token]
+        store = state.mailbox(session["mailbox"])
+        message = store.messages[session["message"]]
+        attachment = GraphAttachment(session["name"], session["type"], bytes(session["data"]))
+        attachment.id = "AAMkUPL" + attachment.id
+        message.attachments.append(attachment)
+    location = f"{state.url}/v1.0/users/{quote(session['mailbox'])}/messages/{message.id}/attachments/{attachment.id}"
+    return Response(b"", 201, headers={"Location": location})
 
 
 def _response(state: GraphStandIn, fault: GraphFault) -> Response:

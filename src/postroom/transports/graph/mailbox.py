@@ -15,15 +15,25 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
-import time
+import email
+import email.policy
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 from postroom.auth.base import Login, TokenLogin
 from postroom.config.outlook import Outlook
-from postroom.errors import ConfigError, PostroomError, ProtocolError, SessionError, UnsupportedError
+from postroom.errors import (
+    ConfigError,
+    MailServerError,
+    PostroomError,
+    ProtocolError,
+    SessionError,
+    UnsupportedError,
+)
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
 from postroom.message.keys import KeyList, KeyRun
@@ -565,18 +575,94 @@ class GraphMailbox:
         return [self._result(key, reply, doing, gone_is_done=True) for key, reply in replies]
 
     def submit(self, raw: bytes, *, save_copy: bool) -> None:
-        """Graph's MIME ``sendMail`` (which keeps a copy in Sent Items: MIME sends have no switch for it)."""
+        """Graph's MIME ``sendMail`` (which keeps a copy in Sent Items: MIME sends have no switch for it).
+
+        A message over 4 MB (base64 included) goes as a draft: the MIME without its largest
+        attachments, each of those through an upload session (up to 150 MB), then ``send``.
+        """
         encoded = base64.b64encode(raw)
-        if len(encoded) > MAX_MIME_SEND:
-            raise UnsupportedError(
-                f"the message is {len(raw) / 1e6:.1f} MB; Graph's MIME sendMail takes up to 4 MB (base64 included)",
-                hint="nothing was sent: send large files as links, or through an SMTP server",
+        if len(encoded) <= MAX_MIME_SEND:
+            self.client.json(
+                "POST",
+                f"{self._path}/sendMail",
+                content=encoded,
+                headers={"Content-Type": "text/plain"},
+                doing="sending",
             )
-        started = time.monotonic()
-        self.client.json(
-            "POST", f"{self._path}/sendMail", content=encoded, headers={"Content-Type": "text/plain"}, doing="sending"
+            return
+        draft_id = self._large_draft(raw)
+        self.client.json("POST", f"{self._path}/messages/{_id(draft_id)}/send", doing="sending the draft")
+
+    def _large_draft(self, raw: bytes) -> str:
+        """The draft of a large message, its big attachments uploaded; nothing is sent yet (so nothing is
+        sent when this fails, and the draft is deleted)."""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        uploads = _split_large(message)
+        rest = base64.b64encode(message.as_bytes())
+        if len(rest) > MAX_MIME_SEND:
+            raise UnsupportedError(
+                "the message is over 4 MB without its attachments", hint="nothing was sent: shorten the body"
+            )
+        draft = self.client.json(
+            "POST",
+            f"{self._path}/messages",
+            content=rest,
+            headers={"Content-Type": "text/plain"},
+            doing="saving a draft",
         )
-        _log.debug("sendMail accepted in %.0f ms", (time.monotonic() - started) * 1000)
+        if not isinstance(draft, dict) or not draft.get("id"):
+            raise ProtocolError("saving a draft: Graph's reply has no message id; nothing was sent")
+        draft_id = str(draft["id"])
+        try:
+            for name, content_type, data in uploads:
+                doing = f"uploading {name} ({len(data) / 1e6:.1f} MB)"
+                item = {"attachmentType": "file", "name": name, "size": len(data), "contentType": content_type}
+                session = self.client.json(
+                    "POST",
+                    f"{self._path}/messages/{_id(draft_id)}/attachments/createUploadSession",
+                    body={"AttachmentItem": item},
+                    doing=doing,
+                )
+                url = session.get("uploadUrl") if isinstance(session, dict) else None
+                if not url:
+                    raise ProtocolError(f"{doing}: Graph's reply has no uploadUrl")
+                self.client.upload(str(url), data, doing=doing)
+        except PostroomError as failed:
+            with contextlib.suppress(PostroomError):
+                self.client.json("DELETE", f"{self._path}/messages/{_id(draft_id)}", doing="deleting the draft")
+            raise MailServerError(
+                f"{failed.problem}; nothing was sent (the draft was deleted)", hint=failed.hint or "send it again"
+            ) from failed
+        return draft_id
+
+
+#: Largest attachment an upload session takes (Graph: 150 MB).
+MAX_UPLOAD = 150 * 1024 * 1024
+
+
+def _split_large(message: EmailMessage) -> list[tuple[str, str, bytes]]:
+    """Take attachments out of ``message``, largest first, until the rest fits ``sendMail``; each as
+    (name, type, bytes) for an upload session."""
+    attachments = sorted(message.iter_attachments(), key=lambda part: len(part.as_bytes()), reverse=True)
+    taken: list[tuple[str, str, bytes]] = []
+    for part in attachments:
+        if len(base64.b64encode(message.as_bytes())) <= MAX_MIME_SEND:
+            break
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes) or part.get_content_type() == "message/rfc822":
+            continue  # an attached message stays in the MIME
+        name = part.get_filename() or "attachment.bin"
+        if len(data) > MAX_UPLOAD:
+            raise UnsupportedError(
+                f"{name} is {len(data) / 1e6:.0f} MB; Graph takes attachments up to 150 MB",
+                hint="nothing was sent: send it as a link",
+            )
+        taken.append((name, part.get_content_type(), data))
+        payload = message.get_payload()
+        assert isinstance(payload, list)
+        message.set_payload([p for p in payload if p is not part])
+    return taken
 
 
 def _body_prefer(kind: str) -> dict[str, str]:
