@@ -367,6 +367,25 @@ class GraphStandIn:
         with self.lock:
             self.delta_tokens.clear()
 
+    def stats(self, *, reset: bool = False) -> dict[str, Any]:
+        """Requests (HTTP, and inside batches), reply bytes, peak concurrency, 429s, and this process's CPU."""
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        with self.lock:
+            found = {
+                "requests": len(self.requests),
+                "sub_requests": self.sub_requests,
+                "bytes_out": self.bytes_out,
+                "peak_in_flight": self.peak_in_flight,
+                "throttled": self.throttled,
+                "cpu": usage.ru_utime + usage.ru_stime,
+            }
+            if reset:
+                self.requests.clear()
+                self.sub_requests = self.bytes_out = self.peak_in_flight = self.throttled = 0
+        return found
+
     def forget_tokens(self) -> None:
         """Introspect every token again (after a test revoked some)."""
         with self.lock:
@@ -859,14 +878,14 @@ class _Router:
             if any(a.kind == "fileAttachment" and a.id.startswith("AAMkUPL") for a in message.attachments):
                 mime = email.message_from_bytes(raw, policy=email.policy.default)
                 assert isinstance(mime, EmailMessage)
-                for attachment in message.attachments:
-                    if attachment.id.startswith("AAMkUPL"):
-                        kind, _, subtype = attachment.content_type.partition("/")
+                for uploaded in message.attachments:
+                    if uploaded.id.startswith("AAMkUPL"):
+                        kind, _, subtype = uploaded.content_type.partition("/")
                         mime.add_attachment(
-                            attachment.content,
+                            uploaded.content,
                             maintype=kind,
                             subtype=subtype or "octet-stream",
-                            filename=attachment.name,
+                            filename=uploaded.name,
                         )
                 raw = mime.as_bytes()
             self.state.outbox.append(raw)
@@ -875,6 +894,8 @@ class _Router:
             message.raw = raw
             store.log(message.folder_id, message.id)
             return _Reply(202)
+        if sub == "/attachments" and m == "GET":
+            return self.collection(call, [_attachment_json(a, content=True) for a in message.attachments])
         found = re.match(r"^/attachments/([^/]+)(/\$value)?$", sub)
         if found and m == "GET":
             attachment = next((a for a in message.attachments if a.id == found.group(1)), None)
@@ -1015,6 +1036,10 @@ def _wsgi(state: GraphStandIn) -> Callable[..., Any]:
         path = request.path
         if path.startswith("/upload/") and request.method == "PUT":
             return _upload(state, request)
+        if path == "/_standin/stats":  # the bench's counters (a loopback test server: no auth)
+            return Response(
+                json.dumps(state.stats(reset=request.method == "POST")), 200, content_type="application/json"
+            )
         if not path.startswith("/v1.0/"):
             return _response(state, GraphFault(404, "BadRequest", "Invalid version."))
         call = _Call(

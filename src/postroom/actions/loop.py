@@ -138,6 +138,8 @@ class MessageLoop(Iterator[Message]):
             self.scanned += len(chunk) - len(summaries)  # gone since the search
             bodies_wanted, learned = source.used_bodies, True
             chunk = following
+            source.release()  # a message the caller kept from this chunk must not keep the whole chunk
+            summaries = []  # nor this frame while the next chunk is fetched: one chunk in memory at a time
         if self._after is not None:
             self.session.positions.save(*self._after)
 
@@ -185,6 +187,12 @@ class _ChunkSource(SessionSource):
         self._cache: dict[tuple[MessageKey, str], bytes] | None = None
         #: Whether a body was asked for: the loop then asks for the next chunks' summaries with bodies.
         self.used_bodies = False
+
+    def release(self) -> None:
+        """Drop the chunk's summaries and unread bodies (the loop is past it); a message kept from it
+        fetches what it reads on its own from then on."""
+        self._summaries = []
+        self._cache = {}
 
     def prefetch(self) -> None:
         """Fetch the chunk's text bodies now (the loop calls this when the last chunk's were read)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import datetime as dt
 import email
 import email.policy
 from collections.abc import Callable, Iterator
@@ -40,7 +41,7 @@ from postroom.message.keys import KeyList, KeyRun
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import Folder, ItemResult, ServerReport, check_flag_names
-from postroom.transports.graph.client import GraphClient, SubReply, SubRequest
+from postroom.transports.graph.client import BATCH_LIMIT, GraphClient, SubReply, SubRequest
 from postroom.transports.graph.errors import GONE_CODES, SyncStateLostError, fault_of
 from postroom.transports.graph.folders import SPECIAL_USE, WELL_KNOWN, FolderTree, GraphFolder
 from postroom.transports.graph.governor import governor_for
@@ -50,10 +51,11 @@ from postroom.transports.graph.items import (
     MEETING_FIELDS,
     is_meeting,
     meeting_of,
+    parse_time,
     summary_of,
 )
 from postroom.transports.graph.keys import GraphKey
-from postroom.transports.graph.query import plan
+from postroom.transports.graph.query import GraphQuery, plan
 from postroom.transports.synthesis import header_line
 
 __all__ = ["PAGE", "GraphMailbox"]
@@ -61,6 +63,8 @@ __all__ = ["PAGE", "GraphMailbox"]
 _log = get_logger("postroom.outlook")
 #: Messages per listing page (Graph's ``$top`` maximum).
 PAGE = 1000
+#: Messages per page when the pages carry bodies (large pages of full messages can time out, 504).
+BODY_PAGE = 500
 #: The largest MIME message ``sendMail`` takes (4 MB of request, base64 included).
 MAX_MIME_SEND = 4 * 1024 * 1024
 _FOLDER_FIELDS = "id,displayName,parentFolderId,childFolderCount,totalItemCount,unreadItemCount"
@@ -86,6 +90,10 @@ class GraphMailbox:
         self._tree: FolderTree | None = None
         #: Summaries listed by the last search, taken by :meth:`summaries` (a loop reads each once).
         self._listed: dict[GraphKey, MessageSummary] = {}
+        #: The received time Graph listed for each key of the last search, and the folder and query it came
+        #: from: a chunk's summaries are fetched by that query narrowed to the chunk's dates.
+        self._received: dict[GraphKey, str] = {}
+        self._plans: dict[str, tuple[GraphFolder, GraphQuery]] = {}
         #: Listed meeting messages whose eventMessage fields are still to be fetched.
         self._meetings: set[GraphKey] = set()
         #: Item id → target folder id of moves sent whose reply never came: checked before sending again.
@@ -159,10 +167,12 @@ class GraphMailbox:
             rows.extend(page)
         return rows
 
-    def _pages(self, path: str, params: dict[str, str] | None, doing: str) -> Iterator[list[dict[str, Any]]]:
+    def _pages(
+        self, path: str, params: dict[str, str] | None, doing: str, *, headers: dict[str, str] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
         link: str | None = path
         while link:
-            page = self.client.json("GET", link, params=params, doing=doing)
+            page = self.client.json("GET", link, params=params, headers=headers, doing=doing)
             if not isinstance(page, dict) or not isinstance(page.get("value"), list):
                 raise ProtocolError(f"{doing}: Graph's reply is not a collection")
             yield [row for row in page["value"] if isinstance(row, dict)]
@@ -264,34 +274,31 @@ class GraphMailbox:
     # -- search and fetch -----------------------------------------------------------------
 
     def search(self, filter_: MessageFilter) -> list[KeyRun]:
+        """The keys, from a listing of ids and dates only (about 100 bytes a message, 1,000 a page); the
+        summaries then come a chunk at a time (:meth:`summaries`), with the bodies when the loop reads them."""
         query = plan(filter_)
         folders = self._folders_for(filter_)
         stop = filter_.limit if query.complete and filter_.limit is not None and len(folders) == 1 else None
         self._listed.clear()
         self._meetings.clear()
+        self._received.clear()
         runs: list[KeyRun] = []
         for folder in folders:
-            params = {"$select": LIST_FIELDS, "$expand": EXPAND, "$top": str(min(PAGE, stop or PAGE)), **query.params()}
-            listed: list[tuple[float, MessageSummary]] = []
-            for page in self._pages(
-                f"{self._path}/mailFolders/{_id(folder.id)}/messages", params, f"listing {folder.path}"
-            ):
-                for row in page:
-                    if not row.get("id"):
-                        continue
-                    summary = summary_of(row, folder.path)
-                    if is_meeting(row):
-                        self._meetings.add(cast(GraphKey, summary.key))
-                    listed.append((summary.received.timestamp() if summary.received else 0.0, summary))
-                if stop is not None and len(listed) >= stop:
+            params = {"$select": "id,receivedDateTime", "$top": str(min(PAGE, stop or PAGE)), **query.params()}
+            rows: list[tuple[str, str]] = []
+            path = f"{self._path}/mailFolders/{_id(folder.id)}/messages"
+            for page in self._pages(path, params, f"listing {folder.path}"):
+                rows.extend((str(r["id"]), str(r.get("receivedDateTime") or "")) for r in page if r.get("id"))
+                if stop is not None and len(rows) >= stop:
                     break
             if query.orderby is None:  # Graph was not asked to sort (contains() refuses it): sort here
-                listed.sort(key=lambda entry: entry[0], reverse=filter_.order == "newest")
+                rows.sort(key=lambda row: row[1], reverse=filter_.order == "newest")
             keys = []
-            for _, summary in listed:
-                key = cast(GraphKey, summary.key)
-                self._listed[key] = summary
+            for item_id, received in rows:
+                key = GraphKey(folder.path, item_id)
+                self._received[key] = received
                 keys.append(key)
+            self._plans[folder.path] = (folder, query)
             runs.append(KeyList(folder.path, keys))
         return runs
 
@@ -363,13 +370,14 @@ class GraphMailbox:
 
     def summaries(self, keys: list[GraphKey], *, bodies: bool = False) -> list[MessageSummary]:
         found: dict[GraphKey, MessageSummary] = {}
-        missing = []
         for key in keys:
             summary = self._listed.pop(key, None)
-            if summary is None:
-                missing.append(key)
-            else:
+            if summary is not None:
                 found[key] = summary
+        ranged = [k for k in keys if k not in found and k in self._received and k.folder in self._plans]
+        if ranged:
+            found.update(self._range(ranged, bodies))
+        missing = [k for k in keys if k not in found]
         if missing:
             options = _query({"$select": LIST_FIELDS, "$expand": EXPAND})
             requests = [SubRequest("GET", f"{self._path}/messages/{_id(k.item_id)}{options}") for k in missing]
@@ -384,6 +392,53 @@ class GraphMailbox:
         if meetings:
             self._add_meetings(found, meetings)
         return [found[key] for key in keys if key in found]
+
+    def _range(self, keys: list[GraphKey], bodies: bool) -> dict[GraphKey, MessageSummary]:
+        """The summaries of a chunk of listed keys in one query (see :meth:`_span_rows`), with the text
+        bodies in the same pages when the loop reads them."""
+        times = [self._received.pop(k) for k in keys]
+        select = LIST_FIELDS + (",body" if bodies else "")
+        found: dict[GraphKey, MessageSummary] = {}
+        for key, row in self._span_rows(keys, times, select, expand=True, bodies=bodies):
+            summary = summary_of(row, key.folder)
+            if bodies:
+                summary = dataclasses.replace(summary, body_start=_body_bytes(row))
+            if is_meeting(row):
+                self._meetings.add(key)
+            found[key] = summary
+        return found
+
+    def _span_rows(
+        self, keys: list[GraphKey], times: list[str], select: str, *, expand: bool, bodies: bool
+    ) -> Iterator[tuple[GraphKey, dict[str, Any]]]:
+        """The rows of ``keys`` (one folder, consecutive in the last listing) from one query: the listing's
+        filter narrowed to their received dates. A chunk is consecutive in date order, so that is the
+        chunk, give or take a message that arrived since (left out by id)."""
+        folder, query = self._plans[keys[0].folder]
+        ordered = sorted(times)
+        # Graph shows whole seconds but keeps finer times: the chunk's last second is taken whole
+        last = parse_time(ordered[-1])
+        until = (last + dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ") if last else ordered[-1]
+        span = f"receivedDateTime ge {ordered[0]} and receivedDateTime lt {until}"
+        params = {
+            "$select": select,
+            "$top": str(BODY_PAGE if bodies else PAGE),
+            "$filter": f"{span} and {query.filter}" if query.filter else span,
+        }
+        if expand:
+            params["$expand"] = EXPAND
+        wanted = set(keys)
+        seen = 0
+        path = f"{self._path}/mailFolders/{_id(folder.id)}/messages"
+        headers = _body_prefer("text") if bodies else None
+        for page in self._pages(path, params, f"reading {folder.path}", headers=headers):
+            for row in page:
+                key = GraphKey(folder.path, str(row.get("id") or ""))
+                if key in wanted:
+                    seen += 1
+                    yield key, row
+            if seen == len(wanted):
+                return
 
     def _add_meetings(self, found: dict[GraphKey, MessageSummary], keys: list[GraphKey]) -> None:
         requests = [SubRequest("GET", f"{self._path}/messages/{_id(k.item_id)}?$select={MEETING_FIELDS}") for k in keys]
@@ -400,15 +455,28 @@ class GraphMailbox:
     def bodies(self, summaries: list[MessageSummary]) -> dict[tuple[GraphKey, str], bytes]:
         """The text bodies of ``summaries``, 20 per ``$batch``, as Exchange renders them in text."""
         wanted = []
+        found: dict[tuple[GraphKey, str], bytes] = {}
         for summary in summaries:
             plain = summary.structure.body_parts()[0] if summary.structure is not None else None
-            if plain is not None:
+            if plain is None:
+                continue
+            if summary.body_start is not None:  # came with the summary
+                found[(cast(GraphKey, summary.key), plain.section)] = summary.body_start
+            else:
                 wanted.append((cast(GraphKey, summary.key), plain.section))
+        listed = {k: s for k, s in ((cast(GraphKey, x.key), x) for x in summaries)}
+        spannable = [(k, sec) for k, sec in wanted if k.folder in self._plans and listed[k].received is not None]
+        if len(spannable) >= BATCH_LIMIT and len({k.folder for k, _ in spannable}) == 1:  # one query, not batches
+            sections = dict(spannable)
+            keys = [k for k, _ in spannable]
+            times = [cast(dt.datetime, listed[k].received).strftime("%Y-%m-%dT%H:%M:%SZ") for k in keys]
+            for key, row in self._span_rows(keys, times, "id,body", expand=False, bodies=True):
+                found[(key, sections[key])] = _body_bytes(row)
+            wanted = [(k, sec) for k, sec in wanted if (k, sec) not in found]
         requests = [
             SubRequest("GET", f"{self._path}/messages/{_id(k.item_id)}?$select=body", headers=_body_prefer("text"))
             for k, _ in wanted
         ]
-        found: dict[tuple[GraphKey, str], bytes] = {}
         for (key, section), reply in zip(wanted, self.client.batch(requests, doing="reading bodies"), strict=True):
             if reply.ok and isinstance(reply.body, dict):
                 found[(key, section)] = _body_bytes(reply.body)
