@@ -656,3 +656,16 @@ def test_ropc_signs_in_with_graph_scopes_and_a_revoked_token_is_renewed_mid_loop
     assert all(m.is_read for m in graph.mailbox(USER).messages.values())
     issued = [t for t in authorization_server.tokens.values() if t.user == USER and t.client_id == PUBLIC_CLIENT]
     assert "https://graph.microsoft.com/Mail.ReadWrite" in issued[-1].scope.split()
+
+
+def test_a_sign_in_without_the_shared_scope_is_told_to_add_it(
+    graph: GraphStandIn, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    graph.deliver(SHARED, mail("for the team"))
+    graph.delegates[SHARED] = {USER}
+    narrow = pkce(authorization_server, scopes=("https://graph.microsoft.com/Mail.ReadWrite",))
+    config = outlook(graph, authorization_server, mailbox=SHARED, auth=narrow)
+    sign_in(authorization_server, config.auth, USER)  # type: ignore[arg-type]
+    with pytest.raises(AuthenticationError) as denied:
+        postroom.connect("team", config, variables=variables(USER))
+    assert "Mail.ReadWrite.Shared" in str(denied.value) and "sign in again" in str(denied.value)

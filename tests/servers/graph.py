@@ -1162,3 +1162,68 @@ def graph_server(folder: Path, introspect: Callable[[str], dict[str, Any]]) -> I
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main() -> None:
+    """``python -m tests.servers.graph``: the demo's invoice bot on an Outlook session against this stand-in.
+
+    It starts the test authorization server and the stand-in (not Microsoft Graph) on loopback, fills a
+    mailbox with the demo's sample mail, and runs ``postroom.sandbox.demo.invoice_bot`` unchanged through
+    Graph with an app's client credentials. ``--serve`` then keeps both running and prints a ``postroom
+    connect`` line to try the CLI against them (Ctrl-C stops).
+    """
+    import argparse
+    import signal
+    import tempfile
+    from contextlib import suppress
+
+    import postroom
+    from postroom import OAuth2ClientCredentials, Outlook, Variable
+    from postroom.sandbox.demo import invoice_bot
+    from postroom.sandbox.seed import sample_mailbox
+    from tests.servers.oauth import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, oauth_server
+
+    parser = argparse.ArgumentParser(description=main.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", action="store_true", help="keep the servers running after the bot")
+    args = parser.parse_args()
+    user = "invoices@example.test"
+    with (
+        tempfile.TemporaryDirectory(prefix="graph-standin-") as folder,
+        oauth_server(Path(folder) / "as") as authority,
+        graph_server(Path(folder) / "graph", authority.introspect) as state,
+    ):
+        state.app_scope[CONFIDENTIAL_CLIENT] = {user}
+        for path, raw, seen in sample_mailbox(user):
+            state.deliver(user, raw, "Processed" if path == "Processed" else "Inbox", seen=seen)
+        bundle = Path(folder) / "cas.pem"
+        bundle.write_bytes(authority.ca_file.read_bytes() + state.ca_file.read_bytes())
+        print(f"Microsoft Graph stand-in (not Microsoft Graph) at {state.url}; tokens from {authority.authority}")
+        auth = OAuth2ClientCredentials(
+            client_id=CONFIDENTIAL_CLIENT,
+            client_secret=Variable("APP_SECRET"),
+            authority=authority.authority,
+            ca_file=str(bundle),
+        )
+        config = Outlook(mailbox=user, auth=auth, graph_url=state.url, ca_file=bundle)
+        out = Path(folder) / "invoices"
+        with postroom.connect("invoices", config, variables={"APP_SECRET": CONFIDENTIAL_SECRET}) as session:
+            print(f"connected to {session.server} (Outlook, app-only); running the invoice bot")
+            done = invoice_bot(session, out, print)
+        replies = len(state.outbox)
+        print(f"done: {len(done)} invoices saved, replied to ({replies} sent through Graph) and moved to Processed")
+        if not args.serve:
+            return
+        print(
+            f"try: postroom --var APP_SECRET={CONFIDENTIAL_SECRET} connect standin --protocol outlook "
+            f"--mailbox {user} --graph-url {state.url} --ca-file {bundle} --auth oauth2-client-credentials "
+            f"--client-id {CONFIDENTIAL_CLIENT} --client-secret var:APP_SECRET --authority {authority.authority} "
+            f"--oauth-ca-file {bundle} --test",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        with suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
