@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import email
-import email.policy
-import email.utils
 import itertools
 import logging
 import re
@@ -33,7 +30,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +38,7 @@ from lxml import etree
 from werkzeug.serving import make_server
 
 from postroom.sandbox.certs import make_certificates
+from tests.servers.delivery import parse_delivery
 from tests.servers.dovecot import free_port
 
 __all__ = ["EWS_SCOPES", "EwsAttachment", "EwsItem", "EwsServerUnderTest", "ews_server"]
@@ -97,66 +94,42 @@ class EwsItem:
     @classmethod
     def from_mime(cls, folder_id: str, raw: bytes, *, received: dt.datetime | None = None, **fields: Any) -> EwsItem:
         """Parse ``raw`` as Exchange does on delivery; ``fields`` override what it found (for values MIME cannot hold)."""
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-
-        def addresses(name: str) -> list[tuple[str, str]]:
-            return [(n, a) for n, a in email.utils.getaddresses([str(v) for v in msg.get_all(name, [])]) if a or n]
-
-        body_part = msg.get_body(("html", "plain"))
-        body, body_type = "", "Text"
-        if body_part is not None:
-            body = body_part.get_content()
-            body_type = "HTML" if body_part.get_content_type() == "text/html" else "Text"
-        attachments = []
-        for part in msg.iter_attachments():
-            payload = part.get_payload(decode=True) if not part.is_multipart() else part.as_bytes()
-            name = part.get_filename() or ""
-            if part.get_content_type() == "message/rfc822":
-                inner = part.get_payload()
-                payload = inner[0].as_bytes() if isinstance(inner, list) else bytes(payload or b"")  # type: ignore[union-attr]
-                name = name or (str(inner[0]["Subject"] or "") if isinstance(inner, list) else "")  # type: ignore[index]
-            attachments.append(
-                EwsAttachment(
-                    name=name,
-                    content_type=part.get_content_type(),
-                    content=bytes(payload or b""),
-                    is_inline=part.get_content_disposition() == "inline",
-                    content_id=(part.get("Content-ID") or "").strip("<>") or None,
-                )
+        found = parse_delivery(raw)
+        attachments = [
+            EwsAttachment(
+                name=f.name,
+                content_type=f.content_type,
+                content=f.content,
+                is_inline=f.is_inline,
+                content_id=f.content_id,
             )
-        senders = addresses("From")
-        date = msg.get("Date")
-        sent = email.utils.parsedate_to_datetime(str(date)) if date else dt.datetime.now(dt.UTC)
+            for f in found.attachments
+        ]
         values: dict[str, Any] = {
             "folder_id": folder_id,
             "mime": raw,
-            "subject": str(msg.get("Subject", "")),
-            "sender": senders[0] if senders else ("", ""),
-            "to": addresses("To"),
-            "cc": addresses("Cc"),
-            "reply_to": addresses("Reply-To"),
-            "message_id": str(msg.get("Message-ID", "")).strip(),
-            "sent": sent,
+            "subject": found.subject,
+            "sender": found.sender,
+            "to": found.to,
+            "cc": found.cc,
+            "reply_to": found.reply_to,
+            "message_id": found.message_id,
+            "sent": found.sent,
             "received": received or dt.datetime.now(dt.UTC),
-            "body": body,
-            "body_type": body_type,
+            "body": found.body,
+            "body_type": "HTML" if found.body_type == "html" else "Text",
             "attachments": attachments,
-            "headers": [(k, str(v)) for k, v in msg.items()],
+            "headers": found.headers,
         }
-        for part in msg.walk():  # a meeting message, as Exchange files it from its text/calendar part
-            if part.get_content_type() == "text/calendar":
-                method = str(part.get_param("method") or "").upper()
-                text = part.get_content()
-                status = re.search(r"PARTSTAT=(ACCEPTED|DECLINED|TENTATIVE)", text)
-                answer = (
-                    {"ACCEPTED": "Pos", "DECLINED": "Neg", "TENTATIVE": "Tent"}[status.group(1)] if status else "Pos"
-                )
-                values["item_class"] = {
-                    "REQUEST": "IPM.Schedule.Meeting.Request",
-                    "CANCEL": "IPM.Schedule.Meeting.Canceled",
-                    "REPLY": f"IPM.Schedule.Meeting.Resp.{answer}",
-                }.get(method, "IPM.Note")
+        if found.meeting is not None:  # a meeting message, as Exchange files it from its text/calendar part
+            answer = {"ACCEPTED": "Pos", "DECLINED": "Neg", "TENTATIVE": "Tent"}.get(
+                found.meeting.partstat or "", "Pos"
+            )
+            values["item_class"] = {
+                "REQUEST": "IPM.Schedule.Meeting.Request",
+                "CANCEL": "IPM.Schedule.Meeting.Canceled",
+                "REPLY": f"IPM.Schedule.Meeting.Resp.{answer}",
+            }[found.meeting.method]
         values.update(fields)
         return cls(**values)
 

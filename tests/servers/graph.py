@@ -60,6 +60,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from postroom.sandbox.certs import make_certificates
+from tests.servers.delivery import parse_delivery
 from tests.servers.dovecot import free_port
 
 __all__ = ["GRAPH", "GraphAttachment", "GraphMessage", "GraphStandIn", "graph_server"]
@@ -128,94 +129,56 @@ class GraphMessage:
 
     @classmethod
     def from_mime(cls, folder_id: str, raw: bytes, *, received: dt.datetime | None = None) -> GraphMessage:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-
-        def addresses(name: str) -> list[tuple[str, str]]:
-            return [(n, a) for n, a in email.utils.getaddresses([str(v) for v in msg.get_all(name, [])]) if a or n]
-
-        body_part = msg.get_body(("html", "plain"))
-        body, body_type = "", "text"
-        if body_part is not None:
-            body = body_part.get_content()
-            body_type = "html" if body_part.get_content_type() == "text/html" else "text"
-        attachments = []
+        found = parse_delivery(raw)
+        attachments = [
+            GraphAttachment(
+                f.name,
+                f.content_type,
+                f.content,
+                kind="itemAttachment" if f.is_message else "fileAttachment",
+                is_inline=f.is_inline,
+            )
+            for f in found.attachments
+        ]
         meeting: dict[str, Any] = {}
         odata_type = "#microsoft.graph.message"
-        for part in msg.walk():
-            if part.get_content_type() == "text/calendar":
-                method = str(part.get_param("method") or "").upper()
-                kind = {"REQUEST": "meetingRequest", "CANCEL": "meetingCancelled", "REPLY": "meetingAccepted"}.get(
-                    str(method)
-                )
-                if kind:
-                    text = part.get_content()
-                    start = re.search(r"DTSTART[^:]*:(\d{8}T\d{6}Z?)", text)
-                    end = re.search(r"DTEND[^:]*:(\d{8}T\d{6}Z?)", text)
-                    place = re.search(r"LOCATION:(.*)", text)
-                    meeting = {
-                        "meetingMessageType": kind,
-                        "startDateTime": _zoned(start.group(1)) if start else None,
-                        "endDateTime": _zoned(end.group(1)) if end else None,
-                        "location": {"displayName": place.group(1).strip() if place else ""},
-                        "isAllDay": False,
-                    }
-                    odata_type = (
-                        "#microsoft.graph.eventMessageRequest"
-                        if kind == "meetingRequest"
-                        else "#microsoft.graph.eventMessage"
-                    )
-        for part in msg.iter_attachments():
-            name = part.get_filename() or ""
-            if part.get_content_type() == "message/rfc822":
-                inner: Any = part.get_payload()
-                content = (
-                    inner[0].as_bytes() if isinstance(inner, list) else bytes(part.get_payload(decode=True) or b"")
-                )
-                name = name or (str(inner[0]["Subject"] or "") if isinstance(inner, list) else "")
-                attachments.append(GraphAttachment(name, "message/rfc822", content, kind="itemAttachment"))
-                continue
-            if part.get_content_type() == "text/calendar":
-                continue
-            payload = part.get_payload(decode=True)
-            attachments.append(
-                GraphAttachment(
-                    name,
-                    part.get_content_type(),
-                    bytes(payload or b""),
-                    is_inline=part.get_content_disposition() == "inline",
-                )
-            )
-        senders = addresses("From")
-        date = msg.get("Date")
-        try:
-            sent = email.utils.parsedate_to_datetime(str(date)) if date else dt.datetime.now(dt.UTC)
-        except (TypeError, ValueError):
-            sent = dt.datetime.now(dt.UTC)
+        if found.meeting is not None:
+            kind = {"REQUEST": "meetingRequest", "CANCEL": "meetingCancelled", "REPLY": "meetingAccepted"}
+            meeting = {
+                "meetingMessageType": kind[found.meeting.method],
+                "startDateTime": _zoned(found.meeting.start),
+                "endDateTime": _zoned(found.meeting.end),
+                "location": {"displayName": found.meeting.location},
+                "isAllDay": False,
+            }
+            request = found.meeting.method == "REQUEST"
+            odata_type = "#microsoft.graph.eventMessageRequest" if request else "#microsoft.graph.eventMessage"
         return cls(
             folder_id=folder_id,
             raw=raw,
-            subject=str(msg.get("Subject", "")),
-            sender=senders[0] if senders else ("", ""),
-            to=addresses("To"),
-            cc=addresses("Cc"),
-            bcc=addresses("Bcc"),
-            reply_to=addresses("Reply-To"),
-            message_id=str(msg.get("Message-ID", "")).strip(),
-            sent=sent if sent.tzinfo else sent.replace(tzinfo=dt.UTC),
+            subject=found.subject,
+            sender=found.sender,
+            to=found.to,
+            cc=found.cc,
+            bcc=found.bcc,
+            reply_to=found.reply_to,
+            message_id=found.message_id,
+            sent=found.sent,
             received=received or dt.datetime.now(dt.UTC),
-            body=body,
-            body_type=body_type,
+            body=found.body,
+            body_type=found.body_type,
             attachments=attachments,
-            headers=[(k, str(v)) for k, v in msg.items()],
+            headers=found.headers,
             odata_type=odata_type,
             meeting=meeting,
         )
 
 
-def _zoned(value: str) -> dict[str, str]:
-    when = dt.datetime.strptime(value.rstrip("Z"), "%Y%m%dT%H%M%S")
-    return {"dateTime": when.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"}
+def _zoned(when: dt.datetime | None) -> dict[str, str] | None:
+    """A ``dateTimeTimeZone`` as Graph writes one (in UTC unless asked otherwise)."""
+    if when is None:
+        return None
+    return {"dateTime": when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"}
 
 
 @dataclass

@@ -29,6 +29,8 @@ __all__ = [
     "Protocol",
     "Security",
     "UnverifiedTLSWarning",
+    "check_https_settings",
+    "warn_unverified",
 ]
 
 Protocol = Literal["imap", "pop3"]
@@ -54,6 +56,30 @@ class PlaintextWarning(PostroomWarning):
 
 class UnverifiedTLSWarning(PostroomWarning):
     """``verify_certificate=False``: anyone on the path can impersonate the server."""
+
+
+def warn_unverified(host: str | None) -> None:
+    """Warn (pointing at the caller's config constructor) that ``host``'s certificate will not be checked."""
+    warnings.warn(
+        f"verify_certificate=False: the identity of {host} is not checked; "
+        "prefer ca_file= with the server's CA certificate",
+        UnverifiedTLSWarning,
+        stacklevel=4,  # warn_unverified ← __post_init__ ← __init__ ← the caller
+    )
+
+
+def check_https_settings(config: Any) -> None:
+    """What every config of a server reached over HTTPS (EWS, Graph) checks alike: the timeouts, the
+    throttling wait, the CA file (made absolute)."""
+    for name in ("connect_timeout", "read_timeout"):
+        check_timeout(name, getattr(config, name))
+    wait = config.max_throttle_wait
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        raise ConfigError(
+            "max_throttle_wait", f"{wait!r} is not a number of seconds ≥ 0", hint="e.g. 300; 0 fails at once"
+        )
+    if config.ca_file is not None:
+        object.__setattr__(config, "ca_file", check_ca_file(config.ca_file))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,12 +177,7 @@ class EmailServer:
                 stacklevel=3,
             )
         if not self.verify_certificate:
-            warnings.warn(
-                f"verify_certificate=False: the identity of {self.host} is not checked; "
-                "prefer ca_file= with the server's CA certificate",
-                UnverifiedTLSWarning,
-                stacklevel=3,
-            )
+            warn_unverified(self.host)
 
     def _preset(self) -> ProviderPreset | None:
         if self.provider is None:

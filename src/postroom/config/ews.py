@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 from postroom.auth.base import AuthMode
 from postroom.auth.oauth.endpoints import MicrosoftService, register_microsoft_service
 from postroom.config.base import Setting
-from postroom.config.email_server import COMMON_SETTINGS, AzureCloud, UnverifiedTLSWarning
+from postroom.config.email_server import COMMON_SETTINGS, AzureCloud, check_https_settings, warn_unverified
 from postroom.errors import ConfigError, PostroomWarning
-from postroom.validation import check_ca_file, check_choice, check_timeout, normalise_host
+from postroom.validation import check_choice, normalise_host
 
 __all__ = ["EWS_SETTINGS", "EXCHANGE_ONLINE_HOSTS", "EXCHANGE_VERSIONS", "AccessType", "Ews", "EwsRetirementWarning"]
 
@@ -135,12 +135,7 @@ class Ews:
             )
         if self.access_type is not None:
             check_choice("access_type", self.access_type, AccessType)
-        for name in ("connect_timeout", "read_timeout"):
-            check_timeout(name, getattr(self, name))
-        if not isinstance(self.max_throttle_wait, int | float) or self.max_throttle_wait < 0:
-            raise ConfigError("max_throttle_wait", f"{self.max_throttle_wait!r} is not a number of seconds ≥ 0")
-        if self.ca_file is not None:
-            object.__setattr__(self, "ca_file", check_ca_file(self.ca_file))
+        check_https_settings(self)
         if not hasattr(self.auth, "resolve") or not hasattr(self.auth, "kind"):
             raise ConfigError("auth", f"expected an auth mode such as Basic(...), got {type(self.auth).__name__}")
         if self.auth.kind in {"oauth2-pkce", "oauth2-implicit"} and self.access_type == "impersonation":
@@ -152,12 +147,7 @@ class Ews:
             provider = "microsoft365" if self.is_exchange_online or self.provider else None
             object.__setattr__(self, "auth", bind(provider, self.azure_cloud, service=EWS_OAUTH.name))
         if not self.verify_certificate:
-            warnings.warn(
-                f"verify_certificate=False: the identity of {self.server_host} is not checked; "
-                "prefer ca_file= with the server's CA certificate",
-                UnverifiedTLSWarning,
-                stacklevel=3,
-            )
+            warn_unverified(self.server_host)
         if self.is_exchange_online:
             warnings.warn(
                 f"{self.server_host} is Exchange Online, where Microsoft is retiring EWS (blocked tenant by tenant "

@@ -13,7 +13,6 @@ no Outlook installed, and reads meeting messages as emails.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,9 +21,9 @@ from urllib.parse import quote, urlsplit
 from postroom.auth.base import AuthMode
 from postroom.auth.oauth.endpoints import MICROSOFT_CLOUDS, MicrosoftService, register_microsoft_service
 from postroom.config.base import Setting
-from postroom.config.email_server import COMMON_SETTINGS, UnverifiedTLSWarning
+from postroom.config.email_server import COMMON_SETTINGS, check_https_settings, warn_unverified
 from postroom.errors import ConfigError
-from postroom.validation import check_ca_file, check_choice, check_timeout
+from postroom.validation import check_choice
 
 __all__ = ["GRAPH_OAUTH", "OUTLOOK_SETTINGS", "GraphCloud", "Outlook"]
 
@@ -79,12 +78,7 @@ class Outlook:
                     "graph_url", f"{self.graph_url!r} is not an https base URL", hint="e.g. https://graph.microsoft.us"
                 )
             object.__setattr__(self, "graph_url", parts._replace(netloc=parts.netloc.lower()).geturl().rstrip("/"))
-        for name in ("connect_timeout", "read_timeout"):
-            check_timeout(name, getattr(self, name))
-        if not isinstance(self.max_throttle_wait, int | float) or self.max_throttle_wait < 0:
-            raise ConfigError("max_throttle_wait", f"{self.max_throttle_wait!r} is not a number of seconds ≥ 0")
-        if self.ca_file is not None:
-            object.__setattr__(self, "ca_file", check_ca_file(self.ca_file))
+        check_https_settings(self)
         if not hasattr(self.auth, "resolve") or not hasattr(self.auth, "kind"):
             raise ConfigError(
                 "auth", f"expected an OAuth2 mode such as OAuth2PKCE(...), got {type(self.auth).__name__}"
@@ -104,12 +98,7 @@ class Outlook:
                 hint="give the address of the mailbox it opens, e.g. mailbox='invoices@contoso.com'",
             )
         if not self.verify_certificate:
-            warnings.warn(
-                f"verify_certificate=False: the identity of {self.server_host} is not checked; "
-                "prefer ca_file= with the server's CA certificate",
-                UnverifiedTLSWarning,
-                stacklevel=3,
-            )
+            warn_unverified(self.server_host)
 
     @property
     def base_url(self) -> str:
