@@ -669,3 +669,34 @@ def test_a_sign_in_without_the_shared_scope_is_told_to_add_it(
     with pytest.raises(AuthenticationError) as denied:
         postroom.connect("team", config, variables=variables(USER))
     assert "Mail.ReadWrite.Shared" in str(denied.value) and "sign in again" in str(denied.value)
+
+
+def test_the_stand_in_refuses_a_fifth_request_in_flight_as_exchange_does(
+    app_session: postroom.Session, graph: GraphStandIn
+) -> None:
+    """What makes the governor test mean something: without a governor, Graph answers 429."""
+    graph.deliver(USER, mail("busy"))
+    token = _token(app_session)
+    graph.latency = 0.3
+    statuses: list[int] = []
+
+    def call() -> None:
+        statuses.append(_raw_get(graph, token, f"/v1.0/users/{USER}/mailFolders/inbox", {}).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses).count(200) == 4 and statuses.count(429) == 2
+
+
+def test_move_all_by_filter_and_reply_all_on_outlook(app_session: postroom.Session, graph: GraphStandIn) -> None:
+    for number in range(5):
+        graph.deliver(USER, mail(f"Ticket {number}" if number % 2 else f"Note {number}"))
+    moved = postroom.move_all(app_session, "Archive", subject="Ticket")
+    assert sorted(r.status for r in moved) == ["done", "done"]
+    assert sorted(m.subject for m in graph.in_folder(USER, "archive")) == ["Ticket 1", "Ticket 3"]
+    note = next(iter(postroom.messages(app_session, subject="Note 0")))
+    receipt = postroom.reply(app_session, note, "noted", reply_all=True)
+    assert USER not in receipt.recipients and "alice@example.test" in receipt.recipients
