@@ -700,3 +700,16 @@ def test_move_all_by_filter_and_reply_all_on_outlook(app_session: postroom.Sessi
     note = next(iter(postroom.messages(app_session, subject="Note 0")))
     receipt = postroom.reply(app_session, note, "noted", reply_all=True)
     assert USER not in receipt.recipients and "alice@example.test" in receipt.recipients
+
+
+def test_china_has_no_delta_so_an_incremental_loop_is_refused_before_any_request(
+    graph: GraphStandIn, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    graph.app_scope[CONFIDENTIAL_CLIENT] = {USER}
+    graph.audience = "https://microsoftgraph.chinacloudapi.cn"  # the stand-in plays the China cloud
+    config = outlook(graph, authorization_server, azure_cloud="china")
+    with postroom.connect("cn", config, variables=APP) as session:
+        before = len(graph.requests)
+        with pytest.raises(UnsupportedError, match="21Vianet"):
+            postroom.messages(session, since_last="bot")
+        assert graph.count("GET", r"/messages/delta$") == 0 and len(graph.requests) - before <= 3

@@ -257,6 +257,8 @@ class GraphStandIn:
     delegates: dict[str, set[str]] = field(default_factory=dict)
     #: App-only access: client id → mailboxes it may open (None: every mailbox, as an unscoped Mail.ReadWrite).
     app_scope: dict[str, set[str] | None] = field(default_factory=dict)
+    #: The resource a token must be for (Graph's host in the cloud the stand-in plays).
+    audience: str = GRAPH
     throttle_next: int = 0
     throttle_in_batch: int = 0
     cut_next: int = 0
@@ -323,6 +325,7 @@ class GraphStandIn:
             self.refuse_uploads = False
             self.uploads.clear()
             self.latency = 0.0
+            self.audience = GRAPH
             self.sub_requests = self.bytes_out = self.peak_in_flight = self.throttled = 0
 
     def expire_delta_tokens(self) -> None:
@@ -374,12 +377,12 @@ class GraphStandIn:
         if not found.get("active"):
             raise GraphFault(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
         scopes = str(found.get("scope", "")).split()
-        if not any(s.startswith(GRAPH + "/") for s in scopes):
+        if not any(s.startswith(self.audience + "/") for s in scopes):
             raise GraphFault(401, "InvalidAuthenticationToken", "Invalid audience.")
         return found
 
     def _open(self, token: dict[str, Any], who: str, *, sending: bool = False) -> MailboxStore:
-        scopes = {s.removeprefix(GRAPH + "/") for s in str(token.get("scope", "")).split()}
+        scopes = {s.removeprefix(self.audience + "/") for s in str(token.get("scope", "")).split()}
         app_only = ".default" in scopes
         user = str(token.get("username") or "").lower()
         if who == "me":

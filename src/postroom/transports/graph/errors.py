@@ -127,7 +127,13 @@ def postroom_error(fault: GraphFault, *, doing: str, access: AccessContext) -> P
     if fault.code in RESYNC_CODES or fault.status == 410:
         error = SyncStateLostError(problem, hint="the folder is listed again; only messages not seen before come")
     elif fault.code in _TOKEN_CODES or fault.status == 401:
-        error = AuthenticationError(problem, hint="sign in again", token_rejected=True, sasl_status=fault.code)
+        error = AuthenticationError(
+            problem,
+            hint="Graph refused the token even after a renewal: check that azure_cloud is the tenant's cloud, "
+            "then sign in again",
+            token_rejected=True,
+            sasl_status=fault.code,
+        )
     elif fault.code in _DENIED_CODES or fault.status == 403:
         error = AuthenticationError(problem, hint=_denied_hint(access), sasl_status=fault.code)
     elif fault.code in _MAILBOX_CODES:

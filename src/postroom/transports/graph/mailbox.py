@@ -310,6 +310,12 @@ class GraphMailbox:
         Graph has forgotten the link (``410``), a fresh round lists the folder and only ids not in
         the set come out.
         """
+        if self.config.azure_cloud == "china":
+            raise UnsupportedError(
+                "an incremental loop (since_last) needs Graph's message delta, which the China (21Vianet) cloud "
+                "does not offer",
+                hint="loop without since_last and move or mark what was handled; nothing was sent to the server",
+            )
         folder = self._folder(filter_.folder)
         known = position if position is not None and position.get("folder_id") == folder.id else None
         seen = set(known.get("seen", ())) if known else set()
