@@ -505,6 +505,57 @@ def _create_folder(state: EwsServerUnderTest, body: etree._Element) -> list[str]
     return out
 
 
+def _folder_reply(op: str, folder_id: str) -> str:
+    return _ok(op, f'<m:Folders><t:Folder><t:FolderId Id="{folder_id}" ChangeKey="AQAAAA=="/></t:Folder></m:Folders>')
+
+
+def _update_folder(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
+    out = []
+    for change in body.iterfind("m:FolderChanges/t:FolderChange", NS):
+        folder = state.folders[_folder_id(state, change[0])]
+        name = change.findtext("t:Updates/t:SetFolderField/t:Folder/t:DisplayName", namespaces=NS)
+        if name is not None:
+            siblings = [f for f in state.folders.values() if f.parent_id == folder.parent_id and f is not folder]
+            if any(f.name.lower() == name.lower() for f in siblings):
+                out.append(
+                    _error("UpdateFolder", "ErrorFolderExists", "A folder with the specified name already exists.")
+                )
+                continue
+            folder.name = name
+        out.append(_folder_reply("UpdateFolder", folder.id))
+    return out
+
+
+def _move_folder(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
+    target = _folder_id(state, body.find("m:ToFolderId", NS)[0])  # type: ignore[index]
+    out = []
+    for elem in body.find("m:FolderIds", NS):  # type: ignore[union-attr]
+        folder = state.folders[_folder_id(state, elem)]
+        folder.parent_id = target
+        out.append(_folder_reply("MoveFolder", folder.id))
+    return out
+
+
+def _delete_folder(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
+    out = []
+    for elem in body.find("m:FolderIds", NS):  # type: ignore[union-attr]
+        folder_id = _folder_id(state, elem)
+        if state.folders[folder_id].distinguished:
+            out.append(
+                _error("DeleteFolder", "ErrorDeleteDistinguishedFolder", "Distinguished folders cannot be deleted.")
+            )
+            continue
+        doomed = {folder_id}
+        while more := {f.id for f in state.folders.values() if f.parent_id in doomed} - doomed:
+            doomed |= more
+        for gone in doomed:
+            del state.folders[gone]
+        for item_id in [i for i, item in state.items.items() if item.folder_id in doomed]:
+            del state.items[item_id]
+        out.append(_ok("DeleteFolder"))
+    return out
+
+
 def _find_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
     fields, body_type = _shape_fields(body.find("m:ItemShape", NS))
     view = body.find("m:IndexedPageItemView", NS)
@@ -659,6 +710,9 @@ _OPERATIONS: dict[str, Callable[[EwsServerUnderTest, etree._Element], list[str]]
     "GetFolder": _get_folder,
     "FindFolder": _find_folder,
     "CreateFolder": _create_folder,
+    "UpdateFolder": _update_folder,
+    "MoveFolder": _move_folder,
+    "DeleteFolder": _delete_folder,
     "FindItem": _find_item,
     "GetItem": _get_item,
     "GetAttachment": _get_attachment,

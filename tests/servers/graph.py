@@ -720,6 +720,35 @@ class _Router:
                 return self.collection(call, [_folder_json(store, f) for f in kids])
             if sub == "/childFolders" and m == "POST":
                 return self.create_folder(store, folder.id, call)
+            if sub == "" and m == "PATCH":
+                name = str((call.json() or {}).get("displayName") or "").strip()
+                clash = [
+                    f
+                    for f in store.folders.values()
+                    if f.parent_id == folder.parent_id and f.name.lower() == name.lower()
+                ]
+                if not name or (clash and clash[0] is not folder):
+                    raise GraphFault(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+                folder.name = name
+                return _Reply(200, _folder_json(store, folder))
+            if sub == "/move" and m == "POST":
+                target = (call.json() or {}).get("destinationId", "")
+                folder.parent_id = store.root_id if target == "msgfolderroot" else store.folder(str(target)).id
+                return _Reply(201, _folder_json(store, folder))
+            if sub == "/permanentDelete" and m == "POST":
+                if folder.well_known:
+                    raise GraphFault(403, "ErrorDeleteDistinguishedFolder", "Distinguished folders cannot be deleted.")
+                doomed = {folder.id}
+                while True:
+                    more = {f.id for f in store.folders.values() if f.parent_id in doomed} - doomed
+                    if not more:
+                        break
+                    doomed |= more
+                for folder_id in doomed:
+                    del store.folders[folder_id]
+                for item_id in [i for i, x in store.messages.items() if x.folder_id in doomed]:
+                    del store.messages[item_id]
+                return _Reply(204)
             if sub == "/messages" and m == "GET":
                 inside = [x for x in store.messages.values() if x.folder_id == folder.id]
                 chosen = _query(inside, a)
@@ -733,6 +762,10 @@ class _Router:
                 )
             if sub == "/messages/delta" and m == "GET":
                 return self.delta(store, folder, call, applied)
+            inside = re.match(r"^/messages/([^/]+)(/.*)?$", sub)
+            if inside:  # a message addressed through its folder, as the SDKs do
+                message = self.message(store, inside.group(1))
+                return self.on_message(store, message, inside.group(2) or "", call, immutable, applied)
             raise GraphFault(400, "BadRequest", f"Unsupported folder request {m} {sub}")
         found = re.match(r"^/messages/([^/]+)(/.*)?$", rest)
         if found:

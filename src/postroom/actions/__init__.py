@@ -1,6 +1,6 @@
 """The email verbs, written only against the Mailbox contract."""
 
-from postroom.actions.folders import create_folder, folders
+from postroom.actions.folders import create_folder, delete_folder, folders, rename_folder
 from postroom.actions.loop import messages
 from postroom.actions.manage import (
     add_flags,
@@ -22,6 +22,7 @@ __all__ = [
     "add_flags",
     "create_folder",
     "delete",
+    "delete_folder",
     "flag",
     "folders",
     "mark_read",
@@ -30,6 +31,7 @@ __all__ = [
     "move",
     "move_all",
     "remove_flags",
+    "rename_folder",
     "save_attachments",
     "save_email",
     "test_connection",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import cast
 
 from postroom.actions._resolve import SessionRef, require, resolve
 from postroom.errors import ConfigError
+from postroom.filters import MessageFilter
 from postroom.logs import get_logger
+from postroom.message.keys import KeyRun
 from postroom.session import Session
-from postroom.transports.contract import CreatesFolders, Folder, Folders
+from postroom.transports.contract import CreatesFolders, Folder, Folders, Mailbox, ManagesFolders
 from postroom.validation import check_one_line
 
-__all__ = ["create_folder", "folders", "sent_folder"]
+__all__ = ["create_folder", "delete_folder", "folders", "rename_folder", "sent_folder"]
 
 
 def folders(session: SessionRef, pattern: str = "*") -> list[Folder]:
@@ -29,12 +32,116 @@ def create_folder(session: SessionRef, name: str) -> Folder:
 
     A folder that exists already is returned as it is, so a bot may call this on every run.
     """
-    if not isinstance(name, str) or not name.strip("/ ") or any(ch in name for ch in "*%"):
-        raise ConfigError("name", f"{name!r} is not a folder name", hint="e.g. 'Processed' or 'Processed/2026'")
-    check_one_line("name", name, hint="e.g. 'Processed' or 'Processed/2026'")
+    _check_name("name", name)
     resolved = resolve(session)
     require(resolved, CreatesFolders, "creating folders")
     return resolved.call(lambda mailbox: cast(CreatesFolders, mailbox).create_folder(name.strip("/ ")), kind="folder")
+
+
+def _existing(session: Session, name: str, field: str) -> Folder:
+    """The folder ``name`` names (case-insensitive), or a ConfigError naming ``field`` and the folders there are."""
+    _check_name(field, name)
+    wanted = "/".join(level for level in name.split("/") if level.strip())
+    found = session.call(lambda mailbox: cast(Folders, mailbox).folders())
+    for folder in found:
+        if folder.name.casefold() == wanted.casefold() or (
+            wanted.casefold() == "inbox" and folder.name.upper() == "INBOX"
+        ):
+            return folder
+    shown = ", ".join(f.name for f in found[:30])
+    raise ConfigError(field, f"there is no folder {name!r}", hint=f"nothing was changed; folders: {shown}")
+
+
+def _check_name(field: str, name: object) -> None:
+    if not isinstance(name, str) or not name.strip("/ ") or any(ch in name for ch in "*%"):
+        raise ConfigError(field, f"{name!r} is not a folder name", hint="e.g. 'Processed' or 'Processed/2026'")
+    check_one_line(field, name, hint="e.g. 'Processed' or 'Processed/2026'")
+
+
+#: Folders a bot must not rename or delete: what the server and its clients rely on (RFC 6154 special use).
+_PROTECTED_USES = {"\\SENT", "\\TRASH", "\\DRAFTS", "\\JUNK", "\\ARCHIVE", "\\ALL"}
+
+
+def _refuse_protected(folder: Folder, verb: str) -> None:
+    if folder.name.upper() == "INBOX" or {flag.upper() for flag in folder.flags} & _PROTECTED_USES:
+        raise ConfigError(
+            "folder",
+            f"{folder.name!r} is the inbox or a special folder ({', '.join(folder.flags) or 'INBOX'}): "
+            f"postroom does not {verb} it",
+            hint="nothing was changed; its mail clients rely on it",
+        )
+
+
+def rename_folder(session: SessionRef, folder: str, new_name: str) -> Folder:
+    """Rename ``folder`` to ``new_name`` (``/`` between levels: a new parent moves it there), with its
+    subfolders and messages. The inbox and special folders (Sent, Trash, ...) are refused, and so is a
+    name that is taken."""
+    resolved = resolve(session)
+    require(resolved, ManagesFolders, "renaming folders")
+    source = _existing(resolved, folder, "folder")
+    _refuse_protected(source, "rename")
+    _check_name("new_name", new_name)
+    target = "/".join(level for level in new_name.split("/") if level.strip())
+    taken = resolved.call(lambda mailbox: cast(Folders, mailbox).folders())
+    if any(f.name.casefold() == target.casefold() for f in taken) and target.casefold() != source.name.casefold():
+        raise ConfigError(
+            "new_name", f"there is a folder {target!r} already", hint="nothing was changed; pick another name"
+        )
+    if target.casefold().startswith(source.name.casefold() + "/"):
+        raise ConfigError("new_name", "is inside the folder being renamed", hint="nothing was changed")
+    return resolved.call(
+        lambda mailbox: cast(ManagesFolders, mailbox).rename_folder(source.name, target), kind="folder"
+    )
+
+
+def delete_folder(session: SessionRef, folder: str, *, force: bool = False, dry_run: bool = False) -> list[str]:
+    """Delete ``folder`` for good, and return the folders deleted (its subfolders first, deepest first).
+
+    A folder that holds messages or subfolders is refused unless ``force=True``: they go with it. The
+    inbox and special folders (Sent, Trash, ...) are always refused. ``dry_run=True`` checks all that and
+    returns what would be deleted, deleting nothing.
+    """
+    resolved = resolve(session)
+    require(resolved, ManagesFolders, "deleting folders")
+    found = _existing(resolved, folder, "folder")
+    _refuse_protected(found, "delete")
+    below = resolved.call(lambda mailbox: cast(Folders, mailbox).folders(f"{found.name}/*"))
+    doomed = [*sorted(below, key=lambda f: f.name.count("/"), reverse=True), found]
+    if not force:
+        messages = 0
+        for each in doomed:
+            if not _selectable(each):
+                continue  # a level that only holds others (IMAP \Noselect): no mail of its own
+            runs = resolved.call(partial(_search, MessageFilter(folder=each.name)))
+            messages += sum(len(run) for run in runs)
+        if messages or below:
+            raise ConfigError(
+                "force",
+                f"{found.name!r} holds {messages} message(s) and {len(below)} subfolder(s)",
+                hint="nothing was deleted; pass force=True (--force) to delete them with it, or move them first",
+            )
+    names = [each.name for each in doomed]
+    if dry_run:
+        return names
+    for each in doomed:
+        if not _selectable(each):  # gone with its last child on some servers: delete it only if still there
+            still = resolved.call(lambda mailbox, n=each.name: cast(Folders, mailbox).folders(n))  # type: ignore[misc]
+            if not any(f.name.casefold() == each.name.casefold() for f in still):
+                continue
+        resolved.call(partial(_delete, each.name), kind="folder")
+    return names
+
+
+def _selectable(folder: Folder) -> bool:
+    return not {flag.upper() for flag in folder.flags} & {"\\NOSELECT", "\\NONEXISTENT"}
+
+
+def _search(chosen: MessageFilter, mailbox: Mailbox) -> list[KeyRun]:
+    return mailbox.search(chosen)
+
+
+def _delete(name: str, mailbox: Mailbox) -> None:
+    cast(ManagesFolders, mailbox).delete_folder(name)
 
 
 _log = get_logger("postroom.folders")

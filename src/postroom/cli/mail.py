@@ -11,10 +11,12 @@ import click
 from postroom.actions import (
     add_flags,
     create_folder,
+    delete_folder,
     mark_read,
     mark_unread,
     move,
     remove_flags,
+    rename_folder,
     save_attachments,
     save_email,
 )
@@ -118,6 +120,42 @@ def create_folder_command(session_name: str, folder: str, as_json: bool) -> None
     with open_session(session_name) as session:
         made = create_folder(session, folder)
     emit(as_json, {"ok": True, "folder": made.name}, lambda: click.echo(f"folder {made.name!r} is there"))
+
+
+@click.command("rename-folder")
+@session_option
+@click.argument("folder")
+@click.argument("new_name")
+@json_option
+@handle_errors
+def rename_folder_command(session_name: str, folder: str, new_name: str, as_json: bool) -> None:
+    """Rename FOLDER to NEW_NAME ('Archive/2026' moves it under Archive), with its subfolders and mail."""
+    with open_session(session_name) as session:
+        renamed = rename_folder(session, folder, new_name)
+    emit(
+        as_json,
+        {"ok": True, "folder": folder, "renamed_to": renamed.name},
+        lambda: click.echo(f"renamed {terminal_text(folder)!r} to {terminal_text(renamed.name)!r}"),
+    )
+
+
+@click.command("delete-folder")
+@session_option
+@click.argument("folder")
+@click.option("--force", is_flag=True, help="Also delete the messages and subfolders it holds.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@json_option
+@handle_errors
+def delete_folder_command(session_name: str, folder: str, force: bool, dry_run: bool, as_json: bool) -> None:
+    """Delete FOLDER for good; one holding messages or subfolders only with --force."""
+    with open_session(session_name) as session:
+        names = delete_folder(session, folder, force=force, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    emit(
+        as_json,
+        {"ok": True, "dry_run": dry_run, "deleted" if not dry_run else "would_delete": names},
+        lambda: click.echo(f"{verb}: {', '.join(terminal_text(n) for n in names) or 'nothing'}"),
+    )
 
 
 @click.command("list")
@@ -398,6 +436,8 @@ COMMANDS = [
     show_command,
     folders_command,
     create_folder_command,
+    rename_folder_command,
+    delete_folder_command,
     list_command,
     save_attachments_command,
     save_command,

@@ -37,6 +37,7 @@ __all__ = [
     "ItemStatus",
     "Keywords",
     "Mailbox",
+    "ManagesFolders",
     "Moves",
     "ResumesParts",
     "ServerReport",
@@ -185,6 +186,19 @@ class CreatesFolders(Protocol):
 
 
 @runtime_checkable
+class ManagesFolders(Protocol):
+    """A mailbox that renames and deletes folders."""
+
+    def rename_folder(self, name: str, new_name: str) -> Folder:
+        """Rename (or move, when the levels above differ) ``name``, with its subfolders and messages."""
+        ...
+
+    def delete_folder(self, name: str) -> None:
+        """Delete ``name`` and the messages in it, for good (the caller deletes its subfolders first)."""
+        ...
+
+
+@runtime_checkable
 class Flags(Protocol):
     """A mailbox that keeps a read status per message."""
 
@@ -325,6 +339,7 @@ class Syncs(Protocol):
 ABILITY_NAMES: dict[type, str] = {
     Folders: "folders",
     CreatesFolders: "folder creation",
+    ManagesFolders: "renaming or deleting of folders",
     Flags: "read status",
     Keywords: "flags other than read",
     Moves: "moves",

@@ -173,6 +173,26 @@ class EwsMailbox:
             parent = found[1]
         return Folder(name=self._folder(name)[0], delimiter="/")
 
+    def rename_folder(self, name: str, new_name: str) -> Folder:
+        """MoveFolder when the levels above change, then UpdateFolder of its display name."""
+        path, folder = self._folder(name)
+        levels = [level for level in user_path(new_name).split("/") if level]
+        parent_path = "/".join(levels[:-1])
+        if parent_path.casefold() != path.rpartition("/")[0].casefold():
+            target = self._folder(parent_path)[1] if parent_path else self._account().msg_folder_root
+            self._run(lambda: folder.move(target))
+        if levels[-1] != path.rpartition("/")[2]:
+            folder.name = levels[-1]
+            self._run(lambda: folder.save(update_fields=["name"]))
+        self._forget_folders()
+        return Folder(name=self._folder(new_name)[0], delimiter="/")
+
+    def delete_folder(self, name: str) -> None:
+        """DeleteFolder (HardDelete), with the items in it."""
+        folder = self._folder(name)[1]
+        self._run(lambda: folder.delete(delete_type=HARD_DELETE))
+        self._forget_folders()
+
     def _find_folder(self, path: str) -> tuple[str, Any] | None:
         wanted = user_path(path).casefold()
         return next(((n, f) for n, f in self._folder_map().items() if n.casefold() == wanted), None)

@@ -258,6 +258,40 @@ class GraphMailbox:
         assert parent is not None
         return Folder(name=parent.path, delimiter="/")
 
+    def rename_folder(self, name: str, new_name: str) -> Folder:
+        """PATCH its display name; ``move`` it first when the levels above change (the parent must exist)."""
+        folder = self._folder(name)
+        levels = [level for level in new_name.strip().split("/") if level]
+        parent_path = "/".join(levels[:-1])
+        old_parent = folder.path.rpartition("/")[0]
+        if parent_path.casefold() != old_parent.casefold():
+            target = self._folder(parent_path).id if parent_path else "msgfolderroot"
+            self.client.json(
+                "POST",
+                f"{self._path}/mailFolders/{_id(folder.id)}/move",
+                body={"destinationId": target},
+                doing=f"moving folder {folder.path!r}",
+            )
+        if levels[-1] != folder.path.rpartition("/")[2]:
+            self.client.json(
+                "PATCH",
+                f"{self._path}/mailFolders/{_id(folder.id)}",
+                body={"displayName": levels[-1]},
+                doing=f"renaming folder {folder.path!r}",
+            )
+        self._tree = None
+        return Folder(name=self._folder(new_name).path, delimiter="/")
+
+    def delete_folder(self, name: str) -> None:
+        """For good (``permanentDelete``), with the messages in it."""
+        folder = self._folder(name)
+        self.client.json(
+            "POST",
+            f"{self._path}/mailFolders/{_id(folder.id)}/permanentDelete",
+            doing=f"deleting folder {folder.path!r}",
+        )
+        self._tree = None
+
     def _folders_for(self, filter_: MessageFilter) -> list[GraphFolder]:
         tree = self._folders()
         if any(ch in filter_.folder for ch in "*%"):

@@ -315,6 +315,21 @@ class ImapConnection:
         self._selected = (folder, writable)
         return self._uidvalidity
 
+    def _close_selected(self, folder: str) -> None:
+        """Leave ``folder`` (or a folder below it) if it is the selected one, before it is renamed or deleted:
+        UNSELECT (RFC 3691), else EXAMINE INBOX; never CLOSE, which would expunge."""
+        if self._selected is None:
+            return
+        current, wanted = self._selected[0].casefold(), user_path(folder).casefold()
+        if current != wanted and not current.startswith(wanted + "/"):
+            return
+        if "UNSELECT" in self._capabilities:
+            self._call(lambda c: c._simple_command("UNSELECT"))
+            self._require().state = "AUTH"
+            self._selected = None
+        else:
+            self._select("INBOX", writable=False)
+
     def _select_for(self, keys: Sequence[ImapKey], *, writable: bool) -> None:
         folders = {key.folder for key in keys}
         if len(folders) != 1:

@@ -245,6 +245,30 @@ class ImapWriting(ImapConnection):
             return found[0]
         raise ProtocolError(f"cannot create folder {name!r}: {server_text(data)}", hint=self._known_folders())
 
+    def rename_folder(self, name: str, new_name: str) -> Folder:
+        """RENAME (RFC 3501 §6.3.5: its subfolders go with it)."""
+        self._forget_ahead()
+        self._close_selected(name)
+        typ, data = self._call(
+            lambda c: c._simple_command(
+                "RENAME", mailbox_arg(self._server_name(name)), mailbox_arg(self._server_name(new_name))
+            )
+        )
+        if typ != "OK":
+            raise ProtocolError(f"cannot rename folder {name!r}: {server_text(data)}", hint=self._known_folders())
+        found = [f for f in self.folders(new_name) if f.name.casefold() == user_path(new_name).casefold()]
+        if not found:
+            raise ProtocolError(f"the server did not show {new_name!r} after renaming {name!r}")
+        return found[0]
+
+    def delete_folder(self, name: str) -> None:
+        """DELETE (the messages in it go with it)."""
+        self._forget_ahead()
+        self._close_selected(name)
+        typ, data = self._call(lambda c: c._simple_command("DELETE", mailbox_arg(self._server_name(name))))
+        if typ != "OK":
+            raise ProtocolError(f"cannot delete folder {name!r}: {server_text(data)}", hint=self._known_folders())
+
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
         self._forget_ahead()
         target = mailbox_arg(self._server_name(folder))
