@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import postroom
 from postroom import ConfigError, Session, UnsupportedError
 from postroom.cli.main import cli
+from postroom.config import ServerConfig
 from tests.conftest import PASSWORD, server_config
 from tests.mail_samples import simple
 from tests.oauth_modes import client_credentials, variables
@@ -32,6 +33,7 @@ def session(
 ) -> Iterator[Session]:
     """A session with a folder Projects/2025 holding one message, and an empty folder Scratch."""
     kind = request.param
+    config: ServerConfig
     if kind.startswith("imap"):
         server = request.getfixturevalue("dovecot_with_dots") if kind == "imap-dots" else dovecot
         server.add_user(mailbox_user)

@@ -762,10 +762,10 @@ class _Router:
                 )
             if sub == "/messages/delta" and m == "GET":
                 return self.delta(store, folder, call, applied)
-            inside = re.match(r"^/messages/([^/]+)(/.*)?$", sub)
-            if inside:  # a message addressed through its folder, as the SDKs do
-                message = self.message(store, inside.group(1))
-                return self.on_message(store, message, inside.group(2) or "", call, immutable, applied)
+            through = re.match(r"^/messages/([^/]+)(/.*)?$", sub)
+            if through:  # a message addressed through its folder, as the SDKs do
+                message = self.message(store, through.group(1))
+                return self.on_message(store, message, through.group(2) or "", call, immutable, applied)
             raise GraphFault(400, "BadRequest", f"Unsupported folder request {m} {sub}")
         found = re.match(r"^/messages/([^/]+)(/.*)?$", rest)
         if found:
