@@ -279,6 +279,72 @@ def test_a_terminal_shows_what_mail_says_and_obeys_none_of_it(
     assert "Hostile;UIDVALIDITY=" in screen.replace("\r\n", "") or "Hostile;UIDVALID" in screen  # the key is there
 
 
+def test_the_rendered_screen_in_tmux_shows_every_subject_as_text_and_keeps_its_title(
+    profile: str, dovecot: Dovecot, mailbox_user: str, tmp_path: Path
+) -> None:
+    """The screen a user sees (tmux renders the terminal, `capture-pane` reads it back): each hostile
+    subject is there as literal text on its own row, and the window title is not what a subject asked."""
+    import os
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    tmux = shutil.which("tmux")
+    assert tmux, "scripts/test installs tmux (Debian package); install it to run this test"
+    hostile(dovecot, mailbox_user)
+    socket = str(tmp_path / "tmux.sock")  # a server of this test's own, never the user's tmux
+    done_flag = tmp_path / "done"
+    command = shlex.join(
+        [sys.executable, "-m", "postroom", "--var", f"PW={PASSWORD}", "list", "--session", "box", "--folder", "Hostile"]
+    )
+    env = {**os.environ, "TERM": "xterm-256color"}
+    base = [tmux, "-S", socket, "-f", "/dev/null"]
+    subprocess.run(
+        [
+            *base,
+            "new-session",
+            "-d",
+            "-x",
+            "250",
+            "-y",
+            "30",
+            "-s",
+            "t",
+            f"{command}; touch {shlex.quote(str(done_flag))}; sleep 60",
+        ],
+        check=True,
+        env=env,
+        timeout=30,
+    )
+    try:
+        subprocess.run([*base, "set-option", "-g", "set-titles", "on"], check=True, timeout=10)
+        deadline = time.monotonic() + 60
+        while not done_flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert done_flag.exists(), "postroom list did not finish"
+        screen = subprocess.run(
+            [*base, "capture-pane", "-p", "-t", "t"], check=True, capture_output=True, text=True, timeout=10
+        ).stdout
+        title = subprocess.run(
+            [*base, "display-message", "-p", "-t", "t", "#{pane_title}"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    finally:
+        subprocess.run([*base, "kill-server"], check=False, timeout=10)
+    rows = [line for line in screen.splitlines() if "Mallory" in line]
+    assert len(rows) == len(HOSTILE_SUBJECTS), screen  # one row each: nothing split, swallowed or hidden
+    for shown in (
+        "broken [/] markup",
+        "[bold red]FAKE[/bold red]",
+        "[link=https://evil.example]Click me[/link]",
+        "title \\x1b]0;pwned\\x07 set",
+        "tab\\x09here, bell\\x07, del\\x7f",
+    ):
+        assert sum(shown in row for row in rows) == 1, (shown, screen)
+    assert "pwned" not in title
+
+
 def test_a_reader_that_goes_away_ends_the_command_quietly(profile: str, dovecot: Dovecot, mailbox_user: str) -> None:
     import os
     import shlex
