@@ -264,6 +264,22 @@ def test_flagged_for_follow_up_shows_as_flagged(ews: postroom.Session, ews_serve
     assert found == {"follow up": (True, True), "done": (False, False), "plain": (False, False)}
 
 
+def test_flag_unflag_and_categories_as_keywords_on_ews(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    stored = ews_server.deliver(mail("tag me"))
+    stored.categories = ["Existing"]
+    message = next(iter(postroom.messages(ews)))
+    assert message.flags == frozenset({"Existing"})
+    assert postroom.flag(ews, message)[0].ok and stored.flag_status == 2
+    assert postroom.add_flags(ews, message, "Invoice", "Paid")[0].ok
+    assert postroom.remove_flags(ews, message, "Paid")[0].ok
+    assert stored.categories == ["Existing", "Invoice"]  # the ones it had are kept
+    again = next(iter(postroom.messages(ews)))
+    assert again.flagged and again.flags == frozenset({"\\Flagged", "Existing", "Invoice"})
+    assert postroom.unflag(ews, again)[0].ok and stored.flag_status is None
+    with pytest.raises(postroom.UnsupportedError, match="Answered"):
+        postroom.add_flags(ews, again, "\\Answered")
+
+
 def test_bulk_calls_give_one_result_per_message_in_order(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
     items = [ews_server.deliver(mail(f"m{i}")) for i in range(3)]
     ews_server.folder("Archive")

@@ -37,7 +37,18 @@ from postroom.actions import (
     unflag,
 )
 from postroom.actions.loop import MessageLoop, get_message
-from postroom.actions.send import CopyAfterSendError, SendReceipt, SendResult, forward, reply, send, send_each
+from postroom.actions.send import (
+    CopyAfterSendError,
+    SavedDraft,
+    SendReceipt,
+    SendResult,
+    append,
+    forward,
+    reply,
+    save_draft,
+    send,
+    send_each,
+)
 from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.auth.oauth.modes import ImplicitGrantWarning, RopcWarning
 from postroom.config import (
@@ -156,6 +167,7 @@ __all__ = [
     "RedactingFilter",
     "RopcWarning",
     "Runtime",
+    "SavedDraft",
     "SavedFile",
     "Secret",
     "SendReceipt",
@@ -179,6 +191,7 @@ __all__ = [
     "VaultLockedError",
     "__version__",
     "add_flags",
+    "append",
     "connect",
     "create_folder",
     "delete",
@@ -201,6 +214,7 @@ __all__ = [
     "rename_folder",
     "reply",
     "save_attachments",
+    "save_draft",
     "save_email",
     "send",
     "send_each",

@@ -88,6 +88,7 @@ class EwsItem:
     flag_status: int | None = None
     #: IPM.Note for mail; IPM.Schedule.Meeting.Request, .Canceled or .Resp.Pos/Neg/Tent for meeting messages.
     item_class: str = "IPM.Note"
+    categories: list[str] = field(default_factory=list)
     id: str = field(default_factory=lambda: "AAMk" + secrets.token_urlsafe(30))
     changekey: str = field(default_factory=lambda: "CQAAAB" + secrets.token_urlsafe(6))
 
@@ -288,6 +289,10 @@ def _item_xml(item: EwsItem, fields: list[str], *, body_type: str = "Best") -> s
             out.append(f"<t:ItemClass>{_x(item.item_class)}</t:ItemClass>")
         elif uri == "item:Subject":
             out.append(f"<t:Subject>{_x(item.subject)}</t:Subject>")
+        elif uri == "item:Categories" and item.categories:
+            out.append(
+                "<t:Categories>" + "".join(f"<t:String>{_x(c)}</t:String>" for c in item.categories) + "</t:Categories>"
+            )
         elif uri in ("item:Body", "item:TextBody"):
             kind = "Text" if uri == "item:TextBody" else (item.body_type if body_type == "Best" else body_type)
             text = item.body
@@ -660,10 +665,32 @@ def _update_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
             out.append(found)
             continue
         for setter in change.findall("t:Updates/t:SetItemField", NS):
-            uri = setter.find("t:FieldURI", NS).get("FieldURI")  # type: ignore[union-attr]
-            if uri != "message:IsRead":
+            field_uri = setter.find("t:FieldURI", NS)
+            extended = setter.find("t:ExtendedFieldURI", NS)
+            if field_uri is not None and field_uri.get("FieldURI") == "message:IsRead":
+                found.is_read = _boolean(setter.findtext("t:Message/t:IsRead", namespaces=NS))
+            elif field_uri is not None and field_uri.get("FieldURI") == "item:Categories":
+                found.categories = [c.text or "" for c in setter.iterfind("t:Message/t:Categories/t:String", NS)]
+            elif extended is not None and extended.get("PropertyTag", "").lower() in ("0x1090", "4240"):
+                found.flag_status = int(setter.findtext("t:Message/t:ExtendedProperty/t:Value", namespaces=NS) or 0)
+            else:
+                uri = (
+                    field_uri.get("FieldURI")
+                    if field_uri is not None
+                    else extended.get("PropertyTag")
+                    if extended is not None
+                    else "?"
+                )
                 raise _Fault("ErrorInvalidPropertySet", f"the stand-in does not update {uri}")
-            found.is_read = _boolean(setter.findtext("t:Message/t:IsRead", namespaces=NS))
+        for remover in change.findall("t:Updates/t:DeleteItemField", NS):
+            field_uri = remover.find("t:FieldURI", NS)
+            extended = remover.find("t:ExtendedFieldURI", NS)
+            if extended is not None and extended.get("PropertyTag", "").lower() in ("0x1090", "4240"):
+                found.flag_status = None
+            elif field_uri is not None and field_uri.get("FieldURI") == "item:Categories":
+                found.categories = []
+            else:
+                raise _Fault("ErrorInvalidPropertySet", "the stand-in does not delete that field")
         found.changekey = "CQAAAB" + secrets.token_urlsafe(6)
         out.append(
             _ok(

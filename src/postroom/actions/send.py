@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import email
+import email.policy
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast, overload
 
-from postroom.actions._resolve import MessageRef, SessionRef, keys_of, resolve
+from postroom.actions._resolve import MessageRef, SessionRef, keys_of, require, resolve
 from postroom.actions.compose import Draft, Importance, build_forward, build_message, build_reply, parse_recipients
 from postroom.actions.folders import sent_folder
 from postroom.actions.loop import get_message
@@ -21,11 +24,24 @@ from postroom.errors import ConfigError, ConnectionLostError, DeliveryUnknownErr
 from postroom.logs import get_logger
 from postroom.message.keys import MessageKey
 from postroom.message.model import Address, Message
+from postroom.message.raw import header_block_of
 from postroom.session import Session
-from postroom.transports.contract import Appends, ItemStatus, Mailbox, SubmitsMail
+from postroom.transports.contract import Appends, ItemStatus, Mailbox, SavesDrafts, SubmitsMail
 from postroom.transports.smtp import SendReceipt, send_message
+from postroom.validation import check_one_line
 
-__all__ = ["CopyAfterSendError", "SendReceipt", "SendResult", "forward", "reply", "send", "send_each"]
+__all__ = [
+    "CopyAfterSendError",
+    "SavedDraft",
+    "SendReceipt",
+    "SendResult",
+    "append",
+    "forward",
+    "reply",
+    "save_draft",
+    "send",
+    "send_each",
+]
 
 _log = get_logger("postroom.send")
 
@@ -181,7 +197,7 @@ def _each(
     return results
 
 
-def append_once(folder: str, raw: bytes, message_id: str | None) -> Callable[[Mailbox], None]:
+def append_once(folder: str, raw: bytes, message_id: str | None, *, seen: bool = True) -> Callable[[Mailbox], None]:
     """An APPEND the session may run twice (it retries after a dropped connection) that stores one copy.
 
     APPEND is not idempotent: when the connection drops after the server stored the
@@ -197,7 +213,7 @@ def append_once(folder: str, raw: bytes, message_id: str | None) -> Callable[[Ma
         if attempts > 1 and message_id and target.has_message_id(folder, message_id):
             _log.info("the copy in %s was stored before the connection dropped; not storing it twice", folder)
             return
-        target.append(folder, raw, seen=True)
+        target.append(folder, raw, seen=seen)
 
     return store
 
@@ -238,6 +254,82 @@ def send(
         importance=importance,
     )
     return _deliver(draft, server, login, session, save_to_sent)
+
+
+@dataclass(frozen=True)
+class SavedDraft:
+    """A draft kept in the mailbox: its Message-ID and the folder it is in."""
+
+    message_id: str
+    folder: str
+    recipients: tuple[str, ...]
+
+
+def save_draft(
+    session: SessionRef,
+    *,
+    to: str | Iterable[str] | None = None,
+    subject: str = "",
+    body: str = "",
+    cc: str | Iterable[str] | None = None,
+    bcc: str | Iterable[str] | None = None,
+    reply_to: str | Iterable[str] | None = None,
+    html: bool = False,
+    attachments: Iterable[str | Path] = (),
+    importance: Importance = "normal",
+    sender: str | None = None,
+) -> SavedDraft:
+    """Compose a message as :func:`send` does and keep it as a draft, unsent, where mail clients show drafts
+    (IMAP: the folder flagged ``\\Drafts``; EWS and Outlook: Drafts). Bcc stays in the draft."""
+    resolved = resolve(session)
+    require(resolved, SavesDrafts, "saving drafts")
+    draft = build_message(
+        sender=_sender(sender, resolved.resolve_login(), resolved),
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        reply_to=reply_to,
+        subject=subject,
+        body=body,
+        html=html,
+        attachments=attachments,
+        importance=importance,
+    )
+    message = copy.copy(draft.message)
+    hidden = [a.address for a in parse_recipients("bcc", bcc)]
+    if hidden:
+        message["Bcc"] = ", ".join(hidden)
+    raw = message.as_bytes()
+    folder = resolved.call(lambda mailbox: cast(SavesDrafts, mailbox).save_draft(raw), kind="append")
+    _log.info("saved draft %s in %s", message["Message-ID"], folder)
+    return SavedDraft(str(message["Message-ID"]), folder, tuple(draft.recipients))
+
+
+def append(session: SessionRef, folder: str, message: bytes | str | Path | EmailMessage, *, seen: bool = True) -> str:
+    """Store ``message`` (an ``.eml`` path, its bytes, or an :class:`~email.message.EmailMessage`) in ``folder``
+    as it is; return its Message-ID. Repeated after a dropped connection, it looks for that Message-ID first
+    and stores no second copy."""
+    resolved = resolve(session)
+    require(resolved, Appends, "storing messages")
+    check_one_line("folder", folder, hint="give the folder's name")
+    if isinstance(message, EmailMessage):
+        raw = message.as_bytes()
+    elif isinstance(message, bytes):
+        raw = message
+    else:
+        path = Path(message).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                "message", f"{str(path)!r} is not a file", hint="give an .eml file, or the message's bytes"
+            )
+        raw = path.read_bytes()
+    if not raw.strip():
+        raise ConfigError("message", "is empty", hint="nothing was stored")
+    found = header_block_of(raw)
+    parsed = email.message_from_bytes(found, policy=email.policy.compat32)
+    message_id = str(parsed.get("Message-ID") or "").strip()
+    resolved.call(append_once(folder, raw, message_id or None, seen=seen), kind="append")
+    return message_id
 
 
 def send_each(

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from postroom.actions.compose import build_forward, build_message, build_reply
-from postroom.actions.send import SendResult, _sender, forward, reply, send
+from postroom.actions.send import SendResult, _sender, append, forward, reply, save_draft, send
 from postroom.cli.common import filter_options, open_session, require_selection, selected_messages, session_option
 from postroom.cli.output import emit, handle_errors, json_option
 from postroom.credentials import redact
@@ -57,6 +57,7 @@ _save_to_sent = click.option(
 @click.option("--importance", type=click.Choice(["low", "normal", "high"]), default="normal", show_default=True)
 @click.option("--from", "sender", help="Sender address (default: the session's username).")
 @_save_to_sent
+@click.option("--draft", "as_draft", is_flag=True, help="Keep it as a draft in the mailbox (Drafts); send nothing.")
 @click.option("--dry-run", is_flag=True, help="Check everything and show the message; send nothing.")
 @json_option
 @handle_errors
@@ -74,10 +75,11 @@ def send_command(
     importance: str,
     sender: str | None,
     save_to_sent: bool,
+    as_draft: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Send a message through the session's SMTP server."""
+    """Send a message through the session's SMTP server (or, with --draft, keep it unsent in Drafts)."""
     text = _body(body, body_file)
     options: dict[str, Any] = {
         "to": list(to) or None,
@@ -101,6 +103,18 @@ def send_command(
                 "recipients": draft.recipients,
                 "subject": subject,
             }
+        elif as_draft:
+            kept = save_draft(session, sender=sender, **options)
+            result = {
+                "ok": True,
+                "draft": True,
+                "message_id": kept.message_id,
+                "folder": kept.folder,
+                "recipients": list(kept.recipients),
+                "subject": subject,
+            }
+            emit(as_json, result, lambda: click.echo(f"saved draft {subject!r} in {kept.folder}"))
+            return
         else:
             receipt = send(session, sender=sender, save_to_sent=save_to_sent, **options)
             result = {
@@ -114,6 +128,24 @@ def send_command(
     verb = "would send" if dry_run else "sent"
     line = f"{verb} {subject!r} from {result['from']} to {', '.join(result['recipients'])}"
     emit(as_json, result, lambda: click.echo(line))
+
+
+@click.command("append")
+@session_option
+@click.argument("eml", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--folder", "-f", "folder", required=True, help="The folder to store it in.")
+@click.option("--unseen", is_flag=True, help="Store it unread.")
+@json_option
+@handle_errors
+def append_command(session_name: str, eml: Path, folder: str, unseen: bool, as_json: bool) -> None:
+    """Store the message in file EML (an .eml) in FOLDER as it is, e.g. to restore or import mail."""
+    with open_session(session_name) as session:
+        message_id = append(session, folder, eml, seen=not unseen)
+    emit(
+        as_json,
+        {"ok": True, "folder": folder, "message_id": message_id},
+        lambda: click.echo(f"stored {eml.name} in {folder}"),
+    )
 
 
 def _respond(
@@ -272,4 +304,4 @@ def forward_command(
     )
 
 
-COMMANDS = [send_command, reply_command, forward_command]
+COMMANDS = [send_command, reply_command, forward_command, append_command]

@@ -40,6 +40,7 @@ __all__ = [
     "ManagesFolders",
     "Moves",
     "ResumesParts",
+    "SavesDrafts",
     "ServerReport",
     "SubmitsMail",
     "Syncs",
@@ -276,6 +277,15 @@ class Appends(Protocol):
 
 
 @runtime_checkable
+class SavesDrafts(Protocol):
+    """A mailbox that keeps drafts: a composed message stored, not sent, where its mail clients look."""
+
+    def save_draft(self, raw: bytes) -> str:
+        """Store ``raw`` as a draft (IMAP: ``\\Draft`` in the folder flagged ``\\Drafts``); return that folder."""
+        ...
+
+
+@runtime_checkable
 class SubmitsMail(Protocol):
     """A mailbox whose server sends mail itself (EWS, Graph), instead of through an SMTP server."""
 
@@ -345,6 +355,7 @@ ABILITY_NAMES: dict[type, str] = {
     Moves: "moves",
     Deletes: "deletion",
     Appends: "way to store messages",
+    SavesDrafts: "drafts",
     SubmitsMail: "sending of its own",
     FetchesBodies: "bulk body fetch",
     FetchesAhead: "pipelining",

@@ -47,6 +47,7 @@ SUMMARY_FIELDS = (
     "attachments",
     "body",
     "item_class",
+    "categories",
 )
 
 
@@ -147,12 +148,14 @@ def summary_of(item: Any, folder: str) -> MessageSummary:
         key=EwsKey(folder, item.id),
         header=header,
         flags=frozenset(
-            name
-            for name, on in (
-                ("\\Seen", item.is_read),
-                ("\\Flagged", item.postroom_flag_status == _FLAGGED),
-            )
-            if on
+            [
+                *(
+                    name
+                    for name, on in (("\\Seen", item.is_read), ("\\Flagged", item.postroom_flag_status == _FLAGGED))
+                    if on
+                ),
+                *(str(c) for c in getattr(item, "categories", None) or () if c),  # Outlook categories: keywords
+            ]
         ),
         size=item.size or 0,
         received=received,

@@ -32,13 +32,13 @@ from exchangelib.services import GetAttachment
 
 from postroom.auth.base import Login
 from postroom.config.ews import Ews
-from postroom.errors import ProtocolError, SessionError
+from postroom.errors import ProtocolError, SessionError, UnsupportedError
 from postroom.filters import MessageFilter, server_term
 from postroom.logs import get_logger
 from postroom.message.keys import KeyList, KeyRun
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
-from postroom.transports.contract import Folder, ItemResult, ServerReport
+from postroom.transports.contract import Folder, ItemResult, ServerReport, check_flag_names
 from postroom.transports.ews.client import EwsClient
 from postroom.transports.ews.items import SUMMARY_FIELDS, body_of, header_block_of, summary_of
 from postroom.transports.ews.keys import EwsKey
@@ -48,6 +48,8 @@ from postroom.transports.imap.folders import user_path
 __all__ = ["EwsMailbox"]
 
 _log = get_logger("postroom.ews")
+#: PidTagFlagStatus (MS-OXOFLAG) of a message flagged for follow-up.
+_FLAG_FOLLOW_UP = 2
 #: Items per GetItem / MoveItem / UpdateItem / DeleteItem request.
 BATCH = 100
 #: Item ids per FindItem page.
@@ -358,6 +360,44 @@ class EwsMailbox:
 
         return self._bulk(keys, update)
 
+    def set_flags(self, keys: list[EwsKey], flags: tuple[str, ...], on: bool) -> list[ItemResult]:
+        """``\\Flagged`` is Outlook's follow-up flag (PidTagFlagStatus 2, removed to unflag); other keywords
+        are Outlook categories (read first, so the others a message has are kept)."""
+        check_flag_names(flags)
+        unsupported = [f for f in flags if f.startswith("\\") and f.lower() != "\\flagged"]
+        if unsupported:
+            raise UnsupportedError(
+                f"Exchange keeps no {unsupported[0]} flag", hint="\\Flagged and categories (keywords) can be set"
+            )
+        account = self._account()
+        flagged = any(f.lower() == "\\flagged" for f in flags)
+        categories = [f for f in flags if not f.startswith("\\")]
+        current: dict[str, list[str]] = {}
+        if categories:
+            for key, item in self._fetch(keys, ("categories",)):
+                current[key.item_id] = list(item.categories or ())
+
+        def update(ids: list[tuple[str, None]]) -> list[Any]:
+            items = []
+            for item_id, changekey in ids:
+                fields: dict[str, Any] = {}
+                if flagged:
+                    fields["postroom_flag_status"] = _FLAG_FOLLOW_UP if on else None
+                if categories:
+                    have = current.get(item_id, [])
+                    folded = {c.casefold() for c in categories}
+                    fields["categories"] = (
+                        have + [c for c in categories if c.casefold() not in {h.casefold() for h in have}]
+                        if on
+                        else [c for c in have if c.casefold() not in folded]
+                    ) or None
+                items.append((EwsMessage(account=account, id=item_id, changekey=changekey, **fields), tuple(fields)))
+            return list(
+                account.bulk_update(items, conflict_resolution="AlwaysOverwrite", message_disposition="SaveOnly")
+            )
+
+        return self._bulk(keys, update)
+
     def move(self, keys: list[EwsKey], folder: str) -> list[ItemResult]:
         account, (path, target) = self._account(), self._folder(folder)
         return self._bulk(keys, lambda ids: list(account.bulk_move(ids, to_folder=target)), target=path)
@@ -369,6 +409,13 @@ class EwsMailbox:
     def append(self, folder: str, raw: bytes, *, seen: bool = True) -> None:
         account, target = self._account(), self._folder(folder)[1]
         self._run(lambda: EwsMessage(account=account, folder=target, mime_content=raw, is_read=seen).save())
+
+    def save_draft(self, raw: bytes) -> str:
+        """CreateItem (SaveOnly) in the Drafts folder."""
+        account = self._account()
+        drafts = account.drafts
+        self._run(lambda: EwsMessage(account=account, folder=drafts, mime_content=_cleaned(raw), is_read=True).save())
+        return next((path for path, folder in self._folder_map().items() if folder.id == drafts.id), "Drafts")
 
     def has_message_id(self, folder: str, message_id: str) -> bool:
         target = self._folder(folder)[1]

@@ -278,10 +278,29 @@ class ImapWriting(ImapConnection):
         if typ != "OK":
             raise _refused_target("APPEND", folder, data, self._known_folders)
 
+    def save_draft(self, raw: bytes) -> str:
+        """APPEND with ``\\Draft \\Seen`` to the folder flagged ``\\Drafts`` (RFC 6154), else one named as
+        clients name it, else a new ``Drafts``."""
+        self._forget_ahead()
+        found = self.folders()
+        flagged = [f.name for f in found if "\\DRAFTS" in {flag.upper() for flag in f.flags}]
+        named = [f.name for f in found if f.name.rpartition("/")[2].casefold() in _DRAFT_NAMES]
+        folder = (flagged or sorted(named, key=lambda n: n.count("/")) or [""])[0] or self.create_folder("Drafts").name
+        target = mailbox_arg(self._server_name(folder))
+        stamp = imaplib.Time2Internaldate(dt.datetime.now(dt.UTC))
+        typ, data = self._call(lambda c: c.append(target, "(\\Seen \\Draft)", stamp, raw))
+        if typ != "OK":
+            raise _refused_target("APPEND", folder, data, self._known_folders)
+        return folder
+
     def has_message_id(self, folder: str, message_id: str) -> bool:
         self._select(folder, writable=False)
         _typ, data = self._uid("SEARCH", "HEADER", "Message-ID", quote(message_id))
         return any(chunk and bytes(chunk).split() for chunk in data)
+
+
+#: What clients name the drafts folder when the server flags none as ``\\Drafts``.
+_DRAFT_NAMES = ("drafts", "draft", "entwürfe", "brouillons", "borradores")
 
 
 def _refused_target(command: str, folder: str, data: object, known: Callable[[], str]) -> PostroomError:
