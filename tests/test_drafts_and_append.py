@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import postroom
 from postroom import ConfigError, Outlook, UnsupportedError
 from postroom.cli.main import cli
-from tests.conftest import PASSWORD, server_config
+from tests.conftest import PASSWORD
 from tests.mail_samples import PDF, simple
 from tests.oauth_modes import client_credentials, variables
 from tests.servers.dovecot import Dovecot
