@@ -713,3 +713,22 @@ def test_china_has_no_delta_so_an_incremental_loop_is_refused_before_any_request
         with pytest.raises(UnsupportedError, match="21Vianet"):
             postroom.messages(session, since_last="bot")
         assert graph.count("GET", r"/messages/delta$") == 0 and len(graph.requests) - before <= 3
+
+
+def test_debug_logs_never_show_a_token_or_an_upload_urls_query(
+    app_session: postroom.Session, graph: GraphStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"z" * 5_000_000)
+    graph.deliver(USER, mail("search me"))
+    with caplog.at_level(logging.DEBUG):
+        list(postroom.messages(app_session, subject="search me"))
+        postroom.send(app_session, to="x@example.test", subject="large", body="b", attachments=[big])
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/upload/" in text and "HTTP Request" in text  # httpx did log the requests
+    token = _token(app_session)
+    assert token not in text and "Bearer" not in text
+    assert "search%20me" not in text and "search me'" not in text  # the listing's filter is hidden too
+    assert "authtoken" not in text  # an upload URL's own credential

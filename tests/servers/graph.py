@@ -866,9 +866,11 @@ class _Router:
                 "size": size,
                 "type": str(item.get("contentType") or "application/octet-stream"),
                 "data": bytearray(),
+                "secret": secrets.token_urlsafe(24),
             }
             expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            url = f"{self.state.url}/upload/{token}"  # another path, pre-authenticated (outlook.office.com in Graph)
+            # another path, pre-authenticated by its query as Graph's (on outlook.office.com): the credential is in the URL
+            url = f"{self.state.url}/upload/{token}?authtoken={self.state.uploads[token]['secret']}"
             return _Reply(201, {"uploadUrl": url, "expirationDateTime": expires, "nextExpectedRanges": ["0-"]})
         if sub == "/send" and m == "POST":
             if message.folder_id != store.folder("drafts").id:
@@ -1096,6 +1098,10 @@ def _upload(state: GraphStandIn, request: Request) -> Response:
             return _response(state, GraphFault(401, "InvalidAuthenticationToken", "An upload URL takes no token."))
         if session is None:
             return _response(state, GraphFault(404, "ErrorItemNotFound", "The upload session is not found or expired."))
+        if request.args.get("authtoken") != session["secret"]:
+            return _response(
+                state, GraphFault(401, "InvalidAuthenticationToken", "The upload URL's authtoken is wrong.")
+            )
         if state.refuse_uploads:
             return _response(state, GraphFault(500, "generalException", "An internal server error occurred."))
         found = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", request.headers.get("Content-Range", ""))

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -77,6 +79,23 @@ class SubReply:
         return 200 <= self.status < 300
 
 
+class _HideQueries(logging.Filter):
+    """httpx logs each request's URL at INFO: keep the path, hide the query (an upload session's URL carries its
+    own credential there, and a listing's filter carries what the bot searched for)."""
+
+    _QUERY = re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self._QUERY.sub(r"\1?***", message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_hide_queries = _HideQueries()
+
+
 class GraphClient:
     """Requests to Graph for one session; not thread-safe (the session serialises calls)."""
 
@@ -85,6 +104,10 @@ class GraphClient:
         self.login = login
         self.governor = governor
         self.root = f"{config.base_url}/v1.0"
+        for name in ("httpx", "httpcore"):
+            logger = logging.getLogger(name)
+            if _hide_queries not in logger.filters:
+                logger.addFilter(_hide_queries)
         self._origin = urlsplit(config.base_url)._replace(path="", query="", fragment="").geturl()
         verify: ssl.SSLContext = client_context(verify=config.verify_certificate, ca_file=config.ca_file)
         self._http = httpx.Client(

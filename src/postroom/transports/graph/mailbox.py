@@ -436,7 +436,7 @@ class GraphMailbox:
     def _range(self, keys: list[GraphKey], bodies: bool) -> dict[GraphKey, MessageSummary]:
         """The summaries of a chunk of listed keys in one query (see :meth:`_span_rows`), with the text
         bodies in the same pages when the loop reads them."""
-        times = [self._received.pop(k) for k in keys]
+        times = [self._received[k] for k in keys]
         select = LIST_FIELDS + (",body" if bodies else "")
         found: dict[GraphKey, MessageSummary] = {}
         for key, row in self._span_rows(keys, times, select, expand=True, bodies=bodies):
@@ -446,6 +446,8 @@ class GraphMailbox:
             if is_meeting(row):
                 self._meetings.add(key)
             found[key] = summary
+        for key in keys:  # only now: a query cut by a dropped connection is asked again the same way
+            self._received.pop(key, None)
         return found
 
     def _span_rows(
