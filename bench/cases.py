@@ -126,6 +126,118 @@ def case_imaptools_default(host: str, port: int, ca: str, user: str, password: s
     return _imap_tools_consume(lambda: box.fetch(mark_seen=False), start)
 
 
+def case_postroom_pop3(host: str, port: int, ca: str, user: str, password: str) -> int:
+    """The same loop over POP3 (implicit TLS): every message is a whole RETR, parsed once."""
+    import postroom
+    from postroom import Basic, EmailServer, Variable
+
+    config = EmailServer(
+        host=host, port=port, protocol="pop3", security="ssl", ca_file=ca, auth=Basic(Variable("U"), Variable("P"))
+    )
+    session = postroom.connect("bench", config, variables={"U": user, "P": password})
+    count = 0
+    start = time.perf_counter()
+    for message in postroom.messages(session, order="oldest"):
+        _ = (message.subject, str(message.from_ or ""), message.sent_date, message.attachment_names, message.text)
+        count += 1
+    _report(start, count)
+    postroom.disconnect("bench")
+    return count
+
+
+def case_poplib_parse(host: str, port: int, ca: str, user: str, password: str) -> int:
+    """poplib RETR of every message, each parsed with ``policy=default`` (the POP3 anchor)."""
+    import poplib
+
+    poplib._MAXLINE = 1 << 26  # poplib stops at 2 KB lines ("line too long"); a user must raise it for real mail
+    client = poplib.POP3_SSL(host, port, context=_context(ca))
+    client.user(user)
+    client.pass_(password)
+    start = time.perf_counter()
+    total, _size = client.stat()
+    for number in range(1, total + 1):
+        _resp, lines, _octets = client.retr(number)
+        _stdlib_fields(b"\r\n".join(lines) + b"\r\n")
+    _report(start, total)
+    client.quit()
+    return total
+
+
+def case_postroom_move(host: str, port: int, ca: str, user: str, password: str, *, count: int = 1000) -> int:
+    """Move ``count`` messages to Archive (timed) and back (not timed), by key, in one bulk call."""
+    import postroom
+    from postroom import Basic, EmailServer, Variable
+
+    config = EmailServer(host=host, port=port, ca_file=ca, auth=Basic(Variable("U"), Variable("P")))
+    with postroom.connect("bench", config, variables={"U": user, "P": password}) as session:
+        postroom.create_folder(session, "Archive")
+        chosen = [m.key for m in postroom.messages(session, order="oldest", limit=count)]
+        start = time.perf_counter()
+        results = postroom.move(session, chosen, "Archive")
+        seconds = time.perf_counter() - start
+        postroom.move(session, [r.new_key for r in results if r.new_key], "INBOX")
+    print(json.dumps({"seconds": seconds, "messages": sum(r.ok for r in results)}), flush=True)
+    return len(results)
+
+
+SENDS = 1000
+
+
+def case_postroom_send(host: str, port: int, ca: str, user: str, password: str) -> int:
+    """1,000 messages through the SMTP server (STARTTLS + AUTH) with ``send_each`` on one SMTP server."""
+    import postroom
+    from postroom import Basic, SmtpServer, Variable
+
+    server = SmtpServer(host=host, port=port, security="starttls", ca_file=ca, auth=Basic(Variable("U"), Variable("P")))
+    names = {"U": user, "P": password}
+    start = time.perf_counter()
+    results = postroom.send_each(
+        server, [{"to": user, "subject": f"bench {n}", "body": "hello"} for n in range(SENDS)], variables=names
+    )
+    _report(start, sum(r.sent for r in results))
+    return len(results)
+
+
+def _smtplib(host: str, port: int, ca: str, user: str, password: str) -> Any:
+    import smtplib
+
+    client = smtplib.SMTP(host, port)
+    client.starttls(context=_context(ca))
+    client.login(user, password)
+    return client
+
+
+def _bench_message(user: str, number: int) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = user, user, f"bench {number}"
+    message.set_content("hello")
+    return message.as_bytes()
+
+
+def case_smtplib_per_message(host: str, port: int, ca: str, user: str, password: str) -> int:
+    """A new connection, STARTTLS and AUTH for every message (what a naive bot does)."""
+    start = time.perf_counter()
+    for number in range(SENDS):
+        client = _smtplib(host, port, ca, user, password)
+        client.sendmail(user, [user], _bench_message(user, number))
+        client.quit()
+    _report(start, SENDS)
+    return SENDS
+
+
+def case_smtplib_reused(host: str, port: int, ca: str, user: str, password: str) -> int:
+    """One connection for all messages (the lower bound)."""
+    client = _smtplib(host, port, ca, user, password)
+    start = time.perf_counter()
+    for number in range(SENDS):
+        client.sendmail(user, [user], _bench_message(user, number))
+    _report(start, SENDS)
+    client.quit()
+    return SENDS
+
+
 def check(host: str, port: int, ca: str, user: str, password: str, sample: int = 200) -> dict[str, Any]:
     """postroom's fields against a full ``policy=default`` parse of the same messages."""
     import postroom
@@ -161,6 +273,12 @@ def _report(start: float, count: int) -> None:
 
 CASES: dict[str, Callable[..., Any]] = {
     "postroom": case_postroom,
+    "postroom-pop3": case_postroom_pop3,
+    "poplib-parse": case_poplib_parse,
+    "postroom-move": case_postroom_move,
+    "postroom-send": case_postroom_send,
+    "smtplib-per-message": case_smtplib_per_message,
+    "smtplib-reused": case_smtplib_reused,
     "postroom-headers": case_postroom_headers,
     "imaplib-parse": case_imaplib_parse,
     "imaplib-raw": case_imaplib_raw,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,41 @@ from tests.servers.dovecot import SHARED_PASSWORD, Dovecot
 
 from bench.mailbox import generate
 
-CASES = ["postroom", "postroom-headers", "imaplib-raw", "imaplib-parse", "imaptools-bulk", "imaptools-default"]
+CASES = [
+    "postroom",
+    "postroom-headers",
+    "imaplib-raw",
+    "imaplib-parse",
+    "imaptools-bulk",
+    "imaptools-default",
+    "postroom-pop3",
+    "poplib-parse",
+    "postroom-move",
+    "postroom-send",
+    "smtplib-per-message",
+    "smtplib-reused",
+]
+#: Cases that talk POP3 (given the POP3S port) or SMTP (the submission port); the others IMAPS.
+POP3_CASES = {"postroom-pop3", "poplib-parse"}
+SMTP_CASES = {"postroom-send", "smtplib-per-message", "smtplib-reused"}
+#: The SMTP server (in this process, delivering into Dovecot by LMTP), started when a send case runs.
+SMTP: Any = None
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def dovecot_cpu(dovecot: Dovecot) -> float:
+    """Seconds of CPU Dovecot spent: its master's own and its reaped children's (each imap/pop3 process
+    ends with its connection, so a case's server CPU is the difference around it)."""
+    assert dovecot._process is not None
+    fields = Path(f"/proc/{dovecot._process.pid}/stat").read_text().rpartition(")")[2].split()
+    utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
 TIMEOUT = 1800
 
 
@@ -38,11 +73,13 @@ def run_case(name: str, dovecot: Dovecot, user: str) -> dict[str, Any]:
         "bench.cases",
         name,
         "localhost",
-        str(dovecot.ports["imaps"]),
+        str(SMTP.starttls_port if name in SMTP_CASES else dovecot.ports["pop3s" if name in POP3_CASES else "imaps"]),
         str(dovecot.certs.ca_file),
         user,
         SHARED_PASSWORD,
     ]
+    server_before = dovecot_cpu(dovecot) + _own_cpu()  # the SMTP server runs in this process
+    smtp_before = (SMTP.connections, SMTP.logins) if SMTP is not None else (0, 0)
     started = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent
@@ -55,7 +92,15 @@ def run_case(name: str, dovecot: Dovecot, user: str) -> dict[str, Any]:
         last = (err.strip().splitlines() or ["no output"])[-1]
         return {"case": name, "failed": last[:160], "wall": time.perf_counter() - started}
     result = json.loads(out.strip().splitlines()[-1])
-    result.update(case=name, cpu=usage.ru_utime + usage.ru_stime, peak_mb=usage.ru_maxrss / 1024)
+    time.sleep(0.2)  # the server's process for this connection exits and is reaped
+    result.update(
+        case=name,
+        cpu=usage.ru_utime + usage.ru_stime,
+        peak_mb=usage.ru_maxrss / 1024,
+        server_cpu=dovecot_cpu(dovecot) + _own_cpu() - server_before,
+    )
+    if name in SMTP_CASES:
+        result.update(connections=SMTP.connections - smtp_before[0], logins=SMTP.logins - smtp_before[1])
     return result
 
 
@@ -84,7 +129,21 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
     parser.add_argument("--json", type=Path, help="Also write the results to this file.")
     args = parser.parse_args()
+    global SMTP
     dovecot = Dovecot.start()
+    smtp_context = None
+    if SMTP_CASES & set(args.cases):
+        import logging
+        import warnings
+
+        from tests.servers.smtp import smtp_server
+
+        warnings.filterwarnings("ignore", message="Session.login_data is deprecated")  # aiosmtpd, about itself
+        warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+        logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+        smtp_context = smtp_server(dovecot)
+        SMTP = smtp_context.__enter__()
     report: dict[str, Any] = {"sizes": {}}
     try:
         for size in args.sizes:
@@ -130,19 +189,31 @@ def main() -> None:
                 rows[case] = {
                     "seconds_min": min(r["seconds"] for r in good),
                     "seconds_median": median,
-                    "msg_per_s": size / median,
+                    "msg_per_s": good[0]["messages"] / median,
                     "cpu_s": statistics.median(r["cpu"] for r in good),
+                    "server_cpu_s": statistics.median(r["server_cpu"] for r in good),
                     "peak_mb": max(r["peak_mb"] for r in good),
                     "messages": good[0]["messages"],
+                    **{k: good[0][k] for k in ("connections", "logins") if k in good[0]},
                 }
+                server = rows[case]["server_cpu_s"]
+                limit = f"  wall/server {median / server:5.2f}" if server > 0 else ""
                 print(
-                    f"  {case:18} {size / median:9,.0f} msg/s  median {median:7.2f} s  "
-                    f"peak {rows[case]['peak_mb']:6.0f} MB  cpu {rows[case]['cpu_s']:6.2f} s",
+                    f"  {case:18} {good[0]['messages'] / median:9,.0f} msg/s  median {median:7.2f} s  "
+                    f"peak {rows[case]['peak_mb']:6.0f} MB  cpu {rows[case]['cpu_s']:6.2f} s  "
+                    f"server cpu {server:6.2f} s{limit}"
+                    + (
+                        f"  connections {good[0]['connections']}  logins {good[0]['logins']}"
+                        if case in SMTP_CASES
+                        else ""
+                    ),
                     flush=True,
                 )
             report["sizes"][size] = {"megabytes": megabytes, "check": check, "cases": rows}
             print_ratios(size, rows)
     finally:
+        if smtp_context is not None:
+            smtp_context.__exit__(None, None, None)
         dovecot.stop()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -158,6 +229,9 @@ def print_ratios(size: int, rows: dict[str, Any]) -> None:
             print(f"  ratio postroom / {baseline:17} {ours / theirs:5.2f}x", flush=True)
         elif baseline in rows:
             print(f"  ratio postroom / {baseline:17}   n/a ({rows[baseline].get('failed', 'failed')[:60]})")
+    pop3, poplib_rate = rows.get("postroom-pop3", {}).get("msg_per_s"), rows.get("poplib-parse", {}).get("msg_per_s")
+    if pop3 and poplib_rate:
+        print(f"  ratio postroom-pop3 / poplib-parse   {pop3 / poplib_rate:5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

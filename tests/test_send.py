@@ -254,3 +254,39 @@ def test_send_each_carries_on_past_a_bad_message_and_a_typo_sends_nothing(
     assert [r.sent for r in results] == [True, False, False, True]
     assert all(r.error is not None for r in results[1:3])
     assert sorted(m.subject for m in inbox_of(dovecot, recipient)) == ["first", "fourth"]
+
+
+def test_a_bulk_send_or_reply_uses_one_connection_and_one_login(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str
+) -> None:
+    session = session_for(dovecot, smtp, mailbox_user)
+    before = (smtp.connections, smtp.logins)
+    results = postroom.send_each(session, [{"to": recipient, "subject": f"bulk {n}", "body": "x"} for n in range(6)])
+    assert [r.status for r in results] == ["done"] * 6
+    assert (smtp.connections - before[0], smtp.logins - before[1]) == (1, 1)
+    for number in range(3):
+        dovecot.deliver(mailbox_user, simple(f"question {number}", sender=f"Asker <{recipient}>"))
+    before = (smtp.connections, smtp.logins)
+    answered = postroom.reply(session, list(postroom.messages(session, subject="question")), "answer")
+    assert [r.status for r in answered] == ["done"] * 3
+    assert (smtp.connections - before[0], smtp.logins - before[1]) == (1, 1)
+    before = (smtp.connections, smtp.logins)
+    postroom.send(session, to=recipient, subject="alone", body="x")  # a single send: a connection of its own
+    assert smtp.connections - before[0] == 1
+    bulk = sorted(m.subject for m in inbox_of(dovecot, recipient) if m.subject.startswith("bulk"))
+    assert bulk == [f"bulk {n}" for n in range(6)]  # each once
+
+
+def test_a_server_that_closes_between_messages_gets_each_message_once(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, recipient: str
+) -> None:
+    session = session_for(dovecot, smtp, mailbox_user)
+    smtp.close_after = 2  # "421 too many messages" servers: a new connection every two messages
+    try:
+        before = smtp.connections
+        results = postroom.send_each(session, [{"to": recipient, "subject": f"n{n}", "body": "x"} for n in range(5)])
+    finally:
+        smtp.close_after = 0
+    assert [r.status for r in results] == ["done"] * 5
+    assert smtp.connections - before == 3
+    assert sorted(m.subject for m in inbox_of(dovecot, recipient)) == [f"n{n}" for n in range(5)]  # once each

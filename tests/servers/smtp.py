@@ -29,6 +29,11 @@ class SmtpServerUnderTest:
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     #: Recipients the server refuses at RCPT TO (550 5.1.1), as a real server does an unknown user.
     refused: set[str] = field(default_factory=set)
+    #: Connections accepted and password logins checked (the send bench counts them).
+    connections: int = 0
+    logins: int = 0
+    #: Close each connection after this many messages, as servers with a per-connection limit do (0: never).
+    close_after: int = 0
 
 
 class _LmtpRelay:
@@ -80,7 +85,19 @@ class _LmtpRelay:
         await asyncio.get_running_loop().run_in_executor(
             None, self._deliver, envelope.mail_from, envelope.rcpt_tos, data
         )
+        server.postroom_sent = getattr(server, "postroom_sent", 0) + 1
         return "250 2.0.0 delivered"
+
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd hook
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        """A server with a limit of messages per connection answers the next MAIL with 421 and hangs up."""
+        if self.record.close_after and getattr(server, "postroom_sent", 0) >= self.record.close_after:
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.7.0 Too many messages in this connection, closing"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     def _deliver(self, sender: str, recipients: list[str], data: bytes) -> None:
         for recipient in recipients:  # smtplib.LMTP cannot read LMTP's per-recipient replies to one DATA
@@ -112,13 +129,15 @@ class _BigLineSMTP(SMTP):  # type: ignore[misc]
 
 class _Controller(Controller):  # type: ignore[misc]
     def factory(self) -> SMTP:
+        self.handler.record.connections += 1  # aiosmtpd makes one SMTP protocol per connection
         return _BigLineSMTP(self.handler, **self.SMTP_kwargs)
 
 
-def _authenticator(dovecot: Dovecot) -> Any:
+def _authenticator(dovecot: Dovecot, record: SmtpServerUnderTest) -> Any:
     def check(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
+        record.logins += 1
         user = auth_data.login.decode()
         expected = dovecot.users.get(user, SHARED_PASSWORD)
         return AuthResult(success=auth_data.password.decode() == expected, handled=False)
@@ -139,7 +158,7 @@ def smtp_server(
     common = {
         "hostname": "127.0.0.1",
         "server_hostname": "localhost",
-        "authenticator": _authenticator(dovecot),
+        "authenticator": _authenticator(dovecot, record),
         "auth_required": True,
     }
     starttls = _Controller(

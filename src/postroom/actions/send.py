@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import email
 import email.policy
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,7 +29,7 @@ from postroom.message.model import Address, Message
 from postroom.message.raw import header_block_of
 from postroom.session import Session
 from postroom.transports.contract import Appends, ItemStatus, Mailbox, SavesDrafts, SubmitsMail
-from postroom.transports.smtp import SendReceipt, send_message
+from postroom.transports.smtp import SendReceipt, SmtpSender, send_message
 from postroom.validation import check_one_line
 
 __all__ = [
@@ -94,7 +96,11 @@ def _deliver(
                 hint="nothing was sent; pass save_to_sent=False, or send through an IMAP session",
             )
         folder = sent_folder(session, save_to_sent)
-    receipt = send_message(server, login, draft.message, draft.sender, draft.recipients)
+    pool = _connections.get()
+    if pool is None:
+        receipt = send_message(server, login, draft.message, draft.sender, draft.recipients)
+    else:
+        receipt = pool.sender(server, login).send(draft.message, draft.sender, draft.recipients)
     _log.info("sent %s to %d recipient(s) via %s", receipt.message_id, len(receipt.recipients), server.address)
     if folder is not None:
         assert session is not None
@@ -164,6 +170,45 @@ class SendResult:
         return self.receipt is not None
 
 
+class _SmtpConnections:
+    """The SMTP connections of one bulk call: one per server and login, reused for every message."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], SmtpSender] = {}
+
+    def sender(self, server: SmtpServer, login: Login | None) -> SmtpSender:
+        key = (server.address, login.username.reveal() if login is not None else "")
+        found = self._open.get(key)
+        if found is None:
+            found = self._open[key] = SmtpSender(server, login)
+        return found
+
+    def close(self) -> None:
+        for sender in self._open.values():
+            sender.close()
+
+
+#: The connections of the bulk call running in this thread or task (None: each message has its own).
+_connections: contextvars.ContextVar[_SmtpConnections | None] = contextvars.ContextVar(
+    "postroom_smtp_connections", default=None
+)
+
+
+@contextlib.contextmanager
+def _one_connection_per_server() -> Iterator[None]:
+    """While this block runs, messages sent to one SMTP server share one connection and one login."""
+    if _connections.get() is not None:
+        yield
+        return
+    pool = _SmtpConnections()
+    token = _connections.set(pool)
+    try:
+        yield
+    finally:
+        _connections.reset(token)
+        pool.close()
+
+
 def _one_or_each(
     via: SessionRef,
     message: MessageRef | Iterable[MessageRef],
@@ -183,18 +228,26 @@ def _each(
     session = resolve(via)
     items = list(messages)
     results = []
-    for item, key in zip(items, keys_of(session, items), strict=True):  # every key checked before any is sent
-        message = item if isinstance(item, Message) else None
-        try:
-            if message is None:
-                message = get_message(session, key)
-            results.append(SendResult(key, "done", answer(session, message)))
-        except CopyAfterSendError as exc:
-            results.append(SendResult(key, "done", exc.receipt, exc))
-        except PostroomError as exc:
-            _log.warning("answering %s failed: %s", key, exc)
-            results.append(SendResult(key, "failed", error=exc))
+    with _one_connection_per_server():
+        for item, key in zip(items, keys_of(session, items), strict=True):  # every key checked before any is sent
+            results.append(_answer_one(session, item, key, answer))
     return results
+
+
+def _answer_one(
+    session: Session, item: MessageRef, key: MessageKey, answer: Callable[[Session, Message], SendReceipt]
+) -> SendResult:
+    """One message of a bulk reply or forward: its result, never its exception."""
+    message = item if isinstance(item, Message) else None
+    try:
+        if message is None:
+            message = get_message(session, key)
+        return SendResult(key, "done", answer(session, message))
+    except CopyAfterSendError as exc:
+        return SendResult(key, "done", exc.receipt, exc)
+    except PostroomError as exc:
+        _log.warning("answering %s failed: %s", key, exc)
+        return SendResult(key, "failed", error=exc)
 
 
 def append_once(folder: str, raw: bytes, message_id: str | None, *, seen: bool = True) -> Callable[[Mailbox], None]:
@@ -356,14 +409,15 @@ def send_each(
                 hint=f"the arguments are {', '.join(sorted(accepted))}",
             )
     results = []
-    for message in batch:
-        try:
-            results.append(SendResult(None, "done", send(via, variables=variables, vault=vault, **message)))
-        except CopyAfterSendError as exc:
-            results.append(SendResult(None, "done", exc.receipt, exc))
-        except PostroomError as exc:
-            _log.warning("sending %r failed: %s", message.get("subject", ""), exc)
-            results.append(SendResult(None, "failed", error=exc))
+    with _one_connection_per_server():
+        for message in batch:
+            try:
+                results.append(SendResult(None, "done", send(via, variables=variables, vault=vault, **message)))
+            except CopyAfterSendError as exc:
+                results.append(SendResult(None, "done", exc.receipt, exc))
+            except PostroomError as exc:
+                _log.warning("sending %r failed: %s", message.get("subject", ""), exc)
+                results.append(SendResult(None, "failed", error=exc))
     return results
 
 

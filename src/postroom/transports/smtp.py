@@ -15,6 +15,7 @@ from postroom.auth.base import Login, TokenLogin
 from postroom.config.smtp_server import SmtpServer
 from postroom.errors import (
     AuthenticationError,
+    ConnectionLostError,
     DeliveryUnknownError,
     ProtocolError,
     RecipientsRefusedError,
@@ -29,7 +30,7 @@ from postroom.transports.tls import client_context, describe_tls
 if TYPE_CHECKING:  # collections.abc.Buffer from Python 3.12
     from typing_extensions import Buffer
 
-__all__ = ["SendReceipt", "SmtpCheck", "check_submission", "send_message"]
+__all__ = ["SendReceipt", "SmtpCheck", "SmtpSender", "check_submission", "send_message"]
 
 _log = get_logger("postroom.smtp")
 
@@ -170,41 +171,116 @@ def check_submission(server: SmtpServer, login: Login | None) -> SmtpCheck:
         )
 
 
+class SmtpSender:
+    """One SMTP connection that sends several messages: opened (TLS, EHLO, AUTH) at the first, reused for
+    the next ones, and opened again when the server closed it between two messages (idle timeout, a limit
+    of messages per connection), which is safe: nothing of the next message had gone out. QUIT on close."""
+
+    def __init__(self, server: SmtpServer, login: Login | None) -> None:
+        self.server = server
+        self.login = login
+        self._stack: contextlib.ExitStack | None = None
+        self._client: _Client | None = None
+        self._where: StageTracker | None = None
+        #: Connections opened so far (one, unless the server closed one between messages).
+        self.connections = 0
+
+    def __enter__(self) -> SmtpSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                stack.close()
+
+    def _connected(self) -> _Client:
+        if self._client is None:
+            stack = contextlib.ExitStack()
+            self._client = stack.enter_context(_logged_in(self.server, self.login))
+            self._stack = stack
+            self._where = self._client._where
+            self.connections += 1
+        return self._client
+
+    def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> SendReceipt:
+        """Send ``message`` to ``recipients`` (the envelope; Bcc included). Fails if every recipient is refused."""
+        for attempt in (1, 2):
+            reused = self._client is not None
+            client = self._connected()
+            client.handed_over = False
+            assert self._where is not None
+            try:
+                with mapped_errors(self._where, "smtp"):
+                    refused = _transaction(client, message, sender, recipients)
+            except _ClosedBeforeSendingError:
+                self.close()
+                if attempt == 2 or not reused:
+                    raise ConnectionLostError(
+                        "the SMTP server closed the connection before the message went out; nothing was sent",
+                        hint="send it again",
+                    ) from None
+                _log.info("the SMTP server closed the connection between messages; connecting again")
+                continue
+            except BaseException:
+                self.close()  # a connection in an unknown state is not reused
+                raise
+            refused_text = {rcpt: server_text(reply[1]) for rcpt, reply in refused.items()}
+            if refused_text:
+                _log.warning("some recipients were refused: %s", refused_text)
+            return SendReceipt(
+                message_id=str(message.get("Message-ID", "")),
+                sender=sender,
+                recipients=tuple(r for r in recipients if r not in refused_text),
+                refused=refused_text,
+                server=self.server.address,
+            )
+        raise AssertionError("unreachable")
+
+
+class _ClosedBeforeSendingError(Exception):
+    """The server had closed the connection before anything of this message went out."""
+
+
+def _transaction(
+    client: _Client, message: EmailMessage, sender: str, recipients: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """MAIL, RCPT, DATA for one message on a logged-in connection; smtplib's errors as postroom's."""
+    try:
+        return client.send_message(message, from_addr=sender, to_addrs=recipients)
+    except smtplib.SMTPRecipientsRefused as exc:
+        detail = "; ".join(f"{rcpt}: {server_text(reply[1])}" for rcpt, reply in exc.recipients.items())
+        raise RecipientsRefusedError(
+            f"every recipient was refused ({detail}); nothing was sent", hint="check the addresses"
+        ) from None
+    except smtplib.SMTPSenderRefused as exc:
+        if exc.smtp_code == 421:  # "service not available, closing channel": before anything went out
+            raise _ClosedBeforeSendingError from None
+        raise ProtocolError(
+            f"the sender {sender!r} was refused: {server_text(exc.smtp_error)}",
+            hint="send from the mailbox's own address, or ask for send-as rights",
+        ) from None
+    except smtplib.SMTPDataError as exc:
+        raise ProtocolError(f"the message was refused: {server_text(exc.smtp_error)}") from None
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:  # OSError: resets and timeouts
+        if not client.handed_over:
+            if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionResetError | BrokenPipeError):
+                raise _ClosedBeforeSendingError from None
+            raise  # nothing was handed over: not delivered, safe to send again
+        raise DeliveryUnknownError(
+            f"the connection dropped after {message.get('Message-ID', 'the message')} was handed to the "
+            f"server, before it confirmed ({type(exc).__name__}): it may have been delivered",
+            hint="do not send it again blindly: look for that Message-ID with the recipients or in the "
+            "server's log first",
+        ) from exc
+
+
 def send_message(
     server: SmtpServer, login: Login | None, message: EmailMessage, sender: str, recipients: list[str]
 ) -> SendReceipt:
-    """Send ``message`` to ``recipients`` (the envelope; Bcc included). Fails if every recipient is refused."""
-    with _logged_in(server, login) as client:
-        try:
-            refused = client.send_message(message, from_addr=sender, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:
-            detail = "; ".join(f"{rcpt}: {server_text(reply[1])}" for rcpt, reply in exc.recipients.items())
-            raise RecipientsRefusedError(
-                f"every recipient was refused ({detail}); nothing was sent", hint="check the addresses"
-            ) from None
-        except smtplib.SMTPSenderRefused as exc:
-            raise ProtocolError(
-                f"the sender {sender!r} was refused: {server_text(exc.smtp_error)}",
-                hint="send from the mailbox's own address, or ask for send-as rights",
-            ) from None
-        except smtplib.SMTPDataError as exc:
-            raise ProtocolError(f"the message was refused: {server_text(exc.smtp_error)}") from None
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:  # OSError: resets and timeouts
-            if not client.handed_over:
-                raise  # nothing was handed over: not delivered, safe to send again
-            raise DeliveryUnknownError(
-                f"the connection dropped after {message.get('Message-ID', 'the message')} was handed to the "
-                f"server, before it confirmed ({type(exc).__name__}): it may have been delivered",
-                hint="do not send it again blindly: look for that Message-ID with the recipients or in the "
-                "server's log first",
-            ) from exc
-    refused_text = {rcpt: server_text(reply[1]) for rcpt, reply in refused.items()}
-    if refused_text:
-        _log.warning("some recipients were refused: %s", refused_text)
-    return SendReceipt(
-        message_id=str(message.get("Message-ID", "")),
-        sender=sender,
-        recipients=tuple(r for r in recipients if r not in refused_text),
-        refused=refused_text,
-        server=server.address,
-    )
+    """Send one message on a connection of its own (see :class:`SmtpSender` for several)."""
+    with SmtpSender(server, login) as sender_connection:
+        return sender_connection.send(message, sender, recipients)
