@@ -20,6 +20,7 @@ from postroom.transports.contract import (
     Flags,
     Folders,
     Mailbox,
+    ParsesWhole,
     ResumesParts,
     Syncs,
 )
@@ -48,6 +49,12 @@ class SessionSource:
 
     def raw(self, key: MessageKey) -> bytes:
         return self.session.call(lambda mailbox: mailbox.raw(key))
+
+    def structure(self, key: MessageKey, defects: list[str]) -> MimePart | None:
+        """The structure from the mailbox when it parses whole messages anyway (POP3), else None."""
+        if not self.session.can(ParsesWhole):
+            return None
+        return self.session.call(lambda mailbox: cast(ParsesWhole, mailbox).structure(key, defects))
 
     def stream_part(self, key: MessageKey, part: MimePart, sink: BinaryIO) -> int:
         written = 0

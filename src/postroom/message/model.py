@@ -293,12 +293,13 @@ class Message:
         if self.summary.structure is not None:
             return self.summary.structure
         source = self._source
-        parsed = (
-            source.parsed(self.key, self.defects)
-            if isinstance(source, RawSource)
-            else parse_raw(self.raw(), self.defects)
-        )
-        return structure_of(parsed, "", self.defects)
+        if isinstance(source, RawSource):
+            return structure_of(source.parsed(self.key, self.defects), "", self.defects)
+        from_source = getattr(source, "structure", None)  # a source that parses whole messages once (POP3)
+        found = from_source(self.key, self.defects) if from_source is not None else None
+        if isinstance(found, MimePart):
+            return found
+        return structure_of(parse_raw(self.raw(), self.defects), "", self.defects)
 
     def _part_text(self, part: MimePart | None) -> str | None:
         if part is None:

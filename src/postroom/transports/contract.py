@@ -39,6 +39,7 @@ __all__ = [
     "Mailbox",
     "ManagesFolders",
     "Moves",
+    "ParsesWhole",
     "ResumesParts",
     "SavesDrafts",
     "ServerReport",
@@ -321,6 +322,16 @@ class FetchesAhead(Protocol):
 
 
 @runtime_checkable
+class ParsesWhole(Protocol):
+    """A mailbox that reads whole messages (POP3: no partial fetch) and parses each once, for its structure
+    and its parts alike."""
+
+    def structure(self, key: MessageKey, defects: list[str]) -> MimePart:
+        """The message's MIME structure (defects met while parsing go to ``defects``)."""
+        ...
+
+
+@runtime_checkable
 class ResumesParts(Protocol):
     """A mailbox that carries on streaming a part where a dropped connection stopped it (IMAP partial fetch)."""
 
@@ -359,6 +370,7 @@ ABILITY_NAMES: dict[type, str] = {
     SubmitsMail: "sending of its own",
     FetchesBodies: "bulk body fetch",
     FetchesAhead: "pipelining",
+    ParsesWhole: "whole-message parsing",
     ResumesParts: "resumable downloads",
     Syncs: "incremental loops",
 }

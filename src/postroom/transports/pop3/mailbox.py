@@ -22,7 +22,7 @@ from postroom.filters import MessageFilter
 from postroom.logs import get_logger
 from postroom.message.keys import KeyList, KeyRun
 from postroom.message.raw import RawSource
-from postroom.message.structure import MimePart
+from postroom.message.structure import MimePart, structure_of
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
@@ -36,6 +36,10 @@ __all__ = ["Pop3Mailbox"]
 
 _log = get_logger("postroom.pop3")
 T = TypeVar("T")
+
+
+#: The largest multi-line reply read (a whole message on RETR): beyond it the server is taken to be broken.
+MAX_REPLY = 1 << 30
 
 
 class _Client(poplib.POP3):
@@ -61,6 +65,44 @@ class _Client(poplib.POP3):
     def read_reply(self) -> bytes:
         reply: bytes = self._getresp()  # type: ignore[attr-defined]
         return reply
+
+    def _getlongresp(self) -> tuple[bytes, list[bytes], int]:
+        """poplib's multi-line reply (status, lines, octets), read in blocks rather than line by line."""
+        status = self.read_reply()
+        body = self._read_body()
+        lines = body.split(b"\n")[:-1]
+        return status, [line[:-1] if line.endswith(b"\r") else line for line in lines], len(body)
+
+    def retr_bytes(self, number: int) -> bytes:
+        """RETR: the message as the server holds it (dot-stuffing undone), in one piece."""
+        self._putcmd(f"RETR {number}")  # type: ignore[attr-defined]
+        self.read_reply()
+        return self._read_body()
+
+    def _read_body(self) -> bytes:
+        """The rest of a multi-line reply up to its terminating ``.`` line, dot-stuffing undone (RFC 1939
+        §3). The server says nothing more until the next command, so the terminator ends what was read;
+        a connection that closes before it is a lost connection, and a reply larger than :data:`MAX_REPLY`
+        (a server that never stops) cannot be kept in step."""
+        buffer = bytearray()
+        while True:
+            chunk = self.file.read1(1 << 16)  # type: ignore[attr-defined]  # a BufferedReader (makefile("rb"))
+            if not chunk:
+                raise EOFError("the connection closed in the middle of a reply")
+            buffer += chunk
+            if buffer == b".\r\n" or buffer == b".\n":
+                return b""
+            if buffer.endswith((b"\n.\r\n", b"\n.\n")):
+                break
+            if len(buffer) > MAX_REPLY:
+                raise _OutOfStep(f"a reply longer than {MAX_REPLY >> 30} GiB")
+        end = len(buffer) - (3 if buffer.endswith(b"\n.\r\n") else 2)
+        body = bytes(buffer[:end])
+        if b"\n.." in body or body.startswith(b".."):
+            body = body.replace(b"\n..", b"\n.")
+            if body.startswith(b".."):
+                body = body[1:]
+        return body
 
     def _getline(self) -> tuple[bytes, int]:
         """One line of any length (poplib stops at 2,048 bytes, and a message may hold a 100 KB line).
@@ -102,6 +144,8 @@ class Pop3Mailbox:
         self._client: _Client | None = None
         self._where = tracker_for(config)
         self._numbers: dict[str, int] = {}
+        #: Message number → size, from one LIST per connection (not one LIST per message).
+        self._sizes: dict[int, int] = {}
         self._pending_deletes: list[str] = []
         self._last_raw: tuple[str, bytes] | None = None
         #: The last message RETR brought, parsed once for its structure, body and attachments.
@@ -138,6 +182,7 @@ class Pop3Mailbox:
                 raise
         self._client = client
         self._numbers = {}
+        self._sizes = {}
         if self._pending_deletes:
             resend, self._pending_deletes = self._pending_deletes, []
             _log.warning("re-sending %d deletion(s) the server rolled back when the connection dropped", len(resend))
@@ -205,6 +250,15 @@ class Pop3Mailbox:
             self._numbers = numbers
         return self._numbers
 
+    def _size_of(self, number: int) -> int:
+        if not self._sizes:
+            _resp, lines, _octets = self._run(lambda c: c.list())
+            for line in lines:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+                    self._sizes[int(fields[0])] = int(fields[1])
+        return self._sizes.get(number, 0)
+
     def _number(self, key: Pop3Key) -> int:
         number = self._uidls().get(key.uidl)
         if number is None or key.uidl in self._pending_deletes:
@@ -227,9 +281,7 @@ class Pop3Mailbox:
             if number is None:
                 continue
             _resp, lines, _octets = self._run(lambda c, n=number: c.top(n, 0))  # type: ignore[misc]
-            size_line = self._run(lambda c, n=number: c.list(n))  # type: ignore[misc]
-            parts = size_line.split()
-            size = int(parts[-1]) if parts and parts[-1].isdigit() else 0
+            size = self._size_of(number)
             out.append(
                 MessageSummary(key=key, header=b"\r\n".join(lines) + b"\r\n", flags=None, size=size, received=None)
             )
@@ -240,8 +292,7 @@ class Pop3Mailbox:
         if self._last_raw is not None and self._last_raw[0] == key.uidl:
             return self._last_raw[1]
         number = self._number(key)
-        _resp, lines, _octets = self._run(lambda c: c.retr(number))
-        data = b"\r\n".join(lines) + b"\r\n"
+        data = self._run(lambda c: c.retr_bytes(number))
         self._last_raw = (key.uidl, data)
         return data
 
@@ -252,6 +303,10 @@ class Pop3Mailbox:
 
     def part_content(self, key: Pop3Key, part: MimePart) -> bytes:
         return self._source.part_content(key, part)
+
+    def structure(self, key: Pop3Key, defects: list[str]) -> MimePart:
+        """The structure from the message parsed once for its parts too (one RETR, one parse)."""
+        return structure_of(self._source.parsed(key, defects), "", defects)
 
     def stream_part(self, key: Pop3Key, part: MimePart, write: Callable[[bytes], object]) -> int:
         data = self.part_content(key, part)  # POP3 has no partial fetch: RETR brings the whole message
