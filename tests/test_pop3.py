@@ -76,14 +76,14 @@ def test_each_response_code_has_its_own_message(code: str, kind: type[MailServer
     assert says in str(error)
 
 
-def test_retr_undoes_dot_stuffing_and_keeps_the_message_byte_for_byte(
-    pop3: postroom.Session, dovecot: Dovecot, mailbox_user: str
-) -> None:
+def test_retr_undoes_dot_stuffing_and_keeps_the_message_byte_for_byte(dovecot: Dovecot, mailbox_user: str) -> None:
     raw = (
         b"From: Dot <dot@example.test>\r\nTo: bot@example.test\r\nSubject: dots\r\n"
         b"Message-ID: <dots@example.test>\r\n\r\n.\r\n..\r\n.leading\r\nmiddle . dot\r\n.\r\nlast\r\n"
     )
-    dovecot.deliver(mailbox_user, raw)
-    message = next(iter(postroom.messages(pop3)))
-    assert message.raw() == raw  # the server stuffed each line starting with '.', postroom unstuffed them
-    assert message.text.splitlines() == [".", "..", ".leading", "middle . dot", ".", "last"]
+    dovecot.deliver(mailbox_user, raw)  # before the login: a POP3 session sees the maildrop as it was then
+    names = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    with postroom.connect("dots", server_config(dovecot, "pop3"), variables=names) as pop3:
+        message = next(iter(postroom.messages(pop3)))
+        assert message.raw() == raw  # the server stuffed each line starting with '.', postroom unstuffed them
+        assert message.text.splitlines() == [".", "..", ".leading", "middle . dot", ".", "last"]
