@@ -15,6 +15,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Consumed = tuple[str, str, Any, str, list[str]]
@@ -180,6 +181,50 @@ def case_postroom_move(host: str, port: int, ca: str, user: str, password: str, 
     return len(results)
 
 
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir())
+
+
+def case_postroom_save(host: str, port: int, ca: str, user: str, password: str) -> int:
+    """Save every attachment of the mailbox to disk (postroom streams each in ranges); reports MB written."""
+    import tempfile
+
+    import postroom
+    from postroom import Basic, EmailServer, Variable
+
+    config = EmailServer(host=host, port=port, ca_file=ca, auth=Basic(Variable("U"), Variable("P")))
+    session = postroom.connect("bench", config, variables={"U": user, "P": password})
+    with tempfile.TemporaryDirectory(prefix="bench-save-") as folder:
+        start = time.perf_counter()
+        files = 0
+        for message in postroom.messages(session, order="oldest"):
+            files += len(message.save_attachments(folder))
+        seconds = time.perf_counter() - start
+        written = _folder_bytes(Path(folder))
+    postroom.disconnect("bench")
+    print(json.dumps({"seconds": seconds, "messages": files, "megabytes": written / 1e6}), flush=True)
+    return files
+
+
+def case_imaptools_save(host: str, port: int, ca: str, user: str, password: str) -> int:
+    """imap-tools' bulk fetch, each attachment's payload written to a file (as its docs show)."""
+    import tempfile
+
+    box = _imap_tools(host, port, ca, user, password)
+    box.folder.set("INBOX", readonly=True)
+    with tempfile.TemporaryDirectory(prefix="bench-save-") as folder:
+        start = time.perf_counter()
+        files = 0
+        for message in box.fetch(bulk=True, mark_seen=False):
+            for attachment in message.attachments:
+                files += 1
+                (Path(folder) / f"{files}-{Path(attachment.filename or 'file').name}").write_bytes(attachment.payload)
+        seconds = time.perf_counter() - start
+        written = _folder_bytes(Path(folder))
+    print(json.dumps({"seconds": seconds, "messages": files, "megabytes": written / 1e6}), flush=True)
+    return files
+
+
 SENDS = 1000
 
 
@@ -276,6 +321,8 @@ CASES: dict[str, Callable[..., Any]] = {
     "postroom-pop3": case_postroom_pop3,
     "poplib-parse": case_poplib_parse,
     "postroom-move": case_postroom_move,
+    "postroom-save": case_postroom_save,
+    "imaptools-save": case_imaptools_save,
     "postroom-send": case_postroom_send,
     "smtplib-per-message": case_smtplib_per_message,
     "smtplib-reused": case_smtplib_reused,

@@ -37,6 +37,8 @@ CASES = [
     "postroom-pop3",
     "poplib-parse",
     "postroom-move",
+    "postroom-save",
+    "imaptools-save",
     "postroom-send",
     "smtplib-per-message",
     "smtplib-reused",
@@ -194,7 +196,7 @@ def main() -> None:
                     "server_cpu_s": statistics.median(r["server_cpu"] for r in good),
                     "peak_mb": max(r["peak_mb"] for r in good),
                     "messages": good[0]["messages"],
-                    **{k: good[0][k] for k in ("connections", "logins") if k in good[0]},
+                    **{k: good[0][k] for k in ("connections", "logins", "megabytes") if k in good[0]},
                 }
                 server = rows[case]["server_cpu_s"]
                 limit = f"  wall/server {median / server:5.2f}" if server > 0 else ""
@@ -206,7 +208,8 @@ def main() -> None:
                         f"  connections {good[0]['connections']}  logins {good[0]['logins']}"
                         if case in SMTP_CASES
                         else ""
-                    ),
+                    )
+                    + (f"  {good[0]['megabytes'] / median:6.1f} MB/s written" if "megabytes" in good[0] else ""),
                     flush=True,
                 )
             report["sizes"][size] = {"megabytes": megabytes, "check": check, "cases": rows}
