@@ -36,7 +36,7 @@ from postroom import (
 from postroom.sandbox.demo import invoice_bot
 from postroom.sandbox.seed import sample_mailbox
 from tests.conftest import PASSWORD, server_config
-from tests.mail_samples import simple
+from tests.mail_samples import PDF, simple
 from tests.oauth_modes import client_credentials, implicit, pkce, sign_in, variables
 from tests.servers.dovecot import Dovecot
 from tests.servers.ews import EwsServerUnderTest
@@ -774,3 +774,14 @@ def test_meeting_messages_are_emails_with_their_meeting_type(
     assert postroom.mark_read(ews, review)[0].ok
     again = next(m for m in postroom.messages(ews) if m.subject == "Review")
     assert again.seen and again.properties(with_bodies=False)["item_kind"] == "meeting"
+
+
+def test_a_loop_reading_bodies_asks_for_each_chunk_once(ews: postroom.Session, ews_server: EwsServerUnderTest) -> None:
+    """The text body comes with each chunk's GetItem (the bench found a GetItem per message: the body's
+    section was looked up as "1" where a message without attachments has it at the root)."""
+    for number in range(150):
+        ews_server.deliver(mail(f"m{number}", files={"a.pdf": PDF} if number % 10 == 0 else None))
+    ews_server.operations.clear()
+    texts = [m.text for m in postroom.messages(ews, order="oldest")]
+    assert len(texts) == 150 and all(t.strip() == "hello" for t in texts)
+    assert ews_server.operations.count("GetItem") <= 3  # the chunks (100 and 50), not one per message

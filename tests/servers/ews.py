@@ -165,6 +165,8 @@ class EwsServerUnderTest:
     schemes: list[str] = field(default_factory=list)
     #: Answer the next N requests with ErrorServerBusy (throttling).
     busy: int = 0
+    #: Bytes of the replies sent (the bench's counter).
+    bytes_out: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _clock: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -900,7 +902,21 @@ def _build_app(state: EwsServerUnderTest, folder: Path) -> Flask:
         except _Fault as fault:
             return Response(_soap_fault(fault.code, fault.text), 500, mimetype="text/xml")
         xml = f'<m:{op}Response xmlns:m="{M}" xmlns:t="{T}"><m:ResponseMessages>{"".join(messages)}</m:ResponseMessages></m:{op}Response>'
-        return Response(_envelope(xml), 200, mimetype="text/xml", content_type="text/xml; charset=utf-8")
+        reply = _envelope(xml)
+        with state.lock:
+            state.bytes_out += len(reply.encode("utf-8", "surrogatepass"))
+        return Response(reply, 200, mimetype="text/xml", content_type="text/xml; charset=utf-8")
+
+    @app.get("/_standin/stats")
+    def stats() -> Response:  # the bench's counters (a loopback test server: no auth)
+        import json
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        with state.lock:
+            found: dict[str, float] = {"requests": len(state.operations), "bytes_out": state.bytes_out}
+        found["cpu"] = usage.ru_utime + usage.ru_stime
+        return Response(json.dumps(found), 200, mimetype="application/json")
 
     return app
 

@@ -74,6 +74,10 @@ _filters_added = False
 _connections = itertools.count(1)
 
 
+#: Bytes per block read from an EWS reply.
+_READ_BLOCK = 64 * 1024
+
+
 class _ConnectionAdapter(requests.adapters.HTTPAdapter):
     """One connection's TLS verification and timeouts (exchangelib passes neither), and its replies cleaned."""
 
@@ -91,8 +95,11 @@ class _ConnectionAdapter(requests.adapters.HTTPAdapter):
         read = response.iter_content
 
         def iter_content(chunk_size: int | None = 1, decode_unicode: bool = False) -> Any:
-            chunks = read(chunk_size, decode_unicode)
-            return chunks if decode_unicode else sanitize_stream(chunks)
+            if decode_unicode:
+                return read(chunk_size, decode_unicode)
+            # exchangelib asks with requests' default of 1 byte: a byte at a time through the cleaner cost
+            # 7 ms a message (profiled); blocks of 64 KB cost nothing, and its parser takes any size
+            return sanitize_stream(read(max(chunk_size or 0, _READ_BLOCK), False))
 
         response.iter_content = iter_content  # this response only: exchangelib parses what it yields
         return response

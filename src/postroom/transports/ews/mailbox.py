@@ -266,14 +266,15 @@ class EwsMailbox:
     def bodies(self, summaries: list[MessageSummary]) -> dict[tuple[EwsKey, str], bytes]:
         """The text bodies: GetItem brings each one with its summary, so they are at hand already."""
         found: dict[tuple[EwsKey, str], bytes] = {}
-        missing: list[EwsKey] = []
+        missing: dict[EwsKey, str] = {}
         for summary in summaries:
             key = cast(EwsKey, summary.key)
+            section = _body_section(summary)
             if summary.body_start is not None:
-                found[(key, "1")] = summary.body_start
+                found[(key, section)] = summary.body_start
             else:
-                missing.append(key)
-        found.update(((key, "1"), body_of(item)[0]) for key, item in self._fetch(missing, ("body",)))
+                missing[key] = section
+        found.update(((key, missing[key]), body_of(item)[0]) for key, item in self._fetch(list(missing), ("body",)))
         return found
 
     def part_content(self, key: EwsKey, part: MimePart) -> bytes:
@@ -426,6 +427,16 @@ class EwsMailbox:
         account = self._account()
         message = EwsMessage(account=account, folder=account.sent if save_copy else None, mime_content=_cleaned(raw))
         self._run(message.send_and_save if save_copy else lambda: message.send(save_copy=False))
+
+
+def _body_section(summary: MessageSummary) -> str:
+    """The section the body has in the summary's structure: ``1`` beside attachments, the root (``""``) alone."""
+    structure = summary.structure
+    if structure is None:
+        return "1"
+    plain, html = structure.body_parts()
+    body = plain or html
+    return body.section if body is not None else "1"
 
 
 def _failed(key: EwsKey, outcome: Exception) -> ItemResult:
