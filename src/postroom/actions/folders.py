@@ -38,15 +38,13 @@ def create_folder(session: SessionRef, name: str) -> Folder:
     return resolved.call(lambda mailbox: cast(CreatesFolders, mailbox).create_folder(name.strip("/ ")), kind="folder")
 
 
-def _existing(session: Session, name: str, field: str) -> Folder:
-    """The folder ``name`` names (case-insensitive), or a ConfigError naming ``field`` and the folders there are."""
+def _existing(found: list[Folder], name: str, field: str) -> Folder:
+    """The folder of ``found`` that ``name`` names (case-insensitive), or a ConfigError naming ``field`` and the
+    folders there are."""
     _check_name(field, name)
     wanted = "/".join(level for level in name.split("/") if level.strip())
-    found = session.call(lambda mailbox: cast(Folders, mailbox).folders())
     for folder in found:
-        if folder.name.casefold() == wanted.casefold() or (
-            wanted.casefold() == "inbox" and folder.name.upper() == "INBOX"
-        ):
+        if folder.name.casefold() == wanted.casefold():
             return folder
     shown = ", ".join(f.name for f in found[:30])
     raise ConfigError(field, f"there is no folder {name!r}", hint=f"nothing was changed; folders: {shown}")
@@ -78,11 +76,11 @@ def rename_folder(session: SessionRef, folder: str, new_name: str) -> Folder:
     name that is taken."""
     resolved = resolve(session)
     require(resolved, ManagesFolders, "renaming folders")
-    source = _existing(resolved, folder, "folder")
+    taken = resolved.call(lambda mailbox: cast(Folders, mailbox).folders())
+    source = _existing(taken, folder, "folder")
     _refuse_protected(source, "rename")
     _check_name("new_name", new_name)
     target = "/".join(level for level in new_name.split("/") if level.strip())
-    taken = resolved.call(lambda mailbox: cast(Folders, mailbox).folders())
     if any(f.name.casefold() == target.casefold() for f in taken) and target.casefold() != source.name.casefold():
         raise ConfigError(
             "new_name", f"there is a folder {target!r} already", hint="nothing was changed; pick another name"
@@ -103,7 +101,7 @@ def delete_folder(session: SessionRef, folder: str, *, force: bool = False, dry_
     """
     resolved = resolve(session)
     require(resolved, ManagesFolders, "deleting folders")
-    found = _existing(resolved, folder, "folder")
+    found = _existing(resolved.call(lambda mailbox: cast(Folders, mailbox).folders()), folder, "folder")
     _refuse_protected(found, "delete")
     below = resolved.call(lambda mailbox: cast(Folders, mailbox).folders(f"{found.name}/*"))
     doomed = [*sorted(below, key=lambda f: f.name.count("/"), reverse=True), found]

@@ -181,9 +181,6 @@ class SmtpSender:
         self.login = login
         self._stack: contextlib.ExitStack | None = None
         self._client: _Client | None = None
-        self._where: StageTracker | None = None
-        #: Connections opened so far (one, unless the server closed one between messages).
-        self.connections = 0
 
     def __enter__(self) -> SmtpSender:
         return self
@@ -202,8 +199,6 @@ class SmtpSender:
             stack = contextlib.ExitStack()
             self._client = stack.enter_context(_logged_in(self.server, self.login))
             self._stack = stack
-            self._where = self._client._where
-            self.connections += 1
         return self._client
 
     def send(self, message: EmailMessage, sender: str, recipients: list[str]) -> SendReceipt:
@@ -212,9 +207,8 @@ class SmtpSender:
             reused = self._client is not None
             client = self._connected()
             client.handed_over = False
-            assert self._where is not None
             try:
-                with mapped_errors(self._where, "smtp"):
+                with mapped_errors(client._where, "smtp"):
                     refused = _transaction(client, message, sender, recipients)
             except _ClosedBeforeSendingError:
                 self.close()

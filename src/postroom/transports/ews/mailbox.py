@@ -18,7 +18,6 @@ import datetime as dt
 import email
 import email.policy
 import functools
-import re
 from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 from typing import Any, cast
@@ -32,18 +31,19 @@ from exchangelib.services import GetAttachment
 
 from postroom.auth.base import Login
 from postroom.config.ews import Ews
-from postroom.errors import ProtocolError, SessionError, UnsupportedError
+from postroom.errors import ProtocolError, SessionError
 from postroom.filters import MessageFilter, server_term
 from postroom.logs import get_logger
 from postroom.message.keys import KeyList, KeyRun
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
-from postroom.transports.contract import Folder, ItemResult, ServerReport, check_flag_names
+from postroom.transports.contract import Folder, ItemResult, ServerReport
 from postroom.transports.ews.client import EwsClient
 from postroom.transports.ews.items import SUMMARY_FIELDS, body_of, header_block_of, summary_of
 from postroom.transports.ews.keys import EwsKey
 from postroom.transports.ews.xml import INVALID_XML_CHARS, clean_text, replace_invalid
-from postroom.transports.imap.folders import user_path
+from postroom.transports.imap.folders import folder_pattern, user_path
+from postroom.transports.outlook_flags import outlook_flags
 
 __all__ = ["EwsMailbox"]
 
@@ -205,11 +205,7 @@ class EwsMailbox:
 
     def folders(self, pattern: str = "*") -> list[Folder]:
         """Folders matching ``pattern``: ``*`` any depth, ``%`` one level, case-insensitive."""
-        regex = re.compile(
-            "".join("[^/]*" if ch == "%" else ".*" if ch == "*" else re.escape(ch) for ch in user_path(pattern))
-            + r"\Z",
-            re.IGNORECASE,
-        )
+        regex = folder_pattern(pattern)
         return [Folder(name=name, delimiter="/") for name in sorted(self._folder_map()) if regex.match(name)]
 
     def _folders_for(self, filter_: MessageFilter) -> list[str]:
@@ -364,17 +360,10 @@ class EwsMailbox:
     def set_flags(self, keys: list[EwsKey], flags: tuple[str, ...], on: bool) -> list[ItemResult]:
         """``\\Flagged`` is Outlook's follow-up flag (PidTagFlagStatus 2, removed to unflag); other keywords
         are Outlook categories (read first, so the others a message has are kept)."""
-        check_flag_names(flags)
-        unsupported = [f for f in flags if f.startswith("\\") and f.lower() != "\\flagged"]
-        if unsupported:
-            raise UnsupportedError(
-                f"Exchange keeps no {unsupported[0]} flag", hint="\\Flagged and categories (keywords) can be set"
-            )
+        change = outlook_flags(flags, "Exchange")
         account = self._account()
-        flagged = any(f.lower() == "\\flagged" for f in flags)
-        categories = [f for f in flags if not f.startswith("\\")]
         current: dict[str, list[str]] = {}
-        if categories:
+        if change.categories:
             for key, item in self._fetch(keys, ("categories",)):
                 current[key.item_id] = list(item.categories or ())
 
@@ -382,16 +371,10 @@ class EwsMailbox:
             items = []
             for item_id, changekey in ids:
                 fields: dict[str, Any] = {}
-                if flagged:
+                if change.follow_up:
                     fields["postroom_flag_status"] = _FLAG_FOLLOW_UP if on else None
-                if categories:
-                    have = current.get(item_id, [])
-                    folded = {c.casefold() for c in categories}
-                    fields["categories"] = (
-                        have + [c for c in categories if c.casefold() not in {h.casefold() for h in have}]
-                        if on
-                        else [c for c in have if c.casefold() not in folded]
-                    ) or None
+                if change.categories:
+                    fields["categories"] = change.merged(current.get(item_id, []), on) or None
                 items.append((EwsMessage(account=account, id=item_id, changekey=changekey, **fields), tuple(fields)))
             return list(
                 account.bulk_update(items, conflict_resolution="AlwaysOverwrite", message_disposition="SaveOnly")

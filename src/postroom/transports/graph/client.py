@@ -31,6 +31,7 @@ from postroom.config.outlook import Outlook
 from postroom.errors import (
     CertificateError,
     ConnectionLostError,
+    PostroomError,
     ProtocolError,
     ServerBusyError,
     ServerTimeoutError,
@@ -288,7 +289,7 @@ class GraphClient:
             pending = throttled
         return [reply if reply is not None else SubReply(500, None, {}) for reply in replies]
 
-    def fault(self, reply: SubReply, doing: str) -> Exception:
+    def fault(self, reply: SubReply, doing: str) -> PostroomError:
         """The postroom error for a failed ``$batch`` reply."""
         fault = fault_of(reply.status, reply.body, dict(reply.headers))
         if reply.status in _THROTTLE_STATUSES or fault.code in THROTTLE_CODES:

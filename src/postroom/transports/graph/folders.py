@@ -9,12 +9,13 @@ is no folder's path may be an IMAP habit or one of Graph's well-known names: ``S
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SPECIAL_USE", "WELL_KNOWN", "FolderTree", "GraphFolder", "folder_pattern"]
+from postroom.transports.imap.folders import folder_pattern, user_path
+
+__all__ = ["SPECIAL_USE", "WELL_KNOWN", "FolderTree", "GraphFolder"]
 
 #: Graph's well-known folder names that a loop or a move commonly means.
 WELL_KNOWN = ("inbox", "sentitems", "deleteditems", "drafts", "junkemail", "archive", "outbox")
@@ -88,10 +89,7 @@ class FolderTree:
 
     def find(self, path: str) -> GraphFolder | None:
         """The folder ``path`` names: its path (case-insensitive), else a well-known folder it means."""
-        wanted = "/".join(part for part in path.strip().split("/") if part)
-        head, sep, rest = wanted.partition("/")
-        if head.casefold() == "inbox":
-            wanted = f"INBOX{sep}{rest}"
+        wanted = user_path(path)
         found = self._by_folded.get(wanted.casefold())
         if found is not None:
             return found
@@ -101,20 +99,10 @@ class FolderTree:
 
     def matching(self, pattern: str) -> list[GraphFolder]:
         """Folders matching ``pattern`` (``*`` any depth, ``%`` one level), case-insensitive, by path."""
-        regex = folder_pattern(pattern)
+        regex = folder_pattern(pattern or "*")
         return [self.by_path[path] for path in sorted(self.by_path) if regex.match(path)]
 
     def below(self, path: str) -> list[GraphFolder]:
         """Every folder under ``path``, at any depth."""
         prefix = path.casefold() + "/"
         return [self.by_path[p] for p in sorted(self.by_path) if p.casefold().startswith(prefix)]
-
-
-def folder_pattern(pattern: str) -> re.Pattern[str]:
-    """An IMAP LIST pattern as a regular expression over ``/``-separated paths."""
-    pattern = "/".join(part for part in pattern.strip().split("/") if part) or "*"
-    head, sep, rest = pattern.partition("/")
-    if head.casefold() == "inbox":
-        pattern = f"INBOX{sep}{rest}"
-    body = "".join("[^/]*" if ch == "%" else ".*" if ch == "*" else re.escape(ch) for ch in pattern)
-    return re.compile(body + r"\Z", re.IGNORECASE)

@@ -2,10 +2,11 @@
 
 - Folders are named as on IMAP (``INBOX``, ``INBOX/Project1``); well-known names and IMAP
   habits (``Sent``, ``Trash``) find Graph's folders in any language (see :mod:`.folders`).
-- A loop lists each folder once, in pages of up to 1,000, with only the listing's fields and the
-  attachments' names (``$select``, ``$expand``), following ``@odata.nextLink`` verbatim; the
-  planner (:mod:`.query`) sends what Graph can filter. Bodies come only when read, 20 messages
-  per ``$batch``; attachments and ``.eml`` only when saved, streamed.
+- A loop lists each folder's ids and dates (1,000 a page, ``@odata.nextLink`` followed verbatim),
+  then each chunk's summaries in one query: the listing's filter narrowed to the chunk's dates, with
+  the attachments' names, and the text bodies in the same pages once the loop reads them. The
+  planner (:mod:`.query`) sends what Graph can filter; attachments and ``.eml`` come only when
+  saved, streamed.
 - Keys carry immutable ids: a moved message keeps its id. Bulk mark, flag, move and delete go
   20 per ``$batch`` with one result per message; a move whose reply was lost is checked before it is
   sent again, so a retry reports "already done" instead of acting twice.
@@ -40,7 +41,7 @@ from postroom.logs import get_logger
 from postroom.message.keys import KeyList, KeyRun
 from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
-from postroom.transports.contract import Folder, ItemResult, ServerReport, check_flag_names
+from postroom.transports.contract import Folder, ItemResult, ServerReport
 from postroom.transports.graph.client import BATCH_LIMIT, GraphClient, SubReply, SubRequest
 from postroom.transports.graph.errors import GONE_CODES, SyncStateLostError, fault_of
 from postroom.transports.graph.folders import SPECIAL_USE, WELL_KNOWN, FolderTree, GraphFolder
@@ -55,7 +56,8 @@ from postroom.transports.graph.items import (
     summary_of,
 )
 from postroom.transports.graph.keys import GraphKey
-from postroom.transports.graph.query import GraphQuery, plan
+from postroom.transports.graph.query import GraphQuery, graph_time, plan
+from postroom.transports.outlook_flags import outlook_flags
 from postroom.transports.synthesis import header_line
 
 __all__ = ["PAGE", "GraphMailbox"]
@@ -359,19 +361,18 @@ class GraphMailbox:
         except SyncStateLostError:
             _log.info("Graph forgot the delta link of %s; listing it again", folder.path)
             rows, removed, delta = self._delta(folder, None)
-        listed: list[tuple[float, MessageSummary]] = []
-        for row in rows:
+        listed: list[tuple[float, int, MessageSummary]] = []
+        for index, row in enumerate(rows):
             if row["id"] in seen:
                 continue  # changed (read, flagged), not new
             summary = summary_of(row, folder.path)
             if is_meeting(row):
                 self._meetings.add(cast(GraphKey, summary.key))
-            listed.append((summary.received.timestamp() if summary.received else 0.0, summary))
+            listed.append((summary.received.timestamp() if summary.received else 0.0, index, summary))
         # by date, and in change order within a second (Graph's dates have no finer grain)
-        order = {id(summary): index for index, (_, summary) in enumerate(listed)}
-        listed.sort(key=lambda entry: (entry[0], order[id(entry[1])]), reverse=filter_.order == "newest")
+        listed.sort(key=lambda entry: entry[:2], reverse=filter_.order == "newest")
         keys = []
-        for _, summary in listed:
+        for _, _, summary in listed:
             self._listed[cast(GraphKey, summary.key)] = summary
             keys.append(cast(GraphKey, summary.key))
         seen = (seen | {row["id"] for row in rows}) - removed
@@ -460,7 +461,7 @@ class GraphMailbox:
         ordered = sorted(times)
         # Graph shows whole seconds but keeps finer times: the chunk's last second is taken whole
         last = parse_time(ordered[-1])
-        until = (last + dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ") if last else ordered[-1]
+        until = graph_time(last + dt.timedelta(seconds=1)) if last else ordered[-1]
         span = f"receivedDateTime ge {ordered[0]} and receivedDateTime lt {until}"
         params = {
             "$select": select,
@@ -511,7 +512,7 @@ class GraphMailbox:
         if len(spannable) >= BATCH_LIMIT and len({k.folder for k, _ in spannable}) == 1:  # one query, not batches
             sections = dict(spannable)
             keys = [k for k, _ in spannable]
-            times = [cast(dt.datetime, listed[k].received).strftime("%Y-%m-%dT%H:%M:%SZ") for k in keys]
+            times = [graph_time(cast(dt.datetime, listed[k].received)) for k in keys]
             for key, row in self._span_rows(keys, times, "id,body", expand=False, bodies=True):
                 found[(key, sections[key])] = _body_bytes(row)
             wanted = [(k, sec) for k, sec in wanted if (k, sec) not in found]
@@ -590,8 +591,7 @@ class GraphMailbox:
         if gone_is_done and self._gone(reply):
             return ItemResult(key, "already_done", "not in the mailbox any more")
         error = self.client.fault(reply, f"{doing} {key}")
-        problem = error.problem if isinstance(error, PostroomError) else str(error)
-        return ItemResult(key, "failed", problem, error=error if isinstance(error, PostroomError) else None)
+        return ItemResult(key, "failed", error.problem, error=error)
 
     def set_seen(self, keys: list[GraphKey], seen: bool) -> list[ItemResult]:
         doing = "marking read" if seen else "marking unread"
@@ -602,16 +602,9 @@ class GraphMailbox:
 
     def set_flags(self, keys: list[GraphKey], flags: tuple[str, ...], on: bool) -> list[ItemResult]:
         """``\\Flagged`` is Outlook's follow-up flag; other keywords are Outlook categories."""
-        check_flag_names(flags)
-        system = [f for f in flags if f.startswith("\\")]
-        unsupported = [f for f in system if f.lower() != "\\flagged"]
-        if unsupported:
-            raise UnsupportedError(
-                f"Outlook keeps no {unsupported[0]} flag", hint="\\Flagged and categories (keywords) can be set"
-            )
-        categories = [f for f in flags if not f.startswith("\\")]
+        change = outlook_flags(flags, "Outlook")
         current: dict[GraphKey, list[str]] = {}
-        if categories:
+        if change.categories:
             for key, reply in self._bulk(
                 keys,
                 lambda k: SubRequest("GET", f"{self._path}/messages/{_id(k.item_id)}?$select=categories"),
@@ -620,24 +613,18 @@ class GraphMailbox:
                 if reply.ok and isinstance(reply.body, dict):
                     current[key] = [str(c) for c in reply.body.get("categories") or ()]
 
-        def change(key: GraphKey) -> SubRequest:
+        def patch(key: GraphKey) -> SubRequest:
             body: dict[str, Any] = {}
-            if system:
+            if change.follow_up:
                 body["flag"] = {"flagStatus": "flagged" if on else "notFlagged"}
-            if categories:
-                have = current.get(key, [])
-                folded = {c.casefold() for c in categories}
-                body["categories"] = (
-                    (have + [c for c in categories if c.casefold() not in {h.casefold() for h in have}])
-                    if on
-                    else [c for c in have if c.casefold() not in folded]
-                )
+            if change.categories:
+                body["categories"] = change.merged(current.get(key, []), on)
             return SubRequest("PATCH", f"{self._path}/messages/{_id(key.item_id)}", body)
 
         doing = "flagging" if on else "unflagging"
         results = []
-        for key, reply in self._bulk(keys, change, doing):
-            if categories and key not in current:
+        for key, reply in self._bulk(keys, patch, doing):
+            if change.categories and key not in current:
                 results.append(ItemResult(key, "failed", "the message is gone", error=ProtocolError(f"{key} is gone")))
             else:
                 results.append(self._result(key, reply, doing))
@@ -684,17 +671,18 @@ class GraphMailbox:
         )
         return [self._result(key, reply, doing, gone_is_done=True) for key, reply in replies]
 
+    def _post_mime(self, path: str, encoded: bytes, doing: str) -> Any:
+        """POST a MIME message as Graph takes one: its base64 as a ``text/plain`` body."""
+        return self.client.json(
+            "POST", self._path + path, content=encoded, headers={"Content-Type": "text/plain"}, doing=doing
+        )
+
     def save_draft(self, raw: bytes) -> str:
         """Graph makes a draft of a MIME message (``POST /messages``) in Drafts; over 4 MB, the large
         attachments go through upload sessions as when sending."""
-        if len(base64.b64encode(raw)) <= MAX_MIME_SEND:
-            self.client.json(
-                "POST",
-                f"{self._path}/messages",
-                content=base64.b64encode(raw),
-                headers={"Content-Type": "text/plain"},
-                doing="saving a draft",
-            )
+        encoded = base64.b64encode(raw)
+        if len(encoded) <= MAX_MIME_SEND:
+            self._post_mime("/messages", encoded, "saving a draft")
         else:
             self._large_draft(raw)
         return self._folder("drafts").path
@@ -707,13 +695,7 @@ class GraphMailbox:
         """
         encoded = base64.b64encode(raw)
         if len(encoded) <= MAX_MIME_SEND:
-            self.client.json(
-                "POST",
-                f"{self._path}/sendMail",
-                content=encoded,
-                headers={"Content-Type": "text/plain"},
-                doing="sending",
-            )
+            self._post_mime("/sendMail", encoded, "sending")
             return
         draft_id = self._large_draft(raw)
         self.client.json("POST", f"{self._path}/messages/{_id(draft_id)}/send", doing="sending the draft")
@@ -729,13 +711,7 @@ class GraphMailbox:
             raise UnsupportedError(
                 "the message is over 4 MB without its attachments", hint="nothing was sent: shorten the body"
             )
-        draft = self.client.json(
-            "POST",
-            f"{self._path}/messages",
-            content=rest,
-            headers={"Content-Type": "text/plain"},
-            doing="saving a draft",
-        )
+        draft = self._post_mime("/messages", rest, "saving a draft")
         if not isinstance(draft, dict) or not draft.get("id"):
             raise ProtocolError("saving a draft: Graph's reply has no message id; nothing was sent")
         draft_id = str(draft["id"])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from postroom.filters import MessageFilter, server_term
 
-__all__ = ["GraphQuery", "plan"]
+__all__ = ["GraphQuery", "graph_time", "plan"]
 
 _EPOCH = "1900-01-01T00:00:00Z"
 
@@ -46,7 +46,8 @@ class GraphQuery:
         return found
 
 
-def _when(value: dt.datetime) -> str:
+def graph_time(value: dt.datetime) -> str:
+    """A time as Graph's filters take it, in whole seconds of UTC (``2026-12-01T08:00:00Z``)."""
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -59,9 +60,9 @@ def plan(filter_: MessageFilter) -> GraphQuery:
     """The ``$filter``/``$orderby`` for ``filter_`` under Graph's rules."""
     dates = []
     if filter_.since_at is not None:
-        dates.append(f"receivedDateTime ge {_when(filter_.since_at)}")
+        dates.append(f"receivedDateTime ge {graph_time(filter_.since_at)}")
     if filter_.before_at is not None:
-        dates.append(f"receivedDateTime lt {_when(filter_.before_at)}")
+        dates.append(f"receivedDateTime lt {graph_time(filter_.before_at)}")
     others = []
     if filter_.status != "all":
         others.append(f"isRead eq {'true' if filter_.status == 'read' else 'false'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from postroom.transports.contract import Folder
@@ -52,3 +53,10 @@ def normal_inbox(name: str) -> str:
 def user_path(folder: str) -> str:
     """A folder path as keys carry it: ``/`` between levels, ``INBOX`` upper-case."""
     return normal_inbox("/".join(p for p in folder.strip().split("/") if p))
+
+
+def folder_pattern(pattern: str) -> re.Pattern[str]:
+    """A LIST pattern (``*`` any depth, ``%`` one level) as a case-insensitive regular expression over
+    ``/``-separated paths, for servers that list their folders without patterns (EWS, Graph)."""
+    body = "".join("[^/]*" if ch == "%" else ".*" if ch == "*" else re.escape(ch) for ch in user_path(pattern))
+    return re.compile(body + r"\Z", re.IGNORECASE)
