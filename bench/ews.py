@@ -16,16 +16,15 @@ import json
 import os
 import ssl
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.children import run_child, served
 from bench.mailbox import generate
 
-ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "bench@example.test", "bench-Pa55word"
 CASES = ["postroom-ews", "exchangelib"]
 
@@ -95,29 +94,14 @@ _CASES = {"postroom-ews": case_postroom, "exchangelib": case_exchangelib}
 def run_case(name: str, where: dict[str, Any]) -> dict[str, Any]:
     before = _stats(where)
     env = {**os.environ, "REQUESTS_CA_BUNDLE": where["ca"]}  # exchangelib verifies with requests' bundle
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.ews", "case", name, json.dumps(where)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        env=env,
-    )
-    _pid, status, usage = os.wait4(process.pid, 0)
-    assert process.stdout is not None
-    assert process.stderr is not None
-    out, err = process.stdout.read().decode(), process.stderr.read().decode()
+    result = run_child("bench.ews", name, where, env=env)
     after = _stats(where)
-    if status != 0 or not out.strip():
-        return {"case": name, "failed": (err.strip().splitlines() or ["no output"])[-1][:200]}
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    result.update(
-        case=name,
-        cpu=usage.ru_utime + usage.ru_stime,
-        peak_mb=usage.ru_maxrss / 1024,
-        requests=after["requests"] - before["requests"],
-        bytes=after["bytes_out"] - before["bytes_out"],
-        server_cpu=after["cpu"] - before["cpu"],
-    )
+    if "failed" not in result:
+        result.update(
+            requests=after["requests"] - before["requests"],
+            bytes=after["bytes_out"] - before["bytes_out"],
+            server_cpu=after["cpu"] - before["cpu"],
+        )
     return result
 
 
@@ -127,43 +111,32 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.ews", "serve", str(args.size)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-        text=True,
-    )
-    assert server.stdout is not None
-    assert server.stdin is not None
-    where = json.loads(server.stdout.readline())
-    print(f"N = {args.size} on the EWS stand-in", flush=True)
+    with served("bench.ews", args.size) as where:
+        print(f"N = {args.size} on the EWS stand-in", flush=True)
+        _run_cases(args.cases, args.runs, where)
+
+
+def _run_cases(cases: list[str], repeat: int, where: dict[str, Any]) -> None:
     rows: dict[str, Any] = {}
-    try:
-        for case in args.cases:
-            runs = [run_case(case, where) for _ in range(args.runs)]
-            good = [r for r in runs if "failed" not in r]
-            if not good:
-                print(f"  {case:13} failed: {runs[0]['failed']}", flush=True)
-                continue
-            best = min(good, key=lambda r: r["seconds"])
-            median = statistics.median(r["seconds"] for r in good)
-            per_k = 1000 / max(best["messages"], 1)
-            rows[case] = {**best, "seconds_median": median}
-            print(
-                f"  {case:13} {median:7.2f} s  {best['requests'] * per_k:6.1f} requests/1k  "
-                f"{best['bytes'] * per_k / 1e6:6.2f} MB/1k  server cpu {best['server_cpu']:6.2f} s  "
-                f"client cpu {best['cpu']:6.2f} s  peak {best['peak_mb']:5.0f} MB  ({best['messages']} messages)",
-                flush=True,
-            )
-        ours, theirs = rows.get("postroom-ews"), rows.get("exchangelib")
-        if ours and theirs:
-            print(
-                f"  postroom-ews vs exchangelib: {theirs['seconds_median'] / ours['seconds_median']:5.2f}x", flush=True
-            )
-    finally:
-        server.stdin.close()
-        server.wait(timeout=60)
+    for case in cases:
+        runs = [run_case(case, where) for _ in range(repeat)]
+        good = [r for r in runs if "failed" not in r]
+        if not good:
+            print(f"  {case:13} failed: {runs[0]['failed']}", flush=True)
+            continue
+        best = min(good, key=lambda r: r["seconds"])
+        median = statistics.median(r["seconds"] for r in good)
+        per_k = 1000 / max(best["messages"], 1)
+        rows[case] = {**best, "seconds_median": median}
+        print(
+            f"  {case:13} {median:7.2f} s  {best['requests'] * per_k:6.1f} requests/1k  "
+            f"{best['bytes'] * per_k / 1e6:6.2f} MB/1k  server cpu {best['server_cpu']:6.2f} s  "
+            f"client cpu {best['cpu']:6.2f} s  peak {best['peak_mb']:5.0f} MB  ({best['messages']} messages)",
+            flush=True,
+        )
+    ours, theirs = rows.get("postroom-ews"), rows.get("exchangelib")
+    if ours and theirs:
+        print(f"  postroom-ews vs exchangelib: {theirs['seconds_median'] / ours['seconds_median']:5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,20 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import ssl
 import statistics
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.children import run_child, served
 from bench.mailbox import generate
 
-ROOT = Path(__file__).resolve().parent.parent
 USER = "bench@example.test"
 CLIENT, SECRET = "postroom-daemon-app", "daemon-Secret-0123456789"
 CASES = ["postroom", "postroom-headers", "o365", "msgraph-sdk", "msgraph-sdk-plain", "postroom-move", "o365-move"]
@@ -301,33 +298,17 @@ _CASES = {
 
 def run_case(name: str, where: dict[str, Any]) -> dict[str, Any]:
     before = _stats(where, reset=True)
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.graph", "case", name, json.dumps(where)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    _pid, status, usage = os.wait4(process.pid, 0)
-    assert process.stdout is not None
-    assert process.stderr is not None
-    out, err = process.stdout.read().decode(), process.stderr.read().decode()
+    result = run_child("bench.graph", name, where)
     after = _stats(where)
-    if status != 0 or not out.strip():
-        last = (err.strip().splitlines() or ["no output"])[-1]
-        return {"case": name, "failed": last[:200], "wall": time.perf_counter() - started}
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    result.update(
-        case=name,
-        cpu=usage.ru_utime + usage.ru_stime,
-        peak_mb=usage.ru_maxrss / 1024,
-        requests=after["requests"],
-        sub_requests=after["sub_requests"],
-        bytes=after["bytes_out"],
-        server_cpu=after["cpu"] - before["cpu"],
-        peak_in_flight=after["peak_in_flight"],
-        throttled=after["throttled"],
-    )
+    if "failed" not in result:
+        result.update(
+            requests=after["requests"],
+            sub_requests=after["sub_requests"],
+            bytes=after["bytes_out"],
+            server_cpu=after["cpu"] - before["cpu"],
+            peak_in_flight=after["peak_in_flight"],
+            throttled=after["throttled"],
+        )
     return result
 
 
@@ -338,60 +319,51 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.graph", "serve", str(args.size)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-        text=True,
-    )
-    assert server.stdout is not None
-    assert server.stdin is not None
     started = time.perf_counter()
-    where = json.loads(server.stdout.readline())
-    print(f"N = {args.size}: stand-in filled in {time.perf_counter() - started:.1f} s", flush=True)
-    rows: dict[str, Any] = {}
-    try:
-        for case in args.cases:
-            runs = [run_case(case, where) for _ in range(args.runs)]
-            good = [r for r in runs if "failed" not in r]
-            if not good:
-                rows[case] = {"failed": runs[0]["failed"]}
-                print(f"  {case:17} failed: {runs[0]['failed']}", flush=True)
-                continue
-            best = min(good, key=lambda r: r["seconds"])
-            median = statistics.median(r["seconds"] for r in good)
-            per_k = 1000 / max(best["messages"], 1)
-            rows[case] = {**best, "seconds_median": median}
-            moves = f"  moves: {best['move_requests']} requests" if "move_requests" in best else ""
-            print(
-                f"  {case:17} {median:7.2f} s  {best['requests'] * per_k:7.1f} req/1k "
-                f"(+{best['sub_requests'] * per_k:6.1f} in $batch)  {best['bytes'] * per_k / 1e6:6.2f} MB/1k  "
-                f"server cpu {best['server_cpu']:6.2f} s  "
-                f"client cpu {best['cpu']:6.2f} s  peak {best['peak_mb']:5.0f} MB  in flight {best['peak_in_flight']}"
-                f"{moves}",
-                flush=True,
-            )
-        for peer in ("o365", "msgraph-sdk", "msgraph-sdk-plain"):
-            ours, theirs = rows.get("postroom", {}), rows.get(peer, {})
-            if "seconds_median" in ours and "seconds_median" in theirs:
-                print(
-                    f"  postroom vs {peer:11}: {theirs['seconds_median'] / ours['seconds_median']:5.2f}x faster, "
-                    f"{ours['requests'] / max(theirs['requests'], 1):5.3f} of its requests",
-                    flush=True,
-                )
-    finally:
-        server.stdin.close()
-        server.wait(timeout=60)
+    with served("bench.graph", args.size) as where:
+        print(f"N = {args.size}: stand-in filled in {time.perf_counter() - started:.1f} s", flush=True)
+        rows = _run_cases(args.cases, args.runs, where)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def _run_cases(cases: list[str], repeat: int, where: dict[str, Any]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for case in cases:
+        runs = [run_case(case, where) for _ in range(repeat)]
+        good = [r for r in runs if "failed" not in r]
+        if not good:
+            rows[case] = {"failed": runs[0]["failed"]}
+            print(f"  {case:17} failed: {runs[0]['failed']}", flush=True)
+            continue
+        best = min(good, key=lambda r: r["seconds"])
+        median = statistics.median(r["seconds"] for r in good)
+        per_k = 1000 / max(best["messages"], 1)
+        rows[case] = {**best, "seconds_median": median}
+        moves = f"  moves: {best['move_requests']} requests" if "move_requests" in best else ""
+        print(
+            f"  {case:17} {median:7.2f} s  {best['requests'] * per_k:7.1f} req/1k "
+            f"(+{best['sub_requests'] * per_k:6.1f} in $batch)  {best['bytes'] * per_k / 1e6:6.2f} MB/1k  "
+            f"server cpu {best['server_cpu']:6.2f} s  "
+            f"client cpu {best['cpu']:6.2f} s  peak {best['peak_mb']:5.0f} MB  in flight {best['peak_in_flight']}"
+            f"{moves}",
+            flush=True,
+        )
+    for peer in ("o365", "msgraph-sdk", "msgraph-sdk-plain"):
+        ours, theirs = rows.get("postroom", {}), rows.get(peer, {})
+        if "seconds_median" in ours and "seconds_median" in theirs:
+            print(
+                f"  postroom vs {peer:11}: {theirs['seconds_median'] / ours['seconds_median']:5.2f}x faster, "
+                f"{ours['requests'] / max(theirs['requests'], 1):5.3f} of its requests",
+                flush=True,
+            )
+    return rows
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         serve(int(sys.argv[2]))
     elif sys.argv[1:2] == ["case"]:
-        threading.stack_size(0)
         _CASES[sys.argv[2]](json.loads(sys.argv[3]))
     else:
         main()
