@@ -76,6 +76,34 @@ def test_a_cut_around_data_says_whether_the_mail_may_have_gone(
         assert delivered(smtp, subject) == 0
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_bulk_send_on_one_connection_cut_mid_way_says_what_went_and_sends_nothing_twice(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, when: str
+) -> None:
+    """Bulk sends share one connection: a cut must still give each message its true result. ``before``: the
+    first MAIL never reaches the server. ``after``: the server took the first message; its 250 never came.
+    (A server that closes between two messages is in test_send: the message then goes once, on a new
+    connection.)"""
+    subjects = [f"bulk-{when} {n}" for n in range(4)]
+    rule = CutRule(rb"^(?i:mail from):", "before") if when == "before" else CutRule(rb"\r\n\.\r\n", "after")
+    with proxy_to(dovecot, smtp.ssl_port, rules=[rule]) as proxy:
+        results = postroom.send_each(
+            smtp_through(dovecot, proxy),
+            [{"sender": mailbox_user, "to": f"rcpt-{mailbox_user}", "subject": s, "body": "x"} for s in subjects],
+            variables={"U": mailbox_user, "P": PASSWORD},
+        )
+    assert proxy.cuts == 1 and proxy.connections == 2  # the rest went on one new connection
+    assert [r.status for r in results] == ["failed", "done", "done", "done"]
+    assert [r.sent for r in results] == [False, True, True, True]
+    if when == "before":  # nothing went: safe to send again, and it says so
+        assert isinstance(results[0].error, ConnectionLostError)
+        assert not isinstance(results[0].error, DeliveryUnknownError)
+        assert [delivered(smtp, s) for s in subjects] == [0, 1, 1, 1]
+    else:  # it may have gone: said so, and never sent again
+        assert isinstance(results[0].error, DeliveryUnknownError)
+        assert [delivered(smtp, s) for s in subjects] == [1, 1, 1, 1]
+
+
 def imap_through(dovecot: Dovecot, proxy: CuttingProxy, user: str, name: str = "cut") -> postroom.Session:
     variables = {"MAILBOX_USER": user, "MAILBOX_PASSWORD": PASSWORD}
     fast = postroom.ReconnectPolicy(attempts=5, backoff=0.05, max_backoff=0.2)
