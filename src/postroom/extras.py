@@ -20,6 +20,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "oauth": ("authlib", "requests"),
     "ews": ("exchangelib", "requests", "oauthlib"),
     "outlook": ("httpx",),
+    "bots": ("sqlalchemy", "alembic", "yaml"),
+    "postgres": ("psycopg",),
+    "celery": ("celery",),
 }
 
 

@@ -16,13 +16,28 @@ from pathlib import Path
 
 import platformdirs
 
-__all__ = ["home_dir", "locked", "write_private_file"]
+__all__ = ["data_dir", "home_dir", "locked", "write_private_file"]
 
 
 def home_dir() -> Path:
     """postroom's folder for this user, created (owner-only) if missing."""
     override = os.environ.get("POSTROOM_HOME")
     path = Path(override) if override else Path(platformdirs.user_config_dir("postroom", appauthor=False))
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def data_dir() -> Path:
+    """postroom's folder for data it keeps (the bots' ledger, the embedded server's mail): ``POSTROOM_DATA``,
+    else ``data/`` in ``POSTROOM_HOME``, else the OS's per-user data folder; created owner-only."""
+    override = os.environ.get("POSTROOM_DATA")
+    home = os.environ.get("POSTROOM_HOME")
+    if override:
+        path = Path(override)
+    elif home:
+        path = Path(home) / "data"
+    else:
+        path = Path(platformdirs.user_data_dir("postroom", appauthor=False))
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 

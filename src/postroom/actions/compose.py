@@ -86,8 +86,12 @@ def build_message(
     html: bool = False,
     attachments: Iterable[str | Path] = (),
     importance: Importance = "normal",
+    message_id: str | None = None,
 ) -> Draft:
-    """A new message. Every check (addresses, attachment files) runs before anything is sent."""
+    """A new message. Every check (addresses, attachment files) runs before anything is sent.
+
+    ``message_id`` (``<unique@domain>``) replaces the one made up here: a bot's outbox gives a deterministic
+    one, so that after a crash the message can be looked for before it is sent again."""
     from_address = sender if isinstance(sender, Address) else _single("sender", sender)
     to_list, cc_list, bcc_list = parse_recipients("to", to), parse_recipients("cc", cc), parse_recipients("bcc", bcc)
     if not (to_list or cc_list or bcc_list):
@@ -107,7 +111,11 @@ def build_message(
         message["Reply-To"] = _header_addresses(replies)
     message["Subject"] = subject
     message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    message["Message-ID"] = make_msgid(domain=from_address.address.rpartition("@")[2] or None)
+    message["Message-ID"] = (
+        _checked_message_id(message_id)
+        if message_id
+        else make_msgid(domain=from_address.address.rpartition("@")[2] or None)
+    )
     if importance in _IMPORTANCE_HEADERS:
         message["Importance"], message["X-Priority"] = _IMPORTANCE_HEADERS[importance]
     if html:
@@ -123,6 +131,12 @@ def build_message(
         message.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name)
     envelope = [a.address for a in (*to_list, *cc_list, *bcc_list)]
     return Draft(message, from_address.address, list(dict.fromkeys(envelope)))
+
+
+def _checked_message_id(value: str) -> str:
+    if not re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", value):
+        raise ConfigError("message_id", f"{value!r} is not a Message-ID", hint="write it as <unique@domain>")
+    return value
 
 
 def _single(field: str, value: str) -> Address:
@@ -149,6 +163,7 @@ def build_reply(
     attachments: Iterable[str | Path] = (),
     quote: bool = True,
     own_addresses: Iterable[str] = (),
+    message_id: str | None = None,
 ) -> Draft:
     """A reply: to Reply-To (else From); reply-all adds To and Cc, never ourselves; one ``Re:``; threaded."""
     to = original.reply_to or ([original.from_] if original.from_ else [])
@@ -174,6 +189,7 @@ def build_reply(
         else body + ("<br><br><blockquote>" + _escape(_quoted(original)) + "</blockquote>" if quote else ""),
         html=html,
         attachments=attachments,
+        message_id=message_id,
     )
     if original.message_id:
         draft.message["In-Reply-To"] = original.message_id
@@ -196,6 +212,7 @@ def build_forward(
     cc: str | Iterable[str] | None = None,
     bcc: str | Iterable[str] | None = None,
     as_attachment: bool = False,
+    message_id: str | None = None,
 ) -> Draft:
     """A forward: inline (original text quoted, its attachments re-attached) or the original as an attached ``.eml``."""
     subject = "Fwd: " + one_line(_FORWARD_PREFIX.sub("", original.subject))
@@ -210,7 +227,7 @@ def build_forward(
             f"To: {', '.join(str(a) for a in original.to)}",
         ]
         text = (body + "\n\n" if body else "") + "\n".join(header) + "\n\n" + original.text
-    draft = build_message(sender=sender, to=to, cc=cc, bcc=bcc, subject=subject, body=text)
+    draft = build_message(sender=sender, to=to, cc=cc, bcc=bcc, subject=subject, body=text, message_id=message_id)
     if as_attachment:
         attached = email.message_from_bytes(original.raw(), policy=email.policy.default)
         draft.message.add_attachment(

@@ -26,7 +26,7 @@ from postroom.transports.contract import (
 )
 from postroom.validation import check_one_line
 
-__all__ = ["MessageLoop", "SessionSource", "get_message", "messages"]
+__all__ = ["MessageLoop", "SessionSource", "get_message", "matches", "messages"]
 
 #: Messages whose headers are fetched per request while looping (the next chunk's request goes out
 #: while this one is processed, so two chunks may be in memory).
@@ -136,7 +136,7 @@ class MessageLoop(Iterator[Message]):
             for summary in summaries:
                 self.scanned += 1
                 message = Message(summary, source, body_format=body_format)
-                if not _matches(self.filter, message):
+                if not matches(self.filter, message):
                     continue
                 yield message
                 yielded += 1
@@ -290,7 +290,7 @@ def get_message(session: SessionRef, key: MessageKey | str, *, body_format: Body
     return Message(found[0], SessionSource(resolved), body_format=body_format)
 
 
-def _matches(chosen: MessageFilter, message: Message) -> bool:
+def matches(chosen: MessageFilter, message: Message) -> bool:
     """The client-side checks; a property is computed only when a condition needs it."""
     return (
         (chosen.status == "all" or chosen.matches_status(message.seen))

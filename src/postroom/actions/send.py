@@ -29,7 +29,7 @@ from postroom.message.model import Address, Message
 from postroom.message.raw import header_block_of
 from postroom.session import Session
 from postroom.transports.contract import Appends, ItemStatus, Mailbox, SavesDrafts, SubmitsMail
-from postroom.transports.smtp import SendReceipt, SmtpSender, send_message
+from postroom.transports.smtp import SendReceipt, SmtpSender, before_handover, send_message
 from postroom.validation import check_one_line
 
 __all__ = [
@@ -121,6 +121,9 @@ def _submit(draft: Draft, session: Session, save_to_sent: bool | str) -> SendRec
     if isinstance(save_to_sent, str):
         raise ConfigError("save_to_sent", "EWS keeps the copy in Sent Items", hint="pass save_to_sent=True or False")
     raw = message.as_bytes()
+    hook = before_handover.get()
+    if hook is not None:
+        hook()
     try:  # never repeated after a drop (RETRY_POLICIES["submit"]): sending again could deliver twice
         session.call(
             lambda mailbox: cast(SubmitsMail, mailbox).submit(raw, save_copy=bool(save_to_sent)), kind="submit"
@@ -287,11 +290,13 @@ def send(
     save_to_sent: bool | str = False,
     variables: Mapping[str, str] | None = None,
     vault: CredentialVault | None = None,
+    message_id: str | None = None,
 ) -> SendReceipt:
     """Send a new message through a session's SMTP server (or an explicit :class:`SmtpServer`).
 
     Recipients may be lists or strings separated by ``;`` or ``,``. A missing
-    attachment file or a bad address fails before anything is sent.
+    attachment file or a bad address fails before anything is sent. ``message_id``
+    (``<unique@domain>``) is used instead of a new one (a bot's outbox sets it).
     """
     server, login, session = _route(via, variables, vault)
     draft = build_message(
@@ -305,6 +310,7 @@ def send(
         html=html,
         attachments=attachments,
         importance=importance,
+        message_id=message_id,
     )
     return _deliver(draft, server, login, session, save_to_sent)
 
@@ -433,6 +439,7 @@ def reply(  # type: ignore[overload-overlap]  # a str is one key, not an iterabl
     quote: bool = ...,
     sender: str | None = ...,
     save_to_sent: bool | str = ...,
+    message_id: str | None = ...,
 ) -> SendReceipt: ...
 
 
@@ -462,6 +469,7 @@ def reply(
     quote: bool = True,
     sender: str | None = None,
     save_to_sent: bool | str = False,
+    message_id: str | None = None,
 ) -> SendReceipt | list[SendResult]:
     """Reply (or reply to all) to ``message``: threaded, one ``Re:``, the original quoted, never to ourselves.
 
@@ -475,7 +483,14 @@ def reply(
         server, login, routed = _route(session, None, None)
         me = _sender(sender, login, routed)
         draft = build_reply(
-            original, sender=me, body=body, reply_all=reply_all, html=html, attachments=attachments, quote=quote
+            original,
+            sender=me,
+            body=body,
+            reply_all=reply_all,
+            html=html,
+            attachments=attachments,
+            quote=quote,
+            message_id=message_id,
         )
         return _deliver(draft, server, login, routed, save_to_sent)
 
@@ -494,6 +509,7 @@ def forward(  # type: ignore[overload-overlap]  # a str is one key, not an itera
     as_attachment: bool = ...,
     sender: str | None = ...,
     save_to_sent: bool | str = ...,
+    message_id: str | None = ...,
 ) -> SendReceipt: ...
 
 
@@ -523,6 +539,7 @@ def forward(
     as_attachment: bool = False,
     sender: str | None = None,
     save_to_sent: bool | str = False,
+    message_id: str | None = None,
 ) -> SendReceipt | list[SendResult]:
     """Forward ``message`` inline with its attachments, or as an attached ``.eml``.
 
@@ -541,6 +558,7 @@ def forward(
             cc=cc,
             bcc=bcc,
             as_attachment=as_attachment,
+            message_id=message_id,
         )
         return _deliver(draft, server, login, routed, save_to_sent)
 

@@ -8,7 +8,7 @@ import sys
 import click
 
 from postroom import __version__
-from postroom.cli import mail, send
+from postroom.cli import bots, mail, send
 from postroom.cli.auth import auth_group
 from postroom.cli.connect import connect_command, profiles_group, test_connection_command
 from postroom.cli.demo import demo_command
@@ -60,7 +60,7 @@ cli.add_command(test_connection_command)
 cli.add_command(profiles_group)
 cli.add_command(vault_group)
 cli.add_command(demo_command)
-for command in [*mail.COMMANDS, *send.COMMANDS]:
+for command in [*mail.COMMANDS, *send.COMMANDS, *bots.COMMANDS]:
     cli.add_command(command)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["reserve_path", "safe_filename"]
+__all__ = ["name_variants", "reserve_path", "safe_filename"]
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 _RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
@@ -37,18 +38,23 @@ def safe_filename(name: str | None, fallback: str = "attachment", *, from_text: 
     return (stem.rstrip(" .") or fallback) + suffix
 
 
+def name_variants(folder: Path, name: str) -> Iterator[Path]:
+    """``folder/name``, then ``folder/name (2).ext``, ``(3)`` ...: the names keeping both tries in turn."""
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    suffix = f".{extension}" if extension else ""
+    for counter in range(1, 10_000):
+        yield folder / (name if counter == 1 else f"{stem} ({counter}){suffix}")
+
+
 def reserve_path(folder: Path, name: str, *, overwrite: bool) -> Path:
     """A path for ``name`` inside ``folder``: the name itself, or ``name (2).ext`` ... when keeping both.
 
     The file is created empty (exclusively when not overwriting), so two savers never pick the same name.
     """
     folder = folder.resolve()
-    stem, dot, extension = name.rpartition(".")
-    if not dot:
-        stem, extension = name, ""
-    suffix = f".{extension}" if extension else ""
-    for counter in range(1, 10_000):
-        candidate = folder / (name if counter == 1 else f"{stem} ({counter}){suffix}")
+    for candidate in name_variants(folder, name):
         if not overwrite and os.path.lexists(candidate):
             continue  # taken: the cheap check first (a hostile message may hold hundreds of one name)
         if candidate.resolve().parent != folder:  # defence in depth: never outside the folder

@@ -56,6 +56,12 @@ class MessageKey(ABC):
     def id(self) -> int | str:
         """The message's id within its folder (IMAP UID, POP3 UIDL, EWS or Graph item id)."""
 
+    @property
+    def epoch(self) -> str | None:
+        """What the key is valid under, where the server can renumber a folder (IMAP's UIDVALIDITY); None where
+        ids are stable for good (POP3 UIDL, EWS and Graph ids)."""
+        return None
+
     @abstractmethod
     def __str__(self) -> str:
         """The string form, accepted by :meth:`parse`."""

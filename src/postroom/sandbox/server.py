@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import imaplib
 import logging
+import os
 import socket
 import threading
 from pathlib import Path
@@ -27,10 +28,17 @@ __all__ = ["SandboxServer"]
 
 
 class SandboxServer:
-    """An in-memory IMAP server for one user. Use as a context manager."""
+    """An IMAP and SMTP server for one user. Use as a context manager.
 
-    def __init__(self, folder: Path, *, user: str, password: str) -> None:
+    The mailbox is in memory, or with ``store`` a Maildir in that folder that outlives the process (the bot
+    runner's embedded server: a re-run finds the mail as the last run left it). Mail sent to anyone but the
+    user is kept in :attr:`outbox`, and with ``store`` also written to ``store/delivered/`` (the recipients'
+    side, where a test or a person counts what was sent).
+    """
+
+    def __init__(self, folder: Path, *, user: str, password: str, store: Path | None = None) -> None:
         self.folder = folder
+        self.store = store
         self.user = user
         self._password = password
         self.host = "localhost"
@@ -93,6 +101,7 @@ class SandboxServer:
                 others = [r for r in envelope.rcpt_tos if r.lower() != sandbox.user.lower()]
                 if others:
                     sandbox.outbox.append((envelope.mail_from, others, envelope.original_content))
+                    sandbox._keep_delivered(envelope.original_content)
                 if local:
                     loop = asyncio.get_running_loop()
                     await loop.run_in_executor(None, sandbox.deliver, [("INBOX", envelope.original_content, False)])
@@ -120,9 +129,47 @@ class SandboxServer:
             self._error = exc
             self._ready.set()
 
+    def _keep_delivered(self, raw: bytes) -> None:
+        if self.store is None:
+            return
+        folder = self.store / "delivered"
+        folder.mkdir(parents=True, exist_ok=True)
+        for number in range(len(list(folder.iterdir())) + 1, 10**9):
+            try:
+                with (folder / f"{number:06d}.eml").open("xb") as handle:
+                    handle.write(raw)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                return
+            except FileExistsError:
+                continue
+
+    def delivered(self) -> list[bytes]:
+        """Every message the server sent on to others (``store`` only: across runs)."""
+        folder = (self.store or self.folder) / "delivered"
+        return [path.read_bytes() for path in sorted(folder.glob("*.eml"))] if folder.is_dir() else []
+
+    async def _backend(self, args: argparse.Namespace) -> tuple[Any, Any]:
+        if self.store is None:
+            from pymap.backend.dict import DictBackend
+
+            return await DictBackend.init(args)
+        from pymap.backend.maildir import MaildirBackend
+        from pysasl.hashing import BuiltinHash
+
+        base = self.store / "imap"
+        for sub in ("cur", "new", "tmp"):
+            (base / "mail" / sub).mkdir(parents=True, exist_ok=True)
+        (base / "pymap-etc-passwd").write_text(f"{self.user}:::::mail:\n", encoding="utf-8")
+        (base / "pymap-etc-shadow").write_text(
+            f"{self.user}:{BuiltinHash().hash(self._password)}:::::::\n", encoding="utf-8"
+        )
+        (base / "pymap-etc-shadow").chmod(0o600)
+        args.base_dir, args.concurrency, args.layout, args.colon = str(base), None, "++", None
+        return await MaildirBackend.init(args)
+
     async def _serve(self) -> None:
         from proxyprotocol.reader import ProxyProtocolReader
-        from pymap.backend.dict import DictBackend
         from pymap.imap import IMAPServer
 
         assert self.certs is not None
@@ -141,12 +188,16 @@ class SandboxServer:
             demo_password=self._password,
             skip_services=[],
         )
-        backend, config = await DictBackend.init(args)
+        backend, config = await self._backend(args)
         config.apply_context()
         callback = ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(backend.login, config))
         server = await asyncio.start_server(callback, host="127.0.0.1", port=0)
         self.imap_port = server.sockets[0].getsockname()[1]
         self._loop = asyncio.get_running_loop()
+        # a client that drops mid-command leaves pymap a failed task: that is the client's business, not the log's
+        self._loop.set_exception_handler(
+            lambda _loop, context: logging.getLogger("postroom.sandbox").debug("%s", context)
+        )
         self._stop = asyncio.Event()
         self._ready.set()
         async with server:

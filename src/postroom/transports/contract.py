@@ -45,6 +45,7 @@ __all__ = [
     "ServerReport",
     "SubmitsMail",
     "Syncs",
+    "Watches",
     "check_flag_names",
 ]
 
@@ -356,6 +357,20 @@ class Syncs(Protocol):
         ...
 
 
+@runtime_checkable
+class Watches(Protocol):
+    """A mailbox that tells cheaply whether a folder changed, and can wait for the server to say so (IMAP
+    STATUS and IDLE)."""
+
+    def folder_state(self, folder: str) -> str:
+        """A token that differs whenever messages arrive in or leave ``folder``."""
+        ...
+
+    def wait_for_change(self, folder: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the server to report a change in ``folder``; True if it did."""
+        ...
+
+
 #: An ability → what a session lacking it "has no" of, for error messages.
 ABILITY_NAMES: dict[type, str] = {
     Folders: "folders",
@@ -373,4 +388,5 @@ ABILITY_NAMES: dict[type, str] = {
     ParsesWhole: "whole-message parsing",
     ResumesParts: "resumable downloads",
     Syncs: "incremental loops",
+    Watches: "change notifications",
 }

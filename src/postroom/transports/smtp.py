@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ from postroom.transports.tls import client_context, describe_tls
 if TYPE_CHECKING:  # collections.abc.Buffer from Python 3.12
     from typing_extensions import Buffer
 
-__all__ = ["SendReceipt", "SmtpCheck", "SmtpSender", "check_submission", "send_message"]
+__all__ = ["SendReceipt", "SmtpCheck", "SmtpSender", "before_handover", "check_submission", "send_message"]
 
 _log = get_logger("postroom.smtp")
 
@@ -44,6 +45,14 @@ class SendReceipt:
     recipients: tuple[str, ...]
     refused: dict[str, str]
     server: str
+
+
+#: Called just before a message's content goes to the server (SMTP DATA; EWS and Graph: the submitting
+#: request): until then nothing can have been delivered, from then on delivery is uncertain until the server
+#: confirms. A bot's outbox records that moment, so that after a crash it knows whether to look before resending.
+before_handover: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "postroom_before_handover", default=None
+)
 
 
 class _Client(smtplib.SMTP):
@@ -61,8 +70,13 @@ class _Client(smtplib.SMTP):
     handed_over = False
 
     def send(self, s: Buffer | str) -> None:
+        last = isinstance(s, bytes) and s.endswith(b"\r\n.\r\n")
+        if last:
+            hook = before_handover.get()
+            if hook is not None:
+                hook()
         super().send(s)
-        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+        if last:
             self.handed_over = True
 
 

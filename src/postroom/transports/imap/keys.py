@@ -25,6 +25,10 @@ class ImapKey(MessageKey, scheme="imap", prefixed=False):
     def id(self) -> int:
         return self.uid
 
+    @property
+    def epoch(self) -> str:
+        return str(self.uidvalidity)
+
     @classmethod
     def from_text(cls, text: str) -> ImapKey | None:
         parts = uid_key_parts(text)

@@ -1,0 +1,295 @@
+"""The bot's two jobs, shared by the embedded runner and the Celery worker: **discover** what is new in a
+mailbox (into the ledger as ``seen``) and **process** claimed messages through the steps.
+
+Correctness lives here and in the ledger, never in a queue: a task delivered twice, a worker killed
+mid-step, a claim that expired, a folder renumbered (UIDVALIDITY) all end with each message done once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import traceback
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+from postroom.actions.folders import create_folder, folders
+from postroom.actions.loop import SessionSource, matches
+from postroom.actions.manage import move
+from postroom.errors import PostroomError
+from postroom.logs import get_logger
+from postroom.message.keys import MessageKey
+from postroom.message.model import Message
+from postroom.message.summary import MessageSummary
+from postroom.runner import metrics
+from postroom.runner.definition import BotDefinition
+from postroom.runner.ledger import Claim, Ledger, LostClaimError, Seen
+from postroom.runner.sessions import BotMailbox, BotSessions
+from postroom.runner.steps import DeliveryHeldError, Job, run_steps, sent_copy_mode
+from postroom.session import Runtime, Session
+from postroom.transports.contract import CreatesFolders, Folders, Watches
+
+__all__ = ["Engine", "Outcome"]
+
+_log = get_logger("postroom.runner")
+
+#: Messages a worker claims at once (their summaries come in one request).
+CLAIM_BATCH = 25
+#: Summaries fetched per request while discovering.
+DISCOVER_CHUNK = 500
+
+
+@dataclass
+class Outcome:
+    """What a worker did with the items it claimed."""
+
+    done: int = 0
+    failed: int = 0
+    retrying: int = 0
+    lost: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Outcome) -> None:
+        self.done += other.done
+        self.failed += other.failed
+        self.retrying += other.retrying
+        self.lost += other.lost
+        self.errors += other.errors[-20:]
+
+
+class Engine:
+    """Discovery and processing for one bot, in one process. Each thread uses its own sessions."""
+
+    def __init__(
+        self, definition: BotDefinition, ledger: Ledger, *, variables: Mapping[str, str] | None = None
+    ) -> None:
+        self.definition = definition
+        self.ledger = ledger
+        self.sessions = BotSessions(definition, variables=variables)
+        self.run_id = uuid.uuid4().hex[:12]
+        self._ids: dict[str, int] = {}
+        self._rejected: dict[int, set[str]] = defaultdict(set)
+        self._prepared: set[tuple[int, int]] = set()
+
+    def mailboxes(self) -> list[tuple[BotMailbox, int]]:
+        """Each mailbox with its ledger row."""
+        found = []
+        for box in self.sessions.mailboxes():
+            key = f"{box.identity}\n{box.folder}"
+            if key not in self._ids:
+                self._ids[key] = self.ledger.mailbox_id(self.definition.name, box.identity, box.folder)
+            found.append((box, self._ids[key]))
+        return found
+
+    def connect(self, runtime: Runtime, box: BotMailbox) -> Session:
+        session = self.sessions.connect(runtime, box, box.spec.name)
+        self._prepare(session, box)
+        return session
+
+    def _prepare(self, session: Session, box: BotMailbox) -> None:
+        """Make the folders the steps move to (once per connection): a missing Processed is no failure."""
+        marker = (id(session), session.reconnects)
+        if marker in self._prepared or not session.can(CreatesFolders):
+            return
+        targets = [step.options["folder"] for step in self.definition.steps if step.kind == "move"]
+        if self.definition.on_failure.then == "move" and self.definition.on_failure.folder:
+            targets.append(self.definition.on_failure.folder)
+        existing = {folder.name.casefold() for folder in folders(session)} if session.can(Folders) else set()
+        for folder in dict.fromkeys(targets):
+            if "/".join(p for p in folder.split("/") if p).casefold() not in existing:
+                create_folder(session, folder)
+        self._prepared.add(marker)
+
+    def close(self) -> None:
+        self.sessions.close()
+
+    # -- discovery ------------------------------------------------------------------------------------
+
+    def discover(self, session: Session, box: BotMailbox, mailbox_id: int, *, trigger: str, force: bool = False) -> int:
+        """Record what is new in the folder; returns how many new messages were found. With a server that
+        reports folder state (IMAP STATUS), an unchanged folder costs one round trip."""
+        token = None
+        if session.can(Watches):
+            token = session.call(lambda mailbox: cast(Watches, mailbox).folder_state(box.folder))
+            if not force and token == self.ledger.mailbox_row(mailbox_id)["state_token"]:
+                self.ledger.heard_from_server(mailbox_id, trigger=trigger)
+                return 0
+        loop = self.definition.loop
+        known = self.ledger.known_keys(mailbox_id)
+        rejected = self._rejected[mailbox_id]
+        found: list[Seen] = []
+        runs = session.call(lambda mailbox: mailbox.search(loop))
+        for run in runs:
+            keys = [k for k in run.keys(0) if str(k) not in known and str(k) not in rejected]
+            for start in range(0, len(keys), DISCOVER_CHUNK):
+                chunk = keys[start : start + DISCOVER_CHUNK]
+                summaries = session.call(lambda mailbox, c=chunk: mailbox.summaries(c))  # type: ignore[misc]
+                source = SessionSource(session)
+                for summary in summaries:
+                    message = Message(summary, source)
+                    if not matches(loop, message):
+                        rejected.add(str(summary.key))
+                        continue
+                    found.append(_seen(message))
+        added, _remapped = self.ledger.record_seen(mailbox_id, found)
+        self.ledger.heard_from_server(mailbox_id, trigger=trigger, state_token=token)
+        if added:
+            _log.info("%s %s: %d new message(s)", box.identity, box.folder, added, extra=self._extra(None))
+        return added
+
+    # -- processing -----------------------------------------------------------------------------------
+
+    def process(self, session: Session, box: BotMailbox, claims: list[Claim]) -> Outcome:
+        """Run the steps on each claimed message of ``box``."""
+        outcome = Outcome()
+        if not claims:
+            return outcome
+        keys = [MessageKey.parse(claim.key) for claim in claims]
+        summaries: dict[str, MessageSummary] = {}
+        by_folder: dict[str, list[MessageKey]] = defaultdict(list)
+        for key in keys:
+            by_folder[key.folder].append(key)
+        try:
+            for group in by_folder.values():
+                for summary in session.call(lambda mailbox, g=group: mailbox.summaries(g)):  # type: ignore[misc]
+                    summaries[str(summary.key)] = summary
+        except PostroomError as exc:  # the server is away: every claim is tried again later
+            for claim in claims:
+                self._failed(claim, exc, outcome, session)
+            return outcome
+        for claim in claims:
+            self._process_one(session, box, claim, summaries.get(claim.key), outcome)
+        return outcome
+
+    def _process_one(
+        self, session: Session, box: BotMailbox, claim: Claim, summary: MessageSummary | None, outcome: Outcome
+    ) -> None:
+        extra = self._extra(claim)
+        try:
+            effects = self.ledger.effects_of(claim.item_id)
+            if summary is None:
+                self._gone(claim, effects, outcome)
+                return
+            message = Message(summary, SessionSource(session))
+            pattern = self.definition.subject_pattern
+            job = Job(
+                definition=self.definition,
+                ledger=self.ledger,
+                claim=claim,
+                session=session,
+                mail=message,
+                match=pattern.search(message.subject) if pattern is not None else None,
+                identity=box.identity,
+                effects=effects,
+                sent_copy=sent_copy_mode(self.definition, session),
+                log_extra=extra,
+            )
+            new_key = run_steps(job)
+            self.ledger.finish(claim, new_key=new_key)
+            outcome.done += 1
+            metrics.count_message(self.definition.name, "done")
+            _log.info("%s: done", claim.key, extra=extra)
+        except LostClaimError as lost:
+            outcome.lost += 1
+            metrics.count_claim_conflict(self.definition.name)
+            _log.warning("%s: %s", claim.key, lost.problem, extra=extra)
+        except DeliveryHeldError as held:
+            self._give_up(claim, session, held, outcome)
+        except Exception as exc:  # a step's own code may raise anything; it is recorded, never lost
+            self._failed(claim, exc, outcome, session)
+
+    def _gone(self, claim: Claim, effects: Mapping[str, object], outcome: Outcome) -> None:
+        """The message is no longer in its folder: done if our own move or delete took it (the crash came
+        before the ledger heard), otherwise someone else did, and it is failed for a person to look at."""
+        taken_by_us = any(getattr(effect, "kind", "") in ("move", "delete") for effect in effects.values())
+        if taken_by_us:
+            moved = next((e for e in effects.values() if getattr(e, "kind", "") == "move"), None)
+            self.ledger.finish(claim, new_key=getattr(moved, "detail", {}).get("new_key") if moved else None)
+            outcome.done += 1
+            metrics.count_message(self.definition.name, "done")
+            _log.info("%s: its move or delete was done before the last try stopped; done", claim.key)
+            return
+        error = "the message is no longer in its folder (moved or deleted outside this bot)"
+        self.ledger.fail(claim, error, retry_at=None)
+        outcome.failed += 1
+        outcome.errors.append(f"{claim.key}: {error}")
+        metrics.count_message(self.definition.name, "failed")
+
+    def _failed(self, claim: Claim, exc: BaseException, outcome: Outcome, session: Session) -> None:
+        attempts = claim.attempts + 1
+        policy = self.definition.on_failure
+        if attempts <= policy.retries:
+            text = _describe(exc)
+            try:
+                self.ledger.fail(claim, text, retry_at=time.time() + policy.wait(attempts))
+            except LostClaimError:
+                outcome.lost += 1
+                return
+            outcome.retrying += 1
+            _log.warning(
+                "%s: attempt %d failed (%s); trying again in %.0fs",
+                claim.key,
+                attempts,
+                text,
+                policy.wait(attempts),
+                extra=self._extra(claim),
+            )
+            return
+        self._give_up(claim, session, exc, outcome)
+
+    def _give_up(self, claim: Claim, session: Session, exc: BaseException, outcome: Outcome) -> None:
+        """No more tries: move the message to the failure folder if the bot says so, and alert."""
+        text = _describe(exc)
+        policy = self.definition.on_failure
+        new_key = None
+        if policy.then == "move" and policy.folder and not isinstance(exc, DeliveryHeldError):
+            try:
+                result = move(session, claim.key, policy.folder)[0]
+                new_key = str(result.new_key) if result.new_key else None
+                text += f"; moved to {policy.folder}"
+            except PostroomError as move_error:
+                text += f"; moving it to {policy.folder} failed too: {move_error.problem}"
+        try:
+            self.ledger.fail(claim, text, retry_at=None, new_key=new_key)
+        except LostClaimError:
+            outcome.lost += 1
+            return
+        outcome.failed += 1
+        outcome.errors.append(f"{claim.key}: {text}")
+        metrics.count_message(self.definition.name, "failed")
+        _log.error(
+            "ALERT %s: gave up on %s after %d attempt(s): %s",
+            self.definition.name,
+            claim.key,
+            claim.attempts + 1,
+            text,
+            extra=self._extra(claim),
+        )
+
+    def _extra(self, claim: Claim | None) -> dict[str, object]:
+        extra: dict[str, object] = {"bot": self.definition.name, "run": self.run_id}
+        if claim is not None:
+            extra["message_key"] = claim.key
+        return extra
+
+
+def _seen(message: Message) -> Seen:
+    received = message.received_date
+    return Seen(
+        key=str(message.key),
+        epoch=message.key.epoch,
+        message_id=message.message_id or "",
+        received=received.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if received else "",
+        size=message.size or 0,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PostroomError):
+        return f"{type(exc).__name__}: {exc.problem}"
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    place = f" ({where[0].filename.rpartition('/')[2]}:{where[0].lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{place}"

@@ -1,0 +1,64 @@
+"""Files a bot saves, each exactly once, complete or not at all, even across a crash and a re-run.
+
+A file is written whole under a temporary name, then given its final name with a link that never replaces
+an existing file (``name (2).pdf`` when ``name.pdf`` is another message's). When a step is re-run after a
+crash (its journal entry says it started), a file with the same name pattern, size and SHA-256 that is
+already there is the one the crashed run made: it is kept, not saved a second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from postroom.message.filenames import name_variants
+
+__all__ = ["place_file"]
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def place_file(folder: Path, name: str, produce: Callable[[BinaryIO], int], *, rerun: bool) -> tuple[Path, int]:
+    """Write what ``produce`` streams into ``folder`` under ``name`` (or the next free ``name (N)``); with
+    ``rerun``, adopt an identical file a crashed earlier try left. Returns the path and its size."""
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{name}.{os.getpid()}.{id(produce)}.partial"
+    try:
+        with temporary.open("w+b") as handle:
+            size = produce(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if rerun:
+            digest = _digest(temporary)
+            for candidate in name_variants(folder, name):
+                if not os.path.lexists(candidate):
+                    break
+                if candidate.is_file() and candidate.stat().st_size == size and _digest(candidate) == digest:
+                    return candidate, size
+        for candidate in name_variants(folder, name):
+            if candidate.resolve().parent != folder:  # defence in depth: never outside the folder
+                raise ValueError(f"refusing to write outside {folder}")
+            try:
+                os.link(temporary, candidate)
+            except FileExistsError:
+                continue
+            except OSError:  # a file system without hard links: reserve the name, then replace it
+                try:
+                    os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)))
+                except FileExistsError:
+                    continue
+                temporary.replace(candidate)
+            return candidate, size
+        raise FileExistsError(f"no free name for {name!r} in {folder}")
+    finally:
+        temporary.unlink(missing_ok=True)

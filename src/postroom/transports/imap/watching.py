@@ -1,0 +1,95 @@
+"""Watching a folder: a one-round-trip change check (STATUS) and waiting for the server's push (IDLE).
+
+``folder_state`` asks ``STATUS (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ])``: a watcher compares it with
+the last one and lists the folder only when it changed. ``wait_for_change`` runs IDLE (RFC 2177) until the
+server reports a change or the timeout passes, then ends it with DONE; a bot's trigger re-issues it well
+inside the 29 minutes a server may allow, and reconciles with ``folder_state`` whatever IDLE said.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from postroom.errors import ConnectionLostError, ProtocolError
+from postroom.logs import get_logger
+from postroom.transports.errors import mapped_errors, server_text
+from postroom.transports.imap.connection import ImapConnection
+from postroom.transports.imap.syntax import mailbox_arg
+
+__all__ = ["ImapWatching"]
+
+_log = get_logger("postroom.imap")
+_CHANGE = re.compile(rb"^\* (\d+ (EXISTS|EXPUNGE|RECENT|FETCH)|VANISHED)", re.IGNORECASE)
+_STATUS_ITEM = re.compile(rb"(MESSAGES|UIDNEXT|UIDVALIDITY|HIGHESTMODSEQ) (\d+)", re.IGNORECASE)
+
+
+class ImapWatching(ImapConnection):
+    """STATUS-based change checks and IDLE."""
+
+    def folder_state(self, folder: str) -> str:
+        """A token that changes whenever mail arrives in, leaves or changes in ``folder`` (with CONDSTORE);
+        without CONDSTORE, flag changes alone do not change it."""
+        items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+        if "CONDSTORE" in self._capabilities:
+            items.append("HIGHESTMODSEQ")
+        lines = self._ok("STATUS", mailbox_arg(self._server_name(folder)), "(" + " ".join(items) + ")")
+        found: dict[str, str] = {}
+        for line in lines:
+            if isinstance(line, bytes):
+                for name, value in _STATUS_ITEM.findall(line):
+                    found[name.decode().upper()] = value.decode()
+        if "UIDVALIDITY" not in found:
+            raise ProtocolError(f"STATUS of {folder!r} gave no UIDVALIDITY: {server_text(lines)}")
+        return ";".join(f"{name}={found.get(name, '')}" for name in items)
+
+    def wait_for_change(self, folder: str, timeout: float) -> bool:
+        """IDLE on ``folder`` for at most ``timeout`` seconds; True when the server reported a change. Without
+        IDLE it sleeps and returns True (the caller then checks with :meth:`folder_state`)."""
+        if "IDLE" not in self._capabilities:
+            time.sleep(timeout)
+            return True
+        self._select(folder, writable=False)
+        client = self._require()
+        tag = client._new_tag()
+        changed = False
+        sock = client.sock
+        default = sock.gettimeout()
+        try:
+            with mapped_errors(self._where, "imap"):
+                client.send(tag + b" IDLE\r\n")
+                first = client.readline()
+                while first.startswith(b"* "):  # a change reported before the continuation
+                    changed = changed or bool(_CHANGE.match(first))
+                    first = client.readline()
+                if not first.startswith(b"+"):
+                    raise ProtocolError(f"IDLE was refused: {server_text(first)}")
+                deadline = time.monotonic() + timeout
+                while not changed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    sock.settimeout(left)
+                    try:
+                        line = client.readline()
+                    except TimeoutError:
+                        break
+                    if not line:
+                        raise ConnectionLostError("the server closed the connection during IDLE")
+                    changed = bool(_CHANGE.match(line))
+                sock.settimeout(default)
+                client.send(b"DONE\r\n")
+                while True:
+                    line = client.readline()
+                    if not line:
+                        raise ConnectionLostError("the server closed the connection when IDLE ended")
+                    if line.startswith(tag):
+                        break
+                    changed = changed or bool(_CHANGE.match(line))
+        except BaseException:
+            self._drop(client)
+            raise
+        finally:
+            if self._client is not None:
+                sock.settimeout(default)
+        return changed
