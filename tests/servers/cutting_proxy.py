@@ -53,6 +53,9 @@ class CuttingProxy:
     rules: list[CutRule] = field(default_factory=list)
     cuts: int = 0
     connections: int = 0
+    #: Server output removed before the client sees it (a NAT or server that loses IDLE's pushes), and how often.
+    swallow: re.Pattern[bytes] | None = None
+    swallowed: int = 0
     seed: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _random: random.Random = field(init=False)
@@ -135,6 +138,11 @@ class _Link:
                 if self.cut_on_reply:
                     self.cut()
                     return
+                if self.proxy.swallow is not None:
+                    data, count = self.proxy.swallow.subn(b"", data)
+                    self.proxy.swallowed += count
+                    if not data:
+                        continue
                 if self.budget is not None:
                     if len(data) >= self.budget:
                         self.client.sendall(data[: self.budget])
@@ -157,13 +165,16 @@ def cutting_proxy(
     every: tuple[int, int] | None = None,
     rules: list[CutRule] | None = None,
     seed: int = 1,
+    swallow: bytes | None = None,
 ) -> Iterator[CuttingProxy]:
     """A proxy on a free loopback port in front of the TLS server on ``upstream_port``."""
     serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     serving.load_cert_chain(cert_file, key_file)
     connecting = ssl.create_default_context(cafile=str(ca_file))
     links: list[_Link] = []
-    proxy = CuttingProxy(port=0, every=every, rules=list(rules or []), seed=seed)
+    proxy = CuttingProxy(
+        port=0, every=every, rules=list(rules or []), seed=seed, swallow=re.compile(swallow) if swallow else None
+    )
 
     def start_link(raw: socket.socket) -> None:
         try:

@@ -7,6 +7,7 @@ user, created if missing) or as an ordinary user (everything owned by that user)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import pwd
@@ -308,6 +309,19 @@ service anvil {{
         self._chown(self.home(user))
         return count
 
+    def renumber(self, user: str, folder: str = "INBOX") -> None:
+        """Give ``folder`` a new UIDVALIDITY and new UIDs, as a restored or rebuilt mailbox gets: the mail
+        stays (same files, same dates), Dovecot's UID list and indexes go."""
+        with contextlib.suppress(subprocess.CalledProcessError):  # 68: nobody was logged in
+            self.kick(user)
+        maildir = self.home(user) / "Maildir"
+        if folder.upper() != "INBOX":
+            maildir = maildir / ("." + encode_mailbox(folder).replace("/", "."))
+        for path in maildir.iterdir():
+            if path.name.startswith(("dovecot-uidlist", "dovecot.index", "dovecot-keywords")):
+                path.unlink()
+        time.sleep(1.1)  # UIDVALIDITY is a timestamp: the next one must differ
+
     def kick(self, user: str) -> None:
         """Drop every connection of ``user``, as an admin or an idle timeout would."""
         _, doveadm = find_dovecot()
@@ -344,6 +358,6 @@ service anvil {{
         if os.geteuid() != 0 or not path.exists():
             return
         for root, dirs, files in os.walk(path):
-            os.chown(root, self._uid, self._gid)
-            for name in dirs + files:
-                os.chown(Path(root) / name, self._uid, self._gid)
+            for name in [root, *(str(Path(root) / n) for n in dirs + files)]:
+                with contextlib.suppress(FileNotFoundError):  # Dovecot's own lock files come and go meanwhile
+                    os.chown(name, self._uid, self._gid)

@@ -34,6 +34,9 @@ class SmtpServerUnderTest:
     logins: int = 0
     #: Close each connection after this many messages, as servers with a per-connection limit do (0: never).
     close_after: int = 0
+    #: File a copy of each message in the sender's Sent folder before answering 250, as Gmail's and
+    #: Microsoft 365's SMTP servers do (a bot's outbox then finds what went out after a crash).
+    sent_copy: bool = False
 
 
 class _LmtpRelay:
@@ -82,8 +85,12 @@ class _LmtpRelay:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
         data: bytes = envelope.original_content
         self.record.received.append((envelope.mail_from, list(envelope.rcpt_tos), data))
+        login = getattr(session, "auth_data", None)
+        user = login.login.decode() if isinstance(login, LoginPassword) else str(login or "")
+        # one job in a worker thread: a client that hangs up cannot cancel it halfway (between the delivery and
+        # the copy in Sent), as a real server's acceptance is all or nothing
         await asyncio.get_running_loop().run_in_executor(
-            None, self._deliver, envelope.mail_from, envelope.rcpt_tos, data
+            None, self._deliver, envelope.mail_from, list(envelope.rcpt_tos), data, user
         )
         server.postroom_sent = getattr(server, "postroom_sent", 0) + 1
         return "250 2.0.0 delivered"
@@ -99,7 +106,9 @@ class _LmtpRelay:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    def _deliver(self, sender: str, recipients: list[str], data: bytes) -> None:
+    def _deliver(self, sender: str, recipients: list[str], data: bytes, user: str) -> None:
+        if self.record.sent_copy and "@" in user:
+            self.dovecot.deliver(user, data, folder="Sent", seen=True)
         for recipient in recipients:  # smtplib.LMTP cannot read LMTP's per-recipient replies to one DATA
             with smtplib.LMTP("127.0.0.1", self.dovecot.ports["lmtp"]) as lmtp:
                 lmtp.sendmail(sender, [recipient], data)
@@ -140,7 +149,8 @@ def _authenticator(dovecot: Dovecot, record: SmtpServerUnderTest) -> Any:
         record.logins += 1
         user = auth_data.login.decode()
         expected = dovecot.users.get(user, SHARED_PASSWORD)
-        return AuthResult(success=auth_data.password.decode() == expected, handled=False)
+        ok = auth_data.password.decode() == expected
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     return check
 

@@ -29,7 +29,7 @@ from postroom.message.model import Address, Message
 from postroom.message.raw import header_block_of
 from postroom.session import Session
 from postroom.transports.contract import Appends, ItemStatus, Mailbox, SavesDrafts, SubmitsMail
-from postroom.transports.smtp import SendReceipt, SmtpSender, before_handover, send_message
+from postroom.transports.smtp import SendReceipt, SmtpSender, after_acceptance, before_handover, send_message
 from postroom.validation import check_one_line
 
 __all__ = [
@@ -133,6 +133,9 @@ def _submit(draft: Draft, session: Session, save_to_sent: bool | str) -> SendRec
             f"the connection dropped while sending {draft.message['Message-ID']}; it may have been sent",
             hint="look for that Message-ID in Sent Items before sending again",
         ) from lost
+    accepted = after_acceptance.get()
+    if accepted is not None:
+        accepted()
     message_id = str(draft.message["Message-ID"])
     _log.info("sent %s to %d recipient(s) via %s", message_id, len(draft.recipients), session.server)
     return SendReceipt(message_id, draft.sender, tuple(draft.recipients), {}, session.server)

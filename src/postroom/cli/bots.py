@@ -157,6 +157,8 @@ def status_command(bot_file: str, ledger_url: str | None, as_json: bool) -> None
             )
             if box["last_error"]:
                 click.echo(f"    last error: {terminal_text(box['last_error'])}")
+            if box["notice"]:
+                click.echo(f"    note: {terminal_text(box['notice'])}")
         for claim in found["claimed"]:
             click.echo(f"  claimed {terminal_text(claim['key'])} by {claim['by']} (expires in {claim['expires_in']}s)")
         for failure in found["failed"]:

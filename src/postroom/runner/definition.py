@@ -11,6 +11,7 @@ The format is documented by :data:`postroom.runner.schema.BOT_SCHEMA` (``postroo
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Literal
 from postroom.errors import ConfigError
 from postroom.filters import MessageFilter
 from postroom.runner.templates import check_template
-from postroom.runner.yaml_lines import Lines, load_with_lines
+from postroom.runner.yaml_lines import BotFileError, Lines, load_with_lines
 
 __all__ = [
     "STEP_KINDS",
@@ -34,20 +35,6 @@ __all__ = [
     "parse_bot",
     "parse_duration",
 ]
-
-
-class BotFileError(ConfigError):
-    """A bot file is wrong: names the file, the field and its line."""
-
-    def __init__(self, source: str, field: str, line: int | None, problem: str, *, hint: str | None = None) -> None:
-        self.source = source
-        self.line = line
-        where = f"{field} (line {line})" if line is not None else field
-        super().__init__(f"{source}: {where}", problem, hint=hint)
-        self.field = field
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "field": self.field, "line": self.line, "file": self.source}
 
 
 @dataclass(frozen=True)
@@ -188,10 +175,11 @@ class SessionSpec:
     name: str
     profile: str | None = None
     embedded: str | None = None
-    settings: Mapping[str, Any] | None = None
+    #: Inline settings as written (secret references, or an insecure value the check warned about): never shown.
+    settings: Mapping[str, Any] | None = field(default=None, repr=False)
     path: str = "session"
     #: A config built in Python (the Python API), used as it is.
-    config: Any = None
+    config: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -468,6 +456,19 @@ def _check_settings(read: _Reader, entry: dict[str, Any], path: str) -> None:
     def build() -> None:
         backend(str(settings.get("protocol"))).from_profile(settings, auth_from_profile(auth))
 
+    from postroom.credentials.refs import parse_ref
+    from postroom.credentials.sources import Insecure, InsecureSecretWarning
+
+    for name, value in auth.items():
+        if name != "mode" and isinstance(value, str) and isinstance(parse_ref(value, name), Insecure):
+            where = f"{path}.auth.{name}"
+            warnings.warn(
+                InsecureSecretWarning(
+                    f"{read.source}: {where} (line {read.lines.of(where)}) is a secret written into the bot file; "
+                    "anyone who can read the file can read it — give vault:NAME/ATTRIBUTE, var:NAME or env:NAME"
+                ),
+                stacklevel=4,
+            )
     try:
         build()
     except ConfigError as exc:

@@ -31,6 +31,9 @@ __all__ = ["EXIT_CODES", "LocalRunner", "MailboxWatcher", "RunReport"]
 
 _log = get_logger("postroom.runner")
 
+#: A run without --watch waits for a failed message's next try when it is due within this many seconds.
+RETRY_WITHIN_RUN = 60.0
+
 #: ``postroom run``'s exit codes.
 EXIT_CODES = {"done": 0, "some_failed": 1, "could_not_connect": 6, "ledger": 11, "config": 3}
 
@@ -137,6 +140,12 @@ class MailboxWatcher:
                 self._trouble(exc)
                 self._reconnect()
                 stop.wait(min(60.0, 2**failures) * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            except Exception as exc:  # a bug must not silently end the trigger: report it, keep watching
+                failures += 1
+                _log.exception("trigger for %s %s failed", self.box.identity, self.box.folder)
+                self._trouble(PostroomError(f"internal error: {type(exc).__name__}: {exc}"))
+                self._reconnect()
+                stop.wait(min(60.0, 2**failures))
             self._check_stale()
         self.engine.ledger.release_lease(self.mailbox_id, self.owner)
         self.runtime.disconnect_all()
@@ -290,7 +299,11 @@ class LocalRunner:
                     last_beat = time.time()
                 if not worked:
                     if not watch:
-                        return
+                        due = ledger.next_retry_in([mailbox_id for _, mailbox_id in boxes])
+                        if due is None or due > RETRY_WITHIN_RUN:
+                            return  # a later try is the next run's
+                        stop.wait(due + 0.01)
+                        continue
                     self._wake.wait(1.0)
                     self._wake.clear()
         finally:

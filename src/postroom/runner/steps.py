@@ -5,10 +5,11 @@ the worker's claim. A re-run after a crash skips the done steps and repeats the 
 double their effect:
 
 - **mail** (reply, forward, send) carries a Message-ID fixed for this message and step, recorded before
-  anything is sent. The moment its content goes to the server is recorded too (``submitting``). A re-run
-  of a ``pending`` one sends it (nothing can have been delivered); of a ``submitting`` one it first looks
-  for that Message-ID in Sent, and where no copy can prove it either way it holds the message for a
-  person (``postroom bot retry --resend``) instead of sending twice;
+  anything is sent. The moment its content goes to the server is recorded (``submitting``), and the
+  server's confirmation (``sent``). A re-run of a ``pending`` one sends it (nothing can have been
+  delivered), of a ``sent`` one does not; of a ``submitting`` one (the crash came between the two) it
+  looks for that Message-ID in Sent, and where no copy can prove it either way it holds the message for
+  a person (``postroom bot retry --resend``) instead of sending twice;
 - **files** are written whole under a temporary name and linked into place without replacing anything; a
   re-run adopts an identical file the crashed try left (:mod:`postroom.runner.files`);
 - **move and delete** are done when the message is found gone from its folder after a ``pending`` entry;
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from postroom.actions.folders import sent_folder
+from postroom.actions.folders import create_folder, sent_folder
 from postroom.actions.manage import delete as delete_messages
 from postroom.actions.manage import flag, mark_read, mark_unread, move, unflag
 from postroom.actions.send import CopyAfterSendError, SendReceipt, forward, reply, send
@@ -43,8 +44,8 @@ from postroom.runner.files import place_file
 from postroom.runner.ledger import Claim, Effect, Ledger
 from postroom.runner.templates import render
 from postroom.session import Session
-from postroom.transports.contract import Appends, SubmitsMail
-from postroom.transports.smtp import before_handover
+from postroom.transports.contract import Appends, CreatesFolders, SubmitsMail
+from postroom.transports.smtp import after_acceptance, before_handover
 
 __all__ = ["DeliveryHeldError", "Job", "StepContext", "run_steps", "sent_copy_mode"]
 
@@ -150,6 +151,8 @@ def send_once(job: Job, seq: str, kind: str, deliver: Callable[[str], SendReceip
     """Send the mail of step ``seq`` at most once (see the module's docstring)."""
     prior = job.effects.get(seq)
     message_id = prior.message_id if prior is not None and prior.message_id else job.message_id_for(seq)
+    if prior is not None and prior.state == "sent":  # confirmed by the server; the crash came before "done"
+        return {"message_id": message_id, "copy_in_sent": "unknown (the run stopped right after sending)"}
     if prior is not None and prior.state in ("submitting", "unknown"):
         if _went_out(job, message_id):
             _log.info(
@@ -161,6 +164,7 @@ def send_once(job: Job, seq: str, kind: str, deliver: Callable[[str], SendReceip
             raise _held(message_id, job)
     job.record(seq, kind, "pending", message_id=message_id)
     token = before_handover.set(lambda: job.record(seq, kind, "submitting", message_id=message_id))
+    accepted = after_acceptance.set(lambda: job.record(seq, kind, "sent", message_id=message_id))
     try:
         receipt = deliver(message_id)
     except CopyAfterSendError as exc:
@@ -175,6 +179,7 @@ def send_once(job: Job, seq: str, kind: str, deliver: Callable[[str], SendReceip
         raise  # the provider files every sent message, and this one is not there: it did not go out; retried
     finally:
         before_handover.reset(token)
+        after_acceptance.reset(accepted)
     return {"message_id": message_id, "recipients": list(receipt.recipients)}
 
 
@@ -304,7 +309,13 @@ def _move(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
 
 def move_once(job: Job, seq: str, folder: str) -> dict[str, Any]:
     job.record(seq, "move", "pending")
-    result = move(job.session, job.mail, folder)[0]
+    try:
+        result = move(job.session, job.mail, folder)[0]
+    except ConfigError as exc:
+        if exc.field != "folder" or not job.session.can(CreatesFolders):
+            raise
+        create_folder(job.session, folder)  # the folder is missing (never made, or deleted since): make it
+        result = move(job.session, job.mail, folder)[0]
     if not result.ok:
         assert result.error is not None
         raise result.error

@@ -12,7 +12,21 @@ from typing import Any
 
 from postroom.errors import ConfigError
 
-__all__ = ["Lines", "load_with_lines"]
+__all__ = ["BotFileError", "Lines", "load_with_lines"]
+
+
+class BotFileError(ConfigError):
+    """A bot file is wrong: names the file, the field and its line."""
+
+    def __init__(self, source: str, field: str, line: int | None, problem: str, *, hint: str | None = None) -> None:
+        self.source = source
+        self.line = line
+        where = f"{field} (line {line})" if line is not None else field
+        super().__init__(f"{source}: {where}", problem, hint=hint)
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "field": self.field, "line": self.line, "file": self.source}
 
 
 @dataclass
@@ -41,14 +55,17 @@ def load_with_lines(text: str, source: str) -> tuple[Any, Lines]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "the file"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, f"is not valid YAML at {where}: {problem}", hint="fix that line") from None
+        line = mark.line + 1 if mark is not None else None
+        raise BotFileError(
+            source, "file", line, f"is not valid YAML at {where}: {problem}", hint="fix that line"
+        ) from None
     lines = Lines()
     if node is None:
         return None, lines
-    return _value(node, "", lines), lines
+    return _value(node, "", lines, source), lines
 
 
-def _value(node: Any, path: str, lines: Lines) -> Any:
+def _value(node: Any, path: str, lines: Lines, source: str) -> Any:
     import yaml
 
     lines.found.setdefault(path, node.start_mark.line + 1)
@@ -56,16 +73,17 @@ def _value(node: Any, path: str, lines: Lines) -> Any:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
             if not isinstance(key, str):
-                raise ConfigError(path or "bot", f"line {key_node.start_mark.line + 1}: a key must be a plain name")
+                raise BotFileError(source, path or "bot", line, "a key must be a plain name")
             child = f"{path}.{key}" if path else key
-            lines.found[child] = key_node.start_mark.line + 1
+            lines.found[child] = line
             if key in out:
-                raise ConfigError(child, f"line {key_node.start_mark.line + 1}: given twice", hint="keep one")
-            out[key] = _value(value_node, child, lines)
+                raise BotFileError(source, child, line, "is given twice", hint="keep one")
+            out[key] = _value(value_node, child, lines, source)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_value(item, f"{path}[{index}]", lines) for index, item in enumerate(node.value)]
+        return [_value(item, f"{path}[{index}]", lines, source) for index, item in enumerate(node.value)]
     return _scalar(node)
 
 

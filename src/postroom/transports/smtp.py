@@ -31,7 +31,15 @@ from postroom.transports.tls import client_context, describe_tls
 if TYPE_CHECKING:  # collections.abc.Buffer from Python 3.12
     from typing_extensions import Buffer
 
-__all__ = ["SendReceipt", "SmtpCheck", "SmtpSender", "before_handover", "check_submission", "send_message"]
+__all__ = [
+    "SendReceipt",
+    "SmtpCheck",
+    "SmtpSender",
+    "after_acceptance",
+    "before_handover",
+    "check_submission",
+    "send_message",
+]
 
 _log = get_logger("postroom.smtp")
 
@@ -52,6 +60,11 @@ class SendReceipt:
 #: confirms. A bot's outbox records that moment, so that after a crash it knows whether to look before resending.
 before_handover: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "postroom_before_handover", default=None
+)
+#: Called as soon as the server has confirmed it took the message (SMTP 250 after DATA; the submitting request's
+#: success), before anything else happens (such as the copy in Sent): the outbox's "it went out".
+after_acceptance: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "postroom_after_acceptance", default=None
 )
 
 
@@ -236,6 +249,9 @@ class SmtpSender:
             except BaseException:
                 self.close()  # a connection in an unknown state is not reused
                 raise
+            accepted = after_acceptance.get()
+            if accepted is not None:
+                accepted()
             refused_text = {rcpt: server_text(reply[1]) for rcpt, reply in refused.items()}
             if refused_text:
                 _log.warning("some recipients were refused: %s", refused_text)

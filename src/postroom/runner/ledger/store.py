@@ -275,11 +275,12 @@ class Ledger:
                 new_epoch,
                 remapped,
             )
-            self.heard_from_server(
-                mailbox_id,
-                trigger="reconcile",
-                error=f"UIDVALIDITY changed from {current} to {new_epoch}: {remapped} known message(s) re-matched",
+            notice = (
+                f"UIDVALIDITY changed from {current} to {new_epoch} at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                f"{remapped} known message(s) matched again by Message-ID, date and size"
             )
+            with self._tx() as db:
+                db.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(notice=notice))
         return added, remapped
 
     def _remap(
@@ -562,6 +563,7 @@ class Ledger:
                     "last_checked_at": b["last_checked_at"],
                     "seconds_since_checked": round(now - b["last_checked_at"], 1) if b["last_checked_at"] else None,
                     "last_error": b["last_error"],
+                    "notice": b["notice"],
                     "poll_lease": b["lease_owner"] if (b["lease_until"] or 0) >= now else None,
                 }
                 for b in boxes
@@ -652,6 +654,18 @@ class Ledger:
                     .order_by(items.c.id)
                 ).scalars()
             ]
+
+    def next_retry_in(self, mailbox_ids: Sequence[int]) -> float | None:
+        """Seconds until the next failed item is due for another try (None: none will be)."""
+        with self.engine.connect() as db:
+            due = db.execute(
+                select(func.min(items.c.next_try_at)).where(
+                    items.c.mailbox_id.in_(list(mailbox_ids)),
+                    items.c.state == "failed",
+                    items.c.next_try_at.is_not(None),
+                )
+            ).scalar()
+        return None if due is None else max(0.0, float(due) - _now())
 
     def unfinished(self, mailbox_ids: Sequence[int]) -> int:
         """Items not yet done nor failed for good: what a run without --watch waits for."""

@@ -53,6 +53,7 @@ mailboxes = Table(
     Column("last_checked_at", Float),
     Column("trigger", String(40)),
     Column("last_error", Text),
+    Column("notice", Text),
     UniqueConstraint("bot", "identity", "folder", name="postroom_mailbox_unique"),
 )
 

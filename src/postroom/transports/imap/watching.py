@@ -9,6 +9,9 @@ inside the 29 minutes a server may allow, and reconciles with ``folder_state`` w
 from __future__ import annotations
 
 import re
+import select
+import socket
+import ssl
 import time
 
 from postroom.errors import ConnectionLostError, ProtocolError
@@ -54,7 +57,6 @@ class ImapWatching(ImapConnection):
         tag = client._new_tag()
         changed = False
         sock = client.sock
-        default = sock.gettimeout()
         try:
             with mapped_errors(self._where, "imap"):
                 client.send(tag + b" IDLE\r\n")
@@ -67,17 +69,12 @@ class ImapWatching(ImapConnection):
                 deadline = time.monotonic() + timeout
                 while not changed:
                     left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    sock.settimeout(left)
-                    try:
-                        line = client.readline()
-                    except TimeoutError:
-                        break
+                    if left <= 0 or not _readable(sock, left):
+                        break  # (a socket timeout would break the buffered reader: wait with select instead)
+                    line = client.readline()
                     if not line:
                         raise ConnectionLostError("the server closed the connection during IDLE")
                     changed = bool(_CHANGE.match(line))
-                sock.settimeout(default)
                 client.send(b"DONE\r\n")
                 while True:
                     line = client.readline()
@@ -89,7 +86,12 @@ class ImapWatching(ImapConnection):
         except BaseException:
             self._drop(client)
             raise
-        finally:
-            if self._client is not None:
-                sock.settimeout(default)
         return changed
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    """Whether a line can be read within ``timeout`` seconds (TLS may hold decrypted bytes already)."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    ready, _, _ = select.select([sock], [], [], timeout)
+    return bool(ready)

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("last_checked_at", sa.Float),
         sa.Column("trigger", sa.String(40)),
         sa.Column("last_error", sa.Text),
+        sa.Column("notice", sa.Text),
         sa.UniqueConstraint("bot", "identity", "folder", name="postroom_mailbox_unique"),
     )
     op.create_table(

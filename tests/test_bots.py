@@ -1,0 +1,410 @@
+"""Bots: bot files checked with lines, each message processed once, re-runs, crashes, UIDVALIDITY changes,
+mail whose delivery is unknown, failures, the Python API and the CLI, on real Dovecot and SMTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import postroom
+from postroom.runner import Bot, FailurePolicy, LocalRunner, load_bot, parse_bot
+from postroom.runner.ledger import Ledger
+from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox, invoice, replies_by_original
+from tests.conftest import server_config
+from tests.servers.cutting_proxy import CutRule, cutting_proxy
+from tests.servers.dovecot import SHARED_PASSWORD, Dovecot
+from tests.servers.smtp import SmtpServerUnderTest
+
+POSTROOM = str(Path(sys.executable).with_name("postroom"))
+
+
+@pytest.fixture(autouse=True)
+def bot_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PASSWORD_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def _mine(smtp: SmtpServerUnderTest, messages: list[bytes]) -> dict[str, int]:
+    """Replies the SMTP server took for these originals (other tests share the server)."""
+    import email
+
+    ids = {str(email.message_from_bytes(raw)["Message-ID"]).strip() for raw in messages}
+    return {mid: n for mid, n in replies_by_original(smtp.received).items() if mid in ids}
+
+
+def _folder_count(dovecot: Dovecot, user: str, folder: str) -> int:
+    session = postroom.connect(
+        f"count-{folder}", server_config(dovecot), variables={"MAILBOX_USER": user, "MAILBOX_PASSWORD": SHARED_PASSWORD}
+    )
+    with session:
+        return len(list(postroom.messages(session, folder=folder)))
+
+
+# -- bot files --------------------------------------------------------------------------------------------
+
+GOOD = """\
+bot: invoices
+session: {profile: invoices}
+loop:
+  subject: '^Invoice (\\d+)'
+  regex: true
+steps:
+  - save_attachments: out/
+  - reply: "Thanks for {subject_match[1]}"
+  - move: Processed
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "line", "words"),
+    [
+        (("  - move: Processed", "  - moove: Processed"), "steps[2].moove", 9, "not a step"),
+        (("Thanks for {subject_match[1]}", "Thanks for {amount}"), "steps[1].reply.body", 8, "not a message field"),
+        (("  regex: true", "  regex: true\n  colour: red"), "loop.colour", 6, "not a setting"),
+        (("  regex: true\n", ""), "steps[1].reply.body", 7, "regular expression"),
+        (("  - move: Processed", "  - move: Processed\n  - mark: read"), "steps[3].mark", 10, "took the message away"),
+        (("bot: invoices", "bot: 'my bot!'"), "bot", 1, "not a bot name"),
+        (("  - save_attachments: out/", "  - save_attachments: {pattern: '*.pdf'}"), "folder", 7, "required"),
+        (("steps:", "on_failure: {retries: 2, backoff: soon}\nsteps:"), "on_failure.backoff", 6, "not a duration"),
+        (("  regex: true", "  regex: true\n  subject: again"), "loop.subject", 6, "is given twice"),
+        (("loop:", "loop: [\n"), "bot.yaml", 6, "not valid YAML"),
+    ],
+)
+def test_a_wrong_bot_file_names_the_field_and_its_line(
+    change: tuple[str, str], field: str, line: int | None, words: str
+) -> None:
+    text = GOOD.replace(*change)
+    assert text != GOOD
+    with pytest.raises(postroom.ConfigError) as caught:
+        parse_bot(text, source="bot.yaml")
+    message = str(caught.value)
+    assert field in message and words in message
+    if line is not None:
+        assert f"(line {line})" in message
+
+
+def test_bot_check_and_schema_from_the_command_line(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    checked = subprocess.run([POSTROOM, "bot", "check", str(good), "--json"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["steps"] == ["save_attachments", "reply", "move"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("move: Processed", "move: {fodler: Processed}"))
+    refused = subprocess.run([POSTROOM, "bot", "check", str(bad), "--json"], capture_output=True, text=True)
+    assert refused.returncode == 3
+    error = json.loads(refused.stdout)["error"]
+    assert error["line"] == 9 and error["field"] == "steps[2].move.fodler"
+    assert "Traceback" not in refused.stderr
+    schema = json.loads(subprocess.run([POSTROOM, "bot", "schema"], capture_output=True, text=True).stdout)
+    step_names = {next(iter(choice["properties"])) for choice in schema["properties"]["steps"]["items"]["oneOf"]}
+    assert {"save_attachments", "reply", "forward", "send", "move", "mark", "delete", "python", "command"} <= step_names
+
+
+def test_an_insecure_password_in_a_bot_file_is_named_with_its_line(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "session: {profile: invoices}",
+        "session:\n  protocol: imap\n  host: imap.example.com\n  auth: {mode: basic, username: u, password: hunter2}",
+    )
+    with pytest.warns(postroom.InsecureSecretWarning, match=r"session.auth.password \(line 5\)") as caught:
+        definition = parse_bot(text, source="bot.yaml")
+    assert all("hunter2" not in str(w.message) for w in caught)
+    assert definition.sessions[0].settings is not None
+    assert "hunter2" not in repr(definition.sessions[0])  # the spec keeps the reference, never shows the value
+
+
+# -- each message once ---------------------------------------------------------------------------------------
+
+
+def test_a_bot_processes_each_message_once_and_a_rerun_does_nothing(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    messages = fill_mailbox(dovecot, mailbox_user, range(1, 31))
+    path = bot_file(tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, workers=3)
+    first = LocalRunner(load_bot(path)).run()
+    assert first.exit_code == 0, first.to_dict()
+    assert (first.new, first.outcome.done, first.outcome.failed) == (30, 30, 0)
+    assert sorted(_mine(smtp, messages).values()) == [1] * 30
+    saved = sorted((tmp_path / "saved" / "INBOX").iterdir())
+    assert [p.name for p in saved] == sorted(f"invoice-{n}.pdf" for n in range(1, 31))
+    assert _folder_count(dovecot, mailbox_user, "Processed") == 30
+    assert _folder_count(dovecot, mailbox_user, "INBOX") == 0
+
+    again = LocalRunner(load_bot(path)).run()
+    assert (again.new, again.outcome.done, again.exit_code) == (0, 0, 0)
+    assert sorted(_mine(smtp, messages).values()) == [1] * 30
+    assert len(list((tmp_path / "saved" / "INBOX").iterdir())) == 30
+    assert again.counts == {"seen": 0, "claimed": 0, "done": 30, "failed": 0}
+
+
+@pytest.mark.parametrize("sent_copy", ["server", "client"])
+def test_killed_halfway_then_run_again_finishes_with_no_duplicate(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path, sent_copy: str
+) -> None:
+    """kill -9 mid-run, then run again. Where the server files a copy of what it sends (Gmail, Microsoft 365),
+    every message ends done with one reply; where postroom files the copy itself, a reply caught between
+    handing over its content and the server's OK cannot be told apart and is held, never sent twice."""
+    messages = fill_mailbox(dovecot, mailbox_user, range(100, 160))
+    path = bot_file(tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, workers=2, sent_copy=sent_copy)
+    environment = {**os.environ, **PASSWORD_ENV}
+    smtp.sent_copy = sent_copy == "server"
+    try:
+        process = subprocess.Popen([POSTROOM, "run", str(path)], env=environment, cwd=tmp_path, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(_mine(smtp, messages)) < 15 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.01)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
+        halfway = len(_mine(smtp, messages))
+        assert 15 <= halfway < 60
+        rerun = subprocess.run(
+            [POSTROOM, "run", str(path), "--json"], env=environment, cwd=tmp_path, capture_output=True
+        )
+    finally:
+        smtp.sent_copy = False
+    report = json.loads(rerun.stdout)
+    replies = _mine(smtp, messages)
+    assert max(replies.values()) == 1  # never a second reply
+    held = report["failed"]
+    if sent_copy == "server":
+        assert rerun.returncode == 0, rerun.stderr.decode()
+        assert len(replies) == 60 and held == 0
+    else:
+        assert held <= 2  # at most the one message each worker was handing over when killed
+        assert len(replies) >= 60 - held
+        assert report["ledger"]["done"] == 60 - held
+    assert _folder_count(dovecot, mailbox_user, "Processed") == 60 - held
+    files = sorted(p.name for p in (tmp_path / "saved" / "INBOX").iterdir())
+    assert files == sorted(f"invoice-{n}.pdf" for n in range(100, 160))  # each once, no "(2)", no leftovers
+    for n in range(100, 160):
+        assert (tmp_path / "saved" / "INBOX" / f"invoice-{n}.pdf").read_bytes().startswith(b"%PDF-1.4 invoice")
+
+
+def test_a_new_uidvalidity_keeps_done_messages_done(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    """A bot that leaves mail in place (saves and marks read): after the folder is renumbered, the messages it
+    did are matched again by Message-ID, date and size, and only the new one is processed."""
+    fill_mailbox(dovecot, mailbox_user, range(1, 11))
+    steps = [{"save_attachments": "saved/"}, {"mark": "read"}]
+    path = bot_file(tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, steps=steps)
+    assert LocalRunner(load_bot(path)).run().outcome.done == 10
+    dovecot.renumber(mailbox_user)
+    dovecot.deliver(mailbox_user, invoice(11, mailbox_user))
+    second = LocalRunner(load_bot(path)).run()
+    assert (second.new, second.outcome.done) == (1, 1), second.to_dict()
+    assert len(list((tmp_path / "saved").iterdir())) == 11
+    ledger = Ledger.open(load_bot(path).ledger)
+    status = ledger.status("invoices")
+    assert status["counts"]["done"] == 11
+    assert (
+        "UIDVALIDITY changed" in status["mailboxes"][0]["notice"]
+        and "10 known message(s)" in status["mailboxes"][0]["notice"]
+    )
+
+
+# -- mail whose delivery is unknown ---------------------------------------------------------------------------
+
+
+def _cut_after_data(dovecot: Dovecot, smtp: SmtpServerUnderTest) -> object:
+    assert dovecot.certs is not None
+    certs = dovecot.certs
+    rule = CutRule(pattern=rb"\r\n\.\r\n", when="after", times=1)
+    return cutting_proxy(smtp.ssl_port, certs.cert_file, certs.key_file, certs.ca_file, rules=[rule])
+
+
+def test_a_reply_cut_after_its_data_is_held_when_no_copy_can_tell(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    messages = fill_mailbox(dovecot, mailbox_user, range(1, 4))
+    with _cut_after_data(dovecot, smtp) as proxy:  # type: ignore[attr-defined]
+        steps = [{"reply": {"body": "Got it", "save_to_sent": False}}, {"move": "Processed"}]
+        path = bot_file(
+            tmp_path, dovecot, users=[mailbox_user], smtp_port=proxy.port, steps=steps, workers=1, sent_copy="none"
+        )
+        report = LocalRunner(load_bot(path)).run()
+    assert proxy.cuts == 1
+    assert (report.outcome.done, report.outcome.failed, report.exit_code) == (2, 1, 1)
+    replies = _mine(smtp, messages)
+    assert sorted(replies.values()) == [1, 1, 1]  # the cut one was delivered, and was not sent again
+    status = Ledger.open(load_bot(path).ledger).status("invoices")
+    (held,) = status["failed"]
+    assert "may have been delivered" in held["error"] and held["next_try_in"] is None
+    # a person checked: it did arrive. Forgetting nothing, a retry without --resend keeps it held
+    assert Ledger.open(load_bot(path).ledger).retry("invoices") == 1
+    again = LocalRunner(load_bot(path)).run()
+    assert again.outcome.failed == 1 and sorted(_mine(smtp, messages).values()) == [1, 1, 1]
+
+
+def test_a_reply_cut_after_its_data_is_found_in_sent_when_the_server_files_copies(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    messages = fill_mailbox(dovecot, mailbox_user, range(1, 4))
+    smtp.sent_copy = True
+    try:
+        with _cut_after_data(dovecot, smtp) as proxy:  # type: ignore[attr-defined]
+            steps = [{"reply": {"body": "Got it", "save_to_sent": False}}, {"move": "Processed"}]
+            path = bot_file(
+                tmp_path, dovecot, users=[mailbox_user], smtp_port=proxy.port, steps=steps, sent_copy="server"
+            )
+            report = LocalRunner(load_bot(path)).run()
+    finally:
+        smtp.sent_copy = False
+    assert proxy.cuts == 1
+    assert (report.outcome.done, report.outcome.failed, report.exit_code) == (3, 0, 0), report.to_dict()
+    assert sorted(_mine(smtp, messages).values()) == [1, 1, 1]
+    assert _folder_count(dovecot, mailbox_user, "Processed") == 3
+
+
+# -- failures, retries, the Python API ----------------------------------------------------------------------
+
+
+def test_a_failing_step_is_retried_then_moved_to_failed_and_retry_sends_it_again(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    fill_mailbox(dovecot, mailbox_user, range(1, 3))
+    flag = tmp_path / "broken"
+    flag.write_text("yes")
+    checker = tmp_path / "check.py"
+    checker.write_text(
+        "import json, os, pathlib, sys\n"
+        "doc = json.load(sys.stdin)\n"
+        "assert doc['message']['subject'].startswith('Invoice') and os.environ['POSTROOM_IDEMPOTENCY_KEY']\n"
+        f"sys.exit(3 if pathlib.Path({str(flag)!r}).exists() else 0)\n"
+    )
+    steps = [{"command": [sys.executable, str(checker)]}, {"move": "Processed"}]
+    path = bot_file(
+        tmp_path,
+        dovecot,
+        users=[mailbox_user],
+        smtp_port=smtp.ssl_port,
+        steps=steps,
+        on_failure={"retries": 1, "backoff": "50ms", "then": "move", "folder": "Failed"},
+    )
+    first = LocalRunner(load_bot(path)).run()  # tried, tried again after the 50ms backoff, then moved
+    assert (first.outcome.done, first.outcome.retrying, first.outcome.failed, first.exit_code) == (0, 2, 2, 1)
+    assert _folder_count(dovecot, mailbox_user, "Failed") == 2
+    failed = Ledger.open(load_bot(path).ledger).status("invoices")["failed"]
+    assert all("exited with 3" in f["error"] and "moved to Failed" in f["error"] for f in failed)
+
+
+def test_the_python_api_runs_a_decorated_step_and_its_reply_goes_once(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    messages = fill_mailbox(dovecot, mailbox_user, range(1, 6))
+    config = server_config(dovecot, smtp_host="localhost", smtp_port=smtp.ssl_port, smtp_security="ssl")
+    bot = Bot(
+        "api-bot",
+        session=config,
+        loop={"subject": "Invoice", "order": "oldest"},
+        on_failure=FailurePolicy(retries=2, backoff=0.01),
+        ledger=f"sqlite:///{tmp_path / 'ledger.db'}",
+        variables={"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": SHARED_PASSWORD},
+    )
+    tries: dict[str, int] = {}
+
+    @bot.step
+    def handle(mail: postroom.Message, context: object) -> None:
+        context.reply(f"Received {mail.subject}")  # type: ignore[attr-defined]
+        tries[mail.message_id] = tries.get(mail.message_id, 0) + 1
+        if tries[mail.message_id] == 1:
+            raise RuntimeError("the ERP was down")  # after the reply: the retry must not reply again
+        context.move("Processed")  # type: ignore[attr-defined]
+
+    report = bot.run()  # each message: tried, failed after its reply, tried again 10ms later: done
+    assert (report.outcome.retrying, report.outcome.done) == (5, 5), report.to_dict()
+    assert sorted(_mine(smtp, messages).values()) == [1] * 5
+    assert set(tries.values()) == {2}
+    assert _folder_count(dovecot, mailbox_user, "Processed") == 5
+
+
+def test_two_runners_on_one_ledger_process_each_message_once(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    messages = fill_mailbox(dovecot, mailbox_user, range(1, 41))
+    path = bot_file(tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, workers=2)
+    reports = []
+
+    def run() -> None:
+        reports.append(LocalRunner(load_bot(path)).run())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sum(r.outcome.done for r in reports) == 40
+    assert sorted(_mine(smtp, messages).values()) == [1] * 40
+    assert _folder_count(dovecot, mailbox_user, "Processed") == 40
+
+
+# -- watching ------------------------------------------------------------------------------------------------
+
+
+def _watch_until_replied(path: Path, dovecot: Dovecot, smtp: SmtpServerUnderTest, user: str) -> float:
+    """Run the bot with --watch, deliver one invoice, and return seconds from delivery to its reply."""
+    stop = threading.Event()
+    runner = LocalRunner(load_bot(path))
+    thread = threading.Thread(target=runner.run, kwargs={"watch": True, "stop": stop})
+    thread.start()
+    sent = invoice(7, user)
+    try:
+        time.sleep(1.5)  # the watcher is idling by now
+        delivered_at = time.monotonic()
+        dovecot.deliver(user, sent)
+        while not _mine(smtp, [sent]) and time.monotonic() - delivered_at < 15:
+            time.sleep(0.02)
+        took = time.monotonic() - delivered_at
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert sorted(_mine(smtp, [sent]).values()) == [1]
+    return took
+
+
+def test_watch_processes_new_mail_as_idle_reports_it(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    steps = [{"reply": "Got {subject}"}, {"move": "Processed"}]
+    path = bot_file(
+        tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, steps=steps, watch={"reconcile": "60s"}
+    )
+    took = _watch_until_replied(path, dovecot, smtp, mailbox_user)
+    assert took < 3, f"IDLE should have reported it at once (the reconcile is a minute away), took {took:.1f}s"
+    status = Ledger.open(load_bot(path).ledger).status("invoices")
+    assert status["mailboxes"][0]["trigger"] == "idle"
+
+
+def test_watch_finds_mail_a_silent_idle_never_reported_within_the_reconcile_interval(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    assert dovecot.certs is not None
+    certs = dovecot.certs
+    steps = [{"reply": "Got {subject}"}, {"move": "Processed"}]
+    with cutting_proxy(
+        dovecot.ports["imaps"], certs.cert_file, certs.key_file, certs.ca_file, swallow=rb"\* \d+ (EXISTS|RECENT)\r\n"
+    ) as proxy:
+        path = bot_file(
+            tmp_path,
+            dovecot,
+            users=[mailbox_user],
+            smtp_port=smtp.ssl_port,
+            steps=steps,
+            imap_port=proxy.port,
+            watch={"reconcile": "2s"},
+        )
+        took = _watch_until_replied(path, dovecot, smtp, mailbox_user)
+    assert proxy.swallowed >= 1  # the push really was lost
+    assert took < 6, f"the 2s reconcile should have found it, took {took:.1f}s"
