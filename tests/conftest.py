@@ -16,6 +16,8 @@ from tests.servers.ews import EwsServerUnderTest
 from tests.servers.ews import ews_server as start_ews_server
 from tests.servers.graph import GraphStandIn, graph_server
 from tests.servers.oauth import AuthorizationServerUnderTest, oauth_server
+from tests.servers.postgres import PostgresUnderTest, postgres_server
+from tests.servers.redis import RedisUnderTest, redis_server
 from tests.servers.smtp import SmtpServerUnderTest, smtp_server
 
 USER = "bot@example.test"
@@ -138,6 +140,20 @@ def smtp(dovecot: Dovecot, authorization_server: AuthorizationServerUnderTest) -
     """A real SMTP server (aiosmtpd, STARTTLS + AUTH incl. XOAUTH2/OAUTHBEARER) delivering into the
     shared Dovecot via LMTP."""
     with smtp_server(dovecot, introspect=authorization_server.introspect) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresUnderTest]:
+    """A real PostgreSQL (Debian's), its own cluster under a temp dir on a free port, for the whole run."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisUnderTest]:
+    """A real Redis (Debian's redis-server) on a free port, for one test."""
+    with redis_server() as server:
         yield server
 
 

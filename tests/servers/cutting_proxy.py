@@ -179,11 +179,15 @@ def cutting_proxy(
     def start_link(raw: socket.socket) -> None:
         try:
             client = serving.wrap_socket(raw, server_side=True)
+        except OSError:
+            raw.close()
+            return
+        try:
             upstream = connecting.wrap_socket(
                 socket.create_connection(("127.0.0.1", upstream_port)), server_hostname="localhost"
             )
         except OSError:
-            raw.close()
+            client.close()
             return
         link = _Link(proxy, client, upstream)
         links.append(link)

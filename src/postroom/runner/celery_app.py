@@ -129,6 +129,7 @@ def _poll(app: Any, index: int) -> int:
     state = _worker_state()
     box, mailbox_id = state.engine.mailboxes()[index]
     owner = state.owner()
+    state.ledger.reclaim_from_dead(state.definition.name)  # a worker killed on this host: its claims wait again
     fence = state.ledger.take_lease(mailbox_id, owner, max(60.0, 3 * state.definition.watch.reconcile))
     if fence is None:
         return 0
@@ -229,8 +230,11 @@ def schedule(
     finally:
         stop.set()
         engine.close()
-    report.counts = ledger.counts(definition.name)
-    activity = ledger.activity_since(definition.name, started)
+    try:
+        report.counts = ledger.counts(definition.name)
+        activity = ledger.activity_since(definition.name, started)
+    finally:
+        ledger.close()
     report.new = activity["new"]
     report.outcome = Outcome(done=activity["done"], failed=activity["failed"])
     report.seconds = time.time() - started

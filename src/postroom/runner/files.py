@@ -3,11 +3,13 @@
 A file is written whole under a temporary name, then given its final name with a link that never replaces
 an existing file (``name (2).pdf`` when ``name.pdf`` is another message's). When a step is re-run after a
 crash (its journal entry says it started), a file with the same name pattern, size and SHA-256 that is
-already there is the one the crashed run made: it is kept, not saved a second time.
+already there is the one the crashed run made: it is kept, not saved a second time; the temporary file a
+crashed run left is removed.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from collections.abc import Callable
@@ -27,11 +29,33 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _remove_leftovers(folder: Path, name: str) -> None:
+    """Temporary files of ``name`` that a process which died (on this host) left behind."""
+    for leftover in folder.glob(f".{glob.escape(name)}.*.partial"):
+        pid = leftover.name.removeprefix(f".{name}.").split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def place_file(folder: Path, name: str, produce: Callable[[BinaryIO], int], *, rerun: bool) -> tuple[Path, int]:
     """Write what ``produce`` streams into ``folder`` under ``name`` (or the next free ``name (N)``); with
     ``rerun``, adopt an identical file a crashed earlier try left. Returns the path and its size."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    if rerun:
+        _remove_leftovers(folder, name)
     temporary = folder / f".{name}.{os.getpid()}.{id(produce)}.partial"
     try:
         with temporary.open("w+b") as handle:

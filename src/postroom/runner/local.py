@@ -198,6 +198,7 @@ class LocalRunner:
         workers: int | None = None,
     ) -> None:
         self.definition = definition
+        self._owns_ledger = ledger is None
         self.ledger = ledger or Ledger.open(definition.ledger)
         self.engine = Engine(definition, self.ledger, variables=variables)
         self.workers = workers or definition.workers
@@ -259,6 +260,8 @@ class LocalRunner:
         finally:
             report.seconds = time.monotonic() - started
             self.engine.close()
+            if self._owns_ledger:
+                self.ledger.close()
 
     def _woken(self, _count: int) -> None:
         self._wake.set()

@@ -1,0 +1,261 @@
+"""The exactly-once proof, shared by the suite (small) and ``bench/exactly_once.py`` (10,000 messages).
+
+N Celery workers over M mailboxes on Dovecot, a PostgreSQL ledger, a Redis broker. The bot saves each
+attachment, replies, and moves the message to Processed. Meanwhile: a random worker is killed with
+SIGKILL every few seconds and started again; IMAP and SMTP connections are cut at random points through
+proxies; Redis is restarted once; one mailbox is renumbered (new UIDVALIDITY) once. Afterwards every
+message must be in Processed once, every reply delivered once (counted on the receiving side by
+In-Reply-To), every attachment saved once and whole, and the ledger must agree.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import postroom
+from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox, replies_by_original
+from tests.conftest import server_config
+from tests.servers.cutting_proxy import CutRule, cutting_proxy
+from tests.servers.dovecot import SHARED_PASSWORD, Dovecot
+from tests.servers.postgres import PostgresUnderTest
+from tests.servers.redis import RedisUnderTest
+from tests.servers.smtp import SmtpServerUnderTest
+
+__all__ = ["ProofResult", "run_proof"]
+
+POSTROOM = str(Path(sys.executable).with_name("postroom"))
+
+
+@dataclass
+class ProofResult:
+    messages: int
+    seconds: float
+    kills: int = 0
+    redis_restarts: int = 0
+    renumbered: int = 0
+    imap_cuts: int = 0
+    smtp_cuts: int = 0
+    in_processed: dict[str, int] = field(default_factory=dict)
+    left_in_inbox: int = 0
+    replies: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+    files_whole: int = 0
+    ledger: dict[str, int] = field(default_factory=dict)
+    scheduler_exit: int | None = None
+    originals: set[str] = field(default_factory=set)
+    leftovers: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """What breaks exactly-once (empty when the proof holds)."""
+        found = []
+        twice = {m: n for m, n in self.in_processed.items() if n != 1}
+        if twice or len(self.in_processed) != self.messages:
+            found.append(f"Processed holds {len(self.in_processed)} distinct of {self.messages}, not once: {twice}")
+        if self.left_in_inbox:
+            found.append(f"{self.left_in_inbox} left in INBOX")
+        mine = {m: n for m, n in self.replies.items() if m in self.originals}
+        if len(mine) != self.messages or any(n != 1 for n in mine.values()):
+            found.append(f"replies: {len(mine)} originals answered, counts {sorted(set(mine.values()))}")
+        if self.files != self.messages or self.files_whole != self.messages:
+            found.append(f"files: {self.files} saved, {self.files_whole} whole, of {self.messages}")
+        if self.leftovers:
+            found.append(f"temporary files left: {self.leftovers}")
+        if self.ledger.get("done") != self.messages or sum(self.ledger.values()) != self.messages:
+            found.append(f"ledger: {self.ledger}")
+        return found
+
+    def table(self) -> str:
+        mine = {m: n for m, n in self.replies.items() if m in self.originals}
+        return "\n".join(
+            [
+                f"messages                {self.messages}",
+                f"wall                    {self.seconds:.1f} s",
+                f"workers killed (-9)     {self.kills}",
+                f"Redis restarts          {self.redis_restarts}",
+                f"UIDVALIDITY bumps       {self.renumbered}",
+                f"IMAP connections cut    {self.imap_cuts}",
+                f"SMTP connections cut    {self.smtp_cuts}",
+                f"in Processed once       {sum(1 for n in self.in_processed.values() if n == 1)}",
+                f"left in INBOX           {self.left_in_inbox}",
+                f"replies delivered once  {sum(1 for n in mine.values() if n == 1)} (twice or more: "
+                f"{sum(1 for n in mine.values() if n > 1)})",
+                f"attachments saved whole {self.files_whole} of {self.files} files",
+                f"ledger                  {self.ledger}",
+            ]
+        )
+
+
+def _worker(bot: Path, environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:  # the child has its own copy of the descriptor
+        return subprocess.Popen(
+            [POSTROOM, "worker", str(bot), "--pool", "threads", "--concurrency", "2"],
+            env=environment,
+            cwd=bot.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a kill takes every thread and child with it
+        )
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def run_proof(
+    dovecot: Dovecot,
+    smtp: SmtpServerUnderTest,
+    postgres: PostgresUnderTest,
+    redis: RedisUnderTest,
+    workdir: Path,
+    *,
+    mailboxes: int = 4,
+    per_mailbox: int = 50,
+    workers: int = 4,
+    kill_every: tuple[float, float] = (2.0, 4.0),
+    timeout: float = 600.0,
+    seed: int = 7,
+) -> ProofResult:
+    chance = random.Random(seed)
+    users = [f"proof-{seed}-{os.getpid()}-{i}-{time.time_ns() % 10**6}@example.test" for i in range(mailboxes)]
+    sent: list[bytes] = []
+    for index, user in enumerate(users):
+        dovecot.add_user(user)
+        sent += fill_mailbox(dovecot, user, range(index * per_mailbox + 1, (index + 1) * per_mailbox + 1))
+    originals = {str(email.message_from_bytes(raw)["Message-ID"]).strip() for raw in sent}
+    total = len(sent)
+    assert dovecot.certs is not None
+    certs = dovecot.certs
+    smtp_rules = [
+        CutRule(pattern=rb"\r\n\.\r\n", when="after", times=max(2, total // 60), spacing=23),  # after DATA: unknown
+        CutRule(pattern=rb"MAIL FROM", when="before", times=max(2, total // 60), spacing=31),  # before: nothing went
+    ]
+    database = postgres.create_database(f"proof_{seed}_{time.time_ns() % 10**9}")
+    result = ProofResult(messages=total, seconds=0.0, originals=originals)
+    smtp.sent_copy = True
+    started = time.monotonic()
+    with (
+        cutting_proxy(
+            dovecot.ports["imaps"], certs.cert_file, certs.key_file, certs.ca_file, every=(4_000, 80_000), seed=seed
+        ) as imap_proxy,
+        cutting_proxy(
+            smtp.ssl_port, certs.cert_file, certs.key_file, certs.ca_file, rules=smtp_rules, seed=seed
+        ) as smtp_proxy,
+    ):
+        bot = bot_file(
+            workdir,
+            dovecot,
+            name="proof",
+            users=users,
+            smtp_port=smtp_proxy.port,
+            imap_port=imap_proxy.port,
+            ledger=database,
+            broker=redis.url,
+            sent_copy="server",
+            workers=2,
+            claim_lease="8s",
+            on_failure={"retries": 50, "backoff": "200ms", "max_backoff": "2s"},
+            watch={"reconcile": "2s"},
+        )
+        environment = {**os.environ, **PASSWORD_ENV}
+        logs = workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        pool = [_worker(bot, environment, logs / f"worker-{i}.log") for i in range(workers)]
+        with (logs / "scheduler.json").open("wb") as output, (logs / "scheduler.log").open("ab") as errors:
+            scheduler = subprocess.Popen(
+                [POSTROOM, "run", str(bot), "--celery", "--json"],
+                env=environment,
+                cwd=workdir,
+                stdout=output,
+                stderr=errors,
+            )
+        next_kill = time.monotonic() + chance.uniform(*kill_every)
+        try:
+            while scheduler.poll() is None and time.monotonic() - started < timeout:
+                time.sleep(0.1)
+                done = _done(database)
+                if not result.redis_restarts and done >= total * 0.25:
+                    redis.restart()
+                    result.redis_restarts += 1
+                if not result.renumbered and done >= total * 0.5:
+                    dovecot.renumber(users[1])
+                    result.renumbered += 1
+                if time.monotonic() >= next_kill:
+                    victim = chance.randrange(len(pool))
+                    _kill(pool[victim])
+                    result.kills += 1
+                    pool[victim] = _worker(bot, environment, logs / f"worker-{victim}.log")
+                    next_kill = time.monotonic() + chance.uniform(*kill_every)
+        finally:
+            if scheduler.poll() is None:
+                scheduler.kill()
+            scheduler.wait()
+            for process in pool:
+                _kill(process)
+            smtp.sent_copy = False
+        result.scheduler_exit = scheduler.returncode
+        result.imap_cuts, result.smtp_cuts = imap_proxy.cuts, smtp_proxy.cuts
+    result.seconds = time.monotonic() - started
+    _check(result, dovecot, users, smtp, workdir, database)
+    return result
+
+
+def _done(database: str) -> int:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database)
+    try:
+        with engine.connect() as db:
+            return int(
+                db.execute(sqlalchemy.text("SELECT count(*) FROM postroom_item WHERE state = 'done'")).scalar_one()
+            )
+    except Exception:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def _check(
+    result: ProofResult, dovecot: Dovecot, users: list[str], smtp: SmtpServerUnderTest, workdir: Path, database: str
+) -> None:
+    for user in users:
+        variables = {"MAILBOX_USER": user, "MAILBOX_PASSWORD": SHARED_PASSWORD}
+        with postroom.connect(f"check-{user}", server_config(dovecot), variables=variables) as session:
+            for mail in postroom.messages(session, folder="Processed"):
+                result.in_processed[mail.message_id] = result.in_processed.get(mail.message_id, 0) + 1
+            result.left_in_inbox += sum(1 for _ in postroom.messages(session))
+    result.replies = replies_by_original(smtp.received)
+    saved = workdir / "saved" / "INBOX"
+    files = list(saved.iterdir()) if saved.is_dir() else []
+    result.leftovers = [p.name for p in files if p.name.startswith(".")]
+    files = [p for p in files if not p.name.startswith(".")]
+    result.files = len(files)
+    for path in files:
+        data = path.read_bytes()
+        number = path.name.removeprefix("invoice-").removesuffix(".pdf")
+        if data == (f"%PDF-1.4 invoice {number}\n" + "x" * (200 + int(number) % 97)).encode():
+            result.files_whole += 1
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database)
+    with engine.connect() as db:
+        rows = db.execute(sqlalchemy.text("SELECT state, count(*) FROM postroom_item GROUP BY state")).all()
+    engine.dispose()
+    result.ledger = {str(state): int(count) for state, count in rows}
+
+
+def describe(result: ProofResult) -> dict[str, Any]:
+    return {"problems": result.problems(), "table": result.table()}
