@@ -10,6 +10,7 @@ In-Reply-To), every attachment saved once and whole, and the ledger must agree.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
@@ -108,10 +109,8 @@ def _worker(bot: Path, environment: dict[str, str], log: Path) -> subprocess.Pop
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

@@ -4,7 +4,6 @@ since PostgreSQL refuses to run as root."""
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -46,7 +45,7 @@ class PostgresUnderTest:
 
 
 def _binaries() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     if not found:
         located = shutil.which("pg_ctl")
         if located is None:
