@@ -55,6 +55,8 @@ class ProofResult:
     scheduler_exit: int | None = None
     originals: set[str] = field(default_factory=set)
     leftovers: list[str] = field(default_factory=list)
+    scheduler_report: dict[str, Any] = field(default_factory=dict)
+    scheduler_hung: bool = False
 
     def problems(self) -> list[str]:
         """What breaks exactly-once (empty when the proof holds)."""
@@ -69,6 +71,8 @@ class ProofResult:
             found.append(f"replies: {len(mine)} originals answered, counts {sorted(set(mine.values()))}")
         if self.files != self.messages or self.files_whole != self.messages:
             found.append(f"files: {self.files} saved, {self.files_whole} whole, of {self.messages}")
+        if self.scheduler_hung:
+            found.append("`postroom run --celery` reported, then did not exit")
         if self.leftovers:
             found.append(f"temporary files left: {self.leftovers}")
         if self.ledger.get("done") != self.messages or sum(self.ledger.values()) != self.messages:
@@ -183,8 +187,14 @@ def run_proof(
             )
         next_kill = time.monotonic() + chance.uniform(*kill_every)
         try:
+            reported_at: float | None = None
             while scheduler.poll() is None and time.monotonic() - started < timeout:
                 time.sleep(0.1)
+                if reported_at is None and (logs / "scheduler.json").stat().st_size:
+                    reported_at = time.monotonic()
+                if reported_at is not None and time.monotonic() - reported_at > 20:
+                    result.scheduler_hung = True  # it reported, then did not exit
+                    break
                 done = _done(database)
                 if not result.redis_restarts and done >= total * 0.25:
                     redis.restart()
@@ -202,6 +212,7 @@ def run_proof(
             if scheduler.poll() is None:
                 scheduler.kill()
             scheduler.wait()
+            result.scheduler_report = _report(logs / "scheduler.json")
             for process in pool:
                 _kill(process)
             smtp.sent_copy = False
@@ -210,6 +221,16 @@ def run_proof(
     result.seconds = time.monotonic() - started
     _check(result, dovecot, users, smtp, workdir, database)
     return result
+
+
+def _report(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        found: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found
 
 
 def _done(database: str) -> int:

@@ -408,3 +408,69 @@ def test_watch_finds_mail_a_silent_idle_never_reported_within_the_reconcile_inte
         took = _watch_until_replied(path, dovecot, smtp, mailbox_user)
     assert proxy.swallowed >= 1  # the push really was lost
     assert took < 6, f"the 2s reconcile should have found it, took {took:.1f}s"
+
+
+def test_connections_have_tcp_keepalive_on(imap: postroom.Session) -> None:
+    """So an IDLE whose connection a NAT dropped silently is found dead within minutes."""
+    import socket
+
+    sock = imap._mailbox._client.sock  # type: ignore[union-attr]
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+
+
+# -- the example bot, on the embedded server ----------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "invoice-bot.yaml"
+
+
+def _sandbox_replies(home: Path) -> dict[str, int]:
+    delivered = home / "data" / "sandbox" / "delivered"
+    files = sorted(delivered.glob("*.eml")) if delivered.is_dir() else []
+    return replies_by_original([("", [], path.read_bytes()) for path in files])
+
+
+def test_the_example_bot_runs_on_the_embedded_server_then_does_nothing(isolated_home: Path, tmp_path: Path) -> None:
+    bot = tmp_path / "invoice-bot.yaml"
+    bot.write_text(EXAMPLE.read_text())
+    first = subprocess.run([POSTROOM, "run", str(bot), "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert (report["new"], report["done"], report["ledger"]["done"]) == (4, 4, 4)
+    assert sorted(p.name for p in (tmp_path / "invoices").iterdir()) == [f"invoice-{n}.pdf" for n in range(1041, 1045)]
+    assert sorted(_sandbox_replies(isolated_home).values()) == [1, 1, 1, 1]
+    assert (isolated_home / "data" / "ledger.sqlite3").is_file()
+    again = subprocess.run([POSTROOM, "run", str(bot), "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout)["done"] == 0
+    assert sorted(_sandbox_replies(isolated_home).values()) == [1, 1, 1, 1]
+    status = subprocess.run([POSTROOM, "bot", "status", str(bot)], capture_output=True, text=True, cwd=tmp_path)
+    assert "4 done" in status.stdout and "[ok]" in status.stdout
+
+
+def test_the_example_bot_killed_halfway_finishes_on_the_next_run_with_no_duplicate_reply(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    from postroom.runner.sessions import SANDBOX_USER
+    from postroom.sandbox.server import SandboxServer
+
+    store = isolated_home / "data" / "sandbox"
+    store.mkdir(parents=True)
+    (store / "password").write_text("sandbox-secret")
+    invoices = [("INBOX", invoice(n, SANDBOX_USER), False) for n in range(1, 81)]
+    with SandboxServer(store / "run", user=SANDBOX_USER, password="sandbox-secret", store=store) as server:
+        server.deliver(invoices)  # a busier morning than the sample mail
+    bot = tmp_path / "invoice-bot.yaml"
+    bot.write_text(EXAMPLE.read_text().replace(r"'^Invoice (\d+) from (?!.*\(paid\))'", r"'^Invoice (\d+) from'"))
+    process = subprocess.Popen([POSTROOM, "run", str(bot)], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(_sandbox_replies(isolated_home)) < 10 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.kill()
+    process.wait()
+    assert 10 <= len(_sandbox_replies(isolated_home)) < 80
+    rerun = subprocess.run([POSTROOM, "run", str(bot), "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    replies = _sandbox_replies(isolated_home)
+    assert len(replies) == 80 and set(replies.values()) == {1}
+    assert len([p for p in (tmp_path / "invoices").iterdir() if not p.name.startswith(".")]) == 80

@@ -12,6 +12,7 @@ every mailbox again each interval, which hands out what a killed worker left onc
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -230,6 +231,7 @@ def schedule(
     finally:
         stop.set()
         engine.close()
+        _close(app)
     try:
         report.counts = ledger.counts(definition.name)
         activity = ledger.activity_since(definition.name, started)
@@ -239,6 +241,14 @@ def schedule(
     report.outcome = Outcome(done=activity["done"], failed=activity["failed"])
     report.seconds = time.time() - started
     return report
+
+
+def _close(app: Any) -> None:
+    """Let go of the broker connections (a pool left open can hold the process at exit after a broker restart)."""
+    with contextlib.suppress(Exception):
+        app.pool.force_close_all()
+    with contextlib.suppress(Exception):
+        app.close()
 
 
 def _all_polled_since(ledger: Ledger, ids: list[int], started: float) -> bool:

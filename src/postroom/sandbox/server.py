@@ -33,7 +33,8 @@ class SandboxServer:
     The mailbox is in memory, or with ``store`` a Maildir in that folder that outlives the process (the bot
     runner's embedded server: a re-run finds the mail as the last run left it). Mail sent to anyone but the
     user is kept in :attr:`outbox`, and with ``store`` also written to ``store/delivered/`` (the recipients'
-    side, where a test or a person counts what was sent).
+    side, where a test or a person counts what was sent) and, as Gmail's and Microsoft 365's servers do,
+    filed in the user's Sent folder.
     """
 
     def __init__(self, folder: Path, *, user: str, password: str, store: Path | None = None) -> None:
@@ -53,6 +54,7 @@ class SandboxServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stop: asyncio.Event | None = None
+        self._delivering = threading.Lock()
 
     @property
     def ca_file(self) -> Path:
@@ -75,7 +77,35 @@ class SandboxServer:
         if self._error is not None:
             raise PostroomError(f"the embedded mail server failed to start: {self._error}") from self._error
         self._start_smtp()
+        if self.store is not None:
+            self._recover_sent_copies()
         return self
+
+    def _recover_sent_copies(self) -> None:
+        """What a real server does with its queue after a crash: every message it accepted (``delivered/``)
+        has its copy in Sent, also one accepted just before the process was killed."""
+        import email
+
+        delivered = self.delivered()
+        if not delivered:
+            return
+        client = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)
+        try:
+            client.starttls(client_context(ca_file=self.ca_file))
+            client.login(self.user, self._password)
+            filed: set[str] = set()
+            if client.select(quote("Sent"), readonly=True)[0] == "OK":
+                _typ, data = client.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+                for part in data:
+                    if isinstance(part, tuple):
+                        filed.add(str(email.message_from_bytes(part[1]).get("Message-ID", "")).strip())
+        finally:
+            client.logout()
+        missing = [
+            raw for raw in delivered if str(email.message_from_bytes(raw).get("Message-ID", "")).strip() not in filed
+        ]
+        if missing:
+            self.deliver([("Sent", raw, True) for raw in missing])
 
     def _start_smtp(self) -> None:
         import ssl
@@ -97,14 +127,22 @@ class SandboxServer:
 
         class Deliver:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                raw = envelope.original_content
                 local = [r for r in envelope.rcpt_tos if r.lower() == sandbox.user.lower()]
                 others = [r for r in envelope.rcpt_tos if r.lower() != sandbox.user.lower()]
                 if others:
-                    sandbox.outbox.append((envelope.mail_from, others, envelope.original_content))
-                    sandbox._keep_delivered(envelope.original_content)
-                if local:
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(None, sandbox.deliver, [("INBOX", envelope.original_content, False)])
+                    sandbox.outbox.append((envelope.mail_from, others, raw))
+
+                def accept() -> None:  # one job: a client that hangs up cannot stop it halfway
+                    if others:
+                        sandbox._keep_delivered(raw)
+                    copies = [("INBOX", raw, False)] if local else []
+                    if sandbox.store is not None:  # like Gmail and Microsoft 365: a copy of what was sent in Sent
+                        copies.append(("Sent", raw, True))
+                    if copies:
+                        sandbox.deliver(copies)
+
+                await asyncio.get_running_loop().run_in_executor(None, accept)
                 return "250 2.0.0 accepted"
 
         logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd logs its own deprecations on every AUTH
@@ -205,11 +243,15 @@ class SandboxServer:
 
     def deliver(self, messages: list[tuple[str, bytes, bool]]) -> None:
         """Put ``(folder, raw message, seen)`` into the mailbox, as a mail server's delivery would."""
+        with self._delivering:  # one at a time: two CREATEs of one new folder would race
+            self._deliver(messages)
+
+    def _deliver(self, messages: list[tuple[str, bytes, bool]]) -> None:
         client = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)
         try:
             client.starttls(client_context(ca_file=self.ca_file))
             client.login(self.user, self._password)
-            existing = {line.rsplit(b'"', 2)[-2].decode() for line in client.list()[1] if isinstance(line, bytes)}
+            existing = {_listed_name(line) for line in client.list()[1] if isinstance(line, bytes)}
             for folder, raw, seen in messages:
                 if folder not in existing:
                     client.create(quote(folder))
@@ -233,6 +275,14 @@ class SandboxServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _listed_name(line: bytes) -> str:
+    """The folder name of a LIST line, quoted (``... "/" "Sent Items"``) or not (``... "/" Sent``)."""
+    text = line.decode("utf-8", "replace").rstrip()
+    if text.endswith('"'):
+        return text[:-1].rpartition('"')[2]
+    return text.rpartition(" ")[2]
 
 
 def _free_port() -> int:
