@@ -57,6 +57,7 @@ class ProofResult:
     leftovers: list[str] = field(default_factory=list)
     scheduler_report: dict[str, Any] = field(default_factory=dict)
     scheduler_hung: bool = False
+    explain: list[tuple[str, ...]] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """What breaks exactly-once (empty when the proof holds)."""
@@ -96,6 +97,7 @@ class ProofResult:
                 f"{sum(1 for n in mine.values() if n > 1)})",
                 f"attachments saved whole {self.files_whole} of {self.files} files",
                 f"ledger                  {self.ledger}",
+                *(f"  twice: {row}" for row in self.explain),
             ]
         )
 
@@ -266,13 +268,24 @@ def _check(
     for path in files:
         data = path.read_bytes()
         number = path.name.removeprefix("invoice-").removesuffix(".pdf")
-        if data == (f"%PDF-1.4 invoice {number}\n" + "x" * (200 + int(number) % 97)).encode():
+        if number.isdigit() and data == (f"%PDF-1.4 invoice {number}\n" + "x" * (200 + int(number) % 97)).encode():
             result.files_whole += 1
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(database)
     with engine.connect() as db:
         rows = db.execute(sqlalchemy.text("SELECT state, count(*) FROM postroom_item GROUP BY state")).all()
+        twice = [m for m, n in result.replies.items() if n > 1 and m in result.originals]
+        if twice:  # what the ledger knew about them, to tell why
+            found = db.execute(
+                sqlalchemy.text(
+                    "SELECT i.key, i.fence, i.attempts, i.error, e.seq, e.kind, e.state, e.message_id, e.updated_at "
+                    "FROM postroom_item i LEFT JOIN postroom_effect e ON e.item_id = i.id "
+                    "WHERE i.message_id = ANY(:ids) ORDER BY i.id, e.seq"
+                ),
+                {"ids": twice[:5]},
+            ).all()
+            result.explain = [tuple(str(v) for v in row) for row in found]
     engine.dispose()
     result.ledger = {str(state): int(count) for state, count in rows}
 

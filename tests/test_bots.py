@@ -177,6 +177,7 @@ def test_killed_halfway_then_run_again_finishes_with_no_duplicate(
     replies = _mine(smtp, messages)
     assert max(replies.values()) == 1  # never a second reply
     held = report["failed"]
+    assert "Traceback" not in rerun.stderr.decode()
     if sent_copy == "server":
         assert rerun.returncode == 0, rerun.stderr.decode()
         assert len(replies) == 60 and held == 0
@@ -474,3 +475,38 @@ def test_the_example_bot_killed_halfway_finishes_on_the_next_run_with_no_duplica
     replies = _sandbox_replies(isolated_home)
     assert len(replies) == 80 and set(replies.values()) == {1}
     assert len([p for p in (tmp_path / "invoices").iterdir() if not p.name.startswith(".")]) == 80
+
+
+def test_a_message_that_arrived_after_the_folder_was_selected_is_found_by_its_key(
+    dovecot: Dovecot, mailbox_user: str, imap: postroom.Session
+) -> None:
+    """A worker's connection selected INBOX before the message came: its key must still find it."""
+    dovecot.deliver(mailbox_user, invoice(1, mailbox_user))
+    assert len(list(postroom.messages(imap))) == 1  # INBOX is selected now
+    dovecot.deliver(mailbox_user, invoice(2, mailbox_user))
+    other = postroom.connect(
+        "other", server_config(dovecot), variables={"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": SHARED_PASSWORD}
+    )
+    with other:
+        newest = next(iter(postroom.messages(other, order="newest")))
+    found = postroom.get_message(imap, newest.key)
+    assert found.subject == "Invoice 2 from Vendor 2"
+
+
+def test_two_mailboxes_with_the_same_uidvalidity_keep_their_messages_apart(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, tmp_path: Path
+) -> None:
+    """Dovecot's UIDVALIDITY is a timestamp: two mailboxes made in the same second share it, so their keys
+    repeat. Each message must still be answered and saved from its own mailbox."""
+    users = [f"twin{i}-{time.time_ns()}@example.test" for i in range(2)]
+    messages = []
+    for index, user in enumerate(users):
+        dovecot.add_user(user)
+        messages += fill_mailbox(dovecot, user, range(index * 100 + 1, index * 100 + 11))
+    path = bot_file(tmp_path, dovecot, users=users, smtp_port=smtp.ssl_port, workers=2)
+    report = LocalRunner(load_bot(path)).run()
+    assert report.outcome.done == 20, report.to_dict()
+    assert sorted(_mine(smtp, messages).values()) == [1] * 20
+    for path_ in (tmp_path / "saved" / "INBOX").iterdir():
+        number = int(path_.name.removeprefix("invoice-").removesuffix(".pdf"))
+        assert path_.read_bytes() == (f"%PDF-1.4 invoice {number}\n" + "x" * (200 + number % 97)).encode()

@@ -49,7 +49,7 @@ class _WorkerState:
         if not file:
             raise ConfigError("bot", "the worker was started without a bot file", hint="postroom worker bot.yaml")
         self.definition = load_bot(file)
-        self.ledger = Ledger.open(self.definition.ledger)
+        self.ledger = Ledger.open(self.definition.ledger, power_safe=self.definition.durability == "power")
         self.engine = Engine(self.definition, self.ledger, variables=_settings["variables"])
         self.local = threading.local()
         self.pid = os.getpid()
@@ -173,7 +173,9 @@ def start_worker(bot_file: str, *, concurrency: int | None, pool: str, variables
     _settings["file"] = str(Path(bot_file).resolve())
     _settings["variables"] = dict(variables)
     os.environ["POSTROOM_BOT_FILE"] = _settings["file"]
-    Ledger.open(definition.ledger).close()  # migrated once here, before the children start
+    Ledger.open(
+        definition.ledger, power_safe=definition.durability == "power"
+    ).close()  # migrated once here, before the children start
     app = make_app(definition)
     argv = [
         "worker",
@@ -198,7 +200,7 @@ def schedule(
     """``postroom run --celery``: send a poll of each mailbox every interval (and, watching, as soon as IDLE
     reports new mail); without ``watch``, until every message found is done or failed for good."""
     app = make_app(definition)
-    ledger = Ledger.open(definition.ledger)
+    ledger = Ledger.open(definition.ledger, power_safe=definition.durability == "power")
     engine = Engine(definition, ledger, variables=variables)
     started = time.time()
     report = RunReport(definition.name)

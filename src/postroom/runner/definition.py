@@ -205,6 +205,9 @@ class BotDefinition:
     broker: str | None = None
     #: Serve Prometheus metrics on this port (0: a free one), or None for none.
     metrics_port: int | None = None
+    #: "crash": what a step did survives the bot's crash or kill -9 (the OS has it); "power": it also survives a
+    #: power cut (each saved file and each SQLite ledger commit is flushed to disk first; slower).
+    durability: Literal["crash", "power"] = "crash"
     #: The file it came from, for messages.
     source: str = "<bot>"
     #: The file's folder: relative paths in steps are relative to it.
@@ -311,6 +314,7 @@ _TOP = {
     "sent_copy",
     "broker",
     "metrics_port",
+    "durability",
 }
 _LOOP = {
     "folder",
@@ -371,6 +375,9 @@ def parse_bot(text: str, *, source: str = "<bot>", base_dir: Path | None = None)
     broker = top.get("broker")
     if broker is not None and (not isinstance(broker, str) or "://" not in broker):
         raise read.fail("broker", f"{broker!r} is not a broker URL", hint="e.g. redis://localhost:6379/0")
+    durability = top.get("durability", "crash")
+    if durability not in ("crash", "power"):
+        raise read.fail("durability", f"{durability!r} is not crash or power")
     claim = read.wrap("claim_lease", lambda: parse_duration("claim_lease", top.get("claim_lease", 120)))
     if claim < 5:
         raise read.fail("claim_lease", "must be at least 5s")
@@ -387,6 +394,7 @@ def parse_bot(text: str, *, source: str = "<bot>", base_dir: Path | None = None)
         sent_copy=sent_copy,
         broker=broker,
         metrics_port=metrics,
+        durability=durability,
         source=source,
         base_dir=base_dir or Path.cwd(),
         subject_pattern=_subject_pattern(loop),

@@ -8,10 +8,11 @@ mid-step, a claim that expired, a folder renumbered (UIDVALIDITY) all end with e
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import traceback
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -30,7 +31,7 @@ from postroom.runner.ledger import Claim, Ledger, LostClaimError, Seen
 from postroom.runner.sessions import BotMailbox, BotSessions
 from postroom.runner.steps import DeliveryHeldError, Job, run_steps, sent_copy_mode
 from postroom.session import Runtime, Session
-from postroom.transports.contract import CreatesFolders, Folders, Watches
+from postroom.transports.contract import Appends, CreatesFolders, Folders, Watches
 
 __all__ = ["Engine", "Outcome"]
 
@@ -40,6 +41,8 @@ _log = get_logger("postroom.runner")
 CLAIM_BATCH = 25
 #: Summaries fetched per request while discovering.
 DISCOVER_CHUNK = 500
+#: Summaries discovery keeps for the workers of this process (the oldest go first).
+KEEP_FETCHED = 2000
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Outcome:
     failed: int = 0
     retrying: int = 0
     lost: int = 0
+    #: Errors in postroom itself (a bug): the batch's messages were given back, the run says so.
+    internal: int = 0
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: Outcome) -> None:
@@ -57,6 +62,7 @@ class Outcome:
         self.failed += other.failed
         self.retrying += other.retrying
         self.lost += other.lost
+        self.internal += other.internal
         self.errors += other.errors[-20:]
 
 
@@ -73,6 +79,10 @@ class Engine:
         self._ids: dict[str, int] = {}
         self._rejected: dict[int, set[str]] = defaultdict(set)
         self._prepared: set[tuple[int, int]] = set()
+        #: Summaries discovery fetched, for processing in this process (saves fetching them twice).
+        #: Keyed by (mailbox, key): two mailboxes made in the same second share a UIDVALIDITY, so keys repeat.
+        self._fetched: OrderedDict[tuple[int, str], MessageSummary] = OrderedDict()
+        self._fetched_lock = threading.Lock()
 
     def mailboxes(self) -> list[tuple[BotMailbox, int]]:
         """Each mailbox with its ledger row."""
@@ -134,6 +144,7 @@ class Engine:
                         rejected.add(str(summary.key))
                         continue
                     found.append(_seen(message))
+                    self._keep(mailbox_id, summary)
         added, _remapped = self.ledger.record_seen(mailbox_id, found)
         self.ledger.heard_from_server(mailbox_id, trigger=trigger, state_token=token)
         if added:
@@ -147,11 +158,12 @@ class Engine:
         outcome = Outcome()
         if not claims:
             return outcome
-        keys = [MessageKey.parse(claim.key) for claim in claims]
-        summaries: dict[str, MessageSummary] = {}
+        summaries = self._kept(claims[0].mailbox_id, [claim.key for claim in claims])
         by_folder: dict[str, list[MessageKey]] = defaultdict(list)
-        for key in keys:
-            by_folder[key.folder].append(key)
+        for claim in claims:
+            if claim.key not in summaries:
+                key = MessageKey.parse(claim.key)
+                by_folder[key.folder].append(key)
         try:
             for group in by_folder.values():
                 for summary in session.call(lambda mailbox, g=group: mailbox.summaries(g)):  # type: ignore[misc]
@@ -164,14 +176,27 @@ class Engine:
             self._process_one(session, box, claim, summaries.get(claim.key), outcome)
         return outcome
 
+    def _keep(self, mailbox_id: int, summary: MessageSummary) -> None:
+        with self._fetched_lock:
+            self._fetched[(mailbox_id, str(summary.key))] = summary
+            while len(self._fetched) > KEEP_FETCHED:
+                self._fetched.popitem(last=False)
+
+    def _kept(self, mailbox_id: int, keys: list[str]) -> dict[str, MessageSummary]:
+        """The summaries of ``keys`` discovery fetched (each used once: a retry fetches a fresh one)."""
+        with self._fetched_lock:
+            return {key: found for key in keys if (found := self._fetched.pop((mailbox_id, key), None)) is not None}
+
     def _process_one(
         self, session: Session, box: BotMailbox, claim: Claim, summary: MessageSummary | None, outcome: Outcome
     ) -> None:
         extra = self._extra(claim)
         try:
-            effects = self.ledger.effects_of(claim.item_id)
+            # the claim may have waited in this batch: renewed (or found taken over) before anything is done
+            self.ledger.renew(claim, self.definition.claim_lease)
+            effects = {} if claim.first else self.ledger.effects_of(claim.item_id)
             if summary is None:
-                self._gone(claim, effects, outcome)
+                self._gone(session, claim, effects, outcome)
                 return
             message = Message(summary, SessionSource(session))
             pattern = self.definition.subject_pattern
@@ -187,8 +212,8 @@ class Engine:
                 sent_copy=sent_copy_mode(self.definition, session),
                 log_extra=extra,
             )
-            new_key = run_steps(job)
-            self.ledger.finish(claim, new_key=new_key)
+            if not run_steps(job):
+                self.ledger.finish(claim)
             outcome.done += 1
             metrics.count_message(self.definition.name, "done")
             _log.info("%s: done", claim.key, extra=extra)
@@ -201,22 +226,33 @@ class Engine:
         except Exception as exc:  # a step's own code may raise anything; it is recorded, never lost
             self._failed(claim, exc, outcome, session)
 
-    def _gone(self, claim: Claim, effects: Mapping[str, object], outcome: Outcome) -> None:
-        """The message is no longer in its folder: done if our own move or delete took it (the crash came
-        before the ledger heard), otherwise someone else did, and it is failed for a person to look at."""
-        taken_by_us = any(getattr(effect, "kind", "") in ("move", "delete") for effect in effects.values())
-        if taken_by_us:
-            moved = next((e for e in effects.values() if getattr(e, "kind", "") == "move"), None)
-            self.ledger.finish(claim, new_key=getattr(moved, "detail", {}).get("new_key") if moved else None)
+    def _gone(self, session: Session, claim: Claim, effects: Mapping[str, object], outcome: Outcome) -> None:
+        """The message is no longer in its folder. Done if this bot's own move or delete took it before the
+        last try stopped (the move's target holds its Message-ID; or the bot deletes and had started on it);
+        otherwise someone else took it, and it is failed for a person to look at."""
+        if self._taken_by_us(session, claim, effects):
+            self.ledger.finish(claim)
             outcome.done += 1
             metrics.count_message(self.definition.name, "done")
-            _log.info("%s: its move or delete was done before the last try stopped; done", claim.key)
+            _log.info("%s: moved or deleted before the last try stopped; done", claim.key)
             return
         error = "the message is no longer in its folder (moved or deleted outside this bot)"
         self.ledger.fail(claim, error, retry_at=None)
         outcome.failed += 1
         outcome.errors.append(f"{claim.key}: {error}")
         metrics.count_message(self.definition.name, "failed")
+
+    def _taken_by_us(self, session: Session, claim: Claim, effects: Mapping[str, object]) -> bool:
+        if any(getattr(effect, "kind", "") in ("move", "delete") for effect in effects.values()):
+            return True
+        if claim.first:
+            return False
+        for step in self.definition.steps:
+            if step.kind == "delete":
+                return True
+            if step.kind == "move" and claim.message_id and session.can(Appends):
+                return _holds(session, step.options["folder"], claim.message_id)
+        return False
 
     def _failed(self, claim: Claim, exc: BaseException, outcome: Outcome, session: Session) -> None:
         attempts = claim.attempts + 1
@@ -274,6 +310,11 @@ class Engine:
         if claim is not None:
             extra["message_key"] = claim.key
         return extra
+
+
+def _holds(session: Session, folder: str, message_id: str) -> bool:
+    """Whether ``folder`` holds a message with ``message_id``."""
+    return bool(session.call(lambda mailbox: cast(Appends, mailbox).has_message_id(folder, message_id)))
 
 
 def _seen(message: Message) -> Seen:

@@ -49,9 +49,18 @@ def _running(pid: int) -> bool:
     return True
 
 
-def place_file(folder: Path, name: str, produce: Callable[[BinaryIO], int], *, rerun: bool) -> tuple[Path, int]:
+def place_file(
+    folder: Path,
+    name: str,
+    produce: Callable[[BinaryIO], int],
+    *,
+    rerun: bool,
+    flush: bool = False,
+    before_placing: Callable[[], None] = lambda: None,
+) -> tuple[Path, int]:
     """Write what ``produce`` streams into ``folder`` under ``name`` (or the next free ``name (N)``); with
-    ``rerun``, adopt an identical file a crashed earlier try left. Returns the path and its size."""
+    ``rerun``, adopt an identical file a crashed earlier try left; with ``flush``, the file is on disk before
+    this returns. Returns the path and its size."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if rerun:
@@ -60,8 +69,9 @@ def place_file(folder: Path, name: str, produce: Callable[[BinaryIO], int], *, r
     try:
         with temporary.open("w+b") as handle:
             size = produce(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if flush:  # durability: power — on disk before the ledger says the step is done
+                handle.flush()
+                os.fsync(handle.fileno())
         if rerun:
             digest = _digest(temporary)
             for candidate in name_variants(folder, name):
@@ -69,6 +79,7 @@ def place_file(folder: Path, name: str, produce: Callable[[BinaryIO], int], *, r
                     break
                 if candidate.is_file() and candidate.stat().st_size == size and _digest(candidate) == digest:
                     return candidate, size
+        before_placing()  # (a bot checks here that its claim still holds: a taken-over worker places nothing)
         for candidate in name_variants(folder, name):
             if candidate.resolve().parent != folder:  # defence in depth: never outside the folder
                 raise ValueError(f"refusing to write outside {folder}")

@@ -35,7 +35,7 @@ _log = get_logger("postroom.runner")
 RETRY_WITHIN_RUN = 60.0
 
 #: ``postroom run``'s exit codes.
-EXIT_CODES = {"done": 0, "some_failed": 1, "could_not_connect": 6, "ledger": 11, "config": 3}
+EXIT_CODES = {"done": 0, "some_failed": 1, "could_not_connect": 6, "ledger": 11, "config": 3, "internal": 70}
 
 
 @dataclass
@@ -51,6 +51,8 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
+        if self.outcome.internal:
+            return EXIT_CODES["internal"]
         if self.connect_errors:
             return EXIT_CODES["could_not_connect"]
         if self.outcome.failed or self.outcome.retrying:
@@ -199,7 +201,7 @@ class LocalRunner:
     ) -> None:
         self.definition = definition
         self._owns_ledger = ledger is None
-        self.ledger = ledger or Ledger.open(definition.ledger)
+        self.ledger = ledger or Ledger.open(definition.ledger, power_safe=definition.durability == "power")
         self.engine = Engine(definition, self.ledger, variables=variables)
         self.workers = workers or definition.workers
         self._wake = threading.Event()
@@ -296,7 +298,16 @@ class LocalRunner:
                         outcome.errors.append(f"{box.identity}: {exc.problem}")
                         stop.wait(2.0)
                         continue
-                    outcome.add(self.engine.process(session, box, claims))
+                    try:
+                        outcome.add(self.engine.process(session, box, claims))
+                    except Exception as exc:  # a bug: never a silent end of the worker with claims in hand
+                        _log.exception("internal error while processing a batch of %s", box.identity)
+                        outcome.internal += 1
+                        outcome.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+                        for claim in claims:
+                            with contextlib.suppress(PostroomError):
+                                ledger.release(claim)  # those the batch had not finished wait again
+                        stop.wait(1.0)
                 if time.time() - last_beat > 10:
                     ledger.worker_alive(owner)
                     last_beat = time.time()

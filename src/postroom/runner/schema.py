@@ -115,5 +115,6 @@ def bot_schema() -> dict[str, Any]:
             "sent_copy": {"enum": ["auto", "server", "client", "none"]},
             "broker": {"type": "string"},
             "metrics_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "durability": {"enum": ["crash", "power"]},
         },
     }

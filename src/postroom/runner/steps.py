@@ -1,18 +1,19 @@
 """A bot's steps on one message, each run once: the journal says which are done, the outbox guards mail.
 
-Every step records a journal entry before it acts (``pending``) and another when it is done, both fenced by
-the worker's claim. A re-run after a crash skips the done steps and repeats the others in a way that cannot
-double their effect:
+Every step records a journal entry when it is done (code steps also when they start), fenced by the
+worker's claim; the last one and the message's "done" are one transaction. A re-run after a crash skips the
+done steps and repeats the others in a way that cannot double their effect:
 
-- **mail** (reply, forward, send) carries a Message-ID fixed for this message and step, recorded before
-  anything is sent. The moment its content goes to the server is recorded (``submitting``), and the
-  server's confirmation (``sent``). A re-run of a ``pending`` one sends it (nothing can have been
-  delivered), of a ``sent`` one does not; of a ``submitting`` one (the crash came between the two) it
-  looks for that Message-ID in Sent, and where no copy can prove it either way it holds the message for
-  a person (``postroom bot retry --resend``) instead of sending twice;
+- **mail** (reply, forward, send) carries a Message-ID fixed for this message and step (derived, so every
+  try has the same). The moment its content goes to the server is recorded (``submitting``), and the
+  server's confirmation (``done``). A re-run with no entry sends it (nothing can have been delivered), with
+  ``done`` does not; with ``submitting`` (the crash came between the two) it looks for that Message-ID in
+  Sent, and where no copy can prove it either way it holds the message for a person
+  (``postroom bot retry --resend``) instead of sending twice;
 - **files** are written whole under a temporary name and linked into place without replacing anything; a
   re-run adopts an identical file the crashed try left (:mod:`postroom.runner.files`);
-- **move and delete** are done when the message is found gone from its folder after a ``pending`` entry;
+- **move and delete** come last: a message found gone from its folder on a later try is looked for in the
+  move's target (by Message-ID), or, for a bot that deletes, counted as deleted;
 - **mark** is idempotent; **python** and **command** steps are told their idempotency key
   (``context.key`` / ``POSTROOM_IDEMPOTENCY_KEY``) and get ``context.reply`` & co. with the same guarantees.
 """
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from postroom.actions.folders import create_folder, sent_folder
 from postroom.actions.manage import delete as delete_messages
@@ -39,6 +40,7 @@ from postroom.errors import ConfigError, DeliveryUnknownError, PostroomError
 from postroom.logs import get_logger
 from postroom.message.model import Message
 from postroom.message.saving import attachment_file_name, name_matches
+from postroom.message.structure import MimePart
 from postroom.runner.definition import BotDefinition, StepSpec
 from postroom.runner.files import place_file
 from postroom.runner.ledger import Claim, Effect, Ledger
@@ -87,11 +89,38 @@ class Job:
     log_extra: dict[str, Any] = field(default_factory=dict)
     _sent_folder: str | None = None
 
-    def record(self, seq: str, kind: str, state: str, *, message_id: str | None = None, **detail: Any) -> None:
+    def record(
+        self,
+        seq: str,
+        kind: str,
+        state: str,
+        *,
+        message_id: str | None = None,
+        finish: bool = False,
+        new_key: str | None = None,
+        **detail: Any,
+    ) -> None:
         self.ledger.record_effect(
-            self.claim, seq, kind, state, message_id=message_id, detail=detail, lease=self.definition.claim_lease
+            self.claim,
+            seq,
+            kind,
+            state,
+            message_id=message_id,
+            detail=detail,
+            lease=self.definition.claim_lease,
+            finish=finish,
+            new_key=new_key,
         )
         self.effects[seq] = Effect(seq, kind, state, message_id, detail)
+
+    def check_claim(self) -> None:
+        """Renew the claim, or raise :class:`LostClaimError` if another worker has taken it over."""
+        self.ledger.renew(self.claim, self.definition.claim_lease)
+
+    @property
+    def rerun(self) -> bool:
+        """Whether an earlier try may have done part of this message's work (it was claimed before)."""
+        return not self.claim.first or bool(self.effects)
 
     def idempotency_key(self, seq: str) -> str:
         return f"{self.definition.name}:{self.claim.item_id}:{seq}"
@@ -118,19 +147,33 @@ class Job:
         return folder if folder.is_absolute() else self.definition.base_dir / folder
 
 
-def run_steps(job: Job) -> str | None:
-    """Run the definition's steps that are not done yet; return the message's new key if a step moved it."""
+def run_steps(job: Job) -> bool:
+    """Run the definition's steps that are not done yet. The last step's journal entry and the message's
+    "done" are one transaction; returns False when every step had been done before (the caller finishes)."""
     new_key: str | None = None
-    for index, step in enumerate(job.definition.steps):
+    steps = job.definition.steps
+    for index, step in enumerate(steps):
         seq = str(index)
         done = job.effects.get(seq)
         if done is not None and done.state == "done":
-            new_key = done.detail.get("new_key") or new_key
             continue
         started = time.perf_counter()
         detail = _STEPS[step.kind](job, step, seq)
-        job.record(seq, step.kind, "done", message_id=detail.pop("message_id", None), **detail)
-        new_key = detail.get("new_key") or new_key
+        new_key = detail.pop("new_key", None) or new_key
+        last = index == len(steps) - 1
+        recorded = job.effects.get(seq)
+        if recorded is None or recorded.state != "done":  # (mail is recorded done as the server accepts it)
+            job.record(
+                seq,
+                step.kind,
+                "done",
+                message_id=detail.pop("message_id", None),
+                finish=last,
+                new_key=new_key,
+                **detail,
+            )
+        elif last:
+            job.ledger.finish(job.claim, new_key=new_key)
         _log.info(
             "%s: %s done in %.0f ms",
             job.claim.key,
@@ -141,7 +184,9 @@ def run_steps(job: Job) -> str | None:
         from postroom.runner.metrics import observe_step
 
         observe_step(job.definition.name, step.kind, time.perf_counter() - started)
-    return new_key
+        if last:
+            return True
+    return False
 
 
 # -- mail: the outbox ----------------------------------------------------------------------------------
@@ -151,8 +196,6 @@ def send_once(job: Job, seq: str, kind: str, deliver: Callable[[str], SendReceip
     """Send the mail of step ``seq`` at most once (see the module's docstring)."""
     prior = job.effects.get(seq)
     message_id = prior.message_id if prior is not None and prior.message_id else job.message_id_for(seq)
-    if prior is not None and prior.state == "sent":  # confirmed by the server; the crash came before "done"
-        return {"message_id": message_id, "copy_in_sent": "unknown (the run stopped right after sending)"}
     if prior is not None and prior.state in ("submitting", "unknown"):
         if _went_out(job, message_id):
             _log.info(
@@ -162,9 +205,10 @@ def send_once(job: Job, seq: str, kind: str, deliver: Callable[[str], SendReceip
         if job.sent_copy != "server":
             job.record(seq, kind, "unknown", message_id=message_id)
             raise _held(message_id, job)
-    job.record(seq, kind, "pending", message_id=message_id)
+    # nothing is recorded before: until its content goes out nothing can have been delivered, and a try after a
+    # crash derives the same Message-ID again
     token = before_handover.set(lambda: job.record(seq, kind, "submitting", message_id=message_id))
-    accepted = after_acceptance.set(lambda: job.record(seq, kind, "sent", message_id=message_id))
+    accepted = after_acceptance.set(lambda: job.record(seq, kind, "done", message_id=message_id))
     try:
         receipt = deliver(message_id)
     except CopyAfterSendError as exc:
@@ -271,24 +315,33 @@ def _send(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
 
 def _save_attachments(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
     folder = job.path(step.options["folder"])
-    rerun = seq in job.effects  # a crashed try may have saved some of them
-    job.record(seq, "save_attachments", "pending")
+    rerun = job.rerun  # a crashed try may have saved some of them
     saved = []
     for part in job.mail.attachments(include_inline=step.options["include_inline"]):
         name = attachment_file_name(part)
         if not name_matches(name, step.options["pattern"]):
             continue
-        path, size = place_file(folder, name, lambda sink, p=part: job.mail.stream_part(p, sink), rerun=rerun)  # type: ignore[misc]
+        path, size = place_file(
+            folder,
+            name,
+            _streamer(job.mail, part),
+            rerun=rerun,
+            flush=job.definition.durability == "power",
+            before_placing=job.check_claim,
+        )
         saved.append({"path": str(path), "size": size})
     return {"files": saved}
+
+
+def _streamer(mail: Message, part: MimePart) -> Callable[[BinaryIO], int]:
+    return lambda sink: mail.stream_part(part, sink)
 
 
 def _save_email(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
     from postroom.message.filenames import safe_filename
 
     folder = job.path(step.options["folder"])
-    rerun = seq in job.effects
-    job.record(seq, "save_email", "pending")
+    rerun = job.rerun
     name = safe_filename(job.mail.subject[:120], f"message-{job.mail.uid}", from_text=True) + ".eml"
     raw = job.mail.raw()
 
@@ -296,7 +349,9 @@ def _save_email(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
         sink.write(raw)
         return len(raw)
 
-    path, size = place_file(folder, name, produce, rerun=rerun)
+    path, size = place_file(
+        folder, name, produce, rerun=rerun, flush=job.definition.durability == "power", before_placing=job.check_claim
+    )
     return {"files": [{"path": str(path), "size": size}]}
 
 
@@ -308,7 +363,6 @@ def _move(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
 
 
 def move_once(job: Job, seq: str, folder: str) -> dict[str, Any]:
-    job.record(seq, "move", "pending")
     try:
         result = move(job.session, job.mail, folder)[0]
     except ConfigError as exc:
@@ -323,7 +377,6 @@ def move_once(job: Job, seq: str, folder: str) -> dict[str, Any]:
 
 
 def _delete(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
-    job.record(seq, "delete", "pending")
     result = delete_messages(job.session, job.mail)[0]
     if not result.ok:
         assert result.error is not None

@@ -19,9 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, create_engine, delete, event, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql.elements import ClauseElement
 
 from postroom.errors import ConfigError, PostroomError
 from postroom.logs import get_logger
@@ -71,6 +86,12 @@ class Claim:
     fence: int
     attempts: int
     owner: str
+    message_id: str = ""
+
+    @property
+    def first(self) -> bool:
+        """The item's first claim ever: no step of it can have started before."""
+        return self.fence == 1 and self.attempts == 0
 
 
 @dataclass(frozen=True)
@@ -106,15 +127,22 @@ class Ledger:
         #: Fenced writes refused because another worker had taken the claim over (a metric).
         self.conflicts = 0
         self._conflict_lock = threading.Lock()
+        self._fenced_statements: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+        upsert = _insert(self, effects)
+        self._upsert_effect = upsert.on_conflict_do_update(
+            index_elements=[effects.c.item_id, effects.c.seq],
+            set_={k: upsert.excluded[k] for k in ("kind", "state", "message_id", "detail", "updated_at")},
+        )
 
     def __repr__(self) -> str:
         return f"<Ledger {self.engine.url.render_as_string(hide_password=True)}>"
 
     @classmethod
-    def open(cls, url: str | None = None, *, migrate: bool = True) -> Ledger:
-        """The ledger at ``url`` (a SQLAlchemy URL; None: SQLite in the data folder), schema brought up to date."""
+    def open(cls, url: str | None = None, *, migrate: bool = True, power_safe: bool = False) -> Ledger:
+        """The ledger at ``url`` (a SQLAlchemy URL; None: SQLite in the data folder), schema brought up to date.
+        ``power_safe``: each SQLite commit is flushed to disk (PostgreSQL's always are)."""
         url = url or default_ledger_url()
-        engine = _engine(url)
+        engine = _engine(url, power_safe=power_safe)
         ledger = cls(engine, url)
         if migrate:
             ledger.migrate()
@@ -141,12 +169,33 @@ class Ledger:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        """One short write transaction (SQLite: BEGIN IMMEDIATE, waiting for the one writer)."""
+        """One short write transaction (SQLite: BEGIN IMMEDIATE, waiting for the one writer). A SQLite that
+        answers "locked" at the start, before its busy wait applies, is asked again (nothing ran yet)."""
+        connection = self._begin()
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            yield connection
+            connection.commit()
         except OperationalError as exc:
+            connection.rollback()
             raise _unreachable(self, exc) from None
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
+    def _begin(self) -> Connection:
+        for attempt in range(100):
+            connection = self.engine.connect()
+            try:
+                connection.begin()
+                return connection
+            except OperationalError as exc:
+                connection.close()
+                if not (self.is_sqlite and "locked" in str(exc.orig)) or attempt == 99:
+                    raise _unreachable(self, exc) from None
+                time.sleep(min(0.5, 0.01 * (attempt + 1)))
+        raise AssertionError("unreachable")
 
     # -- mailboxes and their poll lease ---------------------------------------------------------------
 
@@ -350,19 +399,39 @@ class Ledger:
                 fence=items.c.fence + 1,
                 updated_at=now,
             )
-            .returning(items.c.id, items.c.mailbox_id, items.c.key, items.c.fence, items.c.attempts)
+            .returning(items.c.id, items.c.mailbox_id, items.c.key, items.c.fence, items.c.attempts, items.c.message_id)
         )
         with self._tx() as db:
             rows = db.execute(statement).all()
-        return [Claim(int(r.id), int(r.mailbox_id), r.key, int(r.fence), int(r.attempts), owner) for r in rows]
+        return [
+            Claim(int(r.id), int(r.mailbox_id), r.key, int(r.fence), int(r.attempts), owner, r.message_id or "")
+            for r in rows
+        ]
 
     def _fenced(self, db: Connection, claim: Claim, **values: Any) -> None:
-        """Update the claimed item if the claim still holds; :class:`LostClaimError` otherwise."""
-        result = db.execute(
-            update(items)
-            .where(items.c.id == claim.item_id, items.c.fence == claim.fence, items.c.state == "claimed")
-            .values(updated_at=_now(), **values)
-        )
+        """Update the claimed item if the claim still holds; :class:`LostClaimError` otherwise. The statement
+        for a set of columns is built once (building one costs more than running it)."""
+        plain = {name: value for name, value in values.items() if not isinstance(value, ClauseElement)}
+        expressions = {name: value for name, value in values.items() if isinstance(value, ClauseElement)}
+        names = (tuple(sorted(plain)), tuple(sorted(expressions)))  # an expression (attempts + 1) is built in
+        statement = self._fenced_statements.get(names)
+        if statement is None:
+            statement = self._fenced_statements[names] = (
+                update(items)
+                .where(
+                    items.c.id == bindparam("fenced_id"),
+                    items.c.fence == bindparam("fenced_fence"),
+                    items.c.state == "claimed",
+                )
+                .values(
+                    updated_at=bindparam("fenced_at"),
+                    **{name: bindparam(f"v_{name}") for name in plain},
+                    **expressions,
+                )
+            )
+        parameters = {f"v_{name}": value for name, value in plain.items()}
+        parameters.update(fenced_id=claim.item_id, fenced_fence=claim.fence, fenced_at=_now())
+        result = db.execute(statement, parameters)
         if result.rowcount != 1:
             with self._conflict_lock:
                 self.conflicts += 1
@@ -394,8 +463,11 @@ class Ledger:
         message_id: str | None = None,
         detail: dict[str, Any] | None = None,
         lease: float | None = None,
+        finish: bool = False,
+        new_key: str | None = None,
     ) -> None:
-        """Write a step's journal entry, fenced by the claim (which it renews when ``lease`` is given)."""
+        """Write a step's journal entry, fenced by the claim (which it renews when ``lease`` is given); with
+        ``finish``, the item is done in the same transaction (its last step)."""
         now = _now()
         row = {
             "item_id": claim.item_id,
@@ -406,15 +478,14 @@ class Ledger:
             "detail": json.dumps(detail or {}, default=str),
             "updated_at": now,
         }
+        if finish:
+            change: dict[str, Any] = {"state": "done", "done_at": now, "error": None, "new_key": new_key}
+            change["claim_until"] = None
+        else:
+            change = {"claim_until": now + lease} if lease else {}
         with self._tx() as db:
-            self._fenced(db, claim, **({"claim_until": now + lease} if lease else {}))
-            statement = _insert(self, effects).values(**row)
-            db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[effects.c.item_id, effects.c.seq],
-                    set_={k: statement.excluded[k] for k in ("kind", "state", "message_id", "detail", "updated_at")},
-                )
-            )
+            self._fenced(db, claim, **change)
+            db.execute(self._upsert_effect, row)
 
     # -- outcomes -------------------------------------------------------------------------------------
 
@@ -715,13 +786,13 @@ def _insert(ledger: Ledger, table: Any) -> Any:
     return (sqlite.insert if ledger.is_sqlite else postgresql.insert)(table)
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, *, power_safe: bool = False) -> Engine:
     if url.startswith("sqlite"):
         path = url.partition(":///")[2]
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_setup)
+        event.listen(engine, "connect", lambda connection, _record: _sqlite_setup(connection, power_safe))
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     if url.startswith("postgresql://"):
@@ -740,11 +811,12 @@ def _engine(url: str) -> Engine:
         ) from None
 
 
-def _sqlite_setup(connection: Any, _record: Any) -> None:
+def _sqlite_setup(connection: Any, power_safe: bool) -> None:
     connection.isolation_level = None  # the driver leaves BEGIN to us (BEGIN IMMEDIATE above)
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # NORMAL in WAL mode: a commit survives the process's crash; FULL: also a power cut (a flush per commit)
+    cursor.execute("PRAGMA synchronous=FULL" if power_safe else "PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
