@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-import postroom
-from postroom.runner import LocalRunner, load_bot
 from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox, invoice, replies_by_original
 from tests.conftest import server_config
 from tests.servers.dovecot import SHARED_PASSWORD, Dovecot
 from tests.servers.smtp import SmtpServerUnderTest, smtp_server
 
+import postroom
 from bench.run import dovecot_cpu
+from postroom.runner import LocalRunner, load_bot
 
 STEPS_WITH_REPLY: list[Any] = [
     {"save_attachments": {"folder": "saved/{folder}", "pattern": "*.pdf"}},
