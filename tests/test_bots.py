@@ -470,8 +470,12 @@ def test_the_example_bot_killed_halfway_finishes_on_the_next_run_with_no_duplica
     process.kill()
     process.wait()
     assert 10 <= len(_sandbox_replies(isolated_home)) < 80
-    rerun = subprocess.run([POSTROOM, "run", str(bot), "--json"], capture_output=True, text=True, cwd=tmp_path)
+    rerun = subprocess.run(
+        [POSTROOM, "run", str(bot), "--json", "--log-json"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert rerun.returncode == 0, rerun.stderr
+    records = [json.loads(line) for line in rerun.stderr.splitlines() if line.startswith("{")]
+    assert {"bot", "run", "message_key", "step"} <= set(next(r for r in records if "step" in r))
     replies = _sandbox_replies(isolated_home)
     assert len(replies) == 80 and set(replies.values()) == {1}
     assert len([p for p in (tmp_path / "invoices").iterdir() if not p.name.startswith(".")]) == 80
@@ -510,3 +514,42 @@ def test_two_mailboxes_with_the_same_uidvalidity_keep_their_messages_apart(
     for path_ in (tmp_path / "saved" / "INBOX").iterdir():
         number = int(path_.name.removeprefix("invoice-").removesuffix(".pdf"))
         assert path_.read_bytes() == (f"%PDF-1.4 invoice {number}\n" + "x" * (200 + number % 97)).encode()
+
+
+def test_status_retry_and_forget_from_the_command_line_and_metrics(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    from postroom.runner.metrics import serve_metrics
+
+    fill_mailbox(dovecot, mailbox_user, range(1, 6))
+    steps = [{"save_attachments": "saved/"}, {"mark": "read"}]
+    path = bot_file(tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, steps=steps)
+    port = serve_metrics(0)
+    assert LocalRunner(load_bot(path)).run().outcome.done == 5
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'postroom_messages_total{bot="invoices",outcome="done"}' in metrics
+    assert 'postroom_step_seconds_count{bot="invoices",step="save_attachments"}' in metrics
+
+    environment = {**os.environ, **PASSWORD_ENV}
+    status = subprocess.run([POSTROOM, "bot", "status", str(path), "--json"], capture_output=True, env=environment)
+    found = json.loads(status.stdout)
+    assert found["ok"] and found["counts"]["done"] == 5 and found["mailboxes"][0]["healthy"] is True
+    dry = subprocess.run(
+        [POSTROOM, "bot", "forget", str(path), "--state", "done", "--dry-run", "--json"],
+        capture_output=True,
+        env=environment,
+    )
+    assert len(json.loads(dry.stdout)["would_forget"]) == 5
+    assert Ledger.open(load_bot(path).ledger).counts("invoices")["done"] == 5  # a dry run removes nothing
+    gone = subprocess.run(
+        [POSTROOM, "bot", "forget", str(path), "--state", "done", "--json"], capture_output=True, env=environment
+    )
+    assert len(json.loads(gone.stdout)["forgot"]) == 5
+    again = LocalRunner(load_bot(path)).run()  # forgotten: the messages count as new and are done again
+    assert again.outcome.done == 5
+    saved = sorted(p.name for p in (tmp_path / "saved").iterdir())
+    assert len(saved) == 10 and "invoice-1 (2).pdf" in saved  # kept both: a new run, not a repeat
+    retried = subprocess.run([POSTROOM, "bot", "retry", str(path), "--json"], capture_output=True, env=environment)
+    assert json.loads(retried.stdout)["requeued"] == 0

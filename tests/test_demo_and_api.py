@@ -72,6 +72,7 @@ def test_public_api_is_exactly_what_all_says() -> None:
         "extras",
         "validation",
         "testing",
+        "runner",
     }
     assert public == exported - {"__version__"}
 

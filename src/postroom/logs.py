@@ -9,7 +9,10 @@ from typing import Any
 
 from postroom.redaction import redact
 
-__all__ = ["RedactingFilter", "get_logger"]
+__all__ = ["JsonLogFormatter", "RedactingFilter", "get_logger"]
+
+#: The context a bot adds to its records (``extra=``), printed by :class:`JsonLogFormatter` when present.
+CONTEXT_FIELDS = ("bot", "run", "message_key", "step")
 
 
 def _scrub(record: logging.LogRecord) -> None:
@@ -24,6 +27,27 @@ def _scrub(record: logging.LogRecord) -> None:
     if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
         # rendered now, scrubbed: a formatter uses exc_text as it finds it
         record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message (scrubbed), and a bot's context fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        document: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                document[name] = str(value)
+        if record.exc_info:
+            document["error"] = redact(self.formatException(record.exc_info))
+        return json.dumps(document, ensure_ascii=False)
 
 
 class RedactingFilter(logging.Filter):

@@ -31,13 +31,20 @@ bot_file = click.argument("bot_file", type=click.Path(dir_okay=False))
 @click.option("--watch", is_flag=True, help="Keep running: IDLE/poll for new mail until stopped (Ctrl-C, SIGTERM).")
 @click.option("--celery", "use_celery", is_flag=True, help="Schedule the polls on Celery; `postroom worker` processes.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker threads (default: the bot file's workers).")
+@click.option("--log-json", is_flag=True, help="Log every step as a JSON line on stderr (bot, run, message key, step).")
 @click.option(
     "--ledger", "ledger_url", help="The ledger's URL (default: the bot file's, else SQLite in the data folder)."
 )
 @json_option
 @handle_errors
 def run_command(
-    bot_file: str, watch: bool, use_celery: bool, workers: int | None, ledger_url: str | None, as_json: bool
+    bot_file: str,
+    watch: bool,
+    use_celery: bool,
+    workers: int | None,
+    log_json: bool,
+    ledger_url: str | None,
+    as_json: bool,
 ) -> None:
     """Run a bot: process the mail that is there (each message once) and exit, or keep going with --watch.
 
@@ -46,6 +53,8 @@ def run_command(
     """
     runner = _runner()
     definition = runner.load_bot(bot_file)
+    if log_json:
+        _log_as_json()
     if ledger_url:
         definition = _with(definition, ledger=ledger_url)
     if definition.metrics_port is not None:
@@ -78,6 +87,19 @@ def run_command(
 
     emit(as_json, {"ok": report.exit_code == 0, **data}, human)
     sys.exit(report.exit_code)
+
+
+def _log_as_json() -> None:
+    import logging
+    import sys as system
+
+    from postroom.logs import JsonLogFormatter
+
+    handler = logging.StreamHandler(system.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.getLogger("postroom")
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)] + [handler]
+    logger.setLevel(logging.INFO)
 
 
 def _with(definition: Any, **changes: Any) -> Any:
