@@ -732,3 +732,40 @@ def test_debug_logs_never_show_a_token_or_an_upload_urls_query(
     assert token not in text and "Bearer" not in text
     assert "search%20me" not in text and "search me'" not in text  # the listing's filter is hidden too
     assert "authtoken" not in text  # an upload URL's own credential
+
+
+def test_a_bot_on_outlook_follows_the_inbox_by_delta_and_replies_once(
+    graph: GraphStandIn, authorization_server: AuthorizationServerUnderTest, tmp_path: Path
+) -> None:
+    from postroom.runner import Bot
+
+    graph.app_scope[CONFIDENTIAL_CLIENT] = {USER}
+    for number in range(3):
+        graph.deliver(USER, mail(f"Invoice {number}", attachments={f"i{number}.pdf": PDF}))
+    bot = Bot(
+        "outlook-bot",
+        session=outlook(graph, authorization_server),
+        loop={"subject": "^Invoice", "regex": True},
+        ledger=f"sqlite:///{tmp_path / 'ledger.db'}",
+        variables=APP,
+    )
+
+    @bot.step
+    def handle(message: postroom.Message, context: Any) -> None:
+        message.save_attachments(tmp_path / "saved")
+        context.reply("Received.")
+        context.move("Processed")
+
+    first = bot.run()
+    assert (first.new, first.outcome.done, first.exit_code) == (3, 3, 0), first.to_dict()
+    graph.stats(reset=True)
+    graph.deliver(USER, mail("Invoice 3", attachments={"i3.pdf": PDF}))
+    second = bot.run()
+    assert (second.new, second.outcome.done) == (1, 1)
+    delta_calls = [path for _method, path in graph.requests if "/delta" in path]
+    assert delta_calls, "the second run asked Graph for what changed, not for the whole folder"
+    replies = [email.message_from_bytes(raw, policy=email.policy.default) for raw in graph.outbox]
+    assert sorted(str(r["Subject"]) for r in replies) == [f"Re: Invoice {n}" for n in range(4)]
+    assert len(graph.in_folder(USER, "Processed")) == 4
+    third = bot.run()
+    assert (third.new, third.outcome.done) == (0, 0)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import platformdirs
 
-__all__ = ["data_dir", "home_dir", "locked", "write_private_file"]
+__all__ = ["data_dir", "home_dir", "locked", "process_running", "write_private_file"]
 
 
 def home_dir() -> Path:
@@ -25,6 +25,19 @@ def home_dir() -> Path:
     path = Path(override) if override else Path(platformdirs.user_config_dir("postroom", appauthor=False))
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a process that cannot be signalled counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 def data_dir() -> Path:

@@ -8,6 +8,7 @@ mid-step, a claim that expired, a folder renumbered (UIDVALIDITY) all end with e
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 import traceback
@@ -31,7 +32,7 @@ from postroom.runner.ledger import Claim, Ledger, LostClaimError, Seen
 from postroom.runner.sessions import BotMailbox, BotSessions
 from postroom.runner.steps import DeliveryHeldError, Job, run_steps, sent_copy_mode
 from postroom.session import Runtime, Session
-from postroom.transports.contract import Appends, CreatesFolders, Folders, Watches
+from postroom.transports.contract import Appends, CreatesFolders, Folders, Syncs, Watches
 
 __all__ = ["Engine", "Outcome"]
 
@@ -131,7 +132,15 @@ class Engine:
         known = self.ledger.known_keys(mailbox_id)
         rejected = self._rejected[mailbox_id]
         found: list[Seen] = []
-        runs = session.call(lambda mailbox: mailbox.search(loop))
+        after: dict[str, object] | None = None
+        if session.can(Syncs) and not loop.include_subfolders and not any(ch in loop.folder for ch in "*%"):
+            # only what is new since the saved position (Graph delta); kept once the new items are recorded
+            saved = self.ledger.mailbox_row(mailbox_id)["position"]
+            position = json.loads(saved) if saved else None
+            run, after = session.call(lambda mailbox: cast(Syncs, mailbox).changes(loop, position))
+            runs = [run]
+        else:
+            runs = session.call(lambda mailbox: mailbox.search(loop))
         for run in runs:
             keys = [k for k in run.keys(0) if str(k) not in known and str(k) not in rejected]
             for start in range(0, len(keys), DISCOVER_CHUNK):
@@ -146,6 +155,8 @@ class Engine:
                     found.append(_seen(message))
                     self._keep(mailbox_id, summary)
         added, _remapped = self.ledger.record_seen(mailbox_id, found)
+        if after is not None:
+            self.ledger.save_position(mailbox_id, after)
         self.ledger.heard_from_server(mailbox_id, trigger=trigger, state_token=token)
         if added:
             _log.info("%s %s: %d new message(s)", box.identity, box.folder, added, extra=self._extra(None))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from postroom.message.filenames import name_variants
+from postroom.paths import process_running
 
 __all__ = ["place_file"]
 
@@ -33,20 +34,8 @@ def _remove_leftovers(folder: Path, name: str) -> None:
     """Temporary files of ``name`` that a process which died (on this host) left behind."""
     for leftover in folder.glob(f".{glob.escape(name)}.*.partial"):
         pid = leftover.name.removeprefix(f".{name}.").split(".", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not process_running(int(pid)):
             leftover.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def place_file(

@@ -85,9 +85,6 @@ class BotSessions:
         return login.username.reveal() if login.username is not None else "?"
 
     def _embedded(self) -> tuple[ServerConfig, dict[str, str]]:
-        from postroom.auth import Basic
-        from postroom.config import EmailServer
-        from postroom.credentials import Variable
         from postroom.paths import data_dir, write_private_file
 
         if self._sandbox is None:
@@ -111,18 +108,8 @@ class BotSessions:
                 server.deliver(sample_mailbox(SANDBOX_USER))
                 _log.warning("the embedded mail server was set up in %s with sample invoices", store)
             self._sandbox = (server, password)
-        server, password = self._sandbox
-        config = EmailServer(
-            host=server.host,
-            port=server.imap_port,
-            security="starttls",
-            ca_file=server.ca_file,
-            smtp_host=server.host,
-            smtp_port=server.smtp_port,
-            smtp_security="starttls",
-            auth=Basic(username=Variable("SANDBOX_USER"), password=Variable("SANDBOX_PASSWORD")),
-        )
-        return config, {"SANDBOX_USER": SANDBOX_USER, "SANDBOX_PASSWORD": password}
+        server = self._sandbox[0]
+        return server.config(), server.variables()
 
     @property
     def sandbox_store(self) -> Path | None:

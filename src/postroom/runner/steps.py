@@ -255,59 +255,26 @@ def _save_to_sent(job: Job, step: StepSpec) -> bool:
 def _reply(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
     options = step.options
     body = render(options["body"], job.mail, job.match)
-    return send_once(
-        job,
-        seq,
-        "reply",
-        lambda message_id: reply(
-            job.session,
-            job.mail,
-            body,
-            reply_all=options["reply_all"],
-            quote=options["quote"],
-            html=options["html"],
-            save_to_sent=_save_to_sent(job, step),
-            message_id=message_id,
-        ),
-    )
+    chosen = {"reply_all": options["reply_all"], "quote": options["quote"], "html": options["html"]}
+    return send_once(job, seq, "reply", _replying(job, body, {**chosen, "save_to_sent": _save_to_sent(job, step)}))
 
 
 def _forward(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
     options = step.options
     body = render(options["body"], job.mail, job.match)
-    return send_once(
-        job,
-        seq,
-        "forward",
-        lambda message_id: forward(
-            job.session,
-            job.mail,
-            list(options["to"]),
-            body,
-            as_attachment=options["as_attachment"],
-            save_to_sent=_save_to_sent(job, step),
-            message_id=message_id,
-        ),
-    )
+    chosen = {"as_attachment": options["as_attachment"], "save_to_sent": _save_to_sent(job, step)}
+    return send_once(job, seq, "forward", _forwarding(job, list(options["to"]), body, chosen))
 
 
 def _send(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
     options = step.options
-    subject = render(options["subject"], job.mail, job.match)
-    body = render(options["body"], job.mail, job.match)
-    return send_once(
-        job,
-        seq,
-        "send",
-        lambda message_id: send(
-            job.session,
-            to=[render(to, job.mail, job.match) for to in options["to"]],
-            subject=" ".join(subject.split()),
-            body=body,
-            save_to_sent=_save_to_sent(job, step),
-            message_id=message_id,
-        ),
-    )
+    chosen = {
+        "to": [render(to, job.mail, job.match) for to in options["to"]],
+        "subject": " ".join(render(options["subject"], job.mail, job.match).split()),
+        "body": render(options["body"], job.mail, job.match),
+        "save_to_sent": _save_to_sent(job, step),
+    }
+    return send_once(job, seq, "send", _sending(job, chosen))
 
 
 # -- files --------------------------------------------------------------------------------------------

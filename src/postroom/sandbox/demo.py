@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import postroom
-from postroom import Basic, EmailServer, Variable
 from postroom.sandbox.seed import sample_mailbox
 from postroom.sandbox.server import SandboxServer
 
@@ -67,16 +66,7 @@ def run_demo(say: Callable[[str], None], workdir: Path | None = None) -> dict[st
         server.deliver(mail)
         summary["delivered"] = len(mail)
         say(f"delivered {len(mail)} sample messages to {DEMO_USER}")
-        config = EmailServer(
-            host=server.host,
-            port=server.imap_port,
-            security="starttls",
-            ca_file=server.ca_file,
-            smtp_host=server.host,
-            smtp_port=server.smtp_port,
-            smtp_security="starttls",
-            auth=Basic(username=Variable("SANDBOX_USER"), password=Variable("SANDBOX_PASSWORD")),
-        )
+        config = server.config()
         tested = postroom.test_connection(config, name="sandbox", variables=variables)
         report = tested.report
         say(

@@ -56,6 +56,28 @@ class SandboxServer:
         self._stop: asyncio.Event | None = None
         self._delivering = threading.Lock()
 
+    def config(self) -> Any:
+        """Connect settings for this server (STARTTLS, its CA), the login from the variables
+        ``SANDBOX_USER`` and ``SANDBOX_PASSWORD`` (see :meth:`variables`)."""
+        from postroom.auth import Basic
+        from postroom.config import EmailServer
+        from postroom.credentials import Variable
+
+        return EmailServer(
+            host=self.host,
+            port=self.imap_port,
+            security="starttls",
+            ca_file=self.ca_file,
+            smtp_host=self.host,
+            smtp_port=self.smtp_port,
+            smtp_security="starttls",
+            auth=Basic(username=Variable("SANDBOX_USER"), password=Variable("SANDBOX_PASSWORD")),
+        )
+
+    def variables(self) -> dict[str, str]:
+        """The variables :meth:`config`'s login reads."""
+        return {"SANDBOX_USER": self.user, "SANDBOX_PASSWORD": self._password}
+
     @property
     def ca_file(self) -> Path:
         assert self.certs is not None

@@ -40,6 +40,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from postroom.errors import ConfigError, PostroomError
 from postroom.logs import get_logger
+from postroom.paths import process_running
 from postroom.runner.ledger.tables import effects, items, mailboxes, workers
 
 __all__ = [
@@ -768,18 +769,7 @@ def _waiting(now: float) -> Any:
 def _alive(owner: str) -> bool:
     """Whether the process named in an owner (``host:pid:...``) on this host still runs."""
     parts = owner.split(":")
-    if len(parts) < 2 or not parts[1].isdigit():
-        return True
-    pid = int(parts[1])
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return len(parts) < 2 or not parts[1].isdigit() or process_running(int(parts[1]))
 
 
 def _insert(ledger: Ledger, table: Any) -> Any:
