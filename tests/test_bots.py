@@ -553,3 +553,34 @@ def test_status_retry_and_forget_from_the_command_line_and_metrics(
     assert len(saved) == 10 and "invoice-1 (2).pdf" in saved  # kept both: a new run, not a repeat
     retried = subprocess.run([POSTROOM, "bot", "retry", str(path), "--json"], capture_output=True, env=environment)
     assert json.loads(retried.stdout)["requeued"] == 0
+
+
+def test_deployments_that_share_no_ledger_claim_on_the_server_and_answer_each_message_once(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    """server_claim: a keyword set with CONDSTORE's conditional STORE decides which deployment takes a message."""
+    messages = fill_mailbox(dovecot, mailbox_user, range(1, 41))
+    runners = []
+    for side in ("a", "b"):
+        folder = tmp_path / side
+        folder.mkdir()
+        path = bot_file(
+            folder,
+            dovecot,
+            users=[mailbox_user],
+            smtp_port=smtp.ssl_port,
+            workers=2,
+            server_claim=True,
+            ledger=f"sqlite:///{folder / 'own-ledger.db'}",
+        )
+        runners.append(LocalRunner(load_bot(path)))
+    reports = []
+    threads = [threading.Thread(target=lambda r=runner: reports.append(r.run())) for runner in runners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sum(r.outcome.done for r in reports) == 40, [r.to_dict() for r in reports]
+    assert sorted(_mine(smtp, messages).values()) == [1] * 40
+    assert _folder_count(dovecot, mailbox_user, "Processed") == 40
+    assert all(r.exit_code == 0 for r in reports)

@@ -214,7 +214,7 @@ def retry_command(bot_file: str, keys: tuple[str, ...], resend: bool, ledger_url
 @bot_group.command("forget")
 @bot_file
 @click.option("--key", "keys", multiple=True, help="Only this message (repeatable).")
-@click.option("--state", "states", multiple=True, type=click.Choice(["seen", "claimed", "done", "failed"]))
+@click.option("--state", "states", multiple=True, type=click.Choice(["seen", "claimed", "done", "failed", "skipped"]))
 @click.option("--all", "everything", is_flag=True, help="Every entry of the bot.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 @ledger_option

@@ -208,6 +208,9 @@ class BotDefinition:
     #: "crash": what a step did survives the bot's crash or kill -9 (the OS has it); "power": it also survives a
     #: power cut (each saved file and each SQLite ledger commit is flushed to disk first; slower).
     durability: Literal["crash", "power"] = "crash"
+    #: Also claim each message on the mail server (IMAP CONDSTORE: a keyword set by compare-and-set), so that
+    #: deployments which share no ledger never both take one.
+    server_claim: bool = False
     #: The file it came from, for messages.
     source: str = "<bot>"
     #: The file's folder: relative paths in steps are relative to it.
@@ -315,6 +318,7 @@ _TOP = {
     "broker",
     "metrics_port",
     "durability",
+    "server_claim",
 }
 _LOOP = {
     "folder",
@@ -375,6 +379,9 @@ def parse_bot(text: str, *, source: str = "<bot>", base_dir: Path | None = None)
     broker = top.get("broker")
     if broker is not None and (not isinstance(broker, str) or "://" not in broker):
         raise read.fail("broker", f"{broker!r} is not a broker URL", hint="e.g. redis://localhost:6379/0")
+    server_claim = top.get("server_claim", False)
+    if not isinstance(server_claim, bool):
+        raise read.fail("server_claim", "must be true or false")
     durability = top.get("durability", "crash")
     if durability not in ("crash", "power"):
         raise read.fail("durability", f"{durability!r} is not crash or power")
@@ -395,6 +402,7 @@ def parse_bot(text: str, *, source: str = "<bot>", base_dir: Path | None = None)
         broker=broker,
         metrics_port=metrics,
         durability=durability,
+        server_claim=server_claim,
         source=source,
         base_dir=base_dir or Path.cwd(),
         subject_pattern=_subject_pattern(loop),

@@ -21,7 +21,7 @@ from typing import cast
 from postroom.actions.folders import create_folder, folders
 from postroom.actions.loop import SessionSource, matches
 from postroom.actions.manage import move
-from postroom.errors import PostroomError
+from postroom.errors import ConfigError, PostroomError
 from postroom.logs import get_logger
 from postroom.message.keys import MessageKey
 from postroom.message.model import Message
@@ -32,7 +32,7 @@ from postroom.runner.ledger import Claim, Ledger, LostClaimError, Seen
 from postroom.runner.sessions import BotMailbox, BotSessions
 from postroom.runner.steps import DeliveryHeldError, Job, run_steps, sent_copy_mode
 from postroom.session import Runtime, Session
-from postroom.transports.contract import Appends, CreatesFolders, Folders, Syncs, Watches
+from postroom.transports.contract import Appends, ClaimsOnServer, CreatesFolders, Folders, Syncs, Watches
 
 __all__ = ["Engine", "Outcome"]
 
@@ -54,6 +54,8 @@ class Outcome:
     failed: int = 0
     retrying: int = 0
     lost: int = 0
+    #: Left to another deployment that claimed them on the mail server (``server_claim``).
+    skipped: int = 0
     #: Errors in postroom itself (a bug): the batch's messages were given back, the run says so.
     internal: int = 0
     errors: list[str] = field(default_factory=list)
@@ -63,6 +65,7 @@ class Outcome:
         self.failed += other.failed
         self.retrying += other.retrying
         self.lost += other.lost
+        self.skipped += other.skipped
         self.internal += other.internal
         self.errors += other.errors[-20:]
 
@@ -206,6 +209,12 @@ class Engine:
             # the claim may have waited in this batch: renewed (or found taken over) before anything is done
             self.ledger.renew(claim, self.definition.claim_lease)
             effects = {} if claim.first else self.ledger.effects_of(claim.item_id)
+            if self.definition.server_claim and "claim" not in effects:
+                if summary is None or not self._claim_on_server(session, claim):
+                    self.ledger.skip(claim, f"claimed on the mail server by another deployment ({self._keyword})")
+                    outcome.skipped += 1
+                    return
+                self.ledger.record_effect(claim, "claim", "claim", "done", detail={"keyword": self._keyword})
             if summary is None:
                 self._gone(session, claim, effects, outcome)
                 return
@@ -236,6 +245,20 @@ class Engine:
             self._give_up(claim, session, held, outcome)
         except Exception as exc:  # a step's own code may raise anything; it is recorded, never lost
             self._failed(claim, exc, outcome, session)
+
+    @property
+    def _keyword(self) -> str:
+        return f"$postroom.{self.definition.name}"
+
+    def _claim_on_server(self, session: Session, claim: Claim) -> bool:
+        if not session.can(ClaimsOnServer):
+            raise ConfigError(
+                "server_claim",
+                f"a {session.label} session cannot claim messages on the server",
+                hint="it needs IMAP with CONDSTORE; share one ledger between the deployments instead",
+            )
+        key, keyword = MessageKey.parse(claim.key), self._keyword
+        return bool(session.call(lambda mailbox: cast(ClaimsOnServer, mailbox).claim_on_server(key, keyword)))
 
     def _gone(self, session: Session, claim: Claim, effects: Mapping[str, object], outcome: Outcome) -> None:
         """The message is no longer in its folder. Done if this bot's own move or delete took it before the

@@ -67,6 +67,7 @@ class RunReport:
             "failed": self.outcome.failed,
             "retrying": self.outcome.retrying,
             "taken_over": self.outcome.lost,
+            "skipped": self.outcome.skipped,
             "errors": self.outcome.errors,
             "could_not_connect": self.connect_errors,
             "ledger": self.counts,

@@ -116,5 +116,6 @@ def bot_schema() -> dict[str, Any]:
             "broker": {"type": "string"},
             "metrics_port": {"type": "integer", "minimum": 0, "maximum": 65535},
             "durability": {"enum": ["crash", "power"]},
+            "server_claim": {"type": "boolean"},
         },
     }

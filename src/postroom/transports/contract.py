@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ABILITY_NAMES",
     "Appends",
+    "ClaimsOnServer",
     "CreatesFolders",
     "Deletes",
     "FetchesAhead",
@@ -371,6 +372,16 @@ class Watches(Protocol):
         ...
 
 
+@runtime_checkable
+class ClaimsOnServer(Protocol):
+    """A mailbox whose server can set a keyword as a compare-and-set (IMAP CONDSTORE): bots of deployments
+    that share no ledger agree on which one takes a message."""
+
+    def claim_on_server(self, key: MessageKey, keyword: str) -> bool:
+        """Set ``keyword`` on the message if nobody has; True if this call set it."""
+        ...
+
+
 #: An ability → what a session lacking it "has no" of, for error messages.
 ABILITY_NAMES: dict[type, str] = {
     Folders: "folders",
@@ -389,4 +400,5 @@ ABILITY_NAMES: dict[type, str] = {
     ResumesParts: "resumable downloads",
     Syncs: "incremental loops",
     Watches: "change notifications",
+    ClaimsOnServer: "conditional stores (CONDSTORE)",
 }

@@ -508,6 +508,11 @@ class Ledger:
                 new_key=new_key,
             )
 
+    def skip(self, claim: Claim, reason: str) -> None:
+        """Leave an item to another deployment, which claimed it on the mail server."""
+        with self._tx() as db:
+            self._fenced(db, claim, state="skipped", error=reason[:4000], claim_until=None)
+
     def release(self, claim: Claim) -> None:
         """Give an item back untouched (a worker stopping): waiting again at once."""
         with self._tx() as db:
@@ -581,7 +586,7 @@ class Ledger:
                 .where(mailboxes.c.bot == bot)
                 .group_by(items.c.state)
             ).all()
-        found = {state: 0 for state in ("seen", "claimed", "done", "failed")}
+        found = {state: 0 for state in ("seen", "claimed", "done", "failed")}  # skipped: listed when there are any
         found.update({r[0]: int(r[1]) for r in rows})
         return found
 

@@ -32,8 +32,9 @@ __all__ = ["ITEM_STATES", "effects", "items", "mailboxes", "metadata", "workers"
 
 metadata = MetaData()
 
-#: An item's states: seen (found, not yet taken), claimed (a worker holds it), done, failed.
-ITEM_STATES = ("seen", "claimed", "done", "failed")
+#: An item's states: seen (found, not yet taken), claimed (a worker holds it), done, failed, skipped (another
+#: deployment claimed it on the mail server).
+ITEM_STATES = ("seen", "claimed", "done", "failed", "skipped")
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid alias must be INTEGER
 

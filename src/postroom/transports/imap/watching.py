@@ -14,16 +14,19 @@ import socket
 import ssl
 import time
 
-from postroom.errors import ConnectionLostError, ProtocolError
+from postroom.errors import ConnectionLostError, ProtocolError, UnsupportedError
 from postroom.logs import get_logger
+from postroom.transports.contract import check_flag_names
 from postroom.transports.errors import mapped_errors, server_text
 from postroom.transports.imap.connection import ImapConnection
+from postroom.transports.imap.keys import ImapKey
 from postroom.transports.imap.syntax import mailbox_arg
 
 __all__ = ["ImapWatching"]
 
 _log = get_logger("postroom.imap")
 _CHANGE = re.compile(rb"^\* (\d+ (EXISTS|EXPUNGE|RECENT|FETCH)|VANISHED)", re.IGNORECASE)
+_MODSEQ = re.compile(rb"MODSEQ \((\d+)\)", re.IGNORECASE)
 _STATUS_ITEM = re.compile(rb"(MESSAGES|UIDNEXT|UIDVALIDITY|HIGHESTMODSEQ) (\d+)", re.IGNORECASE)
 
 
@@ -45,6 +48,31 @@ class ImapWatching(ImapConnection):
         if "UIDVALIDITY" not in found:
             raise ProtocolError(f"STATUS of {folder!r} gave no UIDVALIDITY: {server_text(lines)}")
         return ";".join(f"{name}={found.get(name, '')}" for name in items)
+
+    def claim_on_server(self, key: ImapKey, keyword: str) -> bool:
+        """Set ``keyword`` on the message unless it is set already, as one compare-and-set on the server
+        (CONDSTORE's ``UID STORE (UNCHANGEDSINCE modseq)``, RFC 7162): of two clients only one gets True."""
+        if "CONDSTORE" not in self._capabilities:
+            raise UnsupportedError(
+                "the server has no CONDSTORE, which claims on the server need", hint="leave server_claim off"
+            )
+        check_flag_names((keyword,))
+        self._select(key.folder, writable=True)
+        _typ, data = self._uid("FETCH", str(key.uid), "(FLAGS MODSEQ)")
+        line = b" ".join(part if isinstance(part, bytes) else b"" for part in data)
+        if not line.strip():
+            return False  # gone from the folder: someone else has taken it
+        modseq = _MODSEQ.search(line)
+        if modseq is None:
+            raise ProtocolError(f"the server gave no MODSEQ for {key}: {server_text(line)}")
+        if keyword.encode().lower() in line.lower():
+            return False
+        typ, reply = self._uid(
+            "STORE", str(key.uid), f"(UNCHANGEDSINCE {modseq.group(1).decode()})", f"+FLAGS.SILENT ({keyword})"
+        )
+        if typ != "OK":
+            raise ProtocolError(f"the conditional STORE failed: {server_text(reply)}")
+        return b"MODIFIED" not in b" ".join(r for r in reply if isinstance(r, bytes)).upper()
 
     def wait_for_change(self, folder: str, timeout: float) -> bool:
         """IDLE on ``folder`` for at most ``timeout`` seconds; True when the server reported a change. Without
