@@ -216,6 +216,7 @@ def schedule(
         thread.start()
     interval = definition.watch.reconcile if watch else min(5.0, definition.watch.reconcile)
     polled_once = False
+    warned = started
     try:
         while not stop.is_set():
             try:
@@ -224,8 +225,17 @@ def schedule(
                 polled_once = True
             except Exception as exc:  # the broker is away (a restart): try again next interval
                 _log.warning("cannot reach the broker: %s; trying again in %.0fs", type(exc).__name__, interval)
-            if not watch and polled_once and _all_polled_since(ledger, ids, started) and not ledger.unfinished(ids):
+            polled = _all_polled_since(ledger, ids, started)
+            if not watch and polled_once and polled and not ledger.unfinished(ids):
                 break
+            if not polled and time.time() - warned > 60:
+                warned = time.time()
+                _log.warning(
+                    "no worker has polled every mailbox since %.0fs ago: is `postroom worker %s` running, on the "
+                    "same broker?",
+                    warned - started,
+                    bot_file,
+                )
             wake.wait(interval)
             wake.clear()
     except KeyboardInterrupt:
