@@ -584,3 +584,21 @@ def test_deployments_that_share_no_ledger_claim_on_the_server_and_answer_each_me
     assert sorted(_mine(smtp, messages).values()) == [1] * 40
     assert _folder_count(dovecot, mailbox_user, "Processed") == 40
     assert all(r.exit_code == 0 for r in reports)
+
+
+def test_a_part_of_a_message_that_arrived_after_the_folder_was_selected_can_be_read(
+    dovecot: Dovecot, mailbox_user: str, imap: postroom.Session, tmp_path: Path
+) -> None:
+    """The worker's connection has INBOX selected; the watcher's found a new message: its attachment streams."""
+    dovecot.deliver(mailbox_user, invoice(1, mailbox_user))
+    assert len(list(postroom.messages(imap))) == 1
+    dovecot.deliver(mailbox_user, invoice(2, mailbox_user))
+    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": SHARED_PASSWORD}
+    with postroom.connect("watcher", server_config(dovecot), variables=variables) as other:
+        newest = next(iter(postroom.messages(other, order="newest")))
+        summary = newest.summary  # what a watcher hands a worker of the same process
+    from postroom.actions.loop import SessionSource
+
+    found = postroom.Message(summary, SessionSource(imap))
+    saved = found.save_attachments(tmp_path)
+    assert [s.path.name for s in saved] == ["invoice-2.pdf"] and saved[0].size > 200

@@ -83,6 +83,8 @@ class ImapConnection:
         self._delimiter: str | None = None
         self._selected: tuple[str, bool] | None = None  # (folder, writable)
         self._uidvalidity: int = 0
+        #: UIDNEXT when the folder was selected: a key at or above it arrived since (see :meth:`_select_for`).
+        self._uidnext: int = 0
         self._ahead: _Ahead | None = None
         #: Changes sent whose OK never came (the connection dropped): a retry checks what really happened.
         #: Kept across a reconnect, as the session reopens this same object.
@@ -312,6 +314,9 @@ class ImapConnection:
         client.state = "SELECTED"
         validity = client.untagged_responses.get("UIDVALIDITY", [b"0"])[-1]
         self._uidvalidity = int(validity) if isinstance(validity, bytes) and validity.isdigit() else 0
+        following = client.untagged_responses.get("UIDNEXT", [b""])[-1]
+        # without UIDNEXT (an old server), every key counts as possibly newer: a NOOP before each use
+        self._uidnext = int(following) if isinstance(following, bytes) and following.isdigit() else 0
         self._selected = (folder, writable)
         return self._uidvalidity
 
@@ -343,6 +348,12 @@ class ImapConnection:
                 "no longer name the same messages; nothing was changed",
                 hint="run the loop again to get fresh keys",
             )
+        newest = max(key.uid for key in keys)
+        if newest >= self._uidnext:
+            # a message that arrived after this connection selected the folder is not in its view until the
+            # server is asked for news (RFC 3501 §5.2): one NOOP, and this connection sees it
+            self.noop()
+            self._uidnext = newest + 1
 
     def _read_ahead(self, ahead: _Ahead) -> list[MessageSummary | None]:
         client = self._client

@@ -77,14 +77,8 @@ class ImapReading(ImapConnection):
         ones still missing, so a loop gets through a network that cuts every few hundred KB."""
         if not keys:
             return []
-        for attempt in (1, 2):
-            missing = [key for key in keys if key not in self.salvaged]
-            if not missing:
-                break
-            if attempt == 2:
-                # a message that arrived after this connection selected the folder is not in its view until the
-                # server is asked for news (RFC 3501 §5.2): a NOOP, then once more for those that were missing
-                self.noop()
+        missing = [key for key in keys if key not in self.salvaged]
+        if missing:
             self._select_for(missing, writable=False)
             with self._keeping_progress():
                 for _responses in self._fetch_many(
