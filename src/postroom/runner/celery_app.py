@@ -231,8 +231,8 @@ def schedule(
             if not polled and time.time() - warned > 60:
                 warned = time.time()
                 _log.warning(
-                    "no worker has polled every mailbox since %.0fs ago: is `postroom worker %s` running, on the "
-                    "same broker?",
+                    "after %.0fs, not every mailbox has been polled successfully yet: is `postroom worker %s` "
+                    "running on the same broker? (`postroom bot status` shows each mailbox's last error)",
                     warned - started,
                     bot_file,
                 )
