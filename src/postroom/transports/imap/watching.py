@@ -59,7 +59,10 @@ class ImapWatching(ImapConnection):
         check_flag_names((keyword,))
         self._select(key.folder, writable=True)
         _typ, data = self._uid("FETCH", str(key.uid), "(FLAGS MODSEQ)")
-        line = b" ".join(part if isinstance(part, bytes) else b"" for part in data)
+        # only this message's row: the server may add unsolicited FETCHes of other messages' flag changes
+        # (another deployment claiming them) to the reply, and their keyword is not this message's
+        mine = re.compile(rb"\bUID %d\b" % key.uid)
+        line = b" ".join(part for part in data if isinstance(part, bytes) and mine.search(part))
         if not line.strip():
             return False  # gone from the folder: someone else has taken it
         modseq = _MODSEQ.search(line)
