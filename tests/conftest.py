@@ -143,6 +143,15 @@ def smtp(dovecot: Dovecot, authorization_server: AuthorizationServerUnderTest) -
         yield server
 
 
+@pytest.fixture
+def bot_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The password the bot files of tests/bots.py read from the environment (``env:BOT_PASSWORD``)."""
+    from tests.bots import PASSWORD_ENV
+
+    for name, value in PASSWORD_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresUnderTest]:
     """A real PostgreSQL (Debian's), its own cluster under a temp dir on a free port, for the whole run."""

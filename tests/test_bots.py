@@ -26,10 +26,7 @@ from tests.servers.smtp import SmtpServerUnderTest
 POSTROOM = str(Path(sys.executable).with_name("postroom"))
 
 
-@pytest.fixture(autouse=True)
-def bot_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in PASSWORD_ENV.items():
-        monkeypatch.setenv(name, value)
+pytestmark = pytest.mark.usefixtures("bot_password")
 
 
 def _mine(smtp: SmtpServerUnderTest, messages: list[bytes]) -> dict[str, int]:

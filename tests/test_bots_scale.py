@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from postroom.runner import LocalRunner, load_bot
-from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox
+from tests.bots import bot_file, fill_mailbox
 from tests.exactly_once import run_proof
 from tests.servers.dovecot import Dovecot
 from tests.servers.postgres import PostgresUnderTest
@@ -17,11 +17,7 @@ from tests.servers.redis import RedisUnderTest
 from tests.servers.smtp import SmtpServerUnderTest
 from tests.test_bots import _folder_count, _mine
 
-
-@pytest.fixture(autouse=True)
-def bot_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in PASSWORD_ENV.items():
-        monkeypatch.setenv(name, value)
+pytestmark = pytest.mark.usefixtures("bot_password")
 
 
 def test_runners_on_a_postgres_ledger_process_each_message_once(

@@ -88,14 +88,12 @@ class MailboxWatcher:
         box: BotMailbox,
         mailbox_id: int,
         *,
-        discover: Callable[[Session], int] | None = None,
         on_change: Callable[[int], None] = lambda _count: None,
     ) -> None:
         self.engine = engine
         self.box = box
         self.mailbox_id = mailbox_id
         self.on_change = on_change
-        self._discover = discover
         self.owner = engine.ledger.register_worker(engine.definition.name, "watcher")
         self.fence: int | None = None
         self.runtime = Runtime(name=f"watch-{box.spec.name}", variables=box.variables)
@@ -113,11 +111,7 @@ class MailboxWatcher:
         if self.session is None or self.session.state != "open":
             self.session = self.engine.connect(self.runtime, self.box)
         session = self.session
-        found = (
-            self._discover(session)
-            if self._discover is not None
-            else self.engine.discover(session, self.box, self.mailbox_id, trigger=trigger, force=force)
-        )
+        found = self.engine.discover(session, self.box, self.mailbox_id, trigger=trigger, force=force)
         self.last_heard = time.time()
         metrics.set_trigger_lag(self.engine.definition.name, self.box.identity, 0.0)
         if found:

@@ -7,7 +7,6 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 from postroom.config.base import ServerConfig
@@ -110,10 +109,6 @@ class BotSessions:
             self._sandbox = (server, password)
         server = self._sandbox[0]
         return server.config(), server.variables()
-
-    @property
-    def sandbox_store(self) -> Path | None:
-        return self._sandbox[0].store if self._sandbox is not None else None
 
     def connect(self, runtime: Runtime, box: BotMailbox, name: str) -> Session:
         return runtime.connect(name, box.config, variables=box.variables, replace=True)

@@ -125,9 +125,6 @@ class Ledger:
         self.engine = engine
         self.url = url
         self.is_sqlite = engine.dialect.name == "sqlite"
-        #: Fenced writes refused because another worker had taken the claim over (a metric).
-        self.conflicts = 0
-        self._conflict_lock = threading.Lock()
         self._fenced_statements: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
         upsert = _insert(self, effects)
         self._upsert_effect = upsert.on_conflict_do_update(
@@ -234,15 +231,6 @@ class Ledger:
                 .values(lease_owner=owner, lease_until=now + seconds, fence=fence)
             )
             return fence
-
-    def holds_lease(self, mailbox_id: int, owner: str, fence: int) -> bool:
-        with self.engine.connect() as db:
-            row = db.execute(
-                select(mailboxes.c.lease_owner, mailboxes.c.lease_until, mailboxes.c.fence).where(
-                    mailboxes.c.id == mailbox_id
-                )
-            ).one()
-        return bool(row.lease_owner == owner and row.fence == fence and (row.lease_until or 0) >= _now())
 
     def release_lease(self, mailbox_id: int, owner: str) -> None:
         with self._tx() as db:
@@ -382,13 +370,6 @@ class Ledger:
         )
         return self._claim_where(items.c.id.in_(chosen.scalar_subquery()), owner, lease, now)
 
-    def claim_item(self, item_id: int, owner: str, *, lease: float) -> Claim | None:
-        """Claim one item if it is waiting (a Celery task for it, perhaps delivered twice): None if it is done,
-        failed for good, or held by a live claim."""
-        now = _now()
-        found = self._claim_where(and_(items.c.id == item_id, _waiting(now)), owner, lease, now)
-        return found[0] if found else None
-
     def _claim_where(self, where: Any, owner: str, lease: float, now: float) -> list[Claim]:
         statement = (
             update(items)
@@ -434,8 +415,6 @@ class Ledger:
         parameters.update(fenced_id=claim.item_id, fenced_fence=claim.fence, fenced_at=_now())
         result = db.execute(statement, parameters)
         if result.rowcount != 1:
-            with self._conflict_lock:
-                self.conflicts += 1
             raise LostClaimError(
                 f"the claim on {claim.key} was taken over by another worker (it expired); this worker stops there",
                 hint="raise claim_lease if steps take longer than it",
@@ -573,10 +552,6 @@ class Ledger:
             db.execute(update(workers).where(workers.c.id == owner).values(seen_at=_now()))
 
     # -- status, retry, forget ------------------------------------------------------------------------
-
-    def mailbox_ids(self, bot: str) -> list[int]:
-        with self.engine.connect() as db:
-            return [int(i) for i in db.execute(select(mailboxes.c.id).where(mailboxes.c.bot == bot)).scalars()]
 
     def counts(self, bot: str) -> dict[str, int]:
         with self.engine.connect() as db:
