@@ -583,6 +583,31 @@ def test_deployments_that_share_no_ledger_claim_on_the_server_and_answer_each_me
     assert all(r.exit_code == 0 for r in reports)
 
 
+def test_a_claim_on_the_server_whose_reply_was_cut_off_stays_this_deployments(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    """The conditional STORE ran, the connection dropped before its OK: the retry finds its own keyword and goes
+    on (it used to read the keyword as another deployment's and leave the message to nobody)."""
+    messages = fill_mailbox(dovecot, mailbox_user, range(1, 4))
+    certs = dovecot.certs
+    assert certs is not None
+    cut = CutRule(rb"UNCHANGEDSINCE", when="after", times=2, spacing=2)
+    with cutting_proxy(dovecot.ports["imaps"], certs.cert_file, certs.key_file, certs.ca_file, rules=[cut]) as proxy:
+        path = bot_file(
+            tmp_path,
+            dovecot,
+            users=[mailbox_user],
+            smtp_port=smtp.ssl_port,
+            server_claim=True,
+            imap_port=proxy.port,
+        )
+        report = LocalRunner(load_bot(path)).run()
+    assert proxy.cuts == 2
+    assert (report.outcome.done, report.outcome.skipped) == (3, 0), report.to_dict()
+    assert sorted(_mine(smtp, messages).values()) == [1, 1, 1]
+    assert _folder_count(dovecot, mailbox_user, "Processed") == 3
+
+
 def test_a_part_of_a_message_that_arrived_after_the_folder_was_selected_can_be_read(
     dovecot: Dovecot, mailbox_user: str, imap: postroom.Session, tmp_path: Path
 ) -> None:

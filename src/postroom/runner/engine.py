@@ -258,7 +258,8 @@ class Engine:
                 hint="it needs IMAP with CONDSTORE; share one ledger between the deployments instead",
             )
         key, keyword = MessageKey.parse(claim.key), self._keyword
-        return bool(session.call(lambda mailbox: cast(ClaimsOnServer, mailbox).claim_on_server(key, keyword)))
+        mine = f"{keyword}.{self.ledger.deployment_tag()}"
+        return bool(session.call(lambda mailbox: cast(ClaimsOnServer, mailbox).claim_on_server(key, keyword, mine)))
 
     def _gone(self, session: Session, claim: Claim, effects: Mapping[str, object], outcome: Outcome) -> None:
         """The message is no longer in its folder. Done if this bot's own move or delete took it before the

@@ -377,8 +377,9 @@ class ClaimsOnServer(Protocol):
     """A mailbox whose server can set a keyword as a compare-and-set (IMAP CONDSTORE): bots of deployments
     that share no ledger agree on which one takes a message."""
 
-    def claim_on_server(self, key: MessageKey, keyword: str) -> bool:
-        """Set ``keyword`` on the message if nobody has; True if this call set it."""
+    def claim_on_server(self, key: MessageKey, keyword: str, mine: str) -> bool:
+        """Set ``keyword`` and this deployment's ``mine`` on the message if nobody has set ``keyword``; True if
+        this call set them, or an earlier call of this deployment did (``mine`` is there already)."""
         ...
 
 

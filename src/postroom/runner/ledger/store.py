@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import threading
 import time
@@ -41,7 +42,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from postroom.errors import ConfigError, PostroomError
 from postroom.logs import get_logger
 from postroom.paths import process_running
-from postroom.runner.ledger.tables import effects, items, mailboxes, workers
+from postroom.runner.ledger.tables import effects, items, mailboxes, settings, workers
 
 __all__ = [
     "Claim",
@@ -126,6 +127,7 @@ class Ledger:
         self.url = url
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._fenced_statements: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+        self._deployment_tag: str | None = None
         upsert = _insert(self, effects)
         self._upsert_effect = upsert.on_conflict_do_update(
             index_elements=[effects.c.item_id, effects.c.seq],
@@ -532,6 +534,20 @@ class Ledger:
         if dead:
             _log.warning("%d message(s) claimed by a runner that died on this host are waiting again", len(dead))
         return len(dead)
+
+    # -- the ledger's own settings ----------------------------------------------------------------------
+
+    def deployment_tag(self) -> str:
+        """A random tag made once per ledger: what tells this deployment's claims on the mail server from
+        another's (every runner and worker on this ledger is one deployment)."""
+        if self._deployment_tag is None:
+            with self._tx() as db:
+                made = secrets.token_hex(4)
+                db.execute(_insert(self, settings).values(name="deployment_tag", value=made).on_conflict_do_nothing())
+                self._deployment_tag = db.execute(
+                    select(settings.c.value).where(settings.c.name == "deployment_tag")
+                ).scalar_one()
+        return self._deployment_tag
 
     # -- workers --------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 - ``postroom_effect``: one row per step of a message that has started: the journal that makes a step run
   once, and the outbox for mail (its Message-ID recorded before it is submitted).
 - ``postroom_worker``: the workers and runners, with their last heartbeat (``postroom bot status``).
+- ``postroom_setting``: the ledger's own settings (its deployment tag).
 
 Times are Unix seconds (floats) from the writer's clock: leases assume hosts within a few seconds (NTP).
 """
@@ -28,7 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["ITEM_STATES", "effects", "items", "mailboxes", "metadata", "workers"]
+__all__ = ["ITEM_STATES", "effects", "items", "mailboxes", "metadata", "settings", "workers"]
 
 metadata = MetaData()
 
@@ -106,4 +107,11 @@ workers = Table(
     Column("kind", String(20)),
     Column("started_at", Float),
     Column("seen_at", Float),
+)
+
+settings = Table(
+    "postroom_setting",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
 )

@@ -27,6 +27,7 @@ __all__ = ["ImapWatching"]
 _log = get_logger("postroom.imap")
 _CHANGE = re.compile(rb"^\* (\d+ (EXISTS|EXPUNGE|RECENT|FETCH)|VANISHED)", re.IGNORECASE)
 _MODSEQ = re.compile(rb"MODSEQ \((\d+)\)", re.IGNORECASE)
+_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)", re.IGNORECASE)
 _STATUS_ITEM = re.compile(rb"(MESSAGES|UIDNEXT|UIDVALIDITY|HIGHESTMODSEQ) (\d+)", re.IGNORECASE)
 
 
@@ -49,29 +50,34 @@ class ImapWatching(ImapConnection):
             raise ProtocolError(f"STATUS of {folder!r} gave no UIDVALIDITY: {server_text(lines)}")
         return ";".join(f"{name}={found.get(name, '')}" for name in items)
 
-    def claim_on_server(self, key: ImapKey, keyword: str) -> bool:
-        """Set ``keyword`` on the message unless it is set already, as one compare-and-set on the server
-        (CONDSTORE's ``UID STORE (UNCHANGEDSINCE modseq)``, RFC 7162): of two clients only one gets True."""
+    def claim_on_server(self, key: ImapKey, keyword: str, mine: str) -> bool:
+        """Set ``keyword`` (and ``mine``, this deployment's own) on the message unless ``keyword`` is set
+        already, as one compare-and-set on the server (CONDSTORE's ``UID STORE (UNCHANGEDSINCE modseq)``,
+        RFC 7162): of two clients only one gets True. A message already carrying ``mine`` is this
+        deployment's: its earlier try set both and lost the connection before the reply."""
         if "CONDSTORE" not in self._capabilities:
             raise UnsupportedError(
                 "the server has no CONDSTORE, which claims on the server need", hint="leave server_claim off"
             )
-        check_flag_names((keyword,))
+        check_flag_names((keyword, mine))
         self._select(key.folder, writable=True)
         _typ, data = self._uid("FETCH", str(key.uid), "(FLAGS MODSEQ)")
         # only this message's row: the server may add unsolicited FETCHes of other messages' flag changes
         # (another deployment claiming them) to the reply, and their keyword is not this message's
-        mine = re.compile(rb"\bUID %d\b" % key.uid)
-        line = b" ".join(part for part in data if isinstance(part, bytes) and mine.search(part))
+        mine_row = re.compile(rb"\bUID %d\b" % key.uid)
+        line = b" ".join(part for part in data if isinstance(part, bytes) and mine_row.search(part))
         if not line.strip():
             return False  # gone from the folder: someone else has taken it
         modseq = _MODSEQ.search(line)
         if modseq is None:
             raise ProtocolError(f"the server gave no MODSEQ for {key}: {server_text(line)}")
-        if keyword.encode().lower() in line.lower():
+        flags = {flag.lower() for flag in _flags_of(line)}
+        if mine.lower() in flags:
+            return True
+        if keyword.lower() in flags:
             return False
         typ, reply = self._uid(
-            "STORE", str(key.uid), f"(UNCHANGEDSINCE {modseq.group(1).decode()})", f"+FLAGS.SILENT ({keyword})"
+            "STORE", str(key.uid), f"(UNCHANGEDSINCE {modseq.group(1).decode()})", f"+FLAGS.SILENT ({keyword} {mine})"
         )
         if typ != "OK":
             raise ProtocolError(f"the conditional STORE failed: {server_text(reply)}")
@@ -126,3 +132,9 @@ def _readable(sock: socket.socket, timeout: float) -> bool:
         return True
     ready, _, _ = select.select([sock], [], [], timeout)
     return bool(ready)
+
+
+def _flags_of(line: bytes) -> list[str]:
+    """The flags of a ``FETCH (FLAGS (...))`` row."""
+    found = _FLAGS.search(line)
+    return found.group(1).decode("ascii", "replace").split() if found else []
