@@ -49,7 +49,16 @@ from postroom.actions.send import (
     send,
     send_each,
 )
-from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
+from postroom.auth import (
+    AuthMode,
+    Basic,
+    Managed,
+    Ntlm,
+    OAuth2ClientCredentials,
+    OAuth2Implicit,
+    OAuth2PKCE,
+    OAuth2ROPC,
+)
 from postroom.auth.oauth.modes import ImplicitGrantWarning, RopcWarning
 from postroom.config import (
     PROVIDERS,
@@ -144,6 +153,7 @@ __all__ = [
     "ItemResult",
     "ItemStatus",
     "MailServerError",
+    "Managed",
     "Message",
     "MessageFilter",
     "MessageKey",

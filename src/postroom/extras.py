@@ -3,7 +3,8 @@
 A plain ``pip install postroom`` gives IMAP, POP3, SMTP, the vault and Basic auth.
 The rest comes with an extra: ``[microsoft]`` (MSAL: OAuth2 with Microsoft 365),
 ``[oauth]`` (Authlib: OAuth2 with Gmail and other providers), ``[ews]`` (exchangelib:
-Exchange Web Services), ``[outlook]`` (httpx: Microsoft Graph), or ``[all]``.
+Exchange Web Services), ``[outlook]`` (httpx: Microsoft Graph), ``[managed]`` (tokens from a
+``postroom server``), ``[server]`` (the server itself), or ``[all]``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "bots": ("sqlalchemy", "alembic", "yaml"),
     "postgres": ("psycopg",),
     "celery": ("celery",),
+    "managed": ("httpx",),
+    "server": ("starlette", "uvicorn", "jinja2", "python_multipart", "argon2", "sqlalchemy", "alembic"),
 }
 
 

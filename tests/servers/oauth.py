@@ -55,6 +55,8 @@ __all__ = [
     "INTROSPECTION_SECRET",
     "MAIL_SCOPES",
     "PUBLIC_CLIENT",
+    "SERVER_CLIENT",
+    "SERVER_SECRET",
     "TENANT",
     "USER_PASSWORD",
     "AuthorizationServerUnderTest",
@@ -74,6 +76,9 @@ INTROSPECTION_SECRET = "introspect-Secret-0123"
 #: The SMTP server's client: it gets the scope and checks it itself (and can then say "insufficient scope").
 SMTP_INTROSPECTION_CLIENT = "smtp-server"
 SMTP_INTROSPECTION_SECRET = "smtp-introspect-Secret-0123"
+#: postroom server's confidential app: its secret is a canary that must never show on any of the server's surfaces.
+SERVER_CLIENT = "postroom-server-app"
+SERVER_SECRET = "canary-ClientSecret-5b9e2c7d41f0a3"
 #: Every ``…@example.test`` user signs in with this password in the login form.
 USER_PASSWORD = "browser-Pa55word"
 MAIL_SCOPES = frozenset(
@@ -85,7 +90,8 @@ MAIL_SCOPES = frozenset(
         "https://mail.google.com/",
     }
 )
-_REGISTERED_PATHS = ("/Callback",)  # loopback redirect URIs: any port, this exact path (RFC 8252 §7.3)
+# loopback redirect URIs: any port, these exact paths (RFC 8252 §7.3): a desktop app's, and postroom server's callback
+_REGISTERED_PATHS = ("/Callback", "/oauth/callback")
 
 
 @dataclass
@@ -277,6 +283,7 @@ def _build_app(state: AuthorizationServerUnderTest, issuer: str) -> Flask:
         CONFIDENTIAL_CLIENT: _Client(
             CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, ("authorization_code", "refresh_token", "client_credentials")
         ),
+        SERVER_CLIENT: _Client(SERVER_CLIENT, SERVER_SECRET, ("authorization_code", "refresh_token")),
         BASIC_ONLY_CLIENT: _Client(
             BASIC_ONLY_CLIENT, CONFIDENTIAL_SECRET, ("client_credentials",), auth_methods=("client_secret_basic",)
         ),

@@ -4,6 +4,7 @@ from typing import Any
 
 from postroom.auth.base import AuthMode, Login, PasswordLogin, TokenLogin
 from postroom.auth.basic import Basic, Ntlm
+from postroom.auth.managed import Managed
 from postroom.auth.oauth import OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
 from postroom.errors import ConfigError
 
@@ -12,6 +13,7 @@ __all__ = [
     "AuthMode",
     "Basic",
     "Login",
+    "Managed",
     "Ntlm",
     "OAuth2ClientCredentials",
     "OAuth2Implicit",
@@ -24,7 +26,7 @@ __all__ = [
 
 #: Profile ``mode`` → auth mode class.
 AUTH_MODES: dict[str, Any] = {
-    cls.kind: cls for cls in (Basic, Ntlm, OAuth2PKCE, OAuth2ClientCredentials, OAuth2ROPC, OAuth2Implicit)
+    cls.kind: cls for cls in (Basic, Ntlm, OAuth2PKCE, OAuth2ClientCredentials, OAuth2ROPC, OAuth2Implicit, Managed)
 }
 
 

@@ -13,6 +13,7 @@ from postroom.cli.auth import auth_group
 from postroom.cli.connect import connect_command, profiles_group, test_connection_command
 from postroom.cli.demo import demo_command
 from postroom.cli.output import CliState, setup_logging
+from postroom.cli.server import server_group
 from postroom.cli.vault import vault_group
 from postroom.session import Runtime
 
@@ -60,6 +61,7 @@ cli.add_command(test_connection_command)
 cli.add_command(profiles_group)
 cli.add_command(vault_group)
 cli.add_command(demo_command)
+cli.add_command(server_group)
 for command in [*mail.COMMANDS, *send.COMMANDS, *bots.COMMANDS]:
     cli.add_command(command)
 

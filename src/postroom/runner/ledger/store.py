@@ -26,20 +26,17 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    create_engine,
     delete,
-    event,
     func,
     or_,
     select,
-    text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ClauseElement
 
-from postroom.errors import ConfigError, PostroomError
+from postroom.database import insert_for, make_engine, migrate, reason
+from postroom.errors import PostroomError
 from postroom.logs import get_logger
 from postroom.paths import process_running
 from postroom.runner.ledger.tables import effects, items, mailboxes, settings, workers
@@ -142,7 +139,7 @@ class Ledger:
         """The ledger at ``url`` (a SQLAlchemy URL; None: SQLite in the data folder), schema brought up to date.
         ``power_safe``: each SQLite commit is flushed to disk (PostgreSQL's always are)."""
         url = url or default_ledger_url()
-        engine = _engine(url, power_safe=power_safe)
+        engine = make_engine(url, setting="ledger", power_safe=power_safe)
         ledger = cls(engine, url)
         if migrate:
             ledger.migrate()
@@ -153,17 +150,8 @@ class Ledger:
 
     def migrate(self) -> None:
         """Create the tables or bring them to the newest revision (Alembic); safe with several processes."""
-        from alembic import command
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         try:
-            with self.engine.begin() as connection:
-                if not self.is_sqlite:  # one migrator at a time; the others wait, then find nothing to do
-                    connection.execute(text("SELECT pg_advisory_xact_lock(7071700001)"))
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+            migrate(self.engine, Path(__file__).parent / "migrations", lock_id=7071700001)
         except (OperationalError, DBAPIError) as exc:
             raise _unreachable(self, exc) from None
 
@@ -769,47 +757,11 @@ def _alive(owner: str) -> bool:
 
 
 def _insert(ledger: Ledger, table: Any) -> Any:
-    return (sqlite.insert if ledger.is_sqlite else postgresql.insert)(table)
-
-
-def _engine(url: str, *, power_safe: bool = False) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.partition(":///")[2]
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-        event.listen(engine, "connect", lambda connection, _record: _sqlite_setup(connection, power_safe))
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
-        return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    try:
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            "ledger",
-            f"the driver for {url.split(':')[0]} is not installed ({exc.name})",
-            hint="pip install 'postroom[postgres]'",
-        ) from None
-    except Exception as exc:  # an unparseable URL
-        raise ConfigError(
-            "ledger", f"{type(exc).__name__}: cannot use this URL", hint="e.g. postgresql://user@host/db"
-        ) from None
-
-
-def _sqlite_setup(connection: Any, power_safe: bool) -> None:
-    connection.isolation_level = None  # the driver leaves BEGIN to us (BEGIN IMMEDIATE above)
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode: a commit survives the process's crash; FULL: also a power cut (a flush per commit)
-    cursor.execute("PRAGMA synchronous=FULL" if power_safe else "PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    return insert_for(ledger.engine, table)
 
 
 def _unreachable(ledger: Ledger, exc: Exception) -> LedgerError:
-    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+    detail = reason(exc)
     where = ledger.engine.url.render_as_string(hide_password=True)
     return LedgerError(
         f"the ledger {where} cannot be used: {detail}", hint="check the ledger URL and that the database is up"

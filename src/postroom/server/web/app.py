@@ -1,0 +1,107 @@
+"""The ASGI application: every route with who may call it, security headers on every answer."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from postroom.server.permissions import Permission
+from postroom.server.services import Services
+from postroom.server.settings import ServerSettings
+from postroom.server.web import api, pages
+from postroom.server.web.guard import PUBLIC, SIGNED_IN, Access, guarded, needs
+
+__all__ = ["ROUTES", "create_app"]
+
+_CONNECTIONS_VIEW = needs(Permission.VIEW_CONNECTIONS, Permission.MANAGE_CONNECTIONS)
+_CONNECTIONS_MANAGE = needs(Permission.MANAGE_CONNECTIONS)
+_ADMIN = needs(Permission.ADMINISTER_USERS)
+
+#: (path, methods, handler, who may call it): the one list of the UI's routes.
+ROUTES: list[tuple[str, list[str], Callable[..., Response], Access]] = [
+    ("/sign-in", ["GET"], pages.sign_in_page, PUBLIC),
+    ("/sign-in", ["POST"], pages.sign_in_post, PUBLIC),
+    ("/sign-out", ["POST"], pages.sign_out, SIGNED_IN),
+    ("/", ["GET"], pages.home, SIGNED_IN),
+    ("/connections", ["GET"], pages.connections_list, _CONNECTIONS_VIEW),
+    ("/connections/new", ["GET", "POST"], pages.connection_new, _CONNECTIONS_MANAGE),
+    ("/connections/{name}", ["GET"], pages.connection_view, _CONNECTIONS_VIEW),
+    ("/connections/{name}/edit", ["GET", "POST"], pages.connection_edit, _CONNECTIONS_MANAGE),
+    ("/connections/{name}/delete", ["POST"], pages.connection_delete, _CONNECTIONS_MANAGE),
+    ("/connections/{name}/sign-in", ["POST"], pages.connection_sign_in, _CONNECTIONS_MANAGE),
+    ("/connections/{name}/revoke", ["POST"], pages.connection_revoke, _CONNECTIONS_MANAGE),
+    ("/connections/{name}/test", ["POST"], pages.connection_test, _CONNECTIONS_MANAGE),
+    ("/my/connections", ["GET"], pages.my_connections, SIGNED_IN),
+    ("/my/connections/{name}/sign-in", ["POST"], pages.my_connection_sign_in, SIGNED_IN),
+    # the session is checked by the handler: a form_post callback arrives without the cookie
+    ("/oauth/callback", ["GET", "POST"], pages.oauth_callback, PUBLIC),
+    ("/runners", ["GET"], pages.runners_page, _ADMIN),
+    ("/runners", ["POST"], pages.runner_create, _ADMIN),
+    ("/runners/{runner_id:int}/revoke", ["POST"], pages.runner_revoke, _ADMIN),
+    ("/users", ["GET"], pages.users_page, _ADMIN),
+    ("/users", ["POST"], pages.user_create, _ADMIN),
+    ("/users/{user_id:int}/roles", ["POST"], pages.user_roles_post, _ADMIN),
+    ("/audit", ["GET"], pages.audit_page, needs(Permission.VIEW_AUDIT)),
+]
+
+#: Every answer: no framing, no inline script or style, no referrer (the callback's URL carries a code).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+class _SecurityHeaders(BaseHTTPMiddleware):
+    def __init__(self, app: object, *, https: bool) -> None:
+        super().__init__(app)  # type: ignore[arg-type]
+        self.https = https
+
+    async def dispatch(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if self.https:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def create_app(settings: ServerSettings | None = None, *, services: Services | None = None) -> Starlette:
+    """The application for ``settings`` (default: from the environment); migrates the database on start."""
+    services = services or Services.start(settings or ServerSettings.load())
+    routes: list[BaseRoute] = [
+        Route(path, guarded(access, handler), methods=methods) for path, methods, handler, access in ROUTES
+    ]
+    routes += [
+        Route("/api/v1/connections/{name}/token", api.token, methods=["POST"]),
+        Route("/api/v1/health", api.health, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        services.close()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_SecurityHeaders, https=services.settings.secure_cookies)],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app
