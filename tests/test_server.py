@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -312,6 +313,26 @@ def test_twenty_runners_whose_token_expires_get_one_refresh_per_expiry_and_no_in
 
 def expire_now(team: Team) -> None:
     team.server.sql("UPDATE srv_token SET expires_at = expires_at - 3600")
+
+
+def test_refresh_tokens_nobody_used_for_a_week_are_refreshed_by_the_keep_alive(
+    server: ServerUnderTest, authorization_server: AuthorizationServerUnderTest
+) -> None:
+    """Microsoft drops a refresh token unused for 90 days: the service refreshes idle ones by itself."""
+    server.environment["POSTROOM_SERVER_KEEPALIVE_SECONDS"] = "0.5"
+    team = Team.start(server)
+    create_connection(team.admin, authorization_server)
+    _shared_sign_in(team, authorization_server)
+    before = authorization_server.count("refresh_token")
+    time.sleep(2)
+    assert authorization_server.count("refresh_token") == before  # used recently: left alone
+    server.sql("UPDATE srv_token SET signed_in_at = signed_in_at - 8 * 86400")
+    deadline = time.monotonic() + 20
+    while authorization_server.count("refresh_token") == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)  # a few more rounds: it was refreshed once, not at every round
+    assert authorization_server.count("refresh_token") == before + 1
+    assert "token.refresh" in team.admin.get("/audit?action=token.refresh").text
 
 
 def test_a_refused_refresh_reads_needs_sign_in_and_a_new_sign_in_fixes_it(

@@ -38,6 +38,8 @@ class ServerUnderTest:
     database_url: str | None = None
     public_base_url: str | None = None
     workers: int = 1
+    #: Environment of the process beyond POSTROOM_HOME (e.g. POSTROOM_SERVER_KEEPALIVE_SECONDS).
+    environment: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -64,7 +66,7 @@ class ServerUnderTest:
 
     def start(self) -> ServerUnderTest:
         self.home.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, "POSTROOM_HOME": str(self.home)}
+        environment = {**os.environ, "POSTROOM_HOME": str(self.home), **self.environment}
         environment.pop("POSTROOM_SERVER_URL", None)
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(

@@ -28,6 +28,7 @@ ENVIRONMENT = {
     "POSTROOM_SERVER_URL": "public_base_url",
     "POSTROOM_SERVER_KEY_FILE": "key_file",
     "POSTROOM_SERVER_CA_FILE": "ca_file",
+    "POSTROOM_SERVER_KEEPALIVE_SECONDS": "keepalive_interval",
 }
 
 
@@ -45,8 +46,12 @@ class ServerSettings:
     key_file: Path = field(default_factory=Path)
     #: CA bundle for authorization servers and mail servers this service talks to (None: the system's).
     ca_file: str | None = None
+    #: How often each process looks for refresh tokens idle for a week and refreshes them (Microsoft drops
+    #: one unused for 90 days); several processes agree through the token's generation.
+    keepalive_interval: float = 3600.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "keepalive_interval", float(self.keepalive_interval))
         home = data_dir() / "server"
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{home / 'server.sqlite3'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from postroom.logs import get_logger
 from postroom.server.permissions import Permission
 from postroom.server.services import Services
 from postroom.server.settings import ServerSettings
@@ -21,6 +23,8 @@ from postroom.server.web import api, pages
 from postroom.server.web.guard import PUBLIC, SIGNED_IN, Access, guarded, needs
 
 __all__ = ["ROUTES", "create_app"]
+
+_log = get_logger("postroom.server")
 
 _CONNECTIONS_VIEW = needs(Permission.VIEW_CONNECTIONS, Permission.MANAGE_CONNECTIONS)
 _CONNECTIONS_MANAGE = needs(Permission.MANAGE_CONNECTIONS)
@@ -95,7 +99,12 @@ def create_app(settings: ServerSettings | None = None, *, services: Services | N
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        keeper = threading.Thread(target=_keep_alive, args=(services, stop), name="token-keepalive", daemon=True)
+        keeper.start()
         yield
+        stop.set()
+        keeper.join(5)
         services.close()
 
     app = Starlette(
@@ -105,3 +114,18 @@ def create_app(settings: ServerSettings | None = None, *, services: Services | N
     )
     app.state.services = services
     return app
+
+
+def _keep_alive(services: Services, stop: threading.Event) -> None:
+    """Every ``keepalive_interval``: refresh the refresh tokens nobody used for a week."""
+    from postroom.server.connections import list_connections
+
+    while not stop.wait(services.settings.keepalive_interval):
+        try:
+            with services.database.tx() as db:
+                found = list_connections(db, services.sealer)
+            refreshed = services.tokens.keep_alive(found)
+            if refreshed:
+                _log.info("keep-alive: refreshed %d idle refresh token(s)", refreshed)
+        except Exception:  # the loop must outlive a database or provider outage
+            _log.exception("keep-alive refresh failed; trying again in %s s", services.settings.keepalive_interval)
