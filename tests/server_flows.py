@@ -33,10 +33,11 @@ ADMIN = "alice"
 ADMIN_PASSWORD = "canary-WebPassword-71c4e9"
 
 
-def role_ids(page_html: str, *names: str) -> list[str]:
-    """The values of the role check boxes called ``names`` on a page."""
+def role_ids(page_html: str, *names: str, field: str = "roles") -> list[str]:
+    """The values of the role check boxes (named ``field``) labelled ``names`` on a page."""
     found = dict(
-        (label.strip(), value) for value, label in re.findall(r'name="roles" value="(\d+)"[^>]*> ([^<]+)<', page_html)
+        (label.strip(), value)
+        for value, label in re.findall(rf'name="{field}" value="(\d+)"[^>]*> ([^<]+)<', page_html)
     )
     return [found[name] for name in names]
 

@@ -59,7 +59,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 
 def _wait(driver: object, condition: object, seconds: float = 30) -> object:
-    return WebDriverWait(driver, seconds).until(condition)  # type: ignore[arg-type]
+    return WebDriverWait(driver, seconds).until(condition)  # type: ignore[arg-type,type-var]
 
 
 def _sign_in_with_keyboard(driver: object, base: str, name: str) -> None:

@@ -19,17 +19,17 @@ import threading
 import time
 import uuid
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from postroom.auth.base import TokenLogin, check_wire_safe
 from postroom.credentials import ResolveContext, Secret, SecretRef, Variable, as_secret_ref
 from postroom.credentials.refs import format_ref, parse_ref
+from postroom.credentials.server_api import ask_server, checked_server_url
 from postroom.errors import (
     ConfigError,
     ConsentRequiredError,
     CredentialError,
     OAuthError,
-    ServerUnreachableError,
 )
 from postroom.extras import require_extra
 from postroom.logs import get_logger
@@ -37,11 +37,6 @@ from postroom.logs import get_logger
 __all__ = ["Managed", "ManagedTokenSource"]
 
 _log = get_logger("postroom.auth")
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-#: Seconds to wait for the server's answer.
-TIMEOUT = 30.0
-#: How long a server that cannot be reached (restarting) is asked again before the session gives up.
-RESTART_GRACE = 60.0
 TokenKind = Literal["shared", "user"]
 
 
@@ -68,7 +63,7 @@ class Managed:
             raise ConfigError("connection", f"{connection!r} is not a connection name", hint="as the server shows it")
         self.connection = connection
         self.token: TokenKind = token
-        self.server = _checked_server(server or os.environ.get("POSTROOM_SERVER_URL", ""))
+        self.server = checked_server_url(server or os.environ.get("POSTROOM_SERVER_URL", ""))
         self.runner_key: SecretRef = as_secret_ref(
             runner_key if runner_key is not None else Variable("POSTROOM_RUNNER_KEY"), "runner_key"
         )
@@ -195,39 +190,18 @@ class ManagedTokenSource:
             return self._token
 
     def _ask(self, *, rejected: Secret | None) -> None:
-        import httpx
-
         body: dict[str, Any] = {"run_id": self.run_id}
         if self.mode.token == "user":
             body["user"] = self.mode.user
         if rejected is not None:
             body["rejected_sha256"] = hashlib.sha256(rejected.reveal().encode()).hexdigest()
-        url = f"{self.mode.server}/api/v1/connections/{quote(self.mode.connection, safe='')}/token"
-        headers = {"Authorization": f"Bearer {self._key.reveal()}"}
-        verify: Any = self.mode.ca_file or True
-        deadline = time.monotonic() + RESTART_GRACE
-        pause = 0.25
-        while True:  # a server that restarts (or a proxy that has no worker yet) is back in a moment
-            try:
-                with httpx.Client(verify=verify, timeout=TIMEOUT) as client:
-                    reply = client.post(url, json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                if time.monotonic() + pause > deadline:
-                    raise ServerUnreachableError(
-                        f"cannot reach the postroom server at {self.mode.server} ({type(exc).__name__})",
-                        hint="check the server address (server= or POSTROOM_SERVER_URL) and that it runs",
-                    ) from None
-            else:
-                if reply.status_code not in {502, 503, 504} or time.monotonic() + pause > deadline:
-                    break
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
-        answer = _json(reply)
-        if reply.status_code != 200:
-            problem = str(answer.get("error") or f"HTTP {reply.status_code}")
+        path = f"/api/v1/connections/{quote(self.mode.connection, safe='')}/token"
+        status, answer = ask_server(self.mode.server, self._key, path, body, ca_file=self.mode.ca_file)
+        if status != 200:
+            problem = str(answer.get("error") or f"HTTP {status}")
             hint = str(answer.get("hint") or "") or None
             what = f"the postroom server refused a token for {self.mode.connection!r}: {problem}"
-            if reply.status_code == 401:
+            if status == 401:
                 raise CredentialError(what, hint=hint or "check runner_key (a revoked key stops working)")
             if answer.get("status") in {"needs_sign_in", "revoked"}:
                 raise ConsentRequiredError(what, hint=hint)
@@ -237,28 +211,3 @@ class ManagedTokenSource:
         self._subject = answer.get("subject") or self._subject
         self._hosts = tuple(answer.get("hosts") or ())
         self.renewed_by_server = rejected is not None
-
-
-def _json(reply: Any) -> dict[str, Any]:
-    try:
-        found = reply.json()
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-def _checked_server(url: str) -> str:
-    if not url:
-        raise ConfigError(
-            "server", "the postroom server's address is needed", hint="give server= or set POSTROOM_SERVER_URL"
-        )
-    parts = urlsplit(url)
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise ConfigError("server", f"{url!r} is not an http(s) URL", hint="e.g. https://postroom.example.com")
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        raise ConfigError(
-            "server",
-            f"plain http to {parts.hostname} would send tokens in the clear",
-            hint="use the server's https:// address",
-        )
-    return url.rstrip("/")

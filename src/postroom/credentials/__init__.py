@@ -1,6 +1,7 @@
 """Where secrets come from: the credential vault, bot variables, or insecure strings."""
 
 from postroom.credentials.secret import Secret, redact
+from postroom.credentials.shared_vault import SharedVault
 from postroom.credentials.sources import (
     Insecure,
     InsecureSecretWarning,
@@ -23,6 +24,7 @@ __all__ = [
     "Secret",
     "SecretRef",
     "SecretSource",
+    "SharedVault",
     "Variable",
     "Vault",
     "as_secret_ref",

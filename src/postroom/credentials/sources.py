@@ -48,6 +48,8 @@ class ResolveContext:
     token_stores: Callable[[str], Any] | None = None
     #: How the user signs in again, in the caller's words (a CLI names its command), for error hints.
     sign_in_hint: str | None = None
+    #: A ``postroom server``'s shared vault: vault names with a ``/`` (``locker/credential``) resolve there.
+    shared_vault: Any = None
 
 
 class SecretSource(Protocol):
@@ -70,6 +72,9 @@ class Vault:
     attribute: str
 
     def resolve(self, context: ResolveContext, field_name: str) -> Secret:
+        if context.shared_vault is not None and "/" in self.name:
+            found: Secret = context.shared_vault.get(self.name, self.attribute, field_name=field_name)
+            return found
         vault = context.vault
         if vault is None:
             from postroom.credentials.vault import CredentialVault

@@ -41,6 +41,10 @@ BUILTIN_ROLES: dict[str, tuple[str, frozenset[str]]] = {
         "Runs bots: gets tokens for the connections its role is invited to",
         frozenset({Permission.RUN_BOTS}),
     ),
+    "Credential manager": (
+        "Creates lockers and credentials; owns the lockers it creates",
+        frozenset({Permission.MANAGE_CREDENTIALS}),
+    ),
     "Bot user": (
         "Signs in for user-specific tokens of the connections its role is invited to",
         frozenset({Permission.VIEW_CONNECTIONS}),

@@ -15,6 +15,7 @@ from types import TracebackType
 from postroom.auth.oauth.tokens import TokenStores
 from postroom.config.base import ServerConfig
 from postroom.credentials import CredentialVault, ResolveContext
+from postroom.credentials.shared_vault import SharedVault
 from postroom.errors import ConfigError, SessionExistsError, SessionNotFoundError
 from postroom.logs import get_logger
 from postroom.session.positions import FilePositions, PositionStore
@@ -45,8 +46,12 @@ class Runtime:
         token_stores: TokenStores | None = None,
         sign_in_hint: str | None = None,
         positions: PositionStore | None = None,
+        shared_vault: SharedVault | None = None,
     ) -> None:
         self.name = name
+        #: A postroom server's shared vault for ``Vault("locker/credential", ...)``; default: the one
+        #: ``POSTROOM_SERVER_URL`` + ``POSTROOM_RUNNER_KEY`` name, if both are set.
+        self.shared_vault = shared_vault if shared_vault is not None else SharedVault.from_environment()
         #: Where incremental loops (``messages(..., since_last=...)``) keep their place; default: files.
         self.positions: PositionStore = positions or FilePositions()
         self.variables: dict[str, str] = dict(variables or {})
@@ -111,6 +116,7 @@ class Runtime:
             vault=vault or self.vault,
             token_stores=self.token_stores,
             sign_in_hint=self.sign_in_hint.format(session=name) if self.sign_in_hint else None,
+            shared_vault=self.shared_vault,
         )
 
     def get_session(self, name: str) -> Session:

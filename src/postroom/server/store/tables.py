@@ -24,9 +24,15 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "attribute_values",
+    "attributes",
     "audit",
     "connection_roles",
     "connections",
+    "credentials",
+    "locker_consumers",
+    "locker_members",
+    "lockers",
     "metadata",
     "role_permissions",
     "roles",
@@ -192,4 +198,64 @@ audit = Table(
     Column("detail", Text),
     Index("srv_audit_at", "at"),
     Index("srv_audit_action", "action", "at"),
+)
+
+lockers = Table(
+    "srv_locker",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("description", Text),
+    Column("created_by", String(200)),
+    Column("created_at", Float, nullable=False),
+)
+
+#: A locker's users: ``owner``, ``manager`` or ``participant``.
+locker_members = Table(
+    "srv_locker_member",
+    metadata,
+    Column("locker_id", _ID, _ref("srv_locker"), primary_key=True),
+    Column("user_id", _ID, _ref("srv_user"), primary_key=True),
+    Column("membership", String(20), nullable=False),
+)
+
+#: The roles whose runs may use a locker's credentials.
+locker_consumers = Table(
+    "srv_locker_consumer",
+    metadata,
+    Column("locker_id", _ID, _ref("srv_locker"), primary_key=True),
+    Column("role_id", _ID, _ref("srv_role"), primary_key=True),
+)
+
+credentials = Table(
+    "srv_credential",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("locker_id", _ID, _ref("srv_locker"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("description", Text),
+    Column("owner_id", _ID, _ref("srv_user"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("locker_id", "name", name="srv_credential_unique"),
+)
+
+#: A credential's attributes: standard (one sealed value) or user-provided (a value per consumer).
+attributes = Table(
+    "srv_attribute",
+    metadata,
+    Column("credential_id", _ID, _ref("srv_credential"), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("user_provided", Boolean, nullable=False),
+    Column("masked", Boolean, nullable=False),
+    Column("value", LargeBinary),
+)
+
+attribute_values = Table(
+    "srv_attribute_value",
+    metadata,
+    Column("credential_id", _ID, _ref("srv_credential"), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("user_id", _ID, _ref("srv_user"), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
 )

@@ -1,9 +1,15 @@
-"""The runner API: access tokens for runs, and nothing else a runner could keep.
+"""The runner API: what a run needs, handed to it at run time, and nothing a runner could keep.
 
-``POST /api/v1/connections/{name}/token`` with ``Authorization: Bearer <runner key>`` and a JSON body
-``{"run_id": ..., "user": ... (user-specific connections), "rejected_sha256": ... (optional)}`` returns
-``{"access_token", "expires_at", "hosts", "subject", "connection", "principal"}`` — never a refresh
-token. A refusal names its reason (``error``, ``hint``, ``status``) and is audited.
+Both routes take ``Authorization: Bearer <runner key>`` and a JSON body with the ``run_id`` (and ``user``,
+the user the run belongs to, for user-specific tokens and user-provided values):
+
+- ``POST /api/v1/connections/{name}/token`` (``rejected_sha256``: the token the mail server refused)
+  returns ``{"access_token", "expires_at", "hosts", "subject", "connection", "principal"}`` — never a
+  refresh token;
+- ``POST /api/v1/lockers/{locker}/credentials/{credential}/{attribute}`` returns ``{"value", "masked"}``
+  to a runner in one of the locker's consumer roles.
+
+A refusal names its reason (``error``, ``hint``, ``status``) and is audited; so is every answer.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from postroom.errors import PostroomError
-from postroom.server import runners
+from postroom.server import lockers, runners
 from postroom.server.audit import Actor, record
 from postroom.server.connections import get_connection
 from postroom.server.permissions import Permission
@@ -30,7 +36,7 @@ from postroom.server.store.tables import user_roles, users
 from postroom.server.tokens import SHARED, TokenUnavailableError, user_principal
 from postroom.server.web.guard import RUNNER, client_ip
 
-__all__ = ["health", "token"]
+__all__ = ["credential", "health", "token"]
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -171,6 +177,71 @@ def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
         },
         headers=_NO_STORE,
     )
+
+
+async def credential(request: Request) -> JSONResponse:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return _refuse(400, "the body is not a JSON object", hint='send {"run_id": "..."}')
+    return await run_in_threadpool(_credential, request, body)
+
+
+credential.access = RUNNER  # type: ignore[attr-defined]
+
+
+def _credential(request: Request, body: dict[str, Any]) -> JSONResponse:
+    services: Services = request.app.state.services
+    where = "/".join(request.path_params[k] for k in ("locker", "credential", "attribute"))
+    ip = client_ip(request)
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    with services.database.tx() as db:
+        runner = runners.authenticate(db, key) if scheme.lower() == "bearer" else None
+        if runner is None:
+            record(
+                db,
+                Actor("anonymous", None, ip),
+                "credential.read",
+                outcome="refused",
+                target=where,
+                detail="no valid runner key",
+            )
+            return _refuse(401, "no valid runner key", hint="send Authorization: Bearer <runner key>")
+        actor = Actor("runner", runner.name, ip)
+        run_id = str(body.get("run_id") or "")[:200] or None
+        if not run_id or not runner.can(Permission.RUN_BOTS):
+            why = "run_id is required" if not run_id else f"runner {runner.name!r} has no role with Run bots"
+            record(db, actor, "credential.read", outcome="refused", target=where, run_id=run_id, detail=why)
+            return _refuse(400 if not run_id else 403, why)
+        user = None
+        user_name = str(body.get("user") or "").strip().lower()
+        if user_name:
+            user_id = db.execute(select(users.c.id).where(users.c.name == user_name, users.c.active.is_(True))).scalar()
+            if user_id is not None:
+                roles_of = frozenset(
+                    db.execute(select(user_roles.c.role_id).where(user_roles.c.user_id == user_id)).scalars()
+                )
+                user = (int(user_id), roles_of)
+        try:
+            value, masked = lockers.value_for_run(
+                db,
+                services.sealer,
+                locker=request.path_params["locker"],
+                credential=request.path_params["credential"],
+                attribute=request.path_params["attribute"],
+                runner_role_ids=runner.role_ids,
+                user=user,
+            )
+        except lockers.RunRefusedError as refused:
+            record(db, actor, "credential.read", outcome="refused", target=where, run_id=run_id, detail=refused.reason)
+            return _refuse(refused.status, refused.reason, hint=refused.hint)
+        record(
+            db, actor, "credential.read", target=where, run_id=run_id, principal=f"user:{user_name}" if user else None
+        )
+        db.execute(runner_rows.update().where(runner_rows.c.id == runner.id).values(last_used_at=time.time()))
+    return JSONResponse({"value": value.reveal(), "masked": masked}, headers=_NO_STORE)
 
 
 async def health(request: Request) -> JSONResponse:

@@ -19,8 +19,8 @@ from postroom.logs import get_logger
 from postroom.server.permissions import Permission
 from postroom.server.services import Services
 from postroom.server.settings import ServerSettings
-from postroom.server.web import api, pages
-from postroom.server.web.guard import PUBLIC, SIGNED_IN, Access, guarded, needs
+from postroom.server.web import api, locker_pages, pages
+from postroom.server.web.guard import LOCKER_MEMBER, PUBLIC, SIGNED_IN, Access, guarded, needs
 
 __all__ = ["ROUTES", "create_app"]
 
@@ -55,6 +55,14 @@ ROUTES: list[tuple[str, list[str], Callable[..., Response], Access]] = [
     ("/users", ["POST"], pages.user_create, _ADMIN),
     ("/users/{user_id:int}/roles", ["POST"], pages.user_roles_post, _ADMIN),
     ("/audit", ["GET"], pages.audit_page, needs(Permission.VIEW_AUDIT)),
+    # lockers: a signed-in user sees those they belong to (or consume); the handlers check the membership
+    ("/lockers", ["GET"], locker_pages.lockers_page, SIGNED_IN),
+    ("/lockers", ["POST"], locker_pages.locker_create, needs(Permission.MANAGE_CREDENTIALS)),
+    ("/lockers/{locker}", ["GET"], locker_pages.locker_view, LOCKER_MEMBER),
+    ("/lockers/{locker}/people", ["POST"], locker_pages.locker_people, LOCKER_MEMBER),
+    ("/lockers/{locker}/credentials", ["POST"], locker_pages.credential_create, LOCKER_MEMBER),
+    ("/lockers/{locker}/credentials/{credential}/values", ["POST"], locker_pages.credential_values, LOCKER_MEMBER),
+    ("/lockers/{locker}/credentials/{credential}/delete", ["POST"], locker_pages.credential_delete, LOCKER_MEMBER),
 ]
 
 #: Every answer: no framing, no inline script or style, no referrer (the callback's URL carries a code).
@@ -93,6 +101,7 @@ def create_app(settings: ServerSettings | None = None, *, services: Services | N
     ]
     routes += [
         Route("/api/v1/connections/{name}/token", api.token, methods=["POST"]),
+        Route("/api/v1/lockers/{locker}/credentials/{credential}/{attribute}", api.credential, methods=["POST"]),
         Route("/api/v1/health", api.health, methods=["GET"]),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]

@@ -24,7 +24,7 @@ from postroom.server.accounts import WebSession
 from postroom.server.audit import Actor, record
 from postroom.server.services import Services
 
-__all__ = ["PUBLIC", "RUNNER", "SESSION_COOKIE", "SIGNED_IN", "Access", "Page", "client_ip", "guarded"]
+__all__ = ["LOCKER_MEMBER", "PUBLIC", "RUNNER", "SESSION_COOKIE", "SIGNED_IN", "Access", "Page", "client_ip", "guarded"]
 
 SESSION_COOKIE = "postroom_session"
 SIGN_IN_CSRF_COOKIE = "postroom_sign_in_csrf"
@@ -38,6 +38,9 @@ class Access:
 
 PUBLIC = Access("public")
 SIGNED_IN = Access("signed in")
+#: Signed in, and then an owner, manager, participant or consumer of the locker (or "Administer all
+#: lockers"): the handler checks the membership, which no permission can tell.
+LOCKER_MEMBER = Access("locker member")
 RUNNER = Access("runner key")
 
 
