@@ -319,7 +319,7 @@ service anvil {{
             maildir = maildir / ("." + encode_mailbox(folder).replace("/", "."))
         for path in maildir.iterdir():
             if path.name.startswith(("dovecot-uidlist", "dovecot.index", "dovecot-keywords")):
-                path.unlink()
+                path.unlink(missing_ok=True)  # a lock file Dovecot removes meanwhile
         time.sleep(1.1)  # UIDVALIDITY is a timestamp: the next one must differ
 
     def kick(self, user: str) -> None:
