@@ -73,6 +73,8 @@ def test_public_api_is_exactly_what_all_says() -> None:
         "validation",
         "testing",
         "runner",
+        "server",
+        "database",
     }
     assert public == exported - {"__version__"}
 
