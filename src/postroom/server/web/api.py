@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -50,17 +51,23 @@ def _refuse(status: int, error: str, *, hint: str | None = None, code: str | Non
     return JSONResponse(body, status_code=status, headers=_NO_STORE)
 
 
-async def token(request: Request) -> JSONResponse:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        return _refuse(400, "the body is not a JSON object", hint='send {"run_id": "..."}')
-    return await run_in_threadpool(_token, request, body)
+def _json_route(
+    handler: Callable[[Request, dict[str, Any]], JSONResponse],
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """The endpoint for ``handler``: the body read as a JSON object, then ``handler`` in a thread (the
+    database is synchronous)."""
 
+    async def endpoint(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _refuse(400, "the body is not a JSON object", hint='send {"run_id": "..."}')
+        return await run_in_threadpool(handler, request, body)
 
-token.access = RUNNER  # type: ignore[attr-defined]
+    endpoint.access = RUNNER  # type: ignore[attr-defined]  # read by the route list
+    return endpoint
 
 
 def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
@@ -179,19 +186,6 @@ def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
     )
 
 
-async def credential(request: Request) -> JSONResponse:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        return _refuse(400, "the body is not a JSON object", hint='send {"run_id": "..."}')
-    return await run_in_threadpool(_credential, request, body)
-
-
-credential.access = RUNNER  # type: ignore[attr-defined]
-
-
 def _credential(request: Request, body: dict[str, Any]) -> JSONResponse:
     services: Services = request.app.state.services
     where = "/".join(request.path_params[k] for k in ("locker", "credential", "attribute"))
@@ -242,6 +236,10 @@ def _credential(request: Request, body: dict[str, Any]) -> JSONResponse:
         )
         db.execute(runner_rows.update().where(runner_rows.c.id == runner.id).values(last_used_at=time.time()))
     return JSONResponse({"value": value.reveal(), "masked": masked}, headers=_NO_STORE)
+
+
+token = _json_route(_token)
+credential = _json_route(_credential)
 
 
 async def health(request: Request) -> JSONResponse:
