@@ -4,6 +4,8 @@ Microsoft Graph) — each connection asking for the scopes its protocols need.""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +27,19 @@ USER = "bot@example.test"  # the EWS and Graph stand-ins' mailbox, and who signs
 
 
 @pytest.fixture
-def team(tmp_path: Path, authorization_server: AuthorizationServerUnderTest) -> Iterator[Team]:
-    server = ServerUnderTest(home=tmp_path / "home", ca_file=Path(authorization_server.ca_file))
+def team(
+    tmp_path: Path,
+    authorization_server: AuthorizationServerUnderTest,
+    dovecot: Dovecot,
+    ews_standin: EwsServerUnderTest,
+    graph_standin: GraphStandIn,
+) -> Iterator[Team]:
+    """The server, trusting the identity provider and every mail server here (its Test connection logs in)."""
+    assert dovecot.certs is not None  # the SMTP server shares Dovecot's certificate
+    authorities = (authorization_server.ca_file, dovecot.certs.ca_file, ews_standin.ca_file, graph_standin.ca_file)
+    bundle = tmp_path / "ca-bundle.pem"
+    bundle.write_bytes(b"".join(Path(ca).read_bytes() for ca in authorities))
+    server = ServerUnderTest(home=tmp_path / "home", ca_file=bundle)
     try:
         yield Team.start(server)
     finally:
@@ -43,6 +56,16 @@ def _signed_in(team: Team, oauth: AuthorizationServerUnderTest, name: str, proto
 
 def _managed(team: Team, name: str) -> Managed:
     return Managed(name, server=team.server.url, runner_key=Variable("RUNNER_KEY"))
+
+
+def _tested(team: Team, name: str, **form: str) -> str:
+    """Run the connection page's Test connection with ``form``: the outcome and its advice, or the form's error."""
+    page = team.admin.post(f"/connections/{name}/test", form, from_page=f"/connections/{name}")
+    outcome = re.search(r'id="test-outcome">([^<]*)</p>(?:\s*<p id="test-advice">([^<]*)</p>)?', page.text)
+    if outcome is None:
+        outcome = re.search(r'<p class="error" role="alert">([^<]*)</p>', page.text)
+    assert outcome is not None, page.text
+    return html.unescape(" | ".join(part for part in outcome.groups() if part))
 
 
 def test_pop3_and_smtp_log_in_with_the_managed_token(
@@ -72,6 +95,18 @@ def test_pop3_and_smtp_log_in_with_the_managed_token(
         sent = postroom.send(session, to="someone@example.test", subject="sent with a managed token", body="hi")
     assert sent.message_id
     assert any(b"sent with a managed token" in raw for _sender, _to, raw in smtp.received)
+    # Test connection, run by the server with its own copy of the token: POP3 AUTH, and SMTP AUTH over
+    # STARTTLS and over TLS, each as a bot would; nothing is sent
+    sent_before = len(smtp.received)
+    pop3 = _tested(team, "mail", protocol="pop3", host="localhost", port=str(dovecot.ports["pop3s"]))
+    assert pop3 == f"logged in to localhost over POP3 as {USER}"
+    for security, port in (("starttls", smtp.starttls_port), ("ssl", smtp.ssl_port)):
+        found = _tested(team, "mail", protocol="smtp", host="localhost", port=str(port), security=security)
+        assert found == f"logged in to localhost over SMTP as {USER}"
+    assert len(smtp.received) == sent_before
+    refused = _tested(team, "mail", protocol="smtp", host="localhost", port=str(smtp.ssl_port), mailbox="x@y.test")
+    assert refused.startswith("the mail server refused the token"), refused
+    assert "this user may open the mailbox" in refused
 
 
 def test_ews_and_graph_take_the_managed_token_with_their_own_scopes(
@@ -97,3 +132,25 @@ def test_ews_and_graph_take_the_managed_token_with_their_own_scopes(
         assert [m.subject for m in postroom.messages(session)] == ["over Graph"]
     scopes = {t.scope for t in authorization_server.tokens.values() if t.user == USER}
     assert any("EWS.AccessAsUser.All" in s for s in scopes) and any("graph.microsoft.com/Mail" in s for s in scopes)
+    # Test connection runs the real call with the server's token: an EWS request, a Graph request
+    assert (
+        _tested(team, "exchange", protocol="ews", host=ews_server.url)
+        == f"logged in to {ews_server.url} over EWS as {USER}"
+    )
+    found = _tested(team, "graph", protocol="graph", host=graph.url)
+    assert found.startswith(f"logged in to {graph.url}") and found.endswith(f"over Outlook (Graph) as {USER}"), found
+    # a sign-in that did not grant Graph's mail scopes: the refusal names them
+    create_connection(
+        team.admin,
+        authorization_server,
+        name="no-mail",
+        protocols=("graph",),
+        scopes="https://graph.microsoft.com/User.Read",
+    )
+    start = team.admin.post("/connections/no-mail/sign-in", from_page="/connections/no-mail", follow=False)
+    team.admin.sign_in_at_provider(start, authorization_server, USER)
+    refused = _tested(team, "no-mail", protocol="graph", host=graph.url)
+    assert refused.startswith("the mail server refused the token"), refused
+    assert "did not grant https://graph.microsoft.com/Mail.ReadWrite" in refused, refused
+    # a protocol the connection was not set up for is named, with what to do
+    assert "is not set up for EWS" in _tested(team, "graph", protocol="ews", host=ews_server.url)

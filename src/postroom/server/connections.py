@@ -12,11 +12,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, delete, select
 
 from postroom.auth.oauth.clients import ClientSettings, OAuthClient, make_client
 from postroom.auth.oauth.endpoints import MICROSOFT_CLOUDS, OAuthEndpoints, endpoints_for
+from postroom.config.providers import PROVIDERS as PROVIDER_PRESETS
+from postroom.config.providers import Endpoint
 from postroom.credentials import Secret
 from postroom.errors import ConfigError
 from postroom.server.audit import Actor, record
@@ -45,17 +48,6 @@ TOKEN_TYPES = {"shared": "Shared", "user": "User-specific"}
 PROTOCOLS = {"imap": "IMAP", "pop3": "POP3", "smtp": "SMTP", "ews": "EWS", "graph": "Outlook (Graph)"}
 #: Protocol → the Microsoft service whose scopes its token needs.
 _MICROSOFT_SERVICE = {"imap": "mail", "pop3": "mail", "smtp": "mail", "ews": "ews", "graph": "graph"}
-#: Protocol → the host its token is for (what the runner API tells the runner), per provider.
-_HOSTS = {
-    "microsoft365": {
-        "imap": "outlook.office365.com",
-        "pop3": "outlook.office365.com",
-        "smtp": "smtp.office365.com",
-        "ews": "outlook.office365.com",
-        "graph": "graph.microsoft.com",
-    },
-    "google": {"imap": "imap.gmail.com", "pop3": "pop.gmail.com", "smtp": "smtp.gmail.com"},
-}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -152,9 +144,31 @@ class StoredConnection:
     def name(self) -> str:
         return self.spec.name
 
+    def endpoint_for(self, protocol: str) -> Endpoint | None:
+        """Where the provider serves ``protocol`` in the connection's cloud, if postroom knows it."""
+        spec = self.spec
+        if spec.provider == "google":
+            return PROVIDER_PRESETS["gmail"].endpoint(protocol) if protocol in ("imap", "pop3", "smtp") else None
+        if spec.provider != "microsoft365":
+            return None
+        cloud = MICROSOFT_CLOUDS[spec.cloud]
+        if protocol == "graph":
+            return Endpoint(urlsplit(cloud.graph_resource).hostname or "", 443, "ssl")
+        preset = {"global": "microsoft365", "gcc-high": "microsoft365-gcc-high"}.get(spec.cloud)
+        if preset is None:  # IMAP, POP3, SMTP and EWS are offered in the Global and GCC High clouds only
+            return None
+        if protocol == "ews":
+            return Endpoint(urlsplit(cloud.app_resource).hostname or "", 443, "ssl")
+        return PROVIDER_PRESETS[preset].endpoint(protocol)
+
+    def host_for(self, protocol: str) -> str | None:
+        """The host a token of this connection is for over ``protocol``, if known."""
+        endpoint = self.endpoint_for(protocol)
+        return endpoint.host if endpoint else None
+
     def hosts(self) -> list[str]:
-        found = _HOSTS.get(self.spec.provider, {})
-        return sorted({found[p] for p in self.spec.protocols if p in found})
+        """Every host a token of this connection is for (what the runner API tells a runner)."""
+        return sorted({host for p in self.spec.protocols if (host := self.host_for(p))})
 
     def client(self, *, ca_file: str | None, relogin: str) -> OAuthClient:
         settings = ClientSettings(

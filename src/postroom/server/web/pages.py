@@ -15,7 +15,7 @@ from postroom.credentials import Secret
 from postroom.errors import ConfigError, PostroomError
 from postroom.server import accounts, runners, sign_in
 from postroom.server.audit import AuditFilter, record, search
-from postroom.server.connection_test import run_test
+from postroom.server.connection_test import SECURITIES, TestTarget, run_test
 from postroom.server.connections import (
     GRANTS,
     PROTOCOLS,
@@ -282,6 +282,8 @@ def connection_view(page: Page, *, outcome: Any = None, error: str | None = None
         GRANTS=GRANTS,
         TOKEN_TYPES=TOKEN_TYPES,
         PROTOCOLS=PROTOCOLS,
+        SECURITIES=SECURITIES,
+        tested=page.form if outcome is not None or error else {},
     )
 
 
@@ -341,24 +343,28 @@ def connection_test(page: Page) -> Response:
         return found
     services = page.services
     principal = SHARED if found.spec.token_type == "shared" else user_principal(page.user.id)
-    port_text = page.form.get("port", "").strip()
+    form = page.form
+    port_text = form.get("port", "").strip()
+    if port_text and not port_text.isdigit():
+        return connection_view(page, error="port: not a number (leave it empty for the protocol's port)")
     try:
-        port = int(port_text) if port_text else None
+        target = TestTarget(
+            protocol=form.get("protocol", "imap"),
+            host=form.get("host", ""),
+            port=int(port_text) if port_text else None,
+            security=form.get("security", "ssl"),
+            mailbox=form.get("mailbox", ""),
+        )
         with services.database.tx() as db:
             row = services.tokens.row(db, found, principal)
         outcome = run_test(
             services.tokens,
             found,
             principal,
-            protocol=page.form.get("protocol", "imap"),
-            host=page.form.get("host", ""),
-            port=port,
-            mailbox=page.form.get("mailbox", ""),
+            target,
             ca_file=services.settings.ca_file,
             granted_scopes=tuple((row.scopes or "").split()) if row is not None else (),
         )
-    except ValueError:
-        return connection_view(page, error="port: not a number")
     except (TokenUnavailableError, PostroomError) as failed:
         return connection_view(page, error=str(failed))
     with services.database.tx() as db:
