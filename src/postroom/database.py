@@ -1,7 +1,8 @@
 """One way to open a SQL database and bring its schema up to date, for the ledger and the server.
 
 SQLite (the embedded default) gets WAL, a busy wait and ``BEGIN IMMEDIATE`` — one writer, short
-transactions; PostgreSQL (``postgresql://…`` through psycopg) a pre-pinged pool. Schemas are
+transactions — except on a connection marked :data:`READ_ONLY`, whose transactions begin deferred and
+so read beside the writer; PostgreSQL (``postgresql://…`` through psycopg) a pre-pinged pool. Schemas are
 migrated with Alembic, each owner with its own version table, and on PostgreSQL under an advisory
 lock so that several processes starting at once migrate once.
 """
@@ -16,7 +17,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from postroom.errors import ConfigError
 
-__all__ = ["insert_for", "make_engine", "migrate", "reason"]
+__all__ = ["READ_ONLY", "insert_for", "make_engine", "migrate", "reason"]
+
+#: The execution option of a connection that only reads: on SQLite its transactions take no write lock.
+READ_ONLY = "postroom_read_only"
 
 
 def make_engine(url: str, *, setting: str, power_safe: bool = False) -> Engine:
@@ -28,7 +32,7 @@ def make_engine(url: str, *, setting: str, power_safe: bool = False) -> Engine:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
         event.listen(engine, "connect", lambda connection, _record: _sqlite_setup(connection, power_safe))
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -69,6 +73,12 @@ def insert_for(engine: Engine, table: Any) -> Any:
 def reason(exc: Exception) -> str:
     """The first line of what the database driver said (for an error message)."""
     return str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """Writers queue for the write lock at BEGIN (no deadlock on upgrade); readers read the last commit."""
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_setup(connection: Any, power_safe: bool) -> None:

@@ -3,12 +3,17 @@ the server restarts (a restart costs a run a retried request, nothing more)."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from postroom.credentials.secret import Secret
 from postroom.errors import ConfigError, ServerUnreachableError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["RESTART_GRACE", "TIMEOUT", "ask_server", "checked_server_url"]
 
@@ -17,6 +22,23 @@ TIMEOUT = 30.0
 #: How long a server that cannot be reached (restarting) is asked again before the caller gives up.
 RESTART_GRACE = 60.0
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+#: One HTTP client per (process, CA file): its TLS context and kept-alive connections serve every
+#: request of the process (a context costs milliseconds to build). Keyed by process so that a forked
+#: worker never shares its parent's sockets.
+_clients: dict[tuple[int, str | None], httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(ca_file: str | None) -> httpx.Client:
+    import httpx
+
+    key = (os.getpid(), ca_file)
+    with _clients_lock:
+        found = _clients.get(key)
+        if found is None:
+            limits = httpx.Limits(max_connections=100, max_keepalive_connections=64)
+            found = _clients[key] = httpx.Client(verify=ca_file or True, timeout=TIMEOUT, limits=limits)
+        return found
 
 
 def checked_server_url(url: str) -> str:
@@ -43,13 +65,12 @@ def ask_server(
     import httpx
 
     headers = {"Authorization": f"Bearer {runner_key.reveal()}"}
-    verify: Any = ca_file or True
+    client = _client(ca_file)
     deadline = time.monotonic() + RESTART_GRACE
     pause = 0.25
     while True:
         try:
-            with httpx.Client(verify=verify, timeout=TIMEOUT) as client:
-                reply = client.post(server + path, json=body, headers=headers)
+            reply = client.post(server + path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             if time.monotonic() + pause > deadline:
                 raise ServerUnreachableError(

@@ -200,15 +200,16 @@ class Tokens:
         waited_until = time.monotonic() + WAIT_FOR_SIBLING
         refused_generation: int | None = None
         while True:
-            with self.database.tx() as db:
+            with self.database.read() as db:
                 row = self.row(db, connection, principal)
-                if row is None and connection.spec.grant == "client_credentials":
+            if row is None and connection.spec.grant == "client_credentials":
+                with self.database.tx() as db:  # the app's first token: a row to take the refresh lease on
                     db.execute(
                         self.database.insert(tokens)
                         .values(connection_id=connection.id, principal=principal, generation=0)
                         .on_conflict_do_nothing()
                     )
-                    continue
+                continue
             if row is None:
                 raise TokenUnavailableError(
                     f"nobody has signed in to {connection.name!r}"

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from postroom.database import insert_for, make_engine, migrate, reason
+from postroom.database import READ_ONLY, insert_for, make_engine, migrate, reason
 from postroom.errors import PostroomError
 
 __all__ = ["DatabaseError", "ServerDatabase"]
@@ -48,6 +48,17 @@ class ServerDatabase:
         try:
             with self.engine.begin() as connection:
                 yield connection
+        except OperationalError as exc:
+            raise self._unusable(exc) from None
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One transaction that only reads: on SQLite it waits for no writer (a write in it fails)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execution_options(**{READ_ONLY: True})
+                with connection.begin():
+                    yield connection
         except OperationalError as exc:
             raise self._unusable(exc) from None
 

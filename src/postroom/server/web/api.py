@@ -19,9 +19,10 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -29,7 +30,7 @@ from starlette.responses import JSONResponse
 from postroom.errors import PostroomError
 from postroom.server import lockers, runners
 from postroom.server.audit import Actor, record
-from postroom.server.connections import get_connection
+from postroom.server.connections import StoredConnection, get_connection
 from postroom.server.permissions import Permission
 from postroom.server.services import Services
 from postroom.server.store.tables import runners as runner_rows
@@ -70,108 +71,167 @@ def _json_route(
     return endpoint
 
 
-def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
-    services: Services = request.app.state.services
-    name = request.path_params["name"]
+class _RefusedError(Exception):
+    """A runner's request refused: the answer it gets, and whom to audit it as."""
+
+    def __init__(
+        self,
+        status: int,
+        why: str,
+        actor: Actor,
+        run_id: str | None = None,
+        *,
+        hint: str | None = None,
+        code: str | None = None,
+        principal: str | None = None,
+    ) -> None:
+        super().__init__(why)
+        self.status, self.why, self.actor, self.run_id = status, why, actor, run_id
+        self.hint, self.code, self.principal = hint, code, principal
+
+    def answer(self) -> JSONResponse:
+        return _refuse(self.status, self.why, hint=self.hint, code=self.code)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """An authenticated runner's request: who asks (as an audit actor) and for which run."""
+
+    runner: runners.Runner
+    actor: Actor
+    run_id: str
+
+    def refused(self, status: int, why: str, hint: str | None = None) -> _RefusedError:
+        return _RefusedError(status, why, self.actor, self.run_id, hint=hint)
+
+
+def _run_of(db: Connection, request: Request, body: dict[str, Any]) -> _Run:
+    """The runner whose key the request carries, with Run bots, and the run it asks for; else _RefusedError."""
     ip = client_ip(request)
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    with services.database.tx() as db:
-        runner = runners.authenticate(db, key) if scheme.lower() == "bearer" else None
-        if runner is None:
-            record(
-                db,
-                Actor("anonymous", None, ip),
-                "token.issue",
-                outcome="refused",
-                connection=name,
-                detail="no valid runner key",
-            )
-            return _refuse(
-                401, "no valid runner key", hint="send Authorization: Bearer <runner key>; revoked keys stop working"
-            )
-        actor = Actor("runner", runner.name, ip)
-        run_id = str(body.get("run_id") or "")[:200] or None
-
-        def refused(status: int, why: str, hint: str | None = None, code: str | None = None) -> JSONResponse:
-            record(db, actor, "token.issue", outcome="refused", connection=name, run_id=run_id, detail=why)
-            return _refuse(status, why, hint=hint, code=code)
-
-        if not run_id:
-            return refused(400, "run_id is required", "send the id of the run the token is for")
-        if not runner.can(Permission.RUN_BOTS):
-            return refused(
-                403, f"runner {runner.name!r} has no role with Run bots", "give its role the Run bots permission"
-            )
-        connection = get_connection(db, services.sealer, name)
-        if connection is None:
-            return refused(404, f"there is no connection {name!r}", "check the connection name")
-        if not connection.invited_role_ids & runner.role_ids:
-            return refused(
-                403,
-                f"runner {runner.name!r} is not in a role invited to {name!r}",
-                "invite one of its roles on the connection's page",
-            )
-        principal = SHARED
-        if connection.spec.token_type == "user":
-            user_name = str(body.get("user") or "").strip().lower()
-            if not user_name:
-                return refused(400, f"{name!r} is user-specific: say which user the run belongs to", 'send "user"')
-            user = db.execute(select(users.c.id).where(users.c.name == user_name, users.c.active.is_(True))).scalar()
-            if user is None:
-                return refused(404, f"there is no user {user_name!r}")
-            user_role_ids = set(db.execute(select(user_roles.c.role_id).where(user_roles.c.user_id == user)).scalars())
-            if not connection.invited_role_ids & user_role_ids:
-                return refused(403, f"user {user_name!r} is not in a role invited to {name!r}")
-            principal = user_principal(int(user))
-        current = services.tokens.row(db, connection, principal)
-        db.execute(runner_rows.update().where(runner_rows.c.id == runner.id).values(last_used_at=time.time()))
-    rejected = str(body.get("rejected_sha256") or "")
-    force = (
-        bool(rejected)
-        and current is not None
-        and current.access_token is not None
-        and hmac.compare_digest(
-            hashlib.sha256(services.sealer.open(current.access_token).reveal().encode()).hexdigest(), rejected
+    runner = runners.authenticate(db, key) if scheme.lower() == "bearer" else None
+    if runner is None:
+        raise _RefusedError(
+            401,
+            "no valid runner key",
+            Actor("anonymous", None, ip),
+            hint="send Authorization: Bearer <runner key>; revoked keys stop working",
         )
-    )
+    run = _Run(runner, Actor("runner", runner.name, ip), str(body.get("run_id") or "")[:200])
+    if not run.run_id:
+        raise _RefusedError(400, "run_id is required", run.actor, hint="send the id of the run this is for")
+    if not runner.can(Permission.RUN_BOTS):
+        raise run.refused(403, f"runner {runner.name!r} has no role with Run bots", "give its role Run bots")
+    return run
+
+
+def _user_of(db: Connection, body: dict[str, Any]) -> tuple[str, int, frozenset[int]] | None:
+    """The active user a run belongs to (``user`` in the body): name, id and role ids; None if there is none."""
+    name = str(body.get("user") or "").strip().lower()
+    if not name:
+        return None
+    found = db.execute(select(users.c.id).where(users.c.name == name, users.c.active.is_(True))).scalar()
+    if found is None:
+        return None
+    role_ids = frozenset(db.execute(select(user_roles.c.role_id).where(user_roles.c.user_id == found)).scalars())
+    return name, int(found), role_ids
+
+
+def _token_target(
+    db: Connection, services: Services, run: _Run, name: str, body: dict[str, Any]
+) -> tuple[StoredConnection, str]:
+    """The connection the run may use and whose token it gets (shared, or its user's); else _RefusedError."""
+    connection = get_connection(db, services.sealer, name)
+    if connection is None:
+        raise run.refused(404, f"there is no connection {name!r}", "check the connection name")
+    if not connection.invited_role_ids & run.runner.role_ids:
+        raise run.refused(
+            403,
+            f"runner {run.runner.name!r} is not in a role invited to {name!r}",
+            "invite one of its roles on the connection's page",
+        )
+    if connection.spec.token_type != "user":
+        return connection, SHARED
+    if not str(body.get("user") or "").strip():
+        raise run.refused(400, f"{name!r} is user-specific: say which user the run belongs to", 'send "user"')
+    user = _user_of(db, body)
+    if user is None:
+        raise run.refused(404, f"there is no user {str(body.get('user')).strip().lower()!r}")
+    user_name, user_id, role_ids = user
+    if not connection.invited_role_ids & role_ids:
+        raise run.refused(403, f"user {user_name!r} is not in a role invited to {name!r}")
+    return connection, user_principal(user_id)
+
+
+def _used(db: Connection, run: _Run) -> None:
+    db.execute(runner_rows.update().where(runner_rows.c.id == run.runner.id).values(last_used_at=time.time()))
+
+
+def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
+    """Checks in one read-only transaction (on SQLite it waits for no writer), the token from the store (a
+    refresh only when it is near its end), then one write: the audit entry and the runner's last use."""
+    services: Services = request.app.state.services
+    name = request.path_params["name"]
     try:
-        issued = services.tokens.access_token(connection, principal, force=force)
-    except TokenUnavailableError as unavailable:
+        with services.database.read() as db:
+            run = _run_of(db, request, body)
+            connection, principal = _token_target(db, services, run, name, body)
+            current = services.tokens.row(db, connection, principal)
+        rejected = str(body.get("rejected_sha256") or "")
+        force = (
+            bool(rejected)
+            and current is not None
+            and current.access_token is not None
+            and hmac.compare_digest(
+                hashlib.sha256(services.sealer.open(current.access_token).reveal().encode()).hexdigest(), rejected
+            )
+        )
+        try:
+            issued = services.tokens.access_token(connection, principal, force=force)
+        except TokenUnavailableError as unavailable:
+            raise _RefusedError(
+                409,
+                str(unavailable),
+                run.actor,
+                run.run_id,
+                hint=unavailable.hint,
+                code=unavailable.status,
+                principal=principal,
+            ) from None
+        except PostroomError as failed:
+            raise _RefusedError(
+                502,
+                str(failed),
+                run.actor,
+                run.run_id,
+                hint=failed.hint,
+                code="provider_unreachable",
+                principal=principal,
+            ) from None
+    except _RefusedError as refused:
         with services.database.tx() as db:
             record(
                 db,
-                actor,
+                refused.actor,
                 "token.issue",
-                outcome="refused",
+                outcome="failed" if refused.status == 502 else "refused",
                 connection=name,
-                principal=principal,
-                run_id=run_id,
-                detail=str(unavailable),
+                principal=refused.principal,
+                run_id=refused.run_id,
+                detail=refused.why,
             )
-        return _refuse(409, str(unavailable), hint=unavailable.hint, code=unavailable.status)
-    except PostroomError as failed:
-        with services.database.tx() as db:
-            record(
-                db,
-                actor,
-                "token.issue",
-                outcome="failed",
-                connection=name,
-                principal=principal,
-                run_id=run_id,
-                detail=str(failed),
-            )
-        return _refuse(502, str(failed), hint=failed.hint, code="provider_unreachable")
+        return refused.answer()
     with services.database.tx() as db:
         record(
             db,
-            actor,
+            run.actor,
             "token.issue",
             connection=name,
             principal=principal,
-            run_id=run_id,
+            run_id=run.run_id,
             detail="after the mail server refused the previous one" if force else None,
         )
+        _used(db, run)
     return JSONResponse(
         {
             "access_token": issued.access_token.reveal(),
@@ -187,54 +247,45 @@ def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
 
 
 def _credential(request: Request, body: dict[str, Any]) -> JSONResponse:
+    """A locker's attribute for a run in one of its consumer roles (a user-provided one: the run's user's)."""
     services: Services = request.app.state.services
     where = "/".join(request.path_params[k] for k in ("locker", "credential", "attribute"))
-    ip = client_ip(request)
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
     with services.database.tx() as db:
-        runner = runners.authenticate(db, key) if scheme.lower() == "bearer" else None
-        if runner is None:
+        try:
+            run = _run_of(db, request, body)
+            user = _user_of(db, body)
+            try:
+                value, masked = lockers.value_for_run(
+                    db,
+                    services.sealer,
+                    locker=request.path_params["locker"],
+                    credential=request.path_params["credential"],
+                    attribute=request.path_params["attribute"],
+                    runner_role_ids=run.runner.role_ids,
+                    user=(user[1], user[2]) if user else None,
+                )
+            except lockers.RunRefusedError as refused:
+                raise _RefusedError(refused.status, refused.reason, run.actor, run.run_id, hint=refused.hint) from None
+        except _RefusedError as refused:
             record(
                 db,
-                Actor("anonymous", None, ip),
+                refused.actor,
                 "credential.read",
                 outcome="refused",
                 target=where,
-                detail="no valid runner key",
+                run_id=refused.run_id,
+                detail=refused.why,
             )
-            return _refuse(401, "no valid runner key", hint="send Authorization: Bearer <runner key>")
-        actor = Actor("runner", runner.name, ip)
-        run_id = str(body.get("run_id") or "")[:200] or None
-        if not run_id or not runner.can(Permission.RUN_BOTS):
-            why = "run_id is required" if not run_id else f"runner {runner.name!r} has no role with Run bots"
-            record(db, actor, "credential.read", outcome="refused", target=where, run_id=run_id, detail=why)
-            return _refuse(400 if not run_id else 403, why)
-        user = None
-        user_name = str(body.get("user") or "").strip().lower()
-        if user_name:
-            user_id = db.execute(select(users.c.id).where(users.c.name == user_name, users.c.active.is_(True))).scalar()
-            if user_id is not None:
-                roles_of = frozenset(
-                    db.execute(select(user_roles.c.role_id).where(user_roles.c.user_id == user_id)).scalars()
-                )
-                user = (int(user_id), roles_of)
-        try:
-            value, masked = lockers.value_for_run(
-                db,
-                services.sealer,
-                locker=request.path_params["locker"],
-                credential=request.path_params["credential"],
-                attribute=request.path_params["attribute"],
-                runner_role_ids=runner.role_ids,
-                user=user,
-            )
-        except lockers.RunRefusedError as refused:
-            record(db, actor, "credential.read", outcome="refused", target=where, run_id=run_id, detail=refused.reason)
-            return _refuse(refused.status, refused.reason, hint=refused.hint)
+            return refused.answer()
         record(
-            db, actor, "credential.read", target=where, run_id=run_id, principal=f"user:{user_name}" if user else None
+            db,
+            run.actor,
+            "credential.read",
+            target=where,
+            run_id=run.run_id,
+            principal=f"user:{user[0]}" if user else None,
         )
-        db.execute(runner_rows.update().where(runner_rows.c.id == runner.id).values(last_used_at=time.time()))
+        _used(db, run)
     return JSONResponse({"value": value.reveal(), "masked": masked}, headers=_NO_STORE)
 
 
