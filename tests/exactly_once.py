@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import json
 import os
 import random
 import signal
@@ -102,29 +103,53 @@ class ProofResult:
         )
 
 
-# Workers are started again from this thread-heavy process (proxies, the SMTP server, Dovecot's helpers):
-# with vfork, one restart of the 10,000-message run died in libc (a general protection fault in the
-# vforked child, which shares the parent's memory) and took the harness with it, and an earlier run
-# hung inside Popen. fork + exec costs a few milliseconds more and has neither.
-subprocess._USE_VFORK = False  # type: ignore[misc]  # CPython 3.11+'s documented switch
+class _Launcher:
+    """Workers started (and started again) by ``tests/worker_launcher.py``, a single-threaded process."""
 
-
-def _worker(bot: Path, environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as output:  # the child has its own copy of the descriptor
-        return subprocess.Popen(
-            [POSTROOM, "worker", str(bot), "--pool", "threads", "--concurrency", "2"],
-            env=environment,
-            cwd=bot.parent,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: a kill takes every thread and child with it
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("worker_launcher.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
 
+    def worker(self, bot: Path, environment: dict[str, str], log: Path) -> int:
+        """Start ``postroom worker`` for ``bot``, logging to ``log``; its pid (and process group)."""
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        request = {
+            "args": [POSTROOM, "worker", str(bot), "--pool", "threads", "--concurrency", "2"],
+            "env": environment,
+            "cwd": str(bot.parent),
+            "log": str(log),
+        }
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()
+        answer = json.loads(self._process.stdout.readline())
+        if "pid" not in answer:
+            raise RuntimeError(f"cannot start a worker: {answer.get('error')}")
+        return int(answer["pid"])
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
+    def close(self) -> None:
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
+        self._process.wait(30)
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL the worker's whole process group, and wait until it is gone (the launcher reaps it)."""
     with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"worker {pid} is still there 30 s after SIGKILL")
 
 
 def run_proof(
@@ -157,6 +182,7 @@ def run_proof(
     ]
     database = postgres.create_database(f"proof_{seed}_{time.time_ns() % 10**9}")
     result = ProofResult(messages=total, seconds=0.0, originals=originals)
+    launcher = _Launcher()  # before the proxies' threads
     smtp.sent_copy = True
     started = time.monotonic()
     with (
@@ -185,7 +211,7 @@ def run_proof(
         environment = {**os.environ, **PASSWORD_ENV}
         logs = workdir / "logs"
         logs.mkdir(exist_ok=True)
-        pool = [_worker(bot, environment, logs / f"worker-{i}.log") for i in range(workers)]
+        pool = [launcher.worker(bot, environment, logs / f"worker-{i}.log") for i in range(workers)]
         with (logs / "scheduler.json").open("wb") as output, (logs / "scheduler.log").open("ab") as errors:
             scheduler = subprocess.Popen(
                 [POSTROOM, "run", str(bot), "--celery", "--json"],
@@ -215,15 +241,16 @@ def run_proof(
                     victim = chance.randrange(len(pool))
                     _kill(pool[victim])
                     result.kills += 1
-                    pool[victim] = _worker(bot, environment, logs / f"worker-{victim}.log")
+                    pool[victim] = launcher.worker(bot, environment, logs / f"worker-{victim}.log")
                     next_kill = time.monotonic() + chance.uniform(*kill_every)
         finally:
             if scheduler.poll() is None:
                 scheduler.kill()
             scheduler.wait()
             result.scheduler_report = _report(logs / "scheduler.json")
-            for process in pool:
-                _kill(process)
+            for pid in pool:
+                _kill(pid)
+            launcher.close()
             smtp.sent_copy = False
         result.scheduler_exit = scheduler.returncode
         result.imap_cuts, result.smtp_cuts = imap_proxy.cuts, smtp_proxy.cuts
@@ -233,8 +260,6 @@ def run_proof(
 
 
 def _report(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         found: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
