@@ -231,10 +231,9 @@ def schedule(
             if not polled and time.time() - warned > 60:
                 warned = time.time()
                 _log.warning(
-                    "after %.0fs, not every mailbox has been polled successfully yet: is `postroom worker %s` "
-                    "running on the same broker? (`postroom bot status` shows each mailbox's last error)",
+                    "after %.0fs, not every mailbox has been polled yet: %s",
                     warned - started,
-                    bot_file,
+                    "; ".join(_why_not_polled(ledger, boxes, started, bot_file)),
                 )
             wake.wait(interval)
             wake.clear()
@@ -261,6 +260,27 @@ def _close(app: Any) -> None:
         app.pool.force_close_all()
     with contextlib.suppress(Exception):
         app.close()
+
+
+def _why_not_polled(ledger: Ledger, boxes: list[tuple[Any, int]], started: float, bot_file: str) -> list[str]:
+    """For each mailbox not polled since ``started``: a poll is under way (a first poll of a large folder
+    takes a while), the last one failed (and why), or no worker has taken one."""
+    now = time.time()
+    reasons = []
+    for box, mailbox_id in boxes:
+        row = ledger.mailbox_row(mailbox_id)
+        if (row["last_checked_at"] or 0) >= started:
+            continue
+        where = f"{box.identity} {box.folder}"
+        if (row["lease_until"] or 0) >= now:
+            reasons.append(f"{where}: a poll is under way ({row['lease_owner']})")
+        elif row["last_error"]:
+            reasons.append(f"{where}: its last poll failed: {row['last_error']}")
+        else:
+            reasons.append(
+                f"{where}: no worker has polled it; is `postroom worker {bot_file}` running on the same broker?"
+            )
+    return reasons
 
 
 def _all_polled_since(ledger: Ledger, ids: list[int], started: float) -> bool:
