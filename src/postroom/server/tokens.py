@@ -288,55 +288,17 @@ class Tokens:
                 assert current is not None and current.refresh_token is not None
                 response = client.refresh(current.refresh_token)
         except ConsentRequiredError as refused:
-            with self.database.tx() as db:
-                db.execute(
-                    tokens.update()
-                    .where(*where)
-                    .values(
-                        refreshing_until=None,
-                        generation=after,
-                        last_error=f"sign in again: the refresh was refused ({refused})",
-                    )
-                )
-                record(
-                    db,
-                    Actor.system(),
-                    "token.refresh",
-                    outcome="failed",
-                    connection=connection.name,
-                    principal=principal,
-                    detail=str(refused),
-                )
+            self._release_failed(
+                connection, principal, where, after, str(refused), f"sign in again: the refresh was refused ({refused})"
+            )
             return after
         except ServerUnreachableError:
-            with self.database.tx() as db:
-                db.execute(tokens.update().where(*where).values(refreshing_until=None, generation=after))
-                record(
-                    db,
-                    Actor.system(),
-                    "token.refresh",
-                    outcome="failed",
-                    connection=connection.name,
-                    principal=principal,
-                    detail="the identity provider could not be reached",
-                )
+            self._release_failed(connection, principal, where, after, "the identity provider could not be reached")
             if current is not None and current.expires_at > time.time() + 30:
                 return IssuedToken(current.access_token, current.expires_at, current.account)
             raise
         except OAuthError as wrong:
-            with self.database.tx() as db:
-                db.execute(
-                    tokens.update().where(*where).values(refreshing_until=None, generation=after, last_error=str(wrong))
-                )
-                record(
-                    db,
-                    Actor.system(),
-                    "token.refresh",
-                    outcome="failed",
-                    connection=connection.name,
-                    principal=principal,
-                    detail=str(wrong),
-                )
+            self._release_failed(connection, principal, where, after, str(wrong), str(wrong))
             raise TokenUnavailableError(str(wrong), status="misconfigured", hint=wrong.hint) from None
         fresh = TokenRecord.from_response(response, fingerprint="", grant=connection.spec.grant, previous=current)
         with self.database.tx() as db:
@@ -370,6 +332,32 @@ class Tokens:
                 detail="new refresh token stored" if rotated else None,
             )
         return IssuedToken(fresh.access_token, fresh.expires_at, fresh.account)
+
+    def _release_failed(
+        self,
+        connection: StoredConnection,
+        principal: str,
+        where: tuple[Any, ...],
+        after: int,
+        detail: str,
+        last_error: str | None = None,
+    ) -> None:
+        """A refresh that failed: the lease let go, the generation moved on, the error kept on the row (when it
+        is one the next request must see: a refused refresh token, a misconfiguration), and audited."""
+        values: dict[str, Any] = {"refreshing_until": None, "generation": after}
+        if last_error is not None:
+            values["last_error"] = last_error
+        with self.database.tx() as db:
+            db.execute(tokens.update().where(*where).values(**values))
+            record(
+                db,
+                Actor.system(),
+                "token.refresh",
+                outcome="failed",
+                connection=connection.name,
+                principal=principal,
+                detail=detail,
+            )
 
     def keep_alive(self, connections: list[StoredConnection], *, older_than: float = KEEPALIVE_AFTER) -> int:
         """Refresh every refresh token unused for ``older_than`` seconds; how many were refreshed."""
