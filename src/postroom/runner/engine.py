@@ -30,7 +30,7 @@ from postroom.runner import metrics
 from postroom.runner.definition import BotDefinition
 from postroom.runner.ledger import Claim, Ledger, LostClaimError, Seen
 from postroom.runner.sessions import BotMailbox, BotSessions
-from postroom.runner.steps import DeliveryHeldError, Job, run_steps, sent_copy_mode
+from postroom.runner.steps import DeliveryHeldError, Job, renewal_due, run_steps, sent_copy_mode
 from postroom.session import Runtime, Session
 from postroom.transports.contract import Appends, ClaimsOnServer, CreatesFolders, Folders, Syncs, Watches
 
@@ -207,7 +207,10 @@ class Engine:
         extra = self._extra(claim)
         try:
             # the claim may have waited in this batch: renewed (or found taken over) before anything is done
-            self.ledger.renew(claim, self.definition.claim_lease)
+            renewed_at = claim.taken_at
+            if renewal_due(renewed_at, self.definition.claim_lease):
+                self.ledger.renew(claim, self.definition.claim_lease)
+                renewed_at = time.time()
             effects = {} if claim.first else self.ledger.effects_of(claim.item_id)
             if self.definition.server_claim and "claim" not in effects:
                 if summary is None or not self._claim_on_server(session, claim):
@@ -231,6 +234,7 @@ class Engine:
                 effects=effects,
                 sent_copy=sent_copy_mode(self.definition, session),
                 log_extra=extra,
+                renewed_at=renewed_at,
             )
             if not run_steps(job):
                 self.ledger.finish(claim)

@@ -86,6 +86,8 @@ class Claim:
     attempts: int
     owner: str
     message_id: str = ""
+    #: When the claim was taken (``time.time()``): its lease runs from here until it is renewed.
+    taken_at: float = 0.0
 
     @property
     def first(self) -> bool:
@@ -376,7 +378,7 @@ class Ledger:
         with self._tx() as db:
             rows = db.execute(statement).all()
         return [
-            Claim(int(r.id), int(r.mailbox_id), r.key, int(r.fence), int(r.attempts), owner, r.message_id or "")
+            Claim(int(r.id), int(r.mailbox_id), r.key, int(r.fence), int(r.attempts), owner, r.message_id or "", now)
             for r in rows
         ]
 
