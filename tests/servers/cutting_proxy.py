@@ -86,7 +86,13 @@ class CuttingProxy:
 
 
 class _Link:
-    """One client connection and its upstream twin; a cut closes both."""
+    """One client connection and its upstream twin; a cut closes both.
+
+    A cut only shuts the sockets down (which wakes the other direction's thread); each socket is closed
+    once both threads have let go of it. Closing an ``SSLSocket`` while another thread is inside OpenSSL
+    on it frees its descriptor mid-write: the number is reused (a pipe ``Popen`` had just made) and the
+    rest of the TLS record lands there — the 10k proof's harness hung twice on such a pipe.
+    """
 
     def __init__(self, proxy: CuttingProxy, client: ssl.SSLSocket, upstream: ssl.SSLSocket) -> None:
         self.proxy = proxy
@@ -95,6 +101,8 @@ class _Link:
         self.budget = proxy.budget()
         self.cut_on_reply = False
         self.closed = threading.Event()
+        self._running = 2  # the two directions' threads
+        self._lock = threading.Lock()
 
     def cut(self) -> None:
         if not self.closed.is_set():
@@ -102,11 +110,21 @@ class _Link:
         self.close()
 
     def close(self) -> None:
+        """Stop both directions: shut the sockets down (their threads close them on their way out)."""
         self.closed.set()
         for sock in (self.client, self.upstream):
             with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the descriptor stays open: no reuse yet
+
+    def _finished(self) -> None:
+        """One direction's thread is done; the last one out closes the sockets."""
+        self.close()
+        with self._lock:
+            self._running -= 1
+            last = self._running == 0
+        if last:
+            for sock in (self.client, self.upstream):
+                sock.close()
 
     def from_client(self) -> None:
         pending = b""
@@ -127,7 +145,8 @@ class _Link:
                 self.upstream.sendall(data)
         except OSError:
             pass
-        self.close()
+        finally:
+            self._finished()
 
     def from_server(self) -> None:
         try:
@@ -152,7 +171,8 @@ class _Link:
                 self.client.sendall(data)
         except OSError:
             pass
-        self.close()
+        finally:
+            self._finished()
 
 
 @contextmanager
