@@ -84,7 +84,6 @@ class _LmtpRelay:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
         data: bytes = envelope.original_content
-        self.record.received.append((envelope.mail_from, list(envelope.rcpt_tos), data))
         login = getattr(session, "auth_data", None)
         user = login.login.decode() if isinstance(login, LoginPassword) else str(login or "")
         # one job in a worker thread: a client that hangs up cannot cancel it halfway (between the delivery and
@@ -112,6 +111,9 @@ class _LmtpRelay:
         for recipient in recipients:  # smtplib.LMTP cannot read LMTP's per-recipient replies to one DATA
             with smtplib.LMTP("127.0.0.1", self.dovecot.ports["lmtp"]) as lmtp:
                 lmtp.sendmail(sender, [recipient], data)
+        # counted once delivered (here, in the thread a hang-up cannot cancel): a delivery that failed, whose
+        # client is told 5xx and may send again, is not mail the recipients got
+        self.record.received.append((sender, recipients, data))
 
 
 def _parse_oauth(mechanism: str, response: bytes) -> tuple[str, str]:
