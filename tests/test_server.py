@@ -310,11 +310,11 @@ def test_twenty_runners_whose_token_expires_get_one_refresh_per_expiry_and_no_in
         barrier = threading.Barrier(20)
         answers: list[requests.Response] = []
 
-        def run(barrier: threading.Barrier = barrier, answers: list[requests.Response] = answers) -> None:
+        def run(run_id: str, barrier: threading.Barrier = barrier, answers: list[requests.Response] = answers) -> None:
             barrier.wait()
-            answers.append(token_for(team.server, key, "contoso-mail", run_id=f"run-{threading.get_ident()}"))
+            answers.append(token_for(team.server, key, "contoso-mail", run_id=run_id))
 
-        threads = [threading.Thread(target=run) for _ in range(20)]
+        threads = [threading.Thread(target=run, args=(f"run-{round_}-{index}",)) for index in range(20)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -323,6 +323,11 @@ def test_twenty_runners_whose_token_expires_get_one_refresh_per_expiry_and_no_in
         assert len({a.json()["access_token"] for a in answers}) == 1  # all got the one refreshed token
         assert authorization_server.count("refresh_token") == before + round_ + 1
     assert "invalid_grant" not in team.server.log()
+    # every token handed out is in the audit log once, under its run (the entries are group-committed)
+    issued = team.server.sql("SELECT run_id FROM srv_audit WHERE action = 'token.issue' AND outcome = 'ok'")
+    assert sorted(run for (run,) in issued) == sorted(f"run-{r}-{i}" for r in range(3) for i in range(20))
+    ((used,),) = team.server.sql("SELECT last_used_at FROM srv_runner WHERE name = 'runner-1'")
+    assert used is not None and used > time.time() - 300
 
 
 def expire_now(team: Team) -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -104,14 +105,16 @@ class ServerUnderTest:
         """The database's SQLAlchemy URL (the default SQLite file when none was given)."""
         return self.database_url or f"sqlite:///{self.home / 'data' / 'server' / 'server.sqlite3'}"
 
-    def sql(self, statement: str) -> None:
-        """Run ``statement`` on the server's database, as a test's way of moving time or breaking things."""
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        """Run ``statement`` on the server's database, as a test's way of moving time, breaking things or
+        looking; the rows it returns."""
         import sqlalchemy
 
         engine = sqlalchemy.create_engine(self.database.replace("postgresql://", "postgresql+psycopg://"))
         try:
             with engine.begin() as db:
-                db.execute(sqlalchemy.text(statement))
+                result = db.execute(sqlalchemy.text(statement))
+                return [tuple(row) for row in result] if result.returns_rows else []
         finally:
             engine.dispose()
 

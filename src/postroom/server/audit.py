@@ -7,9 +7,11 @@ never values.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -17,7 +19,7 @@ from sqlalchemy import Connection, func, select
 from postroom.redaction import redact
 from postroom.server.store.tables import audit
 
-__all__ = ["Actor", "AuditFilter", "record", "search"]
+__all__ = ["Actor", "AuditFilter", "GroupWriter", "entry", "record", "search"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,7 @@ class Actor:
         return cls("system", "postroom server")
 
 
-def record(
-    db: Connection,
+def entry(
     actor: Actor,
     action: str,
     *,
@@ -44,22 +45,90 @@ def record(
     run_id: str | None = None,
     target: str | None = None,
     detail: str | None = None,
-) -> None:
-    db.execute(
-        audit.insert().values(
-            at=time.time(),
-            actor_kind=actor.kind,
-            actor=actor.name,
-            action=action,
-            outcome=outcome,
-            connection=connection,
-            principal=principal,
-            run_id=run_id[:200] if run_id else None,
-            target=target,
-            ip=actor.ip,
-            detail=redact(detail)[:2000] if detail else None,
-        )
-    )
+) -> dict[str, Any]:
+    """One audit row's values (the detail redacted of every secret the process knows)."""
+    return {
+        "at": time.time(),
+        "actor_kind": actor.kind,
+        "actor": actor.name,
+        "action": action,
+        "outcome": outcome,
+        "connection": connection,
+        "principal": principal,
+        "run_id": run_id[:200] if run_id else None,
+        "target": target,
+        "ip": actor.ip,
+        "detail": redact(detail)[:2000] if detail else None,
+    }
+
+
+def record(db: Connection, actor: Actor, action: str, **fields: Any) -> None:
+    """Write an audit entry in the caller's transaction (it commits with the change it describes)."""
+    db.execute(audit.insert().values(**entry(actor, action, **fields)))
+
+
+class GroupWriter:
+    """Audit entries of the runner API, written by one thread in shared transactions (a group commit).
+
+    A request hands its entry over and waits until the transaction holding it has committed, so an answer
+    never leaves before its audit entry is stored; the requests that arrived meanwhile share the next
+    transaction. On SQLite, one write transaction per answer queued every runner behind the single writer.
+    ``extra(db, items)`` runs in the same transaction (e.g. the runners' last use).
+    """
+
+    _MAX_GROUP = 500
+
+    def __init__(self, database: Any, extra: Callable[[Connection, list[Any]], None] | None = None) -> None:
+        self._database = database
+        self._extra = extra
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def write(self, values: dict[str, Any], item: Any = None) -> None:
+        """Store ``values`` (from :func:`entry`); returns once committed, raises what the commit raised."""
+        pending = _Pending(values, item)
+        self._ensure_thread()
+        self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="postroom-audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            group = [self._queue.get()]
+            while len(group) < self._MAX_GROUP:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            error: BaseException | None = None
+            try:
+                with self._database.tx() as db:
+                    db.execute(audit.insert(), [pending.values for pending in group])
+                    if self._extra is not None:
+                        self._extra(db, [pending.item for pending in group if pending.item is not None])
+            except BaseException as failed:  # every waiter is told; the writer goes on
+                error = failed
+            for pending in group:
+                pending.error = error
+                pending.done.set()
+
+
+@dataclass
+class _Pending:
+    values: dict[str, Any]
+    item: Any
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,20 @@ def _record_of(row: Any, sealer: Sealer) -> TokenRecord | None:
     )
 
 
+def _usable(row: Any, sealer: Sealer) -> IssuedToken | None:
+    """The row's access token if it can be handed out as it is: not revoked, not waiting for a new sign-in,
+    not near its end (the same margin a refresh ahead of expiry uses)."""
+    if row.revoked_at is not None or (row.last_error or "").startswith("sign in again"):
+        return None
+    if row.access_token is None or row.expires_at is None:
+        return None
+    obtained = float(row.last_refresh_at or row.signed_in_at or 0.0)
+    timing = TokenRecord(Secret("", scrub=False), float(row.expires_at), None, (), None, "", obtained, "")
+    if timing.expires_soon():
+        return None
+    return IssuedToken(sealer.open(row.access_token), float(row.expires_at), row.subject)
+
+
 class Tokens:
     """The service's token store and its refresh discipline."""
 
@@ -190,9 +204,17 @@ class Tokens:
 
     # -- handing out access tokens -----------------------------------------------------------------
 
-    def access_token(self, connection: StoredConnection, principal: str, *, force: bool = False) -> IssuedToken:
+    def access_token(
+        self, connection: StoredConnection, principal: str, *, force: bool = False, row: Any = None
+    ) -> IssuedToken:
         """A valid access token, refreshed first when it is near its end (or when ``force``: the mail
-        server refused the last one)."""
+        server refused the last one). ``row``: the token's row as the caller just read it. A token that is
+        valid is handed out without the refresh lock (that lock queued every runner of a shared token
+        behind each other); only a refresh takes it, and reads the row again under it."""
+        if not force and row is not None:
+            current = _usable(row, self.sealer)
+            if current is not None:
+                return current
         with self._lock((connection.id, principal)):
             return self._access_token(connection, principal, force=force)
 

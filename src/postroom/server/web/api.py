@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse
 from postroom.errors import PostroomError
 from postroom.server import lockers, runners
 from postroom.server.audit import Actor, record
+from postroom.server.audit import entry as audit_entry
 from postroom.server.connections import StoredConnection, get_connection
 from postroom.server.permissions import Permission
 from postroom.server.services import Services
@@ -168,8 +169,9 @@ def _used(db: Connection, run: _Run) -> None:
 
 
 def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
-    """Checks in one read-only transaction (on SQLite it waits for no writer), the token from the store (a
-    refresh only when it is near its end), then one write: the audit entry and the runner's last use."""
+    """Checks in one read-only transaction (on SQLite it waits for no writer), the token from the row read
+    there (a refresh only when it is near its end), then the audit entry and the runner's last use, committed
+    with those of the requests answered at the same time before the answer leaves."""
     services: Services = request.app.state.services
     name = request.path_params["name"]
     try:
@@ -187,7 +189,7 @@ def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
             )
         )
         try:
-            issued = services.tokens.access_token(connection, principal, force=force)
+            issued = services.tokens.access_token(connection, principal, force=force, row=current)
         except TokenUnavailableError as unavailable:
             raise _RefusedError(
                 409,
@@ -221,17 +223,11 @@ def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
                 detail=refused.why,
             )
         return refused.answer()
-    with services.database.tx() as db:
-        record(
-            db,
-            run.actor,
-            "token.issue",
-            connection=name,
-            principal=principal,
-            run_id=run.run_id,
-            detail="after the mail server refused the previous one" if force else None,
-        )
-        _used(db, run)
+    detail = "after the mail server refused the previous one" if force else None
+    services.runner_audit.write(
+        audit_entry(run.actor, "token.issue", connection=name, principal=principal, run_id=run.run_id, detail=detail),
+        run.runner.id,
+    )
     return JSONResponse(
         {
             "access_token": issued.access_token.reveal(),
