@@ -145,7 +145,17 @@ def test_a_bot_reads_its_password_from_the_locker_and_logs_in_to_dovecot(
     assert vault.get("finance/invoice-mailbox", "pin", field_name="pin").reveal() == "bob-4711"
     audit = team.admin.get("/audit?action=credential.read").text
     assert "run-42" in audit and "finance/invoice-mailbox/password" in audit
-    assert MAILBOX_PASSWORD not in audit
+    # the values a run read show nowhere else: not in a page, the audit log, the server's log or the database
+    rows = "\n".join(map(str, team.server.sql("SELECT * FROM srv_audit")))
+    dump = "\n".join(
+        map(
+            str,
+            [*team.server.sql("SELECT * FROM srv_attribute"), *team.server.sql("SELECT * FROM srv_attribute_value")],
+        )
+    )
+    for surface in (audit, team.admin.get("/lockers/finance").text, rows, team.server.log(), dump):
+        assert MAILBOX_PASSWORD not in surface
+        assert "bob-4711" not in surface
 
 
 def test_a_run_outside_the_consumer_roles_is_refused_with_the_reason(team: Team, mailbox_user: str) -> None:
