@@ -21,6 +21,10 @@ __all__ = ["READ_ONLY", "insert_for", "make_engine", "migrate", "reason"]
 
 #: The execution option of a connection that only reads: on SQLite its transactions take no write lock.
 READ_ONLY = "postroom_read_only"
+#: Connections a process keeps open, and how many more it opens at a peak (closed again after use). Sized
+#: for a web server's thread pool (40): with 5, most requests of a burst opened a connection of their own
+#: (on SQLite its pragmas, on PostgreSQL a login) and closed it again.
+POOL_SIZE, POOL_OVERFLOW = 20, 20
 
 
 def make_engine(url: str, *, setting: str, power_safe: bool = False) -> Engine:
@@ -30,14 +34,19 @@ def make_engine(url: str, *, setting: str, power_safe: bool = False) -> Engine:
         path = url.partition(":///")[2]
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 60, "check_same_thread": False},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+        )
         event.listen(engine, "connect", lambda connection, _record: _sqlite_setup(connection, power_safe))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     except ModuleNotFoundError as exc:
         raise ConfigError(
             setting,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from postroom.auth.oauth.clients import ClientSettings, OAuthClient, make_client
 from postroom.auth.oauth.endpoints import MICROSOFT_CLOUDS, OAuthEndpoints, endpoints_for
@@ -188,13 +188,13 @@ def _choice(name: str, value: str, allowed: Mapping[str, Any]) -> None:
         )
 
 
+#: Built once (building a statement costs more than running it; the runner API runs these on every request).
+_BY_NAME = select(connections).where(connections.c.name == bindparam("name"))
+_INVITED = select(connection_roles.c.role_id).where(connection_roles.c.connection_id == bindparam("connection_id"))
+
+
 def _row_to_connection(db: Connection, row: Any, sealer: Sealer) -> StoredConnection:
-    invited = frozenset(
-        int(r)
-        for r in db.execute(
-            select(connection_roles.c.role_id).where(connection_roles.c.connection_id == row.id)
-        ).scalars()
-    )
+    invited = frozenset(int(r) for r in db.execute(_INVITED, {"connection_id": row.id}).scalars())
     spec = ConnectionSpec(
         name=row.name,
         provider=row.provider,
@@ -214,7 +214,7 @@ def _row_to_connection(db: Connection, row: Any, sealer: Sealer) -> StoredConnec
 
 
 def get_connection(db: Connection, sealer: Sealer, name: str) -> StoredConnection | None:
-    row = db.execute(select(connections).where(connections.c.name == name)).first()
+    row = db.execute(_BY_NAME, {"name": name}).first()
     return _row_to_connection(db, row, sealer) if row is not None else None
 
 

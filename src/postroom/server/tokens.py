@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, bindparam, or_, select
 
 from postroom.auth.oauth.clients import OAuthClient
 from postroom.auth.oauth.tokens import TokenRecord, TokenResponse
@@ -122,6 +122,12 @@ def _record_of(row: Any, sealer: Sealer) -> TokenRecord | None:
     )
 
 
+#: Built once: every runner API request reads a token row.
+_TOKEN_ROW = select(tokens).where(
+    tokens.c.connection_id == bindparam("connection_id"), tokens.c.principal == bindparam("principal")
+)
+
+
 def _usable(row: Any, sealer: Sealer) -> IssuedToken | None:
     """The row's access token if it can be handed out as it is: not revoked, not waiting for a new sign-in,
     not near its end (the same margin a refresh ahead of expiry uses)."""
@@ -156,9 +162,7 @@ class Tokens:
             return self._locks.setdefault(key, threading.Lock())
 
     def row(self, db: Connection, connection: StoredConnection, principal: str) -> Any | None:
-        return db.execute(
-            select(tokens).where(tokens.c.connection_id == connection.id, tokens.c.principal == principal)
-        ).first()
+        return db.execute(_TOKEN_ROW, {"connection_id": connection.id, "principal": principal}).first()
 
     def status(self, db: Connection, connection: StoredConnection, principal: str) -> TokenStatus:
         return status_of(connection, self.row(db, connection, principal))

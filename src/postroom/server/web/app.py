@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postroom.logs import get_logger
 from postroom.server.permissions import Permission
@@ -78,19 +77,34 @@ SECURITY_HEADERS = {
 }
 
 
-class _SecurityHeaders(BaseHTTPMiddleware):
-    def __init__(self, app: object, *, https: bool) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
-        self.https = https
+class _SecurityHeaders:
+    """Every answer's security headers (and ``no-store`` but for static files), as plain ASGI: Starlette's
+    ``BaseHTTPMiddleware`` runs each request through an extra task and streams, a third of a token answer's
+    time in the bench."""
 
-    async def dispatch(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        if self.https:
-            response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        if not request.url.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+        self.app = app
+        headers = dict(SECURITY_HEADERS)
+        if https:
+            headers["Strict-Transport-Security"] = "max-age=31536000"
+        self._headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        added = self._headers if static else [*self._headers, (b"cache-control", b"no-store")]
+        replaced = {name for name, _ in added}
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in replaced]
+                message = {**message, "headers": kept + added}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def create_app(settings: ServerSettings | None = None, *, services: Services | None = None) -> Starlette:
