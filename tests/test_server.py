@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import postroom
 from tests.server_flows import ADMIN_PASSWORD, Team, create_connection, managed_imap, runner_key, token_for
 from tests.servers.dovecot import Dovecot
 from tests.servers.oauth import AuthorizationServerUnderTest
-from tests.servers.postroom_server import ServerUnderTest
+from tests.servers.postroom_server import POSTROOM, ServerUnderTest
 from tests.web import WebUser
 
 SIGNER = "mailbot@example.test"  # who signs in at the identity provider for the shared token
@@ -141,6 +142,40 @@ def test_a_user_signs_in_for_a_user_specific_token_under_my_connections_and_a_ru
     dovecot.add_user("bob@example.test")
     with managed_imap(dovecot, team.server, key, "personal", token="user", user="bob") as session:
         assert list(postroom.messages(session)) == []
+
+
+def test_the_cli_connects_with_auth_managed_and_a_profile_keeps_only_references(
+    team: Team, authorization_server: AuthorizationServerUnderTest, dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """`postroom connect NAME --auth managed ...` on a runner machine: the profile names the connection, the
+    server and where the runner key comes from; Test connection logs in to Dovecot with the server's token."""
+    from tests.servers.postroom_server import postroom_cli
+
+    dovecot.add_user(SIGNER)
+    create_connection(team.admin, authorization_server)
+    _shared_sign_in(team, authorization_server)
+    key = runner_key(team.server)
+    assert dovecot.certs is not None
+    runner_home = tmp_path / "runner-home"
+    postroom_cli(
+        runner_home,
+        "connect", "managed-box", "--host", "localhost", "--port", str(dovecot.ports["imaps"]),
+        "--ca-file", str(dovecot.certs.ca_file), "--auth", "managed", "--managed-connection", "contoso-mail",
+        "--postroom-server", team.server.url, "--runner-key", "env:RUNNER_KEY",
+    )  # fmt: skip
+    auth = json.loads((runner_home / "profiles.json").read_text())["managed-box"]["auth"]
+    assert auth["mode"] == "managed" and auth["connection"] == "contoso-mail" and auth["runner_key"] == "env:RUNNER_KEY"
+    assert key not in (runner_home / "profiles.json").read_text()
+    done = postroom_cli(runner_home, "test-connection", "managed-box", "--json", env={"RUNNER_KEY": key})
+    report = json.loads(done.stdout)
+    assert report["ok"] and report["username"] == SIGNER, report
+    refused = subprocess.run(
+        [POSTROOM, "connect", "bad", "--host", "localhost", "--auth", "managed", "--postroom-server", team.server.url],
+        env={**os.environ, "POSTROOM_HOME": str(runner_home)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (
+        refused.returncode != 0 and "managed_connection" in refused.stderr and "--managed-connection" in refused.stderr
+    )
 
 
 def test_the_runner_api_refuses_with_the_reason(team: Team, authorization_server: AuthorizationServerUnderTest) -> None:

@@ -7,7 +7,16 @@ from typing import Any
 import click
 
 from postroom.actions import ConnectionTest, test_connection
-from postroom.auth import AuthMode, Basic, Ntlm, OAuth2ClientCredentials, OAuth2Implicit, OAuth2PKCE, OAuth2ROPC
+from postroom.auth import (
+    AuthMode,
+    Basic,
+    Managed,
+    Ntlm,
+    OAuth2ClientCredentials,
+    OAuth2Implicit,
+    OAuth2PKCE,
+    OAuth2ROPC,
+)
 from postroom.auth.oauth import DEFAULT_REDIRECT_URI
 from postroom.auth.oauth.modes import BrowserSignIn
 from postroom.cli.common import profile_name
@@ -29,11 +38,14 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option(
     "--auth",
     "auth_mode",
-    type=click.Choice(["basic", "ntlm", "oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc", "oauth2-implicit"]),
+    type=click.Choice(
+        ["basic", "ntlm", "oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc", "oauth2-implicit", "managed"]
+    ),
     default="basic",
     show_default=True,
     help="Basic (password), NTLM (EWS), OAuth2 authorization code with PKCE (a user signs in once), "
-    "client credentials (app-only), or the legacy ROPC (password) and implicit grants.",
+    "client credentials (app-only), the legacy ROPC (password) and implicit grants, or managed: tokens "
+    "from a postroom server's connection (--managed-connection, --postroom-server, --runner-key).",
 )
 @click.option("--username", "username_ref", metavar="REF", help="vault:N/A, var:N, env:N or a value (the mailbox).")
 @click.option(
@@ -62,7 +74,24 @@ PROFILE_VAULT_PREFIX = "profile:"
 @click.option(
     "--oauth-ca-file",
     type=click.Path(dir_okay=False, exists=True),
-    help="PEM file of the authorization server's CA (default: the system's).",
+    help="PEM file of the authorization server's CA, or with --auth managed the postroom server's "
+    "(default: the system's).",
+)
+@click.option("--managed-connection", metavar="NAME", help="--auth managed: the connection's name on the server.")
+@click.option(
+    "--managed-token",
+    type=click.Choice(["shared", "user"]),
+    help="--auth managed: the connection's shared token (default), or the user's (--managed-user).",
+)
+@click.option("--managed-user", metavar="USER", help="--auth managed: the postroom server user the run belongs to.")
+@click.option(
+    "--postroom-server", metavar="URL", help="--auth managed: the server's address (default: POSTROOM_SERVER_URL)."
+)
+@click.option(
+    "--runner-key",
+    "runner_key_ref",
+    metavar="REF",
+    help="--auth managed: the runner's key (default: var:POSTROOM_RUNNER_KEY). vault:N/A, var:N, env:N or a value.",
 )
 @click.option("--test", "run_test", is_flag=True, help="Also run Test connection.")
 @json_option
@@ -131,11 +160,19 @@ def _auth_from_options(name: str, entry: Backend, options: dict[str, Any], write
         )
     refs = {
         field_name: options.pop(f"{field_name}_ref")
-        for field_name in ("username", "password", "client_id", "tenant_id", "client_secret")
+        for field_name in ("username", "password", "client_id", "tenant_id", "client_secret", "runner_key")
     }
     oauth = {key: options.pop(key, None) for key in _OAUTH_OPTIONS}
     oauth_ca_file = options.pop("oauth_ca_file")
+    managed = {key: options.pop(key, None) for key in _MANAGED_OPTIONS}
     given = {k: _stored_ref(name, k, parse_ref(v, k), writes) for k, v in refs.items() if v is not None}
+    if mode == "managed":
+        return _managed(managed, given, oauth_ca_file)
+    for option, value in [*managed.items(), ("runner_key", given.get("runner_key"))]:
+        if value is not None:
+            raise ConfigError(
+                option, "is only used with --auth managed", hint=f"leave --{option.replace('_', '-')} out"
+            )
     if mode in ("basic", "ntlm"):
         for field_name in ("username", "password"):
             if field_name not in given:
@@ -163,6 +200,35 @@ def _auth_from_options(name: str, entry: Backend, options: dict[str, Any], write
     if mode == "oauth2-ropc":
         return OAuth2ROPC(**settings)
     return OAuth2ClientCredentials(**settings)
+
+
+_MANAGED_OPTIONS = ("managed_connection", "managed_token", "managed_user", "postroom_server")
+
+
+def _managed(options: dict[str, Any], given: dict[str, SecretRef], ca_file: str | None) -> Managed:
+    """``--auth managed``: the connection on a postroom server, and the runner key that asks for its tokens."""
+    for field_name in ("password", "client_id", "tenant_id", "client_secret"):
+        if field_name in given:
+            raise ConfigError(
+                field_name,
+                "is not used with --auth managed: the postroom server holds the app and its tokens",
+                hint=f"leave --{field_name.replace('_', '-')} out",
+            )
+    if not options["managed_connection"]:
+        raise ConfigError(
+            "managed_connection",
+            "is required with --auth managed",
+            hint="give --managed-connection NAME, the connection's name on the postroom server",
+        )
+    return Managed(
+        options["managed_connection"],
+        token=options["managed_token"] or "shared",
+        server=options["postroom_server"],
+        runner_key=given.get("runner_key"),
+        user=options["managed_user"],
+        username=given.get("username"),
+        ca_file=ca_file,
+    )
 
 
 def _oauth_provider_for(server_provider: str | None) -> str:

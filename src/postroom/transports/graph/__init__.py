@@ -7,7 +7,7 @@ from postroom.transports.registry import Backend, lazy, register
 __all__ = ["BACKEND", "GRAPH_AUTH_KINDS"]
 
 #: Graph takes bearer tokens only: no Basic, no NTLM.
-GRAPH_AUTH_KINDS = frozenset({"oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc", "oauth2-implicit"})
+GRAPH_AUTH_KINDS = frozenset({"oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc", "oauth2-implicit", "managed"})
 
 BACKEND = register(
     Backend(

@@ -6,7 +6,9 @@ from postroom.transports.registry import Backend, lazy, register
 
 __all__ = ["BACKEND"]
 
-MAIL_AUTH_KINDS = frozenset({"basic", "oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc", "oauth2-implicit"})
+MAIL_AUTH_KINDS = frozenset(
+    {"basic", "oauth2-pkce", "oauth2-client-credentials", "oauth2-ropc", "oauth2-implicit", "managed"}
+)
 
 BACKEND = register(
     Backend(
