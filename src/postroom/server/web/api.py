@@ -190,24 +190,15 @@ def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
         )
         try:
             issued = services.tokens.access_token(connection, principal, force=force, row=current)
-        except TokenUnavailableError as unavailable:
+        except PostroomError as failed:  # 409: nobody signed in, revoked, refused; 502: the provider is away
+            unavailable = failed if isinstance(failed, TokenUnavailableError) else None
             raise _RefusedError(
-                409,
-                str(unavailable),
-                run.actor,
-                run.run_id,
-                hint=unavailable.hint,
-                code=unavailable.status,
-                principal=principal,
-            ) from None
-        except PostroomError as failed:
-            raise _RefusedError(
-                502,
+                409 if unavailable else 502,
                 str(failed),
                 run.actor,
                 run.run_id,
                 hint=failed.hint,
-                code="provider_unreachable",
+                code=unavailable.status if unavailable else "provider_unreachable",
                 principal=principal,
             ) from None
     except _RefusedError as refused:
