@@ -318,6 +318,7 @@ def _report(start: float, count: int) -> None:
 
 CASES: dict[str, Callable[..., Any]] = {
     "postroom": case_postroom,
+    "postroom-delayed": case_postroom,  # the same loop, through bench.delay's proxy (25 ms each way)
     "postroom-pop3": case_postroom_pop3,
     "poplib-parse": case_poplib_parse,
     "postroom-move": case_postroom_move,

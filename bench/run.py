@@ -29,6 +29,7 @@ from bench.mailbox import generate
 
 CASES = [
     "postroom",
+    "postroom-delayed",
     "postroom-headers",
     "imaplib-raw",
     "imaplib-parse",
@@ -48,6 +49,10 @@ POP3_CASES = {"postroom-pop3", "poplib-parse"}
 SMTP_CASES = {"postroom-send", "smtplib-per-message", "smtplib-reused"}
 #: The SMTP server (in this process, delivering into Dovecot by LMTP), started when a send case runs.
 SMTP: Any = None
+#: ``postroom-delayed`` runs the loop through a proxy adding this many seconds each way (bench/delay.py).
+DELAY = 0.025
+#: That proxy's port, started when the case runs.
+DELAYED_PORT: int | None = None
 
 
 def _own_cpu() -> float:
@@ -67,6 +72,15 @@ def dovecot_cpu(dovecot: Dovecot) -> float:
 TIMEOUT = 1800
 
 
+def _port_for(name: str, dovecot: Dovecot) -> int:
+    if name in SMTP_CASES:
+        return int(SMTP.starttls_port)
+    if name == "postroom-delayed":
+        assert DELAYED_PORT is not None
+        return DELAYED_PORT
+    return int(dovecot.ports["pop3s" if name in POP3_CASES else "imaps"])
+
+
 def run_case(name: str, dovecot: Dovecot, user: str) -> dict[str, Any]:
     assert dovecot.certs is not None
     command = [
@@ -75,7 +89,7 @@ def run_case(name: str, dovecot: Dovecot, user: str) -> dict[str, Any]:
         "bench.cases",
         name,
         "localhost",
-        str(SMTP.starttls_port if name in SMTP_CASES else dovecot.ports["pop3s" if name in POP3_CASES else "imaps"]),
+        str(_port_for(name, dovecot)),
         str(dovecot.certs.ca_file),
         user,
         SHARED_PASSWORD,
@@ -131,9 +145,15 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
     parser.add_argument("--json", type=Path, help="Also write the results to this file.")
     args = parser.parse_args()
-    global SMTP
+    global SMTP, DELAYED_PORT
     dovecot = Dovecot.start()
     smtp_context = None
+    delay_context = None
+    if "postroom-delayed" in args.cases:
+        from bench.delay import delaying_proxy
+
+        delay_context = delaying_proxy(dovecot.ports["imaps"], DELAY)
+        DELAYED_PORT = delay_context.__enter__()
     if SMTP_CASES & set(args.cases):
         import logging
         import warnings
@@ -217,6 +237,8 @@ def main() -> None:
     finally:
         if smtp_context is not None:
             smtp_context.__exit__(None, None, None)
+        if delay_context is not None:
+            delay_context.__exit__(None, None, None)
         dovecot.stop()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -235,6 +257,10 @@ def print_ratios(size: int, rows: dict[str, Any]) -> None:
     pop3, poplib_rate = rows.get("postroom-pop3", {}).get("msg_per_s"), rows.get("poplib-parse", {}).get("msg_per_s")
     if pop3 and poplib_rate:
         print(f"  ratio postroom-pop3 / poplib-parse   {pop3 / poplib_rate:5.2f}x", flush=True)
+    delayed = rows.get("postroom-delayed", {}).get("msg_per_s")
+    if delayed:
+        shown = f"{delayed / ours:5.2f}x ({1000 * DELAY:.0f} ms each way)"
+        print(f"  ratio postroom-delayed / postroom    {shown}", flush=True)
 
 
 if __name__ == "__main__":
