@@ -16,10 +16,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from postroom.errors import PostroomError
 from postroom.redaction import redact
 from postroom.server.store.tables import audit
 
-__all__ = ["Actor", "AuditFilter", "GroupWriter", "entry", "record", "search"]
+__all__ = ["Actor", "AuditFilter", "AuditNotStoredError", "GroupWriter", "entry", "record", "search"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ def record(db: Connection, actor: Actor, action: str, **fields: Any) -> None:
     db.execute(audit.insert().values(**entry(actor, action, **fields)))
 
 
+class AuditNotStoredError(PostroomError):
+    """An answer's audit entry could not be committed: the answer is not given."""
+
+
 class GroupWriter:
     """Audit entries of the runner API, written by one thread in shared transactions (a group commit).
 
@@ -86,13 +91,17 @@ class GroupWriter:
         self._start_lock = threading.Lock()
 
     def write(self, values: dict[str, Any], item: Any = None) -> None:
-        """Store ``values`` (from :func:`entry`); returns once committed, raises what the commit raised."""
+        """Store ``values`` (from :func:`entry`); returns once committed, else raises
+        :class:`AuditNotStoredError` (each waiter its own, caused by what the commit raised)."""
         pending = _Pending(values, item)
         self._ensure_thread()
         self._queue.put(pending)
         pending.done.wait()
         if pending.error is not None:
-            raise pending.error
+            raise AuditNotStoredError(
+                f"the audit entry could not be stored ({type(pending.error).__name__}); nothing was handed out",
+                hint=getattr(pending.error, "hint", None) or "check the server database",
+            ) from pending.error
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():

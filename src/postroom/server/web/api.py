@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse
 
 from postroom.errors import PostroomError
 from postroom.server import lockers, runners
-from postroom.server.audit import Actor, record
+from postroom.server.audit import Actor, AuditNotStoredError, record
 from postroom.server.audit import entry as audit_entry
 from postroom.server.connections import StoredConnection, get_connection
 from postroom.server.permissions import Permission
@@ -215,10 +215,15 @@ def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
             )
         return refused.answer()
     detail = "after the mail server refused the previous one" if force else None
-    services.runner_audit.write(
-        audit_entry(run.actor, "token.issue", connection=name, principal=principal, run_id=run.run_id, detail=detail),
-        run.runner.id,
-    )
+    try:
+        services.runner_audit.write(
+            audit_entry(
+                run.actor, "token.issue", connection=name, principal=principal, run_id=run.run_id, detail=detail
+            ),
+            run.runner.id,
+        )
+    except AuditNotStoredError as unaudited:  # no token without its audit entry; runners retry a 503
+        return _refuse(503, str(unaudited), hint=unaudited.hint, code="audit_unavailable")
     return JSONResponse(
         {
             "access_token": issued.access_token.reveal(),
