@@ -225,15 +225,15 @@ def schedule(
                 polled_once = True
             except Exception as exc:  # the broker is away (a restart): try again next interval
                 _log.warning("cannot reach the broker: %s; trying again in %.0fs", type(exc).__name__, interval)
-            polled = _all_polled_since(ledger, ids, started)
-            if not watch and polled_once and polled and not ledger.unfinished(ids):
+            unpolled = _why_not_polled(ledger, boxes, started, bot_file)
+            if not watch and polled_once and not unpolled and not ledger.unfinished(ids):
                 break
-            if not polled and time.time() - warned > 60:
+            if unpolled and time.time() - warned > 60:
                 warned = time.time()
                 _log.warning(
                     "after %.0fs, not every mailbox has been polled yet: %s",
                     warned - started,
-                    "; ".join(_why_not_polled(ledger, boxes, started, bot_file)),
+                    "; ".join(unpolled),
                 )
             wake.wait(interval)
             wake.clear()
@@ -281,10 +281,6 @@ def _why_not_polled(ledger: Ledger, boxes: list[tuple[Any, int]], started: float
                 f"{where}: no worker has polled it; is `postroom worker {bot_file}` running on the same broker?"
             )
     return reasons
-
-
-def _all_polled_since(ledger: Ledger, ids: list[int], started: float) -> bool:
-    return all((ledger.mailbox_row(i)["last_checked_at"] or 0) >= started for i in ids)
 
 
 def _idle(engine: Engine, index: int, wake: threading.Event, stop: threading.Event) -> None:

@@ -21,7 +21,7 @@ from postroom.server.audit import Actor, record
 from postroom.server.sealing import digest, random_token
 from postroom.server.store.tables import role_permissions, roles, runner_roles, runners
 
-__all__ = ["Runner", "authenticate", "create_runner", "revoke_runner"]
+__all__ = ["Runner", "authenticate", "create_runner", "mark_used", "revoke_runner"]
 
 _KEY = re.compile(r"^prk_(\d+)_([A-Za-z0-9_-]{20,100})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -81,6 +81,13 @@ _RUNNER_WITH_GRANTS = (
     .outerjoin(role_permissions, role_permissions.c.role_id == runner_roles.c.role_id)
     .where(runners.c.id == bindparam("runner_id"))
 )
+
+
+def mark_used(db: Connection, runner_ids: Iterable[int]) -> None:
+    """The runners just answered were used now (the Runners page shows it)."""
+    ids = set(runner_ids)
+    if ids:
+        db.execute(runners.update().where(runners.c.id.in_(ids)).values(last_used_at=time.time()))
 
 
 def authenticate(db: Connection, key: str) -> Runner | None:

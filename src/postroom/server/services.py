@@ -6,16 +6,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
-
 from postroom.auth.oauth.clients import OAuthClient
 from postroom.server.accounts import ensure_builtin_roles
 from postroom.server.audit import GroupWriter
 from postroom.server.connections import StoredConnection
+from postroom.server.runners import mark_used
 from postroom.server.sealing import Sealer
 from postroom.server.settings import ServerSettings
 from postroom.server.store.database import ServerDatabase
-from postroom.server.store.tables import runners
 from postroom.server.tokens import Tokens
 
 __all__ = ["Services"]
@@ -40,7 +38,7 @@ class Services:
             database.migrate()
             with database.tx() as db:
                 ensure_builtin_roles(db)
-        writer = GroupWriter(database, extra=_runners_used)
+        writer = GroupWriter(database, extra=mark_used)
         services = cls(settings, database, sealer, None, time.time(), writer)  # type: ignore[arg-type]
         services.tokens = Tokens(database, sealer, services.client_for)
         return services
@@ -53,9 +51,3 @@ class Services:
 
     def close(self) -> None:
         self.database.close()
-
-
-def _runners_used(db: Connection, runner_ids: list[int]) -> None:
-    """The runners that were just answered were used now."""
-    if runner_ids:
-        db.execute(runners.update().where(runners.c.id.in_(set(runner_ids))).values(last_used_at=time.time()))

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, or_, select
 
 from postroom.auth.oauth.clients import OAuthClient
-from postroom.auth.oauth.tokens import TokenRecord, TokenResponse
+from postroom.auth.oauth.tokens import TokenRecord, TokenResponse, expires_soon
 from postroom.credentials import Secret
 from postroom.errors import ConsentRequiredError, OAuthError, PostroomError, ServerUnreachableError
 from postroom.logs import get_logger
@@ -135,9 +135,7 @@ def _usable(row: Any, sealer: Sealer) -> IssuedToken | None:
         return None
     if row.access_token is None or row.expires_at is None:
         return None
-    obtained = float(row.last_refresh_at or row.signed_in_at or 0.0)
-    timing = TokenRecord(Secret("", scrub=False), float(row.expires_at), None, (), None, "", obtained, "")
-    if timing.expires_soon():
+    if expires_soon(float(row.expires_at), float(row.last_refresh_at or row.signed_in_at or 0.0)):
         return None
     return IssuedToken(sealer.open(row.access_token), float(row.expires_at), row.subject)
 

@@ -30,6 +30,7 @@ __all__ = [
     "TokenStore",
     "TokenStores",
     "VaultTokenStore",
+    "expires_soon",
     "fingerprint",
     "replace_in_redactor",
     "unverified_claims",
@@ -38,6 +39,14 @@ __all__ = [
 #: Refresh an access token this many seconds before it expires (clock skew, slow logins).
 REFRESH_MARGIN = 300.0
 _TOKEN_ATTRIBUTE = "token"  # noqa: S105 - a vault attribute name, not a password
+
+
+def expires_soon(expires_at: float, obtained_at: float, now: float | None = None) -> bool:
+    """True when a token obtained at ``obtained_at`` and ending at ``expires_at`` is expired or near it: within
+    a tenth of its lifetime, at most :data:`REFRESH_MARGIN` (a 5-minute token, Keycloak's default, is renewed
+    30 s early, not at once)."""
+    margin = min(REFRESH_MARGIN, max(expires_at - obtained_at, 0.0) / 10)
+    return (now or time.time()) >= expires_at - margin
 
 
 @dataclass(frozen=True)
@@ -78,10 +87,8 @@ class TokenRecord:
         return cls(response.access_token, now + response.expires_in, refresh, scopes, account, fingerprint, now, grant)
 
     def expires_soon(self, now: float | None = None) -> bool:
-        """True when the access token is expired or near it: within a tenth of its lifetime, at most
-        :data:`REFRESH_MARGIN` (a 5-minute token, Keycloak's default, is renewed 30 s early, not at once)."""
-        margin = min(REFRESH_MARGIN, max(self.expires_at - self.obtained_at, 0.0) / 10)
-        return (now or time.time()) >= self.expires_at - margin
+        """True when the access token is expired or near it (see :func:`expires_soon`)."""
+        return expires_soon(self.expires_at, self.obtained_at, now)
 
     def without_access_token(self) -> TokenRecord:
         """The record with its access token marked expired (the server refused it)."""

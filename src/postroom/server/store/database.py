@@ -53,7 +53,8 @@ class ServerDatabase:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """One transaction that only reads: on SQLite it waits for no writer (a write in it fails)."""
+        """One transaction that only reads: on SQLite it begins deferred and so waits for no writer (do not
+        write in it: it would meet the writer without the wait ``BEGIN IMMEDIATE`` gives)."""
         try:
             with self.engine.connect() as connection:
                 connection.execution_options(**{READ_ONLY: True})

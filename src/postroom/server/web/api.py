@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,6 @@ from postroom.server.audit import entry as audit_entry
 from postroom.server.connections import StoredConnection, get_connection
 from postroom.server.permissions import Permission
 from postroom.server.services import Services
-from postroom.server.store.tables import runners as runner_rows
 from postroom.server.store.tables import user_roles, users
 from postroom.server.tokens import SHARED, TokenUnavailableError, user_principal
 from postroom.server.web.guard import RUNNER, client_ip
@@ -126,9 +124,14 @@ def _run_of(db: Connection, request: Request, body: dict[str, Any]) -> _Run:
     return run
 
 
+def _user_name(body: dict[str, Any]) -> str:
+    """The user a run says it belongs to (``user`` in the body), as user names are stored; "" if none."""
+    return str(body.get("user") or "").strip().lower()
+
+
 def _user_of(db: Connection, body: dict[str, Any]) -> tuple[str, int, frozenset[int]] | None:
     """The active user a run belongs to (``user`` in the body): name, id and role ids; None if there is none."""
-    name = str(body.get("user") or "").strip().lower()
+    name = _user_name(body)
     if not name:
         return None
     found = db.execute(select(users.c.id).where(users.c.name == name, users.c.active.is_(True))).scalar()
@@ -153,19 +156,15 @@ def _token_target(
         )
     if connection.spec.token_type != "user":
         return connection, SHARED
-    if not str(body.get("user") or "").strip():
+    if not _user_name(body):
         raise run.refused(400, f"{name!r} is user-specific: say which user the run belongs to", 'send "user"')
     user = _user_of(db, body)
     if user is None:
-        raise run.refused(404, f"there is no user {str(body.get('user')).strip().lower()!r}")
+        raise run.refused(404, f"there is no user {_user_name(body)!r}")
     user_name, user_id, role_ids = user
     if not connection.invited_role_ids & role_ids:
         raise run.refused(403, f"user {user_name!r} is not in a role invited to {name!r}")
     return connection, user_principal(user_id)
-
-
-def _used(db: Connection, run: _Run) -> None:
-    db.execute(runner_rows.update().where(runner_rows.c.id == run.runner.id).values(last_used_at=time.time()))
 
 
 def _token(request: Request, body: dict[str, Any]) -> JSONResponse:
@@ -277,7 +276,7 @@ def _credential(request: Request, body: dict[str, Any]) -> JSONResponse:
             run_id=run.run_id,
             principal=f"user:{user[0]}" if user else None,
         )
-        _used(db, run)
+        runners.mark_used(db, [run.runner.id])
     return JSONResponse({"value": value.reveal(), "masked": masked}, headers=_NO_STORE)
 
 
