@@ -469,6 +469,8 @@ def test_no_canary_secret_shows_on_any_surface(
     authorization_server.revoke_refresh_tokens(SIGNER)
     expire_now(team)
     answers.append(token_for(team.server, key, "contoso-mail").text)  # a failed refresh's error
+    test_form = {"protocol": "imap", "host": "localhost", "port": str(dovecot.ports["imaps"])}
+    team.admin.post("/connections/contoso-mail/test", test_form, from_page="/connections/contoso-mail")  # its outcome
     for path in [
         "/connections",
         "/connections/contoso-mail",
