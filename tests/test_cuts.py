@@ -195,3 +195,37 @@ def test_deletes_cut_before_and_after_the_server_expunges_report_what_the_server
     if when == "after":  # expunged before the cut: already done, never "not found"
         assert statuses.count("already_done") == 4
     assert list(postroom.messages(direct(dovecot, mailbox_user))) == []  # every one gone, on an uncut connection
+
+
+def test_a_loop_against_a_server_that_answers_pipelined_commands_at_once_yields_each_message_once(
+    dovecot: Dovecot, mailbox_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies to the FETCH commands a loop keeps on their way come mixed up: the next command's before an
+    earlier one completes, and completions out of order (RFC 3501 §5.5; Dovecot does it now and then).
+    Every message still comes once, in order, with its own text, including bodies fetched ahead."""
+    from postroom.actions import loop
+    from postroom.transports.imap import connection
+
+    monkeypatch.setattr(loop, "FIRST_CHUNK", 10)
+    monkeypatch.setattr(loop, "LOOP_CHUNK", 40)
+    monkeypatch.setattr(connection, "SUMMARY_CHUNK", 15)
+    mix = list(generate(120, seed=5))
+    for number in range(120):  # the plain part of mixed > alternative is section 1.1: bodies fetched ahead
+        mix.insert(
+            number * 2,
+            simple(f"nested {number}", body=f"nested body {number}\n", html="<p>x</p>", attachments={"a.pdf": b"%PDF"}),
+        )
+    dovecot.deliver_many(mailbox_user, mix)
+    check = direct(dovecot, mailbox_user)
+    expected = [(str(m.key), m.text) for m in postroom.messages(check, order="oldest")]
+    assert len(expected) == len(mix)
+    with proxy_to(dovecot, dovecot.ports["imaps"], reorder=True) as proxy:
+        session = imap_through(dovecot, proxy, mailbox_user, name="reordered")
+        seen = []
+        for message in postroom.messages(session, order="oldest"):
+            seen.append((str(message.key), message.text))
+            if len(seen) % 25 == 0:  # a read-only command mid-chunk, with replies still on their way
+                assert postroom.get_message(session, message.key).subject == message.subject
+    assert seen == expected
+    assert proxy.reordered >= 10  # it really did answer out of order
+    assert session.reconnects == 0

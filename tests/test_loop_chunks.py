@@ -115,3 +115,29 @@ def test_a_lookup_by_key_in_the_loop_body_keeps_what_was_fetched_ahead(
         seen.append(message.subject)
     assert seen == [f"message {n:02d}" for n in range(COUNT)]
     assert collected == [3, 3, 3]
+
+
+def test_text_bodies_of_the_next_chunk_are_on_their_way_with_its_summaries(
+    dovecot: Dovecot, mailbox_user: str, imap: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bodies that do not come with a summary (the plain part of mixed > alternative is section 1.1) are
+    sent for ahead too: past the chunk where the loop learns it reads them, no chunk waits for a FETCH."""
+    for number in range(COUNT):
+        message = simple(
+            f"message {number:02d}", body=f"body {number}\n", html="<p>html</p>", attachments={"a.pdf": b"%PDF"}
+        )
+        dovecot.deliver(mailbox_user, message)
+    waited_for: list[list[int]] = []  # UIDs of body FETCHes sent and read at once
+    original = connection.ImapConnection._fetch_many
+
+    def spy(self: connection.ImapConnection, uids: list[int], request: str, parse: object) -> object:
+        if "BODY.PEEK[1.1]" in request:
+            waited_for.append(uids)
+        return original(self, uids, request, parse)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(connection.ImapConnection, "_fetch_many", spy)
+    texts = [message.text for message in postroom.messages(imap, order="oldest")]
+    assert texts == [f"body {n}\n" for n in range(COUNT)]
+    # chunk 0 (of 2, 3, 3, 3, 3) is where the loop learns it reads bodies, and chunk 1's summaries were
+    # read before it knew; the bodies of chunks 2 to 4 were on their way before they were wanted
+    assert waited_for == [[1, 2], [3, 4, 5]]

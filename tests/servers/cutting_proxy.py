@@ -12,6 +12,11 @@ relays both ways until a rule cuts the connection:
 
 A cut closes both sides at once, as a reset router does. Counts of what was cut
 are kept so a test can check how often it happened.
+
+With ``reorder`` it plays a server that runs pipelined commands at once (RFC 3501 §5.5
+allows it; Dovecot does it, but only now and then): each FETCH completion is held back
+until the server's next data, so the next command's responses arrive before it, and
+that command's own completion sometimes does too.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ from typing import Literal
 from tests.servers.listening import listening
 
 __all__ = ["CutRule", "CuttingProxy", "cutting_proxy"]
+
+_FETCH_COMPLETION = re.compile(rb"(?m)^[A-Za-z0-9]+ OK Fetch completed[^\r\n]*\r\n")
+_LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r\n\Z")
+#: How long a held completion waits for more of the server's data before it goes anyway.
+_HOLD_SECONDS = 0.02
 
 
 @dataclass
@@ -56,6 +66,9 @@ class CuttingProxy:
     #: Server output removed before the client sees it (a NAT or server that loses IDLE's pushes), and how often.
     swallow: re.Pattern[bytes] | None = None
     swallowed: int = 0
+    #: Hold each FETCH completion back behind the next command's replies (see the module's docstring).
+    reorder: bool = False
+    reordered: int = 0
     seed: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _random: random.Random = field(init=False)
@@ -103,6 +116,9 @@ class _Link:
         self.closed = threading.Event()
         self._running = 2  # the two directions' threads
         self._lock = threading.Lock()
+        self._held: list[bytes] = []  # FETCH completions held back (``reorder``)
+        self._responses = _Responses()
+        self._sending = threading.Lock()
 
     def cut(self) -> None:
         if not self.closed.is_set():
@@ -168,11 +184,71 @@ class _Link:
                         self.cut()
                         return
                     self.budget -= len(data)
-                self.client.sendall(data)
+                if self.proxy.reorder:
+                    self._send_reordered(data)
+                else:
+                    self.client.sendall(data)
         except OSError:
             pass
         finally:
             self._finished()
+
+    def _send_reordered(self, data: bytes) -> None:
+        """Send the whole responses in ``data`` with a FETCH completion held back behind the next response;
+        a completion that comes while one is held goes first (so those two complete out of order)."""
+        with self._sending:
+            out: list[bytes] = []
+            for response in self._responses.feed(data):
+                if _FETCH_COMPLETION.fullmatch(response) is None:
+                    out.append(response)
+                    out += self._held  # behind the next command's first response
+                elif self._held:
+                    out.append(response)
+                    out += self._held  # the later command completes first
+                else:
+                    self._held = [response]
+                    continue
+                if self._held:
+                    with self.proxy._lock:
+                        self.proxy.reordered += 1
+                    self._held = []
+            if out:
+                self.client.sendall(b"".join(out))
+            held = bool(self._held)
+        if held:
+            threading.Timer(_HOLD_SECONDS, self._send_held).start()
+
+    def _send_held(self) -> None:
+        """The server sent nothing more: the held completions go now."""
+        with self._sending:
+            held, self._held = self._held, []
+            if held and not self.closed.is_set():
+                with suppress(OSError):
+                    self.client.sendall(b"".join(held))
+
+
+class _Responses:
+    """Cuts the server's stream into whole responses (lines, with the literals inside them)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The responses ``data`` completes; the rest waits for more."""
+        buffer = self._buffer + data
+        found: list[bytes] = []
+        start = position = 0
+        while (end := buffer.find(b"\r\n", position)) >= 0:
+            literal = _LITERAL_AT_END.search(buffer, position, end + 2)
+            if literal is None:  # the response ends here
+                found.append(buffer[start : end + 2])
+                start = position = end + 2
+                continue
+            position = end + 2 + int(literal.group(1))  # past the literal, to the rest of the line
+            if position > len(buffer):
+                break
+        self._buffer = buffer[start:]
+        return found
 
 
 @contextmanager
@@ -186,6 +262,7 @@ def cutting_proxy(
     rules: list[CutRule] | None = None,
     seed: int = 1,
     swallow: bytes | None = None,
+    reorder: bool = False,
 ) -> Iterator[CuttingProxy]:
     """A proxy on a free loopback port in front of the TLS server on ``upstream_port``."""
     serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -193,7 +270,12 @@ def cutting_proxy(
     connecting = ssl.create_default_context(cafile=str(ca_file))
     links: list[_Link] = []
     proxy = CuttingProxy(
-        port=0, every=every, rules=list(rules or []), seed=seed, swallow=re.compile(swallow) if swallow else None
+        port=0,
+        every=every,
+        rules=list(rules or []),
+        seed=seed,
+        swallow=re.compile(swallow) if swallow else None,
+        reorder=reorder,
     )
 
     def start_link(raw: socket.socket) -> None:

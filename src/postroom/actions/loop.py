@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any, BinaryIO, cast
 
 from postroom.actions._resolve import SessionRef, require, resolve
@@ -17,6 +19,7 @@ from postroom.session import Session
 from postroom.transports.contract import (
     FetchesAhead,
     FetchesBodies,
+    FetchesBodiesAhead,
     Flags,
     Folders,
     Mailbox,
@@ -102,6 +105,8 @@ class MessageLoop(Iterator[Message]):
         self.scanned = 0
         #: Whether the next chunk's summaries are sent for while this one is processed (see ``_summaries``).
         self._fetch_ahead = session.can(FetchesAhead)
+        #: Whether the next chunk's bodies are sent for too (see ``_send_ahead``).
+        self._bodies_ahead = session.can(FetchesBodiesAhead)
         self._reconnects_when_sent = 0  # a request sent ahead and lost to a reconnect is no reason to stop
         self._iterator = self._iterate(body_format)
 
@@ -116,23 +121,24 @@ class MessageLoop(Iterator[Message]):
     def _iterate(self, body_format: BodyFormat) -> Iterator[Message]:
         yielded = 0
         bodies_wanted = learned = False
-        ahead: tuple[list[MessageKey], bool] | None = None  # a chunk whose summaries were sent for, and how
+        sent: dict[int, bool] = {}  # chunks (by index) whose summaries were sent for ahead -> with bodies or not
         chunks = self._chunks()
-        chunk = next(chunks, None)
-        while chunk is not None:
-            following = next(chunks, None)
-            with_bodies = ahead[1] if ahead is not None else bodies_wanted  # what a request sent ahead asked for
+        window = deque(islice(chunks, 3))  # this chunk and the two after it
+        index = 0
+        while window:
+            chunk = window[0]
+            ahead = sent.pop(index, None)
+            with_bodies = bodies_wanted if ahead is None else ahead  # what a request sent ahead asked for
             summaries = self._summaries(chunk, with_bodies, fetched_ahead=ahead is not None)
+            if not self._fetch_ahead:
+                sent.clear()  # dropped by a change the loop's body made, as the rest sent with it
             source = _ChunkSource(self.session, summaries)
+            if learned:
+                self._send_ahead(index, list(window), sent, bodies_wanted, yielded)
             if bodies_wanted:
-                source.prefetch()  # now, before the next chunk's request is on the line
-            ahead = None
-            if learned and following is not None and self._worth_fetching_ahead(chunk, following, yielded):
-                self.session.call(
-                    lambda mailbox, c=following, b=with_bodies: cast(FetchesAhead, mailbox).fetch_ahead(c, bodies=b)  # type: ignore[misc]
-                )
-                ahead = (following, with_bodies)
-                self._reconnects_when_sent = self.session.reconnects
+                source.prefetch()
+                if learned:
+                    self._bodies_ahead_for(index, list(window), sent, yielded)
             for summary in summaries:
                 self.scanned += 1
                 message = Message(summary, source, body_format=body_format)
@@ -144,11 +150,41 @@ class MessageLoop(Iterator[Message]):
                     return  # not read to its end: an incremental loop keeps its old position
             self.scanned += len(chunk) - len(summaries)  # gone since the search
             bodies_wanted, learned = source.used_bodies, True
-            chunk = following
             source.release()  # a message the caller kept from this chunk must not keep the whole chunk
-            summaries = []  # nor this frame while the next chunk is fetched: one chunk in memory at a time
+            summaries = []  # nor this frame while the next chunk is fetched
+            window.popleft()
+            window.extend(islice(chunks, 1))
+            index += 1
         if self._after is not None:
             self.session.positions.save(*self._after)
+
+    def _send_ahead(
+        self, index: int, window: list[list[MessageKey]], sent: dict[int, bool], bodies: bool, yielded: int
+    ) -> None:
+        """Keep the summaries of the two chunks after this one on their way while this one is processed:
+        the one after next is sent for a whole chunk before it is read, so a loop over a distant server
+        waits for no round trip of its own."""
+        for ahead in (1, 2):
+            if not self._worth_fetching_ahead(window, ahead, yielded):
+                return
+            if index + ahead not in sent:
+                self._sent_for(index + ahead, window[ahead], sent, bodies)
+
+    def _bodies_ahead_for(
+        self, index: int, window: list[list[MessageKey]], sent: dict[int, bool], yielded: int
+    ) -> None:
+        """Send for the next chunk's text bodies now (its summaries are read for that), to be read with them."""
+        asked = sent.get(index + 1)
+        if asked is None or not self._bodies_ahead or not self._worth_fetching_ahead(window, 1, yielded):
+            return
+        keys = window[1]
+        self.session.call(lambda mailbox: cast(FetchesBodiesAhead, mailbox).bodies_ahead(keys, bodies=asked))
+
+    def _sent_for(self, index: int, keys: list[MessageKey], sent: dict[int, bool], bodies: bool) -> None:
+        """Send for chunk ``index``'s summaries ahead."""
+        self.session.call(lambda mailbox: cast(FetchesAhead, mailbox).fetch_ahead(keys, bodies=bodies))
+        sent[index] = bodies
+        self._reconnects_when_sent = self.session.reconnects
 
     def _summaries(self, chunk: list[MessageKey], bodies: bool, *, fetched_ahead: bool) -> list[MessageSummary]:
         """The chunk's summaries: collected if they were sent for ahead and not dropped, else fetched now."""
@@ -160,16 +196,19 @@ class MessageLoop(Iterator[Message]):
                 return collected
             if self.session.reconnects == self._reconnects_when_sent:
                 # dropped: the loop's body changed the mailbox (or ran a loop of its own); fetch each chunk when due
-                self._fetch_ahead = False
+                self._fetch_ahead = self._bodies_ahead = False
         return self.session.call(lambda mailbox: mailbox.summaries(chunk, bodies=bodies))
 
-    def _worth_fetching_ahead(self, chunk: list[MessageKey], following: list[MessageKey], yielded: int) -> bool:
-        """Not across folders (a read in between would switch back), nor past a limit this chunk can fill."""
+    def _worth_fetching_ahead(self, window: list[list[MessageKey]], ahead: int, yielded: int) -> bool:
+        """Whether to send for the chunk ``ahead`` places after this one (``window[0]``): not past the last,
+        not across folders (a read in between would switch back), nor past a limit the chunks before it
+        can fill."""
         limit = self.filter.limit
         return (
             self._fetch_ahead
-            and following[0].folder == chunk[0].folder
-            and (limit is None or limit - yielded > len(chunk))
+            and ahead < len(window)
+            and window[ahead][0].folder == window[0][0].folder
+            and (limit is None or limit - yielded > sum(len(keys) for keys in window[:ahead]))
         )
 
     def _chunks(self) -> Iterator[list[MessageKey]]:

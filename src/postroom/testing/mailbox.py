@@ -56,7 +56,7 @@ class MemoryMailbox:
         self._login = login
         self.server = MemoryServer.named(str(getattr(config, "server", "memory")))
         self._open = False
-        self._ahead: tuple[list[MessageKey], bool] | None = None
+        self._ahead: list[tuple[list[MessageKey], bool]] = []  # summaries sent for ahead, not yet collected
         self._changes = 0
         self._source = RawSource(self._raw_of)
         #: Drop the connection before the next this-many calls (a test's fault injection).
@@ -91,7 +91,7 @@ class MemoryMailbox:
 
     def close(self) -> None:
         self._open = False
-        self._ahead = None
+        self._ahead = []
 
     def _check(self) -> None:
         if not self._open:
@@ -189,12 +189,12 @@ class MemoryMailbox:
 
     def fetch_ahead(self, keys: list[MessageKey], *, bodies: bool = False) -> None:
         self._check()
-        self._ahead = (list(keys), bodies)
+        self._ahead.append((list(keys), bodies))
 
     def collect_ahead(self, keys: list[MessageKey], *, bodies: bool = False) -> list[MessageSummary] | None:
-        ahead, self._ahead = self._ahead, None
-        if ahead != (keys, bodies):
+        if (keys, bodies) not in self._ahead:
             return None
+        del self._ahead[: self._ahead.index((keys, bodies)) + 1]
         return self.summaries(keys, bodies=bodies)
 
     def part_content(self, key: MessageKey, part: MimePart) -> bytes:
@@ -235,7 +235,7 @@ class MemoryMailbox:
 
     def _changed(self) -> None:
         """A change drops what was fetched ahead, as IMAP does: a loop never yields a message from before it."""
-        self._ahead = None
+        self._ahead = []
         self._changes += 1
 
     def _each(self, kind: str, keys: list[MessageKey], change: Callable[[MemoryKey], ItemResult]) -> list[ItemResult]:

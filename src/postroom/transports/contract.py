@@ -31,6 +31,7 @@ __all__ = [
     "Deletes",
     "FetchesAhead",
     "FetchesBodies",
+    "FetchesBodiesAhead",
     "Flags",
     "Folder",
     "Folders",
@@ -324,6 +325,17 @@ class FetchesAhead(Protocol):
 
 
 @runtime_checkable
+class FetchesBodiesAhead(FetchesAhead, FetchesBodies, Protocol):
+    """A mailbox that can also have a chunk's text bodies on their way before :meth:`bodies` is called, so a
+    loop keeping two chunks ahead never waits for a round trip (IMAP pipelining against a distant server)."""
+
+    def bodies_ahead(self, keys: list[MessageKey], *, bodies: bool = False) -> None:
+        """Read the summaries :meth:`fetch_ahead` asked for (kept for :meth:`collect_ahead`) and send the
+        request for their text bodies now; a no-op if they were dropped."""
+        ...
+
+
+@runtime_checkable
 class ParsesWhole(Protocol):
     """A mailbox that reads whole messages (POP3: no partial fetch) and parses each once, for its structure
     and its parts alike."""
@@ -397,6 +409,7 @@ ABILITY_NAMES: dict[type, str] = {
     SubmitsMail: "sending of its own",
     FetchesBodies: "bulk body fetch",
     FetchesAhead: "pipelining",
+    FetchesBodiesAhead: "pipelined body fetch",
     ParsesWhole: "whole-message parsing",
     ResumesParts: "resumable downloads",
     Syncs: "incremental loops",

@@ -10,6 +10,7 @@ import contextlib
 import imaplib
 import socket
 import ssl
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal, TypeVar, cast
@@ -85,7 +86,10 @@ class ImapConnection:
         self._uidvalidity: int = 0
         #: UIDNEXT when the folder was selected: a key at or above it arrived since (see :meth:`_select_for`).
         self._uidnext: int = 0
-        self._ahead: _Ahead | None = None
+        #: FETCH commands sent ahead whose replies are not read yet, in the order they were sent.
+        self._ahead: deque[_Ahead] = deque()
+        #: Summary requests sent ahead and not yet collected (read or not): ``(keys, bodies)``.
+        self._collectable: list[tuple[list[ImapKey], bool]] = []
         #: Changes sent whose OK never came (the connection dropped): a retry checks what really happened.
         #: Kept across a reconnect, as the session reopens this same object.
         self.pending: dict[ImapKey, PendingChange] = {}
@@ -113,7 +117,7 @@ class ImapConnection:
         context = client_context(verify=config.verify_certificate, ca_file=config.ca_file)
         self._where = where = tracker_for(config)
         self._selected = None
-        self._ahead = None
+        self._forget_in_flight()
         with mapped_errors(where, "imap"):
             client = _Client(where, context if config.security == "ssl" else None)
             try:
@@ -179,7 +183,7 @@ class ImapConnection:
     def close(self) -> None:
         client, self._client = self._client, None
         self._selected = None
-        self._ahead = None  # LOGOUT reads past replies still on the way
+        self._forget_in_flight()  # LOGOUT reads past replies still on the way
         if client is not None:
             try:
                 client.logout()
@@ -191,8 +195,8 @@ class ImapConnection:
         """The connection, ready for a command: replies to a FETCH sent ahead are read (and kept) first."""
         if self._client is None:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
-        if self._ahead is not None and not self._ahead.fetch.read_yet:
-            self._read_ahead(self._ahead)
+        if self._ahead:
+            self._read_ahead()
         return self._client
 
     def _call(self, action: Callable[[_Client], tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
@@ -210,8 +214,13 @@ class ImapConnection:
         """Forget a connection whose state is unknown; the session reconnects on next use."""
         self._client = None
         self._selected = None
-        self._ahead = None
+        self._forget_in_flight()
         _shutdown(client)
+
+    def _forget_in_flight(self) -> None:
+        """No replies are on their way (a new or lost connection): nothing sent ahead is left to collect."""
+        self._ahead.clear()
+        self._collectable.clear()
 
     @contextlib.contextmanager
     def _in_flight(self, client: _Client) -> Iterator[None]:
@@ -355,12 +364,30 @@ class ImapConnection:
             self.noop()
             self._uidnext = newest + 1
 
-    def _read_ahead(self, ahead: _Ahead) -> list[MessageSummary | None]:
+    def _read_ahead(self, upto: _Ahead | None = None) -> None:
+        """Read the replies of the commands sent ahead, in order, up to ``upto`` (all of them without it);
+        each reply's parser keeps what it reads (summaries in :attr:`salvaged`, sections in
+        :attr:`salvaged_sections`)."""
         client = self._client
         if client is None:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
         with self._in_flight(client):
-            return ahead.fetch.responses(client)
+            while self._ahead:
+                ahead = self._ahead[0]
+                ahead.fetch.responses(client)
+                self._ahead.popleft()
+                if ahead is upto:
+                    return
+
+    def _send_ahead(self, ahead_of: Callable[[_Client], _Ahead]) -> _Ahead:
+        """Send a FETCH now, its replies to be read after those sent before it (the connection is not drained)."""
+        client = self._client
+        if client is None:
+            raise ConnectionLostError("the connection is closed", server=self.config.address)
+        with self._in_flight(client):
+            ahead = ahead_of(client)
+        self._ahead.append(ahead)
+        return ahead
 
     def _fetch_many(self, uids: list[int], request: str, parse: Callable[[ResponseParts], T]) -> Iterator[list[T]]:
         """Pipelined UID FETCH in chunks (any failure drops the connection)."""
@@ -372,11 +399,12 @@ class ImapConnection:
 
     def _forget_ahead(self) -> None:
         """Before a change: replies fetched ahead, or kept from before a drop, may describe a message the
-        change affects."""
-        if self._ahead is not None:
+        change affects (body sections do not change, but nobody will ask for them now)."""
+        if self._ahead:
             self._require()
-            self._ahead = None
+        self._collectable.clear()
         self.salvaged.clear()
+        self.salvaged_sections.clear()
 
 
 @dataclass(frozen=True)
@@ -390,13 +418,15 @@ class PendingChange:
     message_id: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Ahead:
-    """A summaries FETCH sent before it is wanted, with what it was sent for."""
+    """A FETCH sent before it is wanted, for ``keys``: their summaries (``section`` None; with ``bodies``,
+    section 1's first bytes too), or one body ``section`` of each."""
 
     keys: list[ImapKey]
-    bodies: bool
-    fetch: FetchAhead[MessageSummary | None]
+    fetch: FetchAhead[Any]
+    bodies: bool = False
+    section: str | None = None
 
 
 def _gone(key: ImapKey) -> ProtocolError:

@@ -43,17 +43,29 @@ def _line(reader: BinaryIO) -> bytes:
 
 
 def read_fetch(client: imaplib.IMAP4, tag: bytes, parse: Callable[[ResponseParts], T]) -> Iterator[T]:
-    """Each FETCH response up to the completion of ``tag`` (the next command to complete), parsed by ``parse``."""
+    """Each FETCH response up to the completion of ``tag``, parsed by ``parse``.
+
+    The server may run pipelined commands at once (RFC 3501 §5.5; Dovecot does): the responses read
+    here may belong to a command sent later, and that command may even complete first. A completion
+    for another tag in flight is kept in imaplib's ``tagged_commands`` for its own reader, so ``parse``
+    must file each response by what it holds, not by which command's read found it.
+    """
     reader = cast(BinaryIO, client.file)
+    pending = client.tagged_commands
+    early = pending.pop(tag, None)  # imaplib files every tag it hands out
+    if early:  # completed while an earlier command's replies were read
+        _check_completion(early[0])
+        return
     done = tag + b" "
     while True:
         line = _line(reader)
         if line.startswith(done):
-            client.tagged_commands.pop(tag, None)  # imaplib files every tag it hands out
-            status = line[len(done) :].split(b" ", 1)[0].upper()
-            if status != b"OK":
-                raise imaplib.IMAP4.error(line[len(done) :].decode("utf-8", "replace").strip())
+            _check_completion(line[len(done) :])
             return
+        other = line.split(b" ", 1)[0]
+        if other != b"*" and other in pending and pending[other] is None:
+            pending[other] = [line[len(other) + 1 :]]  # a later command's completion: its reader checks it
+            continue
         if line.startswith(b"* BYE"):
             raise imaplib.IMAP4.abort(line.decode("utf-8", "replace").strip())
         is_fetch = _FETCH_START.match(line) is not None
@@ -69,6 +81,12 @@ def read_fetch(client: imaplib.IMAP4, tag: bytes, parse: Callable[[ResponseParts
                 parts += [Literal(data), line]
         if is_fetch:
             yield parse(parts)
+
+
+def _check_completion(status_line: bytes) -> None:
+    """Raise unless a tagged completion (after its tag) is OK."""
+    if status_line.split(b" ", 1)[0].upper() != b"OK":
+        raise imaplib.IMAP4.error(status_line.decode("utf-8", "replace").strip())
 
 
 def pipelined_fetch(

@@ -35,9 +35,9 @@ from postroom.transports.imap.connection import (
 )
 from postroom.transports.imap.fetch import FetchAhead, ResponseParts
 from postroom.transports.imap.keys import ImapKey, UidRun
-from postroom.transports.imap.response import items_of, parse_fetch
+from postroom.transports.imap.response import parse_fetch
 from postroom.transports.imap.search import search_criteria
-from postroom.transports.imap.summary import summary_of_response
+from postroom.transports.imap.summary import summary_or_items
 
 __all__ = ["ImapReading"]
 
@@ -81,59 +81,101 @@ class ImapReading(ImapConnection):
         if missing:
             self._select_for(missing, writable=False)
             with self._keeping_progress():
-                for _responses in self._fetch_many(
-                    [key.uid for key in missing], _summary_request(bodies), self._keeper(missing)
-                ):
+                for _responses in self._fetch_many([key.uid for key in missing], _summary_request(bodies), self._file):
                     pass
         return self._take(keys)
 
     def fetch_ahead(self, keys: list[ImapKey], *, bodies: bool = False) -> None:
         """Send the summaries request for ``keys`` now, to be collected by :meth:`collect_ahead`.
 
-        Until then the server works while the caller does other things. A read-only command
-        sent meanwhile reads these replies first and keeps them; a change to any mailbox
-        (flags, move, delete, append) drops them, so a loop never yields a message from
+        Until then the server works while the caller does other things; several requests may be on their
+        way at once. A read-only command sent meanwhile reads their replies first and keeps them; a change
+        to any mailbox (flags, move, delete, append) drops them, so a loop never yields a message from
         before a change its own body made.
         """
         if not keys:
             return
         self._select_for(keys, writable=False)
-        client = self._require()  # replies of an earlier request sent ahead are read first
-        self.salvaged.clear()  # what is left is from requests nobody will collect: not to be served later
-        client.untagged_responses.clear()
-        sets = fetch_sets([key.uid for key in keys])
-        with self._in_flight(client):
-            fetch = FetchAhead(client, sets, _summary_request(bodies), self._keeper(keys))
-            self._ahead = _Ahead(keys, bodies, fetch)
+        self._prune_salvaged()
+        sets, request = fetch_sets([key.uid for key in keys]), _summary_request(bodies)
+        self._send_ahead(lambda client: _Ahead(keys, FetchAhead(client, sets, request, self._file), bodies))
+        self._collectable.append((keys, bodies))
 
     def collect_ahead(self, keys: list[ImapKey], *, bodies: bool = False) -> list[MessageSummary] | None:
         """The summaries sent for by :meth:`fetch_ahead` with these arguments, or None if they were dropped
         (what arrived before a dropped connection is kept for :meth:`summaries`)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None:
+        if not self._claim_collectable(keys, bodies):
             return None
-        with self._keeping_progress():
-            self._read_ahead(ahead)
-        taken = self._take(ahead.keys)
-        if ahead.keys != keys or ahead.bodies != bodies:
-            return None
-        return taken
+        self._read_summaries_of(keys)
+        return self._take(keys)
 
-    def _keeper(self, keys: list[ImapKey]) -> Callable[[ResponseParts], MessageSummary | None]:
-        """The summary parser for ``keys``, keeping each summary in :attr:`salvaged` as it is parsed."""
-        parse = _summary_parser(keys)
-        by_uid = {key.uid: key for key in keys}
+    def bodies_ahead(self, keys: list[ImapKey], *, bodies: bool = False) -> None:
+        """Read the summaries sent ahead for ``keys`` (kept for :meth:`collect_ahead`) and send for their text
+        bodies now: :meth:`bodies` then reads the replies, and a loop that keeps two chunks on their way
+        waits for no round trip of its own, however far away the server is."""
+        if (keys, bodies) not in self._collectable:
+            return
+        self._read_summaries_of(keys)
         salvaged = self.salvaged
+        summaries = [summary for key in keys if (summary := salvaged.get(key)) is not None]
+        _from_summaries, wanted = _body_plan(summaries)
+        for section, by_uid in wanted.items():
+            section_keys = cast(list[ImapKey], [key for key, _encoding in by_uid.values()])
+            sets = fetch_sets(sorted(by_uid))
+            fetched = section or "1"  # a message that is one part: its body is section 1
+            request = f"(UID BODY.PEEK[{fetched}])"
+            self._send_ahead(
+                lambda client, s=sets, r=request, ks=section_keys, n=fetched: _Ahead(  # type: ignore[misc]
+                    ks, FetchAhead(client, s, r, self._file), section=n
+                )
+            )
 
-        def keep(parts: ResponseParts) -> MessageSummary | None:
-            summary = parse(parts)
-            if summary is not None:
-                key = by_uid.get(_uid_of(summary))
-                if key is not None:  # the server may add responses nobody asked for
-                    salvaged[key] = summary
-            return summary
+    def _claim_collectable(self, keys: list[ImapKey], bodies: bool) -> bool:
+        """Whether summaries of ``keys`` were sent ahead with ``bodies`` (and not dropped since); neither they
+        nor any sent before them are collectable after this."""
+        collectable = self._collectable
+        if (keys, bodies) not in collectable:
+            return False
+        del collectable[: collectable.index((keys, bodies)) + 1]
+        return True
 
-        return keep
+    def _read_summaries_of(self, keys: list[ImapKey]) -> None:
+        """Read the replies to the summaries request sent ahead for ``keys`` if they are still on their way
+        (and those sent before it), leaving later requests on theirs."""
+        request = next((ahead for ahead in self._ahead if ahead.section is None and ahead.keys == keys), None)
+        if request is not None:
+            with self._keeping_progress():
+                self._read_ahead(request)
+
+    def _prune_salvaged(self) -> None:
+        """Drop kept summaries nobody will collect (a loop left early, or a request given up), keeping those
+        of requests still collectable."""
+        wanted = {key for keys, _bodies in self._collectable for key in keys}
+        salvaged = self.salvaged
+        for key in [key for key in salvaged if key not in wanted]:
+            del salvaged[key]
+
+    def _file(self, parts: ResponseParts) -> None:
+        """Keep one FETCH response by what it holds, whichever command's reply it came in: a summary in
+        :attr:`salvaged`, a body section in :attr:`salvaged_sections`; flags the server reports on its own
+        are left out. Dovecot runs pipelined FETCH commands at once, so the replies to one may come before
+        the completion of the one sent before it: filing by command would lose them."""
+        selected = self._selected
+        if selected is None:
+            return
+        folder, validity = selected[0], self._uidvalidity
+        found = summary_or_items(parts, folder, validity)
+        if isinstance(found, MessageSummary):
+            self.salvaged[cast(ImapKey, found.key)] = found
+            return
+        uid = found.get("UID")
+        if not isinstance(uid, bytes) or not uid.isdigit():
+            return
+        for name, value in found.items():
+            if name.startswith("BODY[") and not name.startswith("BODY[HEADER"):
+                section = name[5 : name.index("]")] if "]" in name else name[5:]
+                data = bytes(value) if isinstance(value, bytes) else b""
+                self.salvaged_sections[(ImapKey(folder, validity, int(uid)), section)] = data
 
     @contextlib.contextmanager
     def _keeping_progress(self) -> Iterator[None]:
@@ -171,24 +213,15 @@ class ImapReading(ImapConnection):
 
     def bodies(self, summaries: list[MessageSummary]) -> dict[tuple[MessageKey, str], bytes]:
         """The text bodies of a chunk: from the section 1 bytes that came with a summary when they are the
-        whole part, else one FETCH per section for all of them, within :data:`BULK_BODY_BUDGET`."""
+        whole part, else one FETCH per section for all of them (sent already by :meth:`bodies_ahead`, or
+        now), within :data:`BULK_BODY_BUDGET`."""
         found: dict[tuple[MessageKey, str], bytes] = {}
-        wanted: dict[str, dict[int, tuple[MessageKey, str]]] = {}  # section -> uid -> (key, encoding)
-        budget = BULK_BODY_BUDGET
-        for summary in summaries:
-            structure = summary.structure
-            if structure is None:
-                continue
-            plain, html = structure.body_parts()
-            part = plain or html
-            if part is None or part.size > BULK_BODY_LIMIT:
-                continue
-            first = summary.body_start
-            if first is not None and part.fetch_section == "1" and len(first) >= part.size:
-                found[(summary.key, part.section)] = decode_body(first, part.encoding)  # came with the summary
-            elif budget >= part.size:
-                budget -= part.size
-                wanted.setdefault(part.section, {})[_uid_of(summary)] = (summary.key, part.encoding)
+        from_summaries, wanted = _body_plan(summaries)
+        for summary, part in from_summaries:
+            found[(summary.key, part.section)] = decode_body(cast(bytes, summary.body_start), part.encoding)
+        last_sections = next((ahead for ahead in reversed(self._ahead) if ahead.section is not None), None)
+        if last_sections is not None:  # sent by bodies_ahead: read them, leaving later requests on their way
+            self._read_ahead(last_sections)
         for section, by_uid in wanted.items():
             folder_keys = cast(list[ImapKey], [key for key, _encoding in by_uid.values()])
             for uid, data in self._sections(folder_keys, section or "1").items():
@@ -206,18 +239,11 @@ class ImapReading(ImapConnection):
         missing = [key for key in keys if (key, section) not in kept]
         if missing:
             self._select_for(missing, writable=False)
-            by_uid = {key.uid: key for key in missing}
-
-            def keep(parts: ResponseParts) -> None:
-                items = items_of(parts)
-                uid = items.get("UID")
-                body = next((v for n, v in items.items() if n.startswith("BODY[")), None)
-                if isinstance(uid, bytes) and uid.isdigit() and int(uid) in by_uid:
-                    kept[(by_uid[int(uid)], section)] = bytes(body) if isinstance(body, bytes) else b""
-
             before = len(kept)
             try:
-                for _responses in self._fetch_many(sorted(by_uid), f"(UID BODY.PEEK[{section}])", keep):
+                for _responses in self._fetch_many(
+                    sorted(key.uid for key in missing), f"(UID BODY.PEEK[{section}])", self._file
+                ):
                     pass
             except ConnectionLostError as lost:
                 lost.progress = len(kept) > before
@@ -287,9 +313,30 @@ class _StreamState:
 _uid_of: Callable[[MessageSummary], int] = operator.attrgetter("key.uid")
 
 
-def _summary_parser(keys: list[ImapKey]) -> Callable[[ResponseParts], MessageSummary | None]:
-    folder, validity = keys[0].folder, keys[0].uidvalidity
-    return lambda parts: summary_of_response(parts, folder, validity)
+def _body_plan(
+    summaries: list[MessageSummary],
+) -> tuple[list[tuple[MessageSummary, MimePart]], dict[str, dict[int, tuple[MessageKey, str]]]]:
+    """Where each summary's text body comes from: the section 1 bytes that came with it (when they are the
+    whole part), or a FETCH of its section (``section -> uid -> (key, encoding)``), within
+    :data:`BULK_BODY_BUDGET`; bodies over :data:`BULK_BODY_LIMIT` are left to be fetched when read."""
+    from_summaries: list[tuple[MessageSummary, MimePart]] = []
+    wanted: dict[str, dict[int, tuple[MessageKey, str]]] = {}
+    budget = BULK_BODY_BUDGET
+    for summary in summaries:
+        structure = summary.structure
+        if structure is None:
+            continue
+        plain, html = structure.body_parts()
+        part = plain or html
+        if part is None or part.size > BULK_BODY_LIMIT:
+            continue
+        first = summary.body_start
+        if first is not None and part.fetch_section == "1" and len(first) >= part.size:
+            from_summaries.append((summary, part))
+        elif budget >= part.size:
+            budget -= part.size
+            wanted.setdefault(part.section, {})[_uid_of(summary)] = (summary.key, part.encoding)
+    return from_summaries, wanted
 
 
 def _summary_request(bodies: bool) -> str:

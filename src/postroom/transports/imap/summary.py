@@ -19,9 +19,9 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.imap.bodystructure import parse_bodystructure
 from postroom.transports.imap.keys import ImapKey
-from postroom.transports.imap.response import Literal, items_of
+from postroom.transports.imap.response import FetchItems, Literal, items_of
 
-__all__ = ["internaldate", "summary_from", "summary_of_response"]
+__all__ = ["internaldate", "summary_from", "summary_of_response", "summary_or_items"]
 
 _QUOTED = rb'"([^"\\]*)"'
 _NIL_OR_QUOTED = rb'(NIL|"[^"\\]*")'
@@ -59,14 +59,32 @@ def _text(value: bytes) -> str:
 
 def summary_of_response(parts: list[bytes | Literal], folder: str, validity: int) -> MessageSummary | None:
     """The summary in one FETCH response (its text and literals from the ``(``), by the fast path when it can."""
+    usual = _usual_summary(parts, folder, validity)
+    return usual if usual is not None else summary_from(items_of(parts), folder, validity)
+
+
+def summary_or_items(parts: list[bytes | Literal], folder: str, validity: int) -> MessageSummary | FetchItems:
+    """One FETCH response read by what it holds: the summary when it carries a BODYSTRUCTURE (an answer to
+    the loop's request), else its items (a body section, or flags the server reported on its own)."""
+    usual = _usual_summary(parts, folder, validity)
+    if usual is not None:
+        return usual
+    items = items_of(parts)
+    if "BODYSTRUCTURE" not in items:
+        return items
+    return summary_from(items, folder, validity) or items
+
+
+def _usual_summary(parts: list[bytes | Literal], folder: str, validity: int) -> MessageSummary | None:
+    """The summary by the fast path, or None when the response is not of the usual shape."""
     match = _USUAL_RESPONSE.match(parts[0]) if len(parts) in (3, 5) and parts[-1] == _END else None
     if match is None or (len(parts) == 5 and parts[2] != _FIRST_SECTION):
-        return summary_from(items_of(parts), folder, validity)
+        return None
     uid, flags, size, date, maintype, subtype, param, value, content_id, _description, encoding, part_size = (
         match.groups()
     )
     if maintype.lower() == b"message":  # an attached message's leaf carries more than this shape reads
-        return summary_from(items_of(parts), folder, validity)
+        return None
     part = MimePart(
         section="",
         content_type=f"{_text(maintype).lower() or 'text'}/{_text(subtype).lower()}",
