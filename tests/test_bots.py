@@ -17,6 +17,9 @@ import pytest
 import postroom
 from postroom.runner import Bot, FailurePolicy, LocalRunner, load_bot, parse_bot
 from postroom.runner.ledger import Ledger
+from postroom.transports.contract import ItemResult
+from postroom.transports.imap.keys import ImapKey
+from postroom.transports.imap.writing import ImapWriting
 from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox, invoice, replies_by_original
 from tests.conftest import server_config
 from tests.servers.cutting_proxy import CutRule, cutting_proxy
@@ -122,12 +125,21 @@ def test_an_insecure_password_in_a_bot_file_is_named_with_its_line(tmp_path: Pat
 
 
 def test_a_bot_processes_each_message_once_and_a_rerun_does_nothing(
-    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     messages = fill_mailbox(dovecot, mailbox_user, range(1, 31))
     path = bot_file(tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, workers=3)
+    moves: list[int] = []  # messages per IMAP move call
+    original_move = ImapWriting.move
+
+    def counting_move(self: ImapWriting, keys: list[ImapKey], folder: str) -> list[ItemResult]:
+        moves.append(len(keys))
+        return original_move(self, keys, folder)
+
+    monkeypatch.setattr(ImapWriting, "move", counting_move)
     first = LocalRunner(load_bot(path)).run()
     assert first.exit_code == 0, first.to_dict()
+    assert sum(moves) == 30 and len(moves) <= 6, moves  # the last step moves each claimed batch at once
     assert (first.new, first.outcome.done, first.outcome.failed) == (30, 30, 0)
     assert sorted(_mine(smtp, messages).values()) == [1] * 30
     saved = sorted((tmp_path / "saved" / "INBOX").iterdir())

@@ -30,7 +30,16 @@ from postroom.runner import metrics
 from postroom.runner.definition import BotDefinition
 from postroom.runner.ledger import Claim, Ledger, LostClaimError, Seen
 from postroom.runner.sessions import BotMailbox, BotSessions
-from postroom.runner.steps import DeliveryHeldError, Job, renewal_due, run_steps, sent_copy_mode
+from postroom.runner.steps import (
+    DeliveryHeldError,
+    Job,
+    move_all,
+    moved_detail,
+    record_step,
+    renewal_due,
+    run_steps,
+    sent_copy_mode,
+)
 from postroom.session import Runtime, Session
 from postroom.transports.contract import Appends, ClaimsOnServer, CreatesFolders, Folders, Syncs, Watches
 
@@ -186,9 +195,68 @@ class Engine:
             for claim in claims:
                 self._failed(claim, exc, outcome, session)
             return outcome
-        for claim in claims:
-            self._process_one(session, box, claim, summaries.get(claim.key), outcome)
+        together = self._moves_together()
+        waiting = [
+            job
+            for claim in claims
+            if (job := self._process_one(session, box, claim, summaries.get(claim.key), outcome, together))
+        ]
+        if waiting:
+            self._move_together(session, waiting, outcome)
         return outcome
+
+    def _moves_together(self) -> bool:
+        """Whether the batch's last step runs as one bulk move: when it is a move (one command for the batch
+        instead of several per message; each message is still journaled and finished on its own)."""
+        steps = self.definition.steps
+        return bool(steps) and steps[-1].kind == "move"
+
+    def _move_together(self, session: Session, jobs: list[Job], outcome: Outcome) -> None:
+        """The last step (a move) of every message whose other steps are done, in one bulk move; each result
+        is journaled with its message's "done", and a message the move failed for is failed on its own."""
+        index = len(self.definition.steps) - 1
+        folder = self.definition.steps[index].options["folder"]
+        ready = []
+        for job in jobs:  # nothing is moved for a claim that was taken over while the batch ran
+            try:
+                job.check_claim()
+                ready.append(job)
+            except Exception as exc:
+                self._settle_failure(job, exc, outcome, session)
+        if not ready:
+            return
+        started = time.perf_counter()
+        try:
+            results = move_all(session, [job.mail for job in ready], folder)
+        except Exception as exc:
+            for job in ready:
+                self._settle_failure(job, exc, outcome, session)
+            return
+        share = (time.perf_counter() - started) / len(ready)  # each message's part of the bulk move
+        for job, result in zip(ready, results, strict=True):
+            try:
+                detail = moved_detail(result)
+                record_step(job, index, detail, new_key=detail.pop("new_key", None), seconds=share)
+                self._done(job.claim, job.log_extra, outcome)
+            except Exception as exc:
+                self._settle_failure(job, exc, outcome, session)
+
+    def _settle_failure(self, job: Job, exc: Exception, outcome: Outcome, session: Session) -> None:
+        """A message of a bulk move that did not finish: its claim was lost, or its move failed."""
+        if isinstance(exc, LostClaimError):
+            self._lost(job.claim, exc, outcome)
+        else:
+            self._failed(job.claim, exc, outcome, session)
+
+    def _done(self, claim: Claim, extra: dict[str, object], outcome: Outcome) -> None:
+        outcome.done += 1
+        metrics.count_message(self.definition.name, "done")
+        _log.info("%s: done", claim.key, extra=extra)
+
+    def _lost(self, claim: Claim, lost: LostClaimError, outcome: Outcome) -> None:
+        outcome.lost += 1
+        metrics.count_claim_conflict(self.definition.name)
+        _log.warning("%s: %s", claim.key, lost.problem, extra=self._extra(claim))
 
     def _keep(self, mailbox_id: int, summary: MessageSummary) -> None:
         with self._fetched_lock:
@@ -202,8 +270,16 @@ class Engine:
             return {key: found for key in keys if (found := self._fetched.pop((mailbox_id, key), None)) is not None}
 
     def _process_one(
-        self, session: Session, box: BotMailbox, claim: Claim, summary: MessageSummary | None, outcome: Outcome
-    ) -> None:
+        self,
+        session: Session,
+        box: BotMailbox,
+        claim: Claim,
+        summary: MessageSummary | None,
+        outcome: Outcome,
+        move_later: bool = False,
+    ) -> Job | None:
+        """Run the steps on one message; with ``move_later``, all but the last (a move), returning the job
+        for :meth:`_move_together` when that move is still to do."""
         extra = self._extra(claim)
         try:
             # the claim may have waited in this batch: renewed (or found taken over) before anything is done
@@ -216,11 +292,11 @@ class Engine:
                 if summary is None or not self._claim_on_server(session, claim):
                     self.ledger.skip(claim, f"claimed on the mail server by another deployment ({self._keyword})")
                     outcome.skipped += 1
-                    return
+                    return None
                 self.ledger.record_effect(claim, "claim", "claim", "done", detail={"keyword": self._keyword})
             if summary is None:
                 self._gone(session, claim, effects, outcome)
-                return
+                return None
             message = Message(summary, SessionSource(session))
             pattern = self.definition.subject_pattern
             job = Job(
@@ -236,19 +312,20 @@ class Engine:
                 log_extra=extra,
                 renewed_at=renewed_at,
             )
+            last = str(len(self.definition.steps) - 1)
+            if move_later and not (last in effects and effects[last].state == "done"):
+                run_steps(job, upto=len(self.definition.steps) - 1)
+                return job
             if not run_steps(job):
                 self.ledger.finish(claim)
-            outcome.done += 1
-            metrics.count_message(self.definition.name, "done")
-            _log.info("%s: done", claim.key, extra=extra)
+            self._done(claim, extra, outcome)
         except LostClaimError as lost:
-            outcome.lost += 1
-            metrics.count_claim_conflict(self.definition.name)
-            _log.warning("%s: %s", claim.key, lost.problem, extra=extra)
+            self._lost(claim, lost, outcome)
         except DeliveryHeldError as held:
             self._give_up(claim, session, held, outcome)
         except Exception as exc:  # a step's own code may raise anything; it is recorded, never lost
             self._failed(claim, exc, outcome, session)
+        return None
 
     @property
     def _keyword(self) -> str:

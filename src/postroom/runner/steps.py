@@ -46,7 +46,7 @@ from postroom.runner.files import place_file
 from postroom.runner.ledger import Claim, Effect, Ledger
 from postroom.runner.templates import render
 from postroom.session import Session
-from postroom.transports.contract import Appends, CreatesFolders, SubmitsMail
+from postroom.transports.contract import Appends, CreatesFolders, ItemResult, SubmitsMail
 from postroom.transports.smtp import after_acceptance, before_handover
 
 __all__ = ["DeliveryHeldError", "Job", "StepContext", "run_steps", "sent_copy_mode"]
@@ -161,12 +161,13 @@ class Job:
         return folder if folder.is_absolute() else self.definition.base_dir / folder
 
 
-def run_steps(job: Job) -> bool:
-    """Run the definition's steps that are not done yet. The last step's journal entry and the message's
-    "done" are one transaction; returns False when every step had been done before (the caller finishes)."""
-    new_key: str | None = None
+def run_steps(job: Job, *, upto: int | None = None) -> bool:
+    """Run the definition's steps that are not done yet (those before index ``upto`` only, when given). The
+    last step's journal entry and the message's "done" are one transaction; returns False when every step
+    had been done before (the caller finishes), and always when ``upto`` stops before the last."""
     steps = job.definition.steps
-    for index, step in enumerate(steps):
+    new_key: str | None = None
+    for index, step in enumerate(steps[:upto]):
         seq = str(index)
         done = job.effects.get(seq)
         if done is not None and done.state == "done":
@@ -174,33 +175,30 @@ def run_steps(job: Job) -> bool:
         started = time.perf_counter()
         detail = _STEPS[step.kind](job, step, seq)
         new_key = detail.pop("new_key", None) or new_key
-        last = index == len(steps) - 1
-        recorded = job.effects.get(seq)
-        if recorded is None or recorded.state != "done":  # (mail is recorded done as the server accepts it)
-            job.record(
-                seq,
-                step.kind,
-                "done",
-                message_id=detail.pop("message_id", None),
-                finish=last,
-                new_key=new_key,
-                **detail,
-            )
-        elif last:
-            job.ledger.finish(job.claim, new_key=new_key)
-        _log.info(
-            "%s: %s done in %.0f ms",
-            job.claim.key,
-            step.label,
-            (time.perf_counter() - started) * 1000,
-            extra={**job.log_extra, "step": step.label},
-        )
-        from postroom.runner.metrics import observe_step
-
-        observe_step(job.definition.name, step.kind, time.perf_counter() - started)
-        if last:
+        if record_step(job, index, detail, new_key=new_key, seconds=time.perf_counter() - started):
             return True
     return False
+
+
+def record_step(job: Job, index: int, detail: dict[str, Any], *, new_key: str | None, seconds: float) -> bool:
+    """Journal step ``index`` done with ``detail`` (with the message's "done" if it is the last), log it and
+    count it; returns whether it was the last."""
+    from postroom.runner.metrics import observe_step
+
+    steps = job.definition.steps
+    step, seq, last = steps[index], str(index), index == len(steps) - 1
+    recorded = job.effects.get(seq)
+    if recorded is None or recorded.state != "done":  # (mail is recorded done as the server accepts it)
+        job.record(
+            seq, step.kind, "done", message_id=detail.pop("message_id", None), finish=last, new_key=new_key, **detail
+        )
+    elif last:
+        job.ledger.finish(job.claim, new_key=new_key)
+    _log.info(
+        "%s: %s done in %.0f ms", job.claim.key, step.label, seconds * 1000, extra={**job.log_extra, "step": step.label}
+    )
+    observe_step(job.definition.name, step.kind, seconds)
+    return last
 
 
 # -- mail: the outbox ----------------------------------------------------------------------------------
@@ -344,13 +342,23 @@ def _move(job: Job, step: StepSpec, seq: str) -> dict[str, Any]:
 
 
 def move_once(job: Job, seq: str, folder: str) -> dict[str, Any]:
+    return moved_detail(move_all(job.session, [job.mail], folder)[0])
+
+
+def move_all(session: Session, mails: list[Message], folder: str) -> list[ItemResult]:
+    """Move ``mails`` to ``folder`` in one bulk move (a result per message), making the folder if it is missing
+    (never made, or deleted since)."""
     try:
-        result = move(job.session, job.mail, folder)[0]
+        return move(session, mails, folder)
     except ConfigError as exc:
-        if exc.field != "folder" or not job.session.can(CreatesFolders):
+        if exc.field != "folder" or not session.can(CreatesFolders):
             raise
-        create_folder(job.session, folder)  # the folder is missing (never made, or deleted since): make it
-        result = move(job.session, job.mail, folder)[0]
+        create_folder(session, folder)
+        return move(session, mails, folder)
+
+
+def moved_detail(result: ItemResult) -> dict[str, Any]:
+    """A move step's journal detail; its error if the message was not moved."""
     if not result.ok:
         assert result.error is not None
         raise result.error
