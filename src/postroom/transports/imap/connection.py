@@ -374,20 +374,18 @@ class ImapConnection:
         with self._in_flight(client):
             while self._ahead:
                 ahead = self._ahead[0]
-                ahead.fetch.responses(client)
+                ahead.fetch.read(client)
                 self._ahead.popleft()
                 if ahead is upto:
                     return
 
-    def _send_ahead(self, ahead_of: Callable[[_Client], _Ahead]) -> _Ahead:
+    def _send_ahead(self, ahead_of: Callable[[_Client], _Ahead]) -> None:
         """Send a FETCH now, its replies to be read after those sent before it (the connection is not drained)."""
         client = self._client
         if client is None:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
         with self._in_flight(client):
-            ahead = ahead_of(client)
-        self._ahead.append(ahead)
-        return ahead
+            self._ahead.append(ahead_of(client))
 
     def _fetch_many(self, uids: list[int], request: str, parse: Callable[[ResponseParts], T]) -> Iterator[list[T]]:
         """Pipelined UID FETCH in chunks (any failure drops the connection)."""
@@ -420,12 +418,11 @@ class PendingChange:
 
 @dataclass(eq=False)
 class _Ahead:
-    """A FETCH sent before it is wanted, for ``keys``: their summaries (``section`` None; with ``bodies``,
-    section 1's first bytes too), or one body ``section`` of each."""
+    """A FETCH sent before it is wanted, for ``keys``: their summaries (``section`` None), or one body
+    ``section`` of each."""
 
     keys: list[ImapKey]
-    fetch: FetchAhead[Any]
-    bodies: bool = False
+    fetch: FetchAhead
     section: str | None = None
 
 

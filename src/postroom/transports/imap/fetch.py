@@ -16,7 +16,7 @@ from __future__ import annotations
 import imaplib
 import re
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Generic, TypeAlias, TypeVar, cast
+from typing import BinaryIO, TypeAlias, TypeVar, cast
 
 from postroom.transports.imap.response import Literal
 from postroom.transports.lines import read_line
@@ -106,22 +106,18 @@ def pipelined_fetch(
             pending = following
 
 
-class FetchAhead(Generic[T]):
-    """``UID FETCH`` commands sent now, their replies read later (all of them, in order, once)."""
+class FetchAhead:
+    """``UID FETCH`` commands sent now, their replies read later, in order, once: ``parse`` keeps what it
+    reads (the replies may belong to any command in flight, see :func:`read_fetch`)."""
 
     def __init__(
-        self, client: imaplib.IMAP4, uid_sets: list[str], items: str, parse: Callable[[ResponseParts], T]
+        self, client: imaplib.IMAP4, uid_sets: list[str], items: str, parse: Callable[[ResponseParts], None]
     ) -> None:
         self._tags = [send_fetch(client, uid_set, items) for uid_set in uid_sets]
         self._parse = parse
-        self._responses: list[T] | None = None
 
-    @property
-    def read_yet(self) -> bool:
-        return self._responses is not None
-
-    def responses(self, client: imaplib.IMAP4) -> list[T]:
-        """Every FETCH response of the commands, parsed, read off the connection on the first call."""
-        if self._responses is None:
-            self._responses = [item for tag in self._tags for item in read_fetch(client, tag, self._parse)]
-        return self._responses
+    def read(self, client: imaplib.IMAP4) -> None:
+        """Read every reply of the commands off the connection, handing each FETCH response to ``parse``."""
+        for tag in self._tags:
+            for _kept in read_fetch(client, tag, self._parse):
+                pass

@@ -98,7 +98,7 @@ class ImapReading(ImapConnection):
         self._select_for(keys, writable=False)
         self._prune_salvaged()
         sets, request = fetch_sets([key.uid for key in keys]), _summary_request(bodies)
-        self._send_ahead(lambda client: _Ahead(keys, FetchAhead(client, sets, request, self._file), bodies))
+        self._send_ahead(lambda client: _Ahead(keys, FetchAhead(client, sets, request, self._file)))
         self._collectable.append((keys, bodies))
 
     def collect_ahead(self, keys: list[ImapKey], *, bodies: bool = False) -> list[MessageSummary] | None:
