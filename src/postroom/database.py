@@ -9,15 +9,20 @@ lock so that several processes starting at once migrate once.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 
 from postroom.errors import ConfigError
 
-__all__ = ["READ_ONLY", "insert_for", "make_engine", "migrate", "reason"]
+__all__ = ["READ_ONLY", "insert_for", "make_engine", "migrate", "reason", "when_unlocked"]
+
+T = TypeVar("T")
 
 #: The execution option of a connection that only reads: on SQLite its transactions take no write lock.
 READ_ONLY = "postroom_read_only"
@@ -67,11 +72,29 @@ def migrate(engine: Engine, script_location: Path, *, lock_id: int) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(script_location))
-    with engine.begin() as connection:
-        if engine.dialect.name != "sqlite":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+
+    def upgrade() -> None:
+        with engine.begin() as connection:
+            if engine.dialect.name != "sqlite":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    when_unlocked(engine, upgrade)  # (one transaction: a try that was refused left nothing behind)
+
+
+def when_unlocked(engine: Engine, action: Callable[[], T]) -> T:
+    """Run ``action``; where SQLite answers "database is locked" before its busy wait applies (two processes
+    opening a new file at once, each switching it to WAL), ask again after a growing pause, 100 times at most.
+    ``action`` must leave nothing behind when it fails."""
+    for attempt in range(100):
+        try:
+            return action()
+        except OperationalError as exc:
+            if engine.dialect.name != "sqlite" or "locked" not in str(exc.orig) or attempt == 99:
+                raise
+            time.sleep(min(0.5, 0.01 * (attempt + 1)))
+    raise AssertionError("unreachable")
 
 
 def insert_for(engine: Engine, table: Any) -> Any:

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ClauseElement
 
-from postroom.database import insert_for, make_engine, migrate, reason
+from postroom.database import insert_for, make_engine, migrate, reason, when_unlocked
 from postroom.errors import PostroomError
 from postroom.logs import get_logger
 from postroom.paths import process_running
@@ -175,17 +175,19 @@ class Ledger:
             connection.close()
 
     def _begin(self) -> Connection:
-        for attempt in range(100):
+        def begun() -> Connection:
             connection = self.engine.connect()
             try:
                 connection.begin()
-                return connection
-            except OperationalError as exc:
+            except BaseException:
                 connection.close()
-                if not (self.is_sqlite and "locked" in str(exc.orig)) or attempt == 99:
-                    raise _unreachable(self, exc) from None
-                time.sleep(min(0.5, 0.01 * (attempt + 1)))
-        raise AssertionError("unreachable")
+                raise
+            return connection
+
+        try:
+            return when_unlocked(self.engine, begun)
+        except OperationalError as exc:
+            raise _unreachable(self, exc) from None
 
     # -- mailboxes and their poll lease ---------------------------------------------------------------
 
