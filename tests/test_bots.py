@@ -362,8 +362,10 @@ def test_two_runners_on_one_ledger_process_each_message_once(
 # -- watching ------------------------------------------------------------------------------------------------
 
 
-def _watch_until_replied(path: Path, dovecot: Dovecot, smtp: SmtpServerUnderTest, user: str) -> float:
-    """Run the bot with --watch, deliver one invoice, and return seconds from delivery to its reply."""
+def _watch_until_replied(
+    path: Path, dovecot: Dovecot, smtp: SmtpServerUnderTest, user: str, *, folder: str = "INBOX"
+) -> float:
+    """Run the bot with --watch, deliver one invoice into ``folder``, and return seconds from delivery to its reply."""
     stop = threading.Event()
     runner = LocalRunner(load_bot(path))
     thread = threading.Thread(target=runner.run, kwargs={"watch": True, "stop": stop})
@@ -372,7 +374,7 @@ def _watch_until_replied(path: Path, dovecot: Dovecot, smtp: SmtpServerUnderTest
     try:
         time.sleep(1.5)  # the watcher is idling by now
         delivered_at = time.monotonic()
-        dovecot.deliver(user, sent)
+        dovecot.deliver(user, sent, folder=folder)
         while not _mine(smtp, [sent]) and time.monotonic() - delivered_at < 15:
             time.sleep(0.02)
         took = time.monotonic() - delivered_at
@@ -418,6 +420,25 @@ def test_watch_finds_mail_a_silent_idle_never_reported_within_the_reconcile_inte
         took = _watch_until_replied(path, dovecot, smtp, mailbox_user)
     assert proxy.swallowed >= 1  # the push really was lost
     assert took < 6, f"the 2s reconcile should have found it, took {took:.1f}s"
+
+
+def test_watch_over_subfolders_finds_mail_that_arrives_in_a_subfolder(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    """IDLE and STATUS watch one folder: a loop over subfolders must not take an unchanged INBOX for "nothing new"."""
+    dovecot.deliver(mailbox_user, b"Subject: not an invoice\r\n\r\nhello\r\n", folder="INBOX/Vendors")
+    steps = [{"reply": "Got {subject}"}, {"move": "Processed"}]
+    path = bot_file(
+        tmp_path,
+        dovecot,
+        users=[mailbox_user],
+        smtp_port=smtp.ssl_port,
+        steps=steps,
+        watch={"reconcile": "2s"},
+        loop={"folder": "INBOX", "include_subfolders": True, "subject": r"^Invoice (\d+) from", "regex": True},
+    )
+    took = _watch_until_replied(path, dovecot, smtp, mailbox_user, folder="INBOX/Vendors")
+    assert took < 6, f"the 2s reconcile should have listed the subfolders, took {took:.1f}s"
 
 
 def test_connections_have_tcp_keepalive_on(imap: postroom.Session) -> None:

@@ -134,18 +134,20 @@ class Engine:
     def discover(self, session: Session, box: BotMailbox, mailbox_id: int, *, trigger: str, force: bool = False) -> int:
         """Record what is new in the folder; returns how many new messages were found. With a server that
         reports folder state (IMAP STATUS), an unchanged folder costs one round trip."""
+        loop = self.definition.loop
+        # a folder's state and its sync position speak for that folder alone, not for its subfolders
+        one_folder = not loop.include_subfolders and not any(ch in loop.folder for ch in "*%")
         token = None
-        if session.can(Watches):
+        if one_folder and session.can(Watches):
             token = session.call(lambda mailbox: cast(Watches, mailbox).folder_state(box.folder))
             if not force and token == self.ledger.mailbox_row(mailbox_id)["state_token"]:
                 self.ledger.heard_from_server(mailbox_id, trigger=trigger)
                 return 0
-        loop = self.definition.loop
         known = self.ledger.known_keys(mailbox_id)
         rejected = self._rejected[mailbox_id]
         found: list[Seen] = []
         after: dict[str, object] | None = None
-        if session.can(Syncs) and not loop.include_subfolders and not any(ch in loop.folder for ch in "*%"):
+        if one_folder and session.can(Syncs):
             # only what is new since the saved position (Graph delta); kept once the new items are recorded
             saved = self.ledger.mailbox_row(mailbox_id)["position"]
             position = json.loads(saved) if saved else None
