@@ -99,7 +99,13 @@ def header_block_of(item: Any, clean: _Cleaner | None = None) -> tuple[bytes, li
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    """exchangelib's ``EWSDateTime`` as a plain aware datetime in UTC (its ``astimezone`` and ``replace`` refuse
+    the stdlib's time zones, so handing it on would break user code that converts a date)."""
+    if value.tzinfo is not None:
+        value = dt.datetime.fromtimestamp(value.timestamp(), dt.UTC)
+    return dt.datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, tzinfo=dt.UTC
+    )
 
 
 def body_of(item: Any, clean: _Cleaner | None = None) -> tuple[bytes, str]:
