@@ -785,3 +785,139 @@ def test_a_loop_reading_bodies_asks_for_each_chunk_once(ews: postroom.Session, e
     texts = [m.text for m in postroom.messages(ews, order="oldest")]
     assert len(texts) == 150 and all(t.strip() == "hello" for t in texts)
     assert ews_server.operations.count("GetItem") <= 3  # the chunks (100 and 50), not one per message
+
+
+# -- watching: pull notifications -----------------------------------------------------------------
+
+
+def _state(session: postroom.Session, folder: str = "INBOX") -> str:
+    return session.call(lambda mailbox: mailbox.folder_state(folder))  # type: ignore[attr-defined]
+
+
+def test_a_folder_check_is_one_getevents_and_changes_when_mail_arrives_or_leaves(
+    ews: postroom.Session, ews_server: EwsServerUnderTest
+) -> None:
+    from postroom.transports.contract import Watches
+
+    assert ews.can(Watches)
+    ews_server.deliver(mail("first"))
+    first = _state(ews)  # subscribes
+    assert ews_server.operations.count("Subscribe") == 1
+    before = len(ews_server.operations)
+    assert _state(ews) == first
+    assert ews_server.operations[before:] == ["GetEvents"]  # an unchanged folder: one small request, no listing
+    ews_server.deliver(mail("second"))
+    arrived = _state(ews)
+    assert arrived != first
+    assert _state(ews) == arrived
+    ews_server.deliver(mail("elsewhere"), "Inbox/Other")  # another folder's mail is not this folder's change
+    assert _state(ews) == arrived
+    ews_server.folder("Archive")  # (made after the folder listing: the session lists again, same subscription)
+    postroom.move(ews, next(iter(postroom.messages(ews, order="oldest"))), "Archive")
+    left = _state(ews)
+    assert left not in (first, arrived)
+    assert ews_server.operations.count("Subscribe") == 1
+
+
+def test_many_events_are_read_to_the_end_and_a_lost_subscription_counts_as_a_change(
+    ews: postroom.Session, ews_server: EwsServerUnderTest
+) -> None:
+    from tests.servers.ews import EVENTS_PER_REPLY
+
+    first = _state(ews)
+    for number in range(EVENTS_PER_REPLY + 5):  # two events each: more than two replies' worth
+        ews_server.deliver(mail(f"mail {number}"))
+    before = len(ews_server.operations)
+    changed = _state(ews)
+    assert changed != first
+    assert ews_server.operations[before:] == ["GetEvents"] * 3  # MoreEvents followed, the watermark moved on
+    assert _state(ews) == changed  # nothing read twice
+    ews_server.forget_subscriptions()  # the mailbox server restarted: events may have been missed
+    renewed = _state(ews)
+    assert renewed not in (first, changed)  # so the caller lists the folder again
+    assert ews_server.operations.count("Subscribe") == 2
+    assert _state(ews) == renewed
+
+
+def test_wait_for_change_returns_soon_after_mail_arrives_and_at_the_timeout_without(
+    ews: postroom.Session, ews_server: EwsServerUnderTest
+) -> None:
+    import threading
+    import time
+
+    def wait(timeout: float) -> bool:
+        return ews.call(lambda mailbox: mailbox.wait_for_change("INBOX", timeout))  # type: ignore[attr-defined, no-any-return]
+
+    _state(ews)
+    started = time.monotonic()
+    assert wait(1.0) is False
+    assert 0.9 < time.monotonic() - started < 3
+    threading.Timer(0.5, lambda: ews_server.deliver(mail("now"))).start()
+    started = time.monotonic()
+    assert wait(30.0) is True
+    assert time.monotonic() - started < 5  # within a pull interval or two of the delivery
+
+
+def test_a_bot_watching_ews_processes_new_mail_without_listing_an_unchanged_folder(
+    ews_server: EwsServerUnderTest, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    from postroom.runner import Bot, LocalRunner
+    from postroom.runner.definition import WatchSpec
+
+    ews_server.deliver(mail("Invoice 1"))
+    ews_server.folder("Processed")
+    bot = Bot(
+        "ews-watch",
+        session=ews_config(ews_server),
+        loop={"subject": "Invoice", "order": "oldest"},
+        ledger=f"sqlite:///{tmp_path / 'ledger.db'}",
+        watch=WatchSpec(reconcile=60.0),
+        variables=EWS_VARIABLES,
+    )
+    handled: list[str] = []
+
+    @bot.step
+    def handle(message: postroom.Message, context: Any) -> None:
+        handled.append(message.subject)
+        context.move("Processed")
+
+    stop = threading.Event()
+    runner = LocalRunner(bot.definition, variables=bot.variables)
+    thread = threading.Thread(target=runner.run, kwargs={"watch": True, "stop": stop})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while handled != ["Invoice 1"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(3)  # the watcher waits on GetEvents now
+        listings = ews_server.operations.count("FindItem")
+        time.sleep(3)
+        assert ews_server.operations.count("FindItem") == listings  # pulls only, while nothing changes
+        ews_server.deliver(mail("Invoice 2"))
+        delivered = time.monotonic()
+        while len(handled) < 2 and time.monotonic() - delivered < 15:
+            time.sleep(0.05)
+        took = time.monotonic() - delivered
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert handled == ["Invoice 1", "Invoice 2"]
+    assert took < 6, f"a pull every few seconds should have found it (the reconcile is a minute away), took {took:.1f}s"
+    assert [i.subject for i in ews_server.in_folder("Processed")] == ["Invoice 1", "Invoice 2"]
+    assert ews_server.operations.count("Unsubscribe") >= 1  # the subscription ended with the watcher
+
+
+def test_dates_from_ews_are_plain_datetimes_that_convert_like_any_other(
+    ews: postroom.Session, ews_server: EwsServerUnderTest
+) -> None:
+    """exchangelib's EWSDateTime refuses the stdlib's zones in astimezone(); a bot's ledger and user code convert."""
+    ews_server.deliver(mail("dated"), received=dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC))
+    message = next(iter(postroom.messages(ews)))
+    for value in (message.received_date, message.sent_date):
+        assert type(value) is dt.datetime
+        assert value.astimezone(dt.timezone(dt.timedelta(hours=2))).utcoffset() == dt.timedelta(hours=2)
+    assert message.received_date == dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)

@@ -6,7 +6,8 @@ request/response schemas (``messages.xsd``/``types.xsd``, Exchange 2013 and late
 GetFolder, FindFolder, CreateFolder, FindItem (paging, restrictions, sort order),
 GetItem (field selection, ``MimeContent``, ``Body``, ``InternetMessageHeaders``,
 attachment lists), GetAttachment, MoveItem, DeleteItem, UpdateItem (read status),
-CreateItem (save, send, send-and-save). Every reply carries ``ServerVersionInfo``
+CreateItem (save, send, send-and-save), and pull notifications (Subscribe, GetEvents,
+Unsubscribe). Every reply carries ``ServerVersionInfo``
 as Exchange does, and every reply is checked by the real client (exchangelib).
 
 It holds a small mailbox in memory and checks credentials the way Exchange's
@@ -27,6 +28,7 @@ import re
 import secrets
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -144,6 +146,16 @@ class _Folder:
 
 
 @dataclass
+class _Subscription:
+    """A pull subscription: its folders and event kinds, how long it lives unasked, when it was last asked."""
+
+    folder_ids: frozenset[str]
+    kinds: frozenset[str]
+    minutes: int
+    last_asked: float
+
+
+@dataclass
 class EwsServerUnderTest:
     """The running stand-in: its URL, CA, mailbox, and hooks for the tests."""
 
@@ -167,6 +179,10 @@ class EwsServerUnderTest:
     busy: int = 0
     #: Bytes of the replies sent (the bench's counter).
     bytes_out: int = 0
+    #: What happened to items, in order, for pull subscriptions: (kind, item id, folder id, old item id, old folder).
+    events: list[tuple[str, str, str, str | None, str | None, dt.datetime]] = field(default_factory=list)
+    #: Pull subscriptions by id.
+    subscriptions: dict[str, _Subscription] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _clock: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -205,7 +221,20 @@ class EwsServerUnderTest:
             fields.setdefault("received", self._clock)
             item = EwsItem.from_mime(self.folder(path), raw, **fields)
             self.items[item.id] = item
+            self.event("CreatedEvent", item)
+            self.event("NewMailEvent", item)
             return item
+
+    def event(self, kind: str, item: EwsItem, old: tuple[str, str] | None = None) -> None:
+        """Record what happened to ``item`` (``old``: its id and folder before a move) for pull subscriptions."""
+        with self.lock:
+            when = dt.datetime.now(dt.UTC)
+            self.events.append((kind, item.id, item.folder_id, old[0] if old else None, old[1] if old else None, when))
+
+    def forget_subscriptions(self) -> None:
+        """Lose every pull subscription, as a mailbox server does when it restarts or the mailbox moves."""
+        with self.lock:
+            self.subscriptions.clear()
 
     def in_folder(self, path: str) -> list[EwsItem]:
         with self.lock:
@@ -215,6 +244,8 @@ class EwsServerUnderTest:
     def clear(self) -> None:
         with self.lock:
             self.items.clear()
+            self.events.clear()
+            self.subscriptions.clear()
             self.outbox.clear()
             self.operations.clear()
             self.versions.clear()
@@ -632,9 +663,11 @@ def _move_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
             out.append(found)
             continue
         del state.items[found.id]
+        old = (found.id, found.folder_id)
         found.folder_id = target
         found.id = "AAMk" + secrets.token_urlsafe(30)  # a moved item gets a new id, as in Exchange
         state.items[found.id] = found
+        state.event("MovedEvent", found, old)
         out.append(
             _ok(
                 "MoveItem",
@@ -652,9 +685,12 @@ def _delete_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
             out.append(found)
             continue
         if body.get("DeleteType") == "MoveToDeletedItems":
+            old = (found.id, found.folder_id)
             found.folder_id = "deleteditems"
+            state.event("MovedEvent", found, old)
         else:
             del state.items[found.id]
+            state.event("DeletedEvent", found)
         out.append(_ok("DeleteItem"))
     return out
 
@@ -725,6 +761,7 @@ def _create_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
         item = EwsItem.from_mime(folder, raw)
         item.is_read = _boolean(elem.findtext("t:IsRead", namespaces=NS) or "true")
         state.items[item.id] = item
+        state.event("CreatedEvent", item)
         inner = "<m:Items/>" if disposition != "SaveOnly" else f"<m:Items>{_item_xml(item, [])}</m:Items>"
         out.append(_ok("CreateItem", inner))
     return out
@@ -733,6 +770,90 @@ def _create_item(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
 def _convert_id(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
     """Only what version detection needs: exchangelib sends a dummy id and reads ServerVersionInfo."""
     return [_error("ConvertId", "ErrorInvalidIdMalformed", "Id is malformed.") for _ in body.find("m:SourceIds", NS)]  # type: ignore[union-attr]
+
+
+def _watermark(subscription_id: str, position: int) -> str:
+    return base64.b64encode(f"{subscription_id}:{position}".encode()).decode()
+
+
+def _subscribe(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
+    request_elem = body.find("m:PullSubscriptionRequest", NS)
+    if request_elem is None:
+        return [_error("Subscribe", "ErrorInvalidSubscriptionRequest", "The stand-in has pull subscriptions only.")]
+    minutes = int(request_elem.findtext("t:Timeout", namespaces=NS) or "30")
+    if not 1 <= minutes <= 1440:
+        return [_error("Subscribe", "ErrorInvalidPullSubscriptionTimeout", "The timeout must be 1 to 1440 minutes.")]
+    listed = request_elem.find("t:FolderIds", NS)
+    folders = frozenset(_folder_id(state, elem) for elem in (listed if listed is not None else []))
+    kinds = frozenset(e.text or "" for e in request_elem.iterfind("t:EventTypes/t:EventType", NS))
+    subscription_id = "sub-" + secrets.token_urlsafe(16)
+    state.subscriptions[subscription_id] = _Subscription(folders, kinds, minutes, time.monotonic())
+    watermark = _watermark(subscription_id, len(state.events))
+    return [
+        _ok(
+            "Subscribe", f"<m:SubscriptionId>{subscription_id}</m:SubscriptionId><m:Watermark>{watermark}</m:Watermark>"
+        )
+    ]
+
+
+#: Events per GetEvents reply; MoreEvents says there are more.
+EVENTS_PER_REPLY = 50
+
+
+def _get_events(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
+    subscription_id = body.findtext("m:SubscriptionId", namespaces=NS) or ""
+    subscription = state.subscriptions.get(subscription_id)
+    if subscription is not None and time.monotonic() - subscription.last_asked > subscription.minutes * 60:
+        del state.subscriptions[subscription_id]  # not asked within its timeout: the server has dropped it
+        subscription = None
+    if subscription is None:
+        return [_error("GetEvents", "ErrorSubscriptionNotFound", "The specified subscription was not found.")]
+    watermark = body.findtext("m:Watermark", namespaces=NS) or ""
+    try:
+        owner, _, position_text = base64.b64decode(watermark).decode().partition(":")
+        position = int(position_text)
+    except ValueError:
+        owner, position = "", -1
+    if owner != subscription_id or not 0 <= position <= len(state.events):
+        return [_error("GetEvents", "ErrorInvalidWatermark", "The watermark used for GetEvents is invalid.")]
+    subscription.last_asked = time.monotonic()
+    xml, more = [], False
+    for index in range(position, len(state.events)):
+        kind, item_id, folder_id, old_id, old_folder, when = state.events[index]
+        if kind not in subscription.kinds or not {folder_id, old_folder} & subscription.folder_ids:
+            continue
+        if len(xml) == EVENTS_PER_REPLY:
+            more = True
+            break
+        old = (
+            f'<t:OldItemId Id="{old_id}" ChangeKey="AQ=="/><t:OldParentFolderId Id="{old_folder}" ChangeKey="AQ=="/>'
+            if old_id
+            else ""
+        )
+        xml.append(
+            f"<t:{kind}><t:Watermark>{_watermark(subscription_id, index + 1)}</t:Watermark>"
+            f'<t:TimeStamp>{_when(when)}</t:TimeStamp><t:ItemId Id="{item_id}" ChangeKey="AQ=="/>'
+            f'<t:ParentFolderId Id="{folder_id}" ChangeKey="AQ=="/>{old}</t:{kind}>'
+        )
+        position = index + 1
+    if not more:
+        position = len(state.events)
+    if not xml:
+        xml.append(f"<t:StatusEvent><t:Watermark>{_watermark(subscription_id, position)}</t:Watermark></t:StatusEvent>")
+    return [
+        _ok(
+            "GetEvents",
+            f"<m:Notification><t:SubscriptionId>{subscription_id}</t:SubscriptionId>"
+            f"<t:PreviousWatermark>{watermark}</t:PreviousWatermark><t:MoreEvents>{str(more).lower()}</t:MoreEvents>"
+            f"{''.join(xml)}</m:Notification>",
+        )
+    ]
+
+
+def _unsubscribe(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
+    if state.subscriptions.pop(body.findtext("m:SubscriptionId", namespaces=NS) or "", None) is None:
+        return [_error("Unsubscribe", "ErrorSubscriptionNotFound", "The specified subscription was not found.")]
+    return [_ok("Unsubscribe")]
 
 
 _OPERATIONS: dict[str, Callable[[EwsServerUnderTest, etree._Element], list[str]]] = {
@@ -750,6 +871,9 @@ _OPERATIONS: dict[str, Callable[[EwsServerUnderTest, etree._Element], list[str]]
     "UpdateItem": _update_item,
     "CreateItem": _create_item,
     "ConvertId": _convert_id,
+    "Subscribe": _subscribe,
+    "GetEvents": _get_events,
+    "Unsubscribe": _unsubscribe,
 }
 
 _VERSION = (

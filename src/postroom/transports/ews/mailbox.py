@@ -10,6 +10,8 @@
   (no MIME, no attachments); attachments come with GetAttachment only when saved;
   ``raw`` is the item's MIME content.
 - Bulk calls (mark, move, delete) go in batches and return one result per item.
+- A bot watches a folder through a pull subscription (:mod:`.watching`): an unchanged folder costs one
+  GetEvents.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from postroom.transports.contract import Folder, ItemResult, ServerReport
 from postroom.transports.ews.client import EwsClient
 from postroom.transports.ews.items import SUMMARY_FIELDS, body_of, header_block_of, summary_of
 from postroom.transports.ews.keys import EwsKey
+from postroom.transports.ews.watching import FolderEvents
 from postroom.transports.ews.xml import INVALID_XML_CHARS, clean_text, replace_invalid
 from postroom.transports.imap.folders import folder_pattern, user_path
 from postroom.transports.outlook_flags import outlook_flags
@@ -64,6 +67,7 @@ class EwsMailbox:
         self._login = login
         self._client: EwsClient | None = None
         self._folders: dict[str, Any] | None = None
+        self._events = FolderEvents(self._run)
 
     # -- connection -----------------------------------------------------------------------
 
@@ -82,6 +86,8 @@ class EwsMailbox:
         self._folders = None
 
     def close(self) -> None:
+        if self._client is not None:
+            self._events.close()
         client, self._client = self._client, None
         if client is not None:
             client.close()
@@ -96,6 +102,14 @@ class EwsMailbox:
 
     def _run(self, call: Callable[[], Any]) -> Any:
         return self._open_client().call(call, "command")
+
+    # -- watching (pull notifications) ------------------------------------------------------
+
+    def folder_state(self, folder: str) -> str:
+        return self._events.state(*self._folder(folder))
+
+    def wait_for_change(self, folder: str, timeout: float) -> bool:
+        return self._events.wait(*self._folder(folder), timeout)
 
     def noop(self) -> None:
         account = self._account()
