@@ -2,8 +2,9 @@
 
 The suite's proof (``tests/test_bots_scale.py``, 4 × 60 messages) at bench size: 4 Celery workers over 4
 mailboxes of ``--per-mailbox`` messages each (10,000 in all by default), on a Dovecot, an SMTP server, a
-PostgreSQL and a Redis it starts itself. A worker is killed with SIGKILL every few seconds and started
-again, IMAP and SMTP connections are cut at random points, Redis is restarted once and one mailbox is
+PostgreSQL and a Redis (``--broker rabbitmq``: a RabbitMQ) it starts itself. A worker is killed with SIGKILL
+every few seconds and started again, IMAP and SMTP connections are cut at random points, the broker is
+restarted once and one mailbox is
 renumbered once. Prints the fault counts and whether every message ended in Processed once, with one
 reply delivered and its attachment saved once, whole.
 """
@@ -20,6 +21,7 @@ from tests.bots import PASSWORD_ENV
 from tests.exactly_once import run_proof
 from tests.servers.dovecot import Dovecot
 from tests.servers.postgres import postgres_server
+from tests.servers.rabbitmq import rabbitmq_server
 from tests.servers.redis import redis_server
 from tests.servers.smtp import smtp_server
 
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--mailboxes", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
     arguments = parser.parse_args()
     os.environ.update(PASSWORD_ENV)
     os.environ.setdefault("POSTROOM_HOME", tempfile.mkdtemp(prefix="postroom-proof-home-"))
@@ -38,14 +41,14 @@ def main() -> None:
         with (
             smtp_server(dovecot) as smtp,
             postgres_server() as postgres,
-            redis_server() as redis,
+            (rabbitmq_server() if arguments.broker == "rabbitmq" else redis_server()) as broker,
             tempfile.TemporaryDirectory() as folder,
         ):
             result = run_proof(
                 dovecot,
                 smtp,
                 postgres,
-                redis,
+                broker,
                 Path(folder),
                 mailboxes=arguments.mailboxes,
                 per_mailbox=arguments.per_mailbox,

@@ -17,6 +17,7 @@ from tests.servers.ews import ews_server as start_ews_server
 from tests.servers.graph import GraphStandIn, graph_server
 from tests.servers.oauth import AuthorizationServerUnderTest, oauth_server
 from tests.servers.postgres import PostgresUnderTest, postgres_server
+from tests.servers.rabbitmq import RabbitMqUnderTest, rabbitmq_server
 from tests.servers.redis import RedisUnderTest, redis_server
 from tests.servers.smtp import SmtpServerUnderTest, smtp_server
 
@@ -163,6 +164,13 @@ def postgres() -> Iterator[PostgresUnderTest]:
 def redis() -> Iterator[RedisUnderTest]:
     """A real Redis (Debian's redis-server) on a free port, for one test."""
     with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def rabbitmq() -> Iterator[RabbitMqUnderTest]:
+    """A real RabbitMQ (Debian's rabbitmq-server), a node of its own on free ports, for one test."""
+    with rabbitmq_server() as server:
         yield server
 
 

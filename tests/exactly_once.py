@@ -1,9 +1,9 @@
 """The exactly-once proof, shared by the suite (small) and ``bench/exactly_once.py`` (10,000 messages).
 
-N Celery workers over M mailboxes on Dovecot, a PostgreSQL ledger, a Redis broker. The bot saves each
+N Celery workers over M mailboxes on Dovecot, a PostgreSQL ledger, a Redis (or RabbitMQ) broker. The bot saves each
 attachment, replies, and moves the message to Processed. Meanwhile: a random worker is killed with
 SIGKILL every few seconds and started again; IMAP and SMTP connections are cut at random points through
-proxies; Redis is restarted once; one mailbox is renumbered (new UIDVALIDITY) once. Afterwards every
+proxies; the broker is restarted once; one mailbox is renumbered (new UIDVALIDITY) once. Afterwards every
 message must be in Processed once, every reply delivered once (counted on the receiving side by
 In-Reply-To), every attachment saved once and whole, and the ledger must agree.
 """
@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import postroom
 from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox, replies_by_original
@@ -30,7 +30,6 @@ from tests.conftest import server_config
 from tests.servers.cutting_proxy import CutRule, cutting_proxy
 from tests.servers.dovecot import SHARED_PASSWORD, Dovecot
 from tests.servers.postgres import PostgresUnderTest
-from tests.servers.redis import RedisUnderTest
 from tests.servers.smtp import SmtpServerUnderTest
 
 __all__ = ["ProofResult", "run_proof"]
@@ -38,12 +37,21 @@ __all__ = ["ProofResult", "run_proof"]
 POSTROOM = str(Path(sys.executable).with_name("postroom"))
 
 
+class Broker(Protocol):
+    """A Celery broker the proof can restart (tests/servers/redis.py, tests/servers/rabbitmq.py)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def restart(self) -> None: ...
+
+
 @dataclass
 class ProofResult:
     messages: int
     seconds: float
     kills: int = 0
-    redis_restarts: int = 0
+    broker_restarts: int = 0
     renumbered: int = 0
     imap_cuts: int = 0
     smtp_cuts: int = 0
@@ -88,7 +96,7 @@ class ProofResult:
                 f"messages                {self.messages}",
                 f"wall                    {self.seconds:.1f} s",
                 f"workers killed (-9)     {self.kills}",
-                f"Redis restarts          {self.redis_restarts}",
+                f"broker restarts         {self.broker_restarts}",
                 f"UIDVALIDITY bumps       {self.renumbered}",
                 f"IMAP connections cut    {self.imap_cuts}",
                 f"SMTP connections cut    {self.smtp_cuts}",
@@ -156,7 +164,7 @@ def run_proof(
     dovecot: Dovecot,
     smtp: SmtpServerUnderTest,
     postgres: PostgresUnderTest,
-    redis: RedisUnderTest,
+    broker: Broker,
     workdir: Path,
     *,
     mailboxes: int = 4,
@@ -201,7 +209,7 @@ def run_proof(
             smtp_port=smtp_proxy.port,
             imap_port=imap_proxy.port,
             ledger=database,
-            broker=redis.url,
+            broker=broker.url,
             sent_copy="server",
             workers=2,
             claim_lease="8s",
@@ -231,9 +239,9 @@ def run_proof(
                     result.scheduler_hung = True  # it reported, then did not exit
                     break
                 done = _done(database)
-                if not result.redis_restarts and done >= total * 0.25:
-                    redis.restart()
-                    result.redis_restarts += 1
+                if not result.broker_restarts and done >= total * 0.25:
+                    broker.restart()
+                    result.broker_restarts += 1
                 if not result.renumbered and done >= total * 0.5:
                     dovecot.renumber(users[1])
                     result.renumbered += 1

@@ -1,5 +1,6 @@
-"""Bots at scale, on real PostgreSQL and Redis: a PostgreSQL ledger shared by runners, and the exactly-once
-proof with Celery workers killed, connections cut, Redis restarted and a mailbox renumbered."""
+"""Bots at scale, on real PostgreSQL, Redis and RabbitMQ: a PostgreSQL ledger shared by runners, and the
+exactly-once proof with Celery workers killed, connections cut, the broker restarted and a mailbox renumbered,
+on either broker."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tests.bots import bot_file, fill_mailbox
 from tests.exactly_once import run_proof
 from tests.servers.dovecot import Dovecot
 from tests.servers.postgres import PostgresUnderTest
+from tests.servers.rabbitmq import RabbitMqUnderTest
 from tests.servers.redis import RedisUnderTest
 from tests.servers.smtp import SmtpServerUnderTest
 from tests.test_bots import _folder_count, _mine
@@ -44,7 +46,22 @@ def test_exactly_once_with_killed_workers_cut_connections_a_redis_restart_and_a_
 ) -> None:
     result = run_proof(dovecot, smtp, postgres, redis, tmp_path, mailboxes=4, per_mailbox=60, workers=4)
     print(result.table())  # the counts, for the closing note
-    assert result.kills >= 3 and result.redis_restarts == 1 and result.renumbered == 1
+    assert result.kills >= 3 and result.broker_restarts == 1 and result.renumbered == 1
     assert result.imap_cuts >= 1 and result.smtp_cuts >= 1
+    assert result.problems() == [], result.table()
+    assert result.scheduler_exit == 0
+
+
+@pytest.mark.timeout(300)
+def test_exactly_once_on_a_rabbitmq_broker_with_killed_workers_and_a_broker_restart(
+    dovecot: Dovecot,
+    smtp: SmtpServerUnderTest,
+    postgres: PostgresUnderTest,
+    rabbitmq: RabbitMqUnderTest,
+    tmp_path: Path,
+) -> None:
+    result = run_proof(dovecot, smtp, postgres, rabbitmq, tmp_path, mailboxes=2, per_mailbox=40, workers=2, seed=11)
+    print(result.table())
+    assert result.kills >= 2 and result.broker_restarts == 1 and result.renumbered == 1
     assert result.problems() == [], result.table()
     assert result.scheduler_exit == 0
