@@ -36,12 +36,13 @@ def main() -> None:
     arguments = parser.parse_args()
     os.environ.update(PASSWORD_ENV)
     os.environ.setdefault("POSTROOM_HOME", tempfile.mkdtemp(prefix="postroom-proof-home-"))
+    broker_server = rabbitmq_server if arguments.broker == "rabbitmq" else redis_server
     dovecot = Dovecot.start(extra_config="mail_max_userip_connections = 50\n")
     try:
         with (
             smtp_server(dovecot) as smtp,
             postgres_server() as postgres,
-            (rabbitmq_server() if arguments.broker == "rabbitmq" else redis_server()) as broker,
+            broker_server() as broker,
             tempfile.TemporaryDirectory() as folder,
         ):
             result = run_proof(
