@@ -657,3 +657,46 @@ def test_a_part_of_a_message_that_arrived_after_the_folder_was_selected_can_be_r
     found = postroom.Message(summary, SessionSource(imap))
     saved = found.save_attachments(tmp_path)
     assert [s.path.name for s in saved] == ["invoice-2.pdf"] and saved[0].size > 200
+
+
+def test_run_on_a_terminal_shows_listing_and_processing_bars_and_none_when_piped(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    import pty
+
+    from postroom.runner.engine import DISCOVER_CHUNK
+
+    count = DISCOVER_CHUNK + 20  # two chunks of summaries
+    dovecot.deliver_many(mailbox_user, [invoice(n, mailbox_user) for n in range(1, count + 1)])
+    steps = [{"mark": "read"}]
+    environment = {**os.environ, **PASSWORD_ENV, "COLUMNS": "120", "TERM": "xterm-256color"}
+    path = bot_file(tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, steps=steps)
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [POSTROOM, "run", str(path)], stdout=subprocess.PIPE, stderr=follower, env=environment, cwd=tmp_path
+        )
+        os.close(follower)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            screen += chunk
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0
+    finally:
+        os.close(leader)
+    text = screen.decode("utf-8", "replace")
+    assert f"listing imap://{mailbox_user}" in text
+    assert "processing" in text
+    assert text.count(f"{count}/{count}") >= 2  # both bars ran to the end
+    assert f"{count} done" in out.decode()  # the summary stays on stdout, without bars
+    assert b"\x1b" not in out
+
+    piped = subprocess.run([POSTROOM, "run", str(path)], capture_output=True, env=environment, cwd=tmp_path)
+    assert piped.returncode == 0
+    assert b"listing" not in piped.stderr and b"processing" not in piped.stderr

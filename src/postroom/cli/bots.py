@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -24,6 +26,41 @@ def _runner() -> Any:
 
 
 bot_file = click.argument("bot_file", type=click.Path(dir_okay=False))
+
+
+class _RunBars:
+    """``postroom run``'s bars on stderr: listing each mailbox, then processing (plain text, never markup)."""
+
+    def __init__(self, bars: Any) -> None:
+        self._bars = bars
+        self._tasks: dict[str, Any] = {}
+
+    def _show(self, label: str, done: int, of: int) -> None:
+        task = self._tasks.get(label)
+        if task is None:
+            task = self._tasks[label] = self._bars.add_task(label, total=of)
+        self._bars.update(task, completed=done, total=of)
+
+    def discovered(self, mailbox: str, looked_at: int, of: int) -> None:
+        self._show(f"listing {terminal_text(mailbox)}", looked_at, of)
+
+    def processed(self, handled: int, of: int) -> None:
+        if of:
+            self._show("processing", handled, of)
+
+
+@contextlib.contextmanager
+def _run_bars(shown: bool) -> Iterator[_RunBars | None]:
+    """Bars when ``shown`` and stderr is a terminal; else None."""
+    if not shown or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bars:
+        yield _RunBars(bars)
 
 
 @click.command("run")
@@ -69,9 +106,10 @@ def run_command(
 
         report = schedule(definition, bot_file, watch=watch, stop=stop, variables=state().variables)
     else:
-        report = runner.LocalRunner(definition, variables=state().variables, workers=workers).run(
-            watch=watch, stop=stop
-        )
+        with _run_bars(not watch and not as_json) as bars:
+            report = runner.LocalRunner(definition, variables=state().variables, workers=workers, progress=bars).run(
+                watch=watch, stop=stop
+            )
     data: dict[str, Any] = report.to_dict()
 
     def human() -> None:

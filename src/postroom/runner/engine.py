@@ -14,7 +14,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -131,9 +131,19 @@ class Engine:
 
     # -- discovery ------------------------------------------------------------------------------------
 
-    def discover(self, session: Session, box: BotMailbox, mailbox_id: int, *, trigger: str, force: bool = False) -> int:
+    def discover(
+        self,
+        session: Session,
+        box: BotMailbox,
+        mailbox_id: int,
+        *,
+        trigger: str,
+        force: bool = False,
+        on_chunk: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Record what is new in the folder; returns how many new messages were found. With a server that
-        reports folder state (IMAP STATUS), an unchanged folder costs one round trip."""
+        reports folder state (IMAP STATUS), an unchanged folder costs one round trip. ``on_chunk(looked_at,
+        of)`` is told after each chunk of summaries how many of the keys not yet in the ledger were read."""
         loop = self.definition.loop
         # a folder's state and its sync position speak for that folder alone, not for its subfolders
         one_folder = not loop.include_subfolders and not any(ch in loop.folder for ch in "*%")
@@ -155,8 +165,9 @@ class Engine:
             runs = [run]
         else:
             runs = session.call(lambda mailbox: mailbox.search(loop))
-        for run in runs:
-            keys = [k for k in run.keys(0) if str(k) not in known and str(k) not in rejected]
+        unknown = [[k for k in run.keys(0) if str(k) not in known and str(k) not in rejected] for run in runs]
+        looked_at, of = 0, sum(len(keys) for keys in unknown)
+        for keys in unknown:
             for start in range(0, len(keys), DISCOVER_CHUNK):
                 chunk = keys[start : start + DISCOVER_CHUNK]
                 summaries = session.call(lambda mailbox, c=chunk: mailbox.summaries(c))  # type: ignore[misc]
@@ -168,6 +179,9 @@ class Engine:
                         continue
                     found.append(_seen(message))
                     self._keep(mailbox_id, summary)
+                looked_at += len(chunk)
+                if on_chunk is not None:
+                    on_chunk(looked_at, of)
         added, _remapped = self.ledger.record_seen(mailbox_id, found)
         if after is not None:
             self.ledger.save_position(mailbox_id, after)

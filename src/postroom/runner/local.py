@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 from postroom.errors import AuthenticationError, ConfigError, CredentialError, PostroomError
 from postroom.logs import get_logger
@@ -27,7 +27,7 @@ from postroom.runner.sessions import BotMailbox
 from postroom.session import Runtime, Session
 from postroom.transports.contract import Watches
 
-__all__ = ["EXIT_CODES", "LocalRunner", "MailboxWatcher", "RunReport"]
+__all__ = ["EXIT_CODES", "LocalRunner", "MailboxWatcher", "RunProgress", "RunReport"]
 
 _log = get_logger("postroom.runner")
 
@@ -36,6 +36,15 @@ RETRY_WITHIN_RUN = 60.0
 
 #: ``postroom run``'s exit codes.
 EXIT_CODES = {"done": 0, "some_failed": 1, "could_not_connect": 6, "ledger": 11, "config": 3, "internal": 70}
+
+
+class RunProgress(Protocol):
+    """Told how a run gets on (the CLI draws bars from it): the first discovery chunk by chunk, then the
+    messages handled (done, failed, taken over or skipped) of those waiting when processing began."""
+
+    def discovered(self, mailbox: str, looked_at: int, of: int) -> None: ...
+
+    def processed(self, handled: int, of: int) -> None: ...
 
 
 @dataclass
@@ -103,7 +112,9 @@ class MailboxWatcher:
     def _lease_seconds(self) -> float:
         return max(30.0, 3 * self.engine.definition.watch.reconcile)
 
-    def discover_once(self, *, trigger: str = "poll", force: bool = False) -> int:
+    def discover_once(
+        self, *, trigger: str = "poll", force: bool = False, on_chunk: Callable[[int, int], None] | None = None
+    ) -> int:
         """One discovery under the lease; 0 when another runner holds it (it discovers for both)."""
         self.fence = self.engine.ledger.take_lease(self.mailbox_id, self.owner, self._lease_seconds())
         if self.fence is None:
@@ -111,7 +122,9 @@ class MailboxWatcher:
         if self.session is None or self.session.state != "open":
             self.session = self.engine.connect(self.runtime, self.box)
         session = self.session
-        found = self.engine.discover(session, self.box, self.mailbox_id, trigger=trigger, force=force)
+        found = self.engine.discover(
+            session, self.box, self.mailbox_id, trigger=trigger, force=force, on_chunk=on_chunk
+        )
         self.last_heard = time.time()
         metrics.set_trigger_lag(self.engine.definition.name, self.box.identity, 0.0)
         if found:
@@ -193,8 +206,10 @@ class LocalRunner:
         ledger: Ledger | None = None,
         variables: Mapping[str, str] | None = None,
         workers: int | None = None,
+        progress: RunProgress | None = None,
     ) -> None:
         self.definition = definition
+        self.progress = progress
         self._owns_ledger = ledger is None
         self.ledger = ledger or Ledger.open(definition.ledger, power_safe=definition.durability == "power")
         self.engine = Engine(definition, self.ledger, variables=variables)
@@ -212,8 +227,9 @@ class LocalRunner:
                 MailboxWatcher(self.engine, box, mailbox_id, on_change=self._woken) for box, mailbox_id in boxes
             ]
             for watcher in watchers:
+                told = self._discovery_told(watcher.box.identity)
                 try:
-                    report.new += watcher.discover_once(force=True)
+                    report.new += watcher.discover_once(force=True, on_chunk=told)
                 except (ConfigError, CredentialError):
                     raise
                 except PostroomError as exc:
@@ -233,12 +249,15 @@ class LocalRunner:
                 )
                 for i in range(self.workers)
             ]
+            waiting = self._waiting() if self.progress is not None else 0
             for thread in [*threads, *pool]:
                 thread.start()
             try:
                 for thread in pool:
                     while thread.is_alive():
                         thread.join(0.5)
+                        self._tell_processed(outcomes, waiting)
+                self._tell_processed(outcomes, waiting)
             except KeyboardInterrupt:
                 _log.warning("stopping: workers finish the message they are on")
                 stop.set()
@@ -259,6 +278,22 @@ class LocalRunner:
             self.engine.close()
             if self._owns_ledger:
                 self.ledger.close()
+
+    def _discovery_told(self, mailbox: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda looked_at, of: progress.discovered(mailbox, looked_at, of)
+
+    def _waiting(self) -> int:
+        """Messages waiting to be processed now (the processing bar's length)."""
+        counts = self.ledger.counts(self.definition.name)
+        return counts.get("seen", 0) + counts.get("claimed", 0)
+
+    def _tell_processed(self, outcomes: list[Outcome], waiting: int) -> None:
+        if self.progress is not None:
+            handled = sum(o.done + o.failed + o.lost + o.skipped for o in outcomes)
+            self.progress.processed(handled, max(waiting, handled))
 
     def _woken(self, _count: int) -> None:
         self._wake.set()
