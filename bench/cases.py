@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.children import report as _report
+
 Consumed = tuple[str, str, Any, str, list[str]]
 
 
@@ -310,10 +312,6 @@ def check(host: str, port: int, ca: str, user: str, password: str, sample: int =
         compared += 1
     postroom.disconnect("check")
     return {"compared": compared, "mismatches": mismatches}
-
-
-def _report(start: float, count: int) -> None:
-    print(json.dumps({"seconds": time.perf_counter() - start, "messages": count}), flush=True)
 
 
 CASES: dict[str, Callable[..., Any]] = {

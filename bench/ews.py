@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.children import run_child, served
+from bench.children import report, run_child, served
 from bench.mailbox import generate
 
 USER, PASSWORD = "bench@example.test", "bench-Pa55word"
@@ -50,7 +50,7 @@ def _stats(where: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report(start: float, count: int) -> None:
-    print(json.dumps({"seconds": time.perf_counter() - start, "messages": count}), flush=True)
+    report(start, count)
 
 
 def case_postroom(where: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.children import run_child, served
+from bench.children import report, run_child, served
 from bench.mailbox import generate
 
 USER = "bench@example.test"
@@ -95,7 +95,7 @@ def _token(where: dict[str, Any]) -> str:
 
 
 def _report(start: float, count: int, **extra: Any) -> None:
-    print(json.dumps({"seconds": time.perf_counter() - start, "messages": count, **extra}), flush=True)
+    report(start, count, **extra)
 
 
 # -- the cases (each in its own process) ----------------------------------------------------------------
