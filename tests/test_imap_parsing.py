@@ -153,16 +153,15 @@ def test_the_fast_summary_reader_agrees_with_the_tokenizer_on_every_shape() -> N
     import random
 
     from postroom.transports.imap.response import Literal, items_of
-    from postroom.transports.imap.summary import _USUAL_RESPONSE, summary_from, summary_of_response
+    from postroom.transports.imap.summary import _usual_summary, summary_from, summary_of_response
 
     chance = random.Random(3501)
 
     def pick(usual: str, *others: str) -> str:
         return usual if chance.random() < 0.8 else chance.choice([usual, *others])
 
-    fast = compared = 0
-    for _ in range(4000):
-        structure = " ".join(
+    def leaf() -> str:
+        return " ".join(
             [
                 pick('"text" "plain"', '"TEXT" "HTML"', '"application" "pdf"', '"message" "rfc822"', '"" "x"', "NIL"),
                 pick(
@@ -178,13 +177,43 @@ def test_the_fast_summary_reader_agrees_with_the_tokenizer_on_every_shape() -> N
                 "NIL",
                 pick('"7bit"', '"BASE64"', '""', "NIL"),
                 pick("120 4", "120", '"x"', "\xc2\xb2"),
-                pick("NIL NIL NIL NIL", "NIL NIL NIL", 'NIL ("attachment" ("filename" "a.pdf")) NIL NIL', ""),
+                pick(
+                    "NIL NIL NIL NIL",
+                    "NIL NIL NIL",
+                    'NIL ("attachment" ("filename" "a.pdf")) NIL NIL',
+                    'NIL ("ATTACHMENT" ("FILENAME" " R.pdf")) NIL NIL',
+                    'NIL ("inline" NIL) NIL NIL',
+                    'NIL ("attachment" ("filename*" "utf-8\'\'%C3%A9.pdf")) NIL NIL',
+                    'NIL ("attachment" ("filename" "a" "size" "3")) NIL NIL',
+                    '"md5" NIL NIL NIL',
+                    "",
+                ),
             ]
         ).strip()
+
+    def structure() -> str:
+        if chance.random() < 0.5:
+            return f"({leaf()})"
+        leaves = "".join(f"({leaf()})" for _ in range(chance.choice([1, 2, 2, 3, 9])))
+        if chance.random() < 0.1:
+            leaves = f'({leaves} "alternative" NIL NIL NIL NIL)({leaf()})'  # nested: the general path
+        tail = pick(
+            '"alternative" ("boundary" "alt-1") NIL NIL NIL',
+            '"MIXED" ("BOUNDARY" "b") NIL NIL NIL',
+            '"mixed" NIL NIL NIL NIL',
+            '"mixed" ("boundary" "b") ("inline" NIL) NIL NIL',
+            '"mixed" ("boundary*" "b") NIL NIL NIL',
+            '"mixed"',
+            '"mixed" ("boundary" "b")',
+        )
+        return f"({leaves} {tail})"
+
+    fast = compared = multipart_fast = 0
+    for _ in range(6000):
         flags = pick("\\Seen", "", "\\Seen \\Flagged $Fwd", "NIL", "nil", "NILx", "$a[b]", "\\Seen  $x", "J%")
         line = (
             f"({pick('UID 7', 'uid 7', 'UID x')} FLAGS ({flags}) RFC822.SIZE {pick('99', 'NIL')} "
-            f'INTERNALDATE "{pick("24-Nov-2026 10:00:00 +0100", "junk")}" BODYSTRUCTURE ({structure}) '
+            f'INTERNALDATE "{pick("24-Nov-2026 10:00:00 +0100", "junk")}" BODYSTRUCTURE {structure()} '
             f"BODY[HEADER.FIELDS (SUBJECT FROM)] "
         ).encode("utf-8", "surrogateescape")
         tail = chance.choice([[b")\r\n"], [b" BODY[1]<0> ", Literal(b"first"), b")\r\n"], [b" BODY[1]<0> NIL)\r\n"]])
@@ -195,8 +224,11 @@ def test_the_fast_summary_reader_agrees_with_the_tokenizer_on_every_shape() -> N
             continue  # malformed for the tokenizer (unbalanced): the fast path's shape is always balanced
         assert summary_of_response(list(parts), "INBOX", 5) == expected, parts
         compared += 1
-        fast += _USUAL_RESPONSE.match(line) is not None and len(parts) in (3, 5)
-    assert compared > 3000 and fast > 500  # both paths taken often enough for the comparison to mean something
+        fast_one = _usual_summary(list(parts), "INBOX", 5)
+        fast += fast_one is not None
+        multipart_fast += fast_one is not None and fast_one.structure is not None and bool(fast_one.structure.children)
+    # both paths taken often enough for the comparison to mean something, multiparts too
+    assert compared > 4000 and fast > 500 and multipart_fast > 200, (compared, fast, multipart_fast)
     # a long run of flag characters that ends badly costs linear time, not exponential (a hang here is the failure)
     hostile = b"(UID 7 FLAGS (" + b"a" * 20000 + b'%) RFC822.SIZE 9 INTERNALDATE "x" BODYSTRUCTURE NIL BODY[1] NIL)'
     assert summary_of_response([hostile], "INBOX", 5) == summary_from(items_of([hostile]), "INBOX", 5)
