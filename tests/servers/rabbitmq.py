@@ -9,14 +9,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.servers.dovecot import free_port
+from tests.servers.listening import started_in_temp_dir
 
 __all__ = ["RabbitMqUnderTest", "rabbitmq_server"]
 
@@ -120,13 +119,5 @@ class RabbitMqUnderTest:
         self.start()
 
 
-@contextmanager
-def rabbitmq_server() -> Iterator[RabbitMqUnderTest]:
-    folder = Path(tempfile.mkdtemp(prefix="postroom-rabbitmq-"))
-    server = RabbitMqUnderTest(port=free_port(), folder=folder)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+def rabbitmq_server() -> AbstractContextManager[RabbitMqUnderTest]:
+    return started_in_temp_dir("postroom-rabbitmq-", lambda folder: RabbitMqUnderTest(port=free_port(), folder=folder))

@@ -6,14 +6,13 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.servers.dovecot import free_port
+from tests.servers.listening import started_in_temp_dir
 
 __all__ = ["RedisUnderTest", "redis_server"]
 
@@ -76,13 +75,5 @@ class RedisUnderTest:
         self.start()
 
 
-@contextmanager
-def redis_server() -> Iterator[RedisUnderTest]:
-    folder = Path(tempfile.mkdtemp(prefix="postroom-redis-"))
-    server = RedisUnderTest(port=free_port(), folder=folder)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+def redis_server() -> AbstractContextManager[RedisUnderTest]:
+    return started_in_temp_dir("postroom-redis-", lambda folder: RedisUnderTest(port=free_port(), folder=folder))
