@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.children import report as _report
+from bench.children import report_seconds
 
 Consumed = tuple[str, str, Any, str, list[str]]
 
@@ -179,7 +180,7 @@ def case_postroom_move(host: str, port: int, ca: str, user: str, password: str, 
         results = postroom.move(session, chosen, "Archive")
         seconds = time.perf_counter() - start
         postroom.move(session, [r.new_key for r in results if r.new_key], "INBOX")
-    print(json.dumps({"seconds": seconds, "messages": sum(r.ok for r in results)}), flush=True)
+    report_seconds(seconds, sum(r.ok for r in results))
     return len(results)
 
 
@@ -204,7 +205,7 @@ def case_postroom_save(host: str, port: int, ca: str, user: str, password: str) 
         seconds = time.perf_counter() - start
         written = _folder_bytes(Path(folder))
     postroom.disconnect("bench")
-    print(json.dumps({"seconds": seconds, "messages": files, "megabytes": written / 1e6}), flush=True)
+    report_seconds(seconds, files, megabytes=written / 1e6)
     return files
 
 
@@ -223,7 +224,7 @@ def case_imaptools_save(host: str, port: int, ca: str, user: str, password: str)
                 (Path(folder) / f"{files}-{Path(attachment.filename or 'file').name}").write_bytes(attachment.payload)
         seconds = time.perf_counter() - start
         written = _folder_bytes(Path(folder))
-    print(json.dumps({"seconds": seconds, "messages": files, "megabytes": written / 1e6}), flush=True)
+    report_seconds(seconds, files, megabytes=written / 1e6)
     return files
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["ROOT", "own_peak_mb", "report", "run_child", "served"]
+__all__ = ["ROOT", "own_peak_mb", "report", "report_seconds", "run_child", "served"]
 
 
 def own_peak_mb() -> float | None:
@@ -54,7 +54,12 @@ def report(start: float, count: int, **extra: Any) -> None:
     """A case's result line: seconds since ``start`` (``time.perf_counter``), messages, its own peak memory."""
     import time
 
-    found: dict[str, Any] = {"seconds": time.perf_counter() - start, "messages": count, **extra}
+    report_seconds(time.perf_counter() - start, count, **extra)
+
+
+def report_seconds(seconds: float, count: int, **extra: Any) -> None:
+    """:func:`report` for a case that timed itself."""
+    found: dict[str, Any] = {"seconds": seconds, "messages": count, **extra}
     peak = own_peak_mb()
     if peak is not None:
         found["peak_mb"] = peak
