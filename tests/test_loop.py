@@ -175,6 +175,23 @@ def test_headers_only_loop_never_downloads_a_body(dovecot: Dovecot, mailbox_user
     assert "BODY.PEEK[]" not in fetched and "BODY.PEEK[1" not in fetched and "BODY.PEEK[2" not in fetched
 
 
+def test_a_loop_over_the_inbox_reading_bodies_waits_for_few_round_trips(
+    dovecot: Dovecot, mailbox_user: str, imap: Session
+) -> None:
+    """Each command the loop waits for is a round trip to a distant server: the inbox needs no LIST for the
+    delimiter, and single-part bodies (section "") and multiparts' first parts (section 1) are both BODY[1],
+    so a chunk's bodies come in one FETCH."""
+    dovecot.deliver(mailbox_user, simple("single part"))
+    dovecot.deliver(mailbox_user, simple("multipart", attachments={"a.pdf": b"%PDF-1.4 x"}))
+    dovecot.deliver(mailbox_user, simple("another single part"))
+    sent = record_commands(imap)
+    texts = [m.text for m in postroom.messages(imap, order="oldest")]
+    assert texts == ["Hello.\n"] * 3
+    commands = [line.split(" ", 2)[1].upper() + " " + line.split(" ", 2)[2][:14] for line in sent]
+    assert not any(c.startswith("LIST") for c in commands), commands
+    assert sum("BODY.PEEK[1])" in line for line in sent) == 1, sent
+
+
 def test_properties_are_complete_and_json_ready(dovecot: Dovecot, mailbox_user: str, imap: Session) -> None:
     dovecot.deliver(
         mailbox_user,

@@ -282,8 +282,10 @@ class ImapConnection:
         return self._delimiter
 
     def _server_name(self, folder: str) -> str:
-        """A user's folder path (``Inbox/Projects``) in the server's terms (``INBOX.Projects``)."""
-        return user_path(folder).replace("/", self._server_delimiter() or "/")
+        """A user's folder path (``Inbox/Projects``) in the server's terms (``INBOX.Projects``); a top-level
+        folder needs no delimiter, so a loop over the inbox waits for no LIST round trip."""
+        path = user_path(folder)
+        return path.replace("/", self._server_delimiter() or "/") if "/" in path else path
 
     def folders(self, pattern: str = "*") -> list[Folder]:
         lines = self._ok("LIST", quote(""), mailbox_arg(self._server_name(pattern) if pattern != "*" else "*"))

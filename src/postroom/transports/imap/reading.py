@@ -119,10 +119,9 @@ class ImapReading(ImapConnection):
         salvaged = self.salvaged
         summaries = [summary for key in keys if (summary := salvaged.get(key)) is not None]
         _from_summaries, wanted = _body_plan(summaries)
-        for section, by_uid in wanted.items():
-            section_keys = cast(list[ImapKey], [key for key, _encoding in by_uid.values()])
+        for fetched, by_uid in wanted.items():
+            section_keys = cast(list[ImapKey], [key for key, _encoding, _section in by_uid.values()])
             sets = fetch_sets(sorted(by_uid))
-            fetched = section or "1"  # a message that is one part: its body is section 1
             request = f"(UID BODY.PEEK[{fetched}])"
             self._send_ahead(
                 lambda client, s=sets, r=request, ks=section_keys, n=fetched: _Ahead(  # type: ignore[misc]
@@ -222,10 +221,10 @@ class ImapReading(ImapConnection):
         last_sections = next((ahead for ahead in reversed(self._ahead) if ahead.section is not None), None)
         if last_sections is not None:  # sent by bodies_ahead: read them, leaving later requests on their way
             self._read_ahead(last_sections)
-        for section, by_uid in wanted.items():
-            folder_keys = cast(list[ImapKey], [key for key, _encoding in by_uid.values()])
-            for uid, data in self._sections(folder_keys, section or "1").items():
-                key, encoding = by_uid[uid]
+        for fetched, by_uid in wanted.items():
+            folder_keys = cast(list[ImapKey], [key for key, _encoding, _section in by_uid.values()])
+            for uid, data in self._sections(folder_keys, fetched).items():
+                key, encoding, section = by_uid[uid]
                 found[(key, section)] = decode_body(data, encoding)
         self.salvaged_sections.clear()
         return found
@@ -315,12 +314,13 @@ _uid_of: Callable[[MessageSummary], int] = operator.attrgetter("key.uid")
 
 def _body_plan(
     summaries: list[MessageSummary],
-) -> tuple[list[tuple[MessageSummary, MimePart]], dict[str, dict[int, tuple[MessageKey, str]]]]:
+) -> tuple[list[tuple[MessageSummary, MimePart]], dict[str, dict[int, tuple[MessageKey, str, str]]]]:
     """Where each summary's text body comes from: the section 1 bytes that came with it (when they are the
-    whole part), or a FETCH of its section (``section -> uid -> (key, encoding)``), within
+    whole part), or a FETCH of the section (``fetched section -> uid -> (key, encoding, part's section)``:
+    a single-part message's body and a multipart's first part are both ``BODY[1]``, one FETCH), within
     :data:`BULK_BODY_BUDGET`; bodies over :data:`BULK_BODY_LIMIT` are left to be fetched when read."""
     from_summaries: list[tuple[MessageSummary, MimePart]] = []
-    wanted: dict[str, dict[int, tuple[MessageKey, str]]] = {}
+    wanted: dict[str, dict[int, tuple[MessageKey, str, str]]] = {}
     budget = BULK_BODY_BUDGET
     for summary in summaries:
         structure = summary.structure
@@ -335,7 +335,7 @@ def _body_plan(
             from_summaries.append((summary, part))
         elif budget >= part.size:
             budget -= part.size
-            wanted.setdefault(part.section, {})[_uid_of(summary)] = (summary.key, part.encoding)
+            wanted.setdefault(part.fetch_section, {})[_uid_of(summary)] = (summary.key, part.encoding, part.section)
     return from_summaries, wanted
 
 
