@@ -839,6 +839,21 @@ def test_many_events_are_read_to_the_end_and_a_lost_subscription_counts_as_a_cha
     assert _state(ews) == renewed
 
 
+def test_a_server_that_refuses_subscriptions_is_listed_at_every_check(
+    ews: postroom.Session, ews_server: EwsServerUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    ews_server.refuse_subscriptions = True
+    tokens = {_state(ews) for _ in range(3)}
+    assert len(tokens) == 3  # a new token each time: the caller lists the folder, as without notifications
+    assert ews_server.operations.count("Subscribe") == 1  # asked once, not at every check
+    assert "ErrorExceededSubscriptionCount" in caplog.text
+    started = time.monotonic()
+    assert ews.call(lambda mailbox: mailbox.wait_for_change("INBOX", 1.0)) is True  # type: ignore[attr-defined]
+    assert time.monotonic() - started >= 0.9  # waited out the interval, no pulls
+
+
 def test_wait_for_change_returns_soon_after_mail_arrives_and_at_the_timeout_without(
     ews: postroom.Session, ews_server: EwsServerUnderTest
 ) -> None:

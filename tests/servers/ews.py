@@ -183,6 +183,8 @@ class EwsServerUnderTest:
     events: list[tuple[str, str, str, str | None, str | None, dt.datetime]] = field(default_factory=list)
     #: Pull subscriptions by id.
     subscriptions: dict[str, _Subscription] = field(default_factory=dict)
+    #: Refuse every Subscribe, as a throttling policy that allows no subscriptions does.
+    refuse_subscriptions: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: Iterator[int] = field(default_factory=itertools.count)
     _clock: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -246,6 +248,7 @@ class EwsServerUnderTest:
             self.items.clear()
             self.events.clear()
             self.subscriptions.clear()
+            self.refuse_subscriptions = False
             self.outbox.clear()
             self.operations.clear()
             self.versions.clear()
@@ -777,6 +780,9 @@ def _watermark(subscription_id: str, position: int) -> str:
 
 
 def _subscribe(state: EwsServerUnderTest, body: etree._Element) -> list[str]:
+    if state.refuse_subscriptions:
+        text = "You have exceeded the available subscriptions for your account."
+        return [_error("Subscribe", "ErrorExceededSubscriptionCount", text)]
     request_elem = body.find("m:PullSubscriptionRequest", NS)
     if request_elem is None:
         return [_error("Subscribe", "ErrorInvalidSubscriptionRequest", "The stand-in has pull subscriptions only.")]

@@ -8,6 +8,9 @@ move, or no check within :data:`SUBSCRIPTION_MINUTES`). The caller then lists th
 happened while no subscription was there is missed. Read-status and other changes of an item are not
 counted (as IMAP's STATUS without CONDSTORE does not count them).
 
+A server that refuses the subscription (an administrator's throttling policy may allow none) is listed
+at every check instead, as without notifications, and says so once in the log.
+
 Waiting asks GetEvents every :data:`PULL_EVERY` seconds: Exchange's pull notifications have no push.
 exchangelib's own ``Folder.get_events`` asks again with the first watermark while ``MoreEvents`` is
 set, so this module drives its ``GetEvents`` service and moves the watermark on itself.
@@ -16,6 +19,7 @@ set, so this module drives its ``GetEvents`` service and moves the watermark on 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,10 +75,18 @@ class FolderEvents:
     def __init__(self, run: Callable[[Callable[[], Any]], Any]) -> None:
         self._run = run
         self._pulls: dict[str, tuple[_Pull, Any]] = {}
+        #: Why the server refused a subscription, once it has: every check then lists the folder.
+        self.refused: str | None = None
+        self._checks = itertools.count()
 
     def state(self, name: str, folder: Any) -> str:
-        """A token that changes whenever mail arrives in or leaves ``folder`` (exchangelib's, listed as ``name``)."""
-        return self._current(name, folder)[0].token
+        """A token that changes whenever mail arrives in or leaves ``folder`` (exchangelib's, listed as ``name``);
+        a new one at every call when the server refuses subscriptions."""
+        if self.refused is None:
+            current = self._current(name, folder)
+            if current is not None:
+                return current[0].token
+        return f"ews-no-pull:{id(self)}:{next(self._checks)}"
 
     def wait(self, name: str, folder: Any, timeout: float) -> bool:
         """Ask for events every :data:`PULL_EVERY` seconds for up to ``timeout``; True once there were some (or
@@ -83,7 +95,11 @@ class FolderEvents:
         known = self._pulls.get(name)
         before = known[0].token if known is not None else None
         while True:
-            pull, fresh = self._current(name, folder)
+            current = self._current(name, folder) if self.refused is None else None
+            if current is None:  # no notifications: wait the whole interval, then the caller lists
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                return True
+            pull, fresh = current
             if fresh or pull.token != before:
                 return True
             left = deadline - time.monotonic()
@@ -102,18 +118,30 @@ class FolderEvents:
             with contextlib.suppress(PostroomError):
                 self._run(end)
 
-    def _current(self, name: str, folder: Any) -> tuple[_Pull, bool]:
-        """The folder's subscription with its events read, and whether it was made just now."""
+    def _current(self, name: str, folder: Any) -> tuple[_Pull, bool] | None:
+        """The folder's subscription with its events read, and whether it was made just now; None when the
+        server refuses subscriptions (:attr:`refused` says why)."""
         known = self._pulls.get(name)
         if known is not None and known[1].id == folder.id and self._read_events(known[0], folder):
             return known[0], False
         if known is not None:
             _log.info("EWS: the subscription to %s was lost; subscribing again and listing the folder", name)
-        subscription_id, watermark = self._run(
-            lambda: SubscribeToPull(account=folder.account).get(
-                folders=[folder], event_types=EVENT_KINDS, watermark=None, timeout=SUBSCRIPTION_MINUTES
-            )
-        )
+
+        def subscribe() -> tuple[str, str] | str:
+            try:
+                found: tuple[str, str] = SubscribeToPull(account=folder.account).get(
+                    folders=[folder], event_types=EVENT_KINDS, watermark=None, timeout=SUBSCRIPTION_MINUTES
+                )
+            except ews_errors.ResponseMessageError as refused:  # the server's answer, not a lost connection
+                return f"{type(refused).__name__}: {refused}"
+            return found
+
+        answer = self._run(subscribe)
+        if isinstance(answer, str):
+            self.refused = answer
+            _log.warning("EWS refused a pull subscription (%s); each check lists the folder instead", answer[:200])
+            return None
+        subscription_id, watermark = answer
         pull = _Pull(subscription_id, watermark)
         self._pulls[name] = (pull, folder)
         return pull, True
