@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -14,7 +18,7 @@ import yaml
 
 from tests.servers.dovecot import SHARED_PASSWORD, Dovecot
 
-__all__ = ["PASSWORD_ENV", "bot_file", "fill_mailbox", "invoice", "replies_by_original"]
+__all__ = ["PASSWORD_ENV", "bot_file", "fill_mailbox", "invoice", "replies_by_original", "until", "watching"]
 
 
 def invoice(number: int, mailbox: str) -> bytes:
@@ -107,3 +111,25 @@ def replies_by_original(received: list[tuple[str, list[str], bytes]]) -> dict[st
 
 
 PASSWORD_ENV = {"BOT_PASSWORD": SHARED_PASSWORD}
+
+
+@contextmanager
+def watching(runner: Any) -> Iterator[None]:
+    """``runner.run(watch=True)`` in a thread for the block; stopped at its end, and it must have ended."""
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, kwargs={"watch": True, "stop": stop})
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive(), "the watching runner did not stop"
+
+
+def until(done: Callable[[], object], timeout: float, every: float = 0.02) -> float:
+    """Seconds until ``done()`` is true (or ``timeout`` passed: the caller's assertion says what is missing)."""
+    started = time.monotonic()
+    while not done() and time.monotonic() - started < timeout:
+        time.sleep(every)
+    return time.monotonic() - started

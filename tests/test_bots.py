@@ -20,7 +20,7 @@ from postroom.runner.ledger import Ledger
 from postroom.transports.contract import ItemResult
 from postroom.transports.imap.keys import ImapKey
 from postroom.transports.imap.writing import ImapWriting
-from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox, invoice, replies_by_original
+from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox, invoice, replies_by_original, until, watching
 from tests.conftest import server_config
 from tests.servers.cutting_proxy import CutRule, cutting_proxy
 from tests.servers.dovecot import SHARED_PASSWORD, Dovecot
@@ -366,22 +366,11 @@ def _watch_until_replied(
     path: Path, dovecot: Dovecot, smtp: SmtpServerUnderTest, user: str, *, folder: str = "INBOX"
 ) -> float:
     """Run the bot with --watch, deliver one invoice into ``folder``, and return seconds from delivery to its reply."""
-    stop = threading.Event()
-    runner = LocalRunner(load_bot(path))
-    thread = threading.Thread(target=runner.run, kwargs={"watch": True, "stop": stop})
-    thread.start()
     sent = invoice(7, user)
-    try:
+    with watching(LocalRunner(load_bot(path))):
         time.sleep(1.5)  # the watcher is idling by now
-        delivered_at = time.monotonic()
         dovecot.deliver(user, sent, folder=folder)
-        while not _mine(smtp, [sent]) and time.monotonic() - delivered_at < 15:
-            time.sleep(0.02)
-        took = time.monotonic() - delivered_at
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
+        took = until(lambda: _mine(smtp, [sent]), 15)
     assert sorted(_mine(smtp, [sent]).values()) == [1]
     return took
 

@@ -876,11 +876,11 @@ def test_wait_for_change_returns_soon_after_mail_arrives_and_at_the_timeout_with
 def test_a_bot_watching_ews_processes_new_mail_without_listing_an_unchanged_folder(
     ews_server: EwsServerUnderTest, tmp_path: Path
 ) -> None:
-    import threading
     import time
 
     from postroom.runner import Bot, LocalRunner
     from postroom.runner.definition import WatchSpec
+    from tests.bots import until, watching
 
     ews_server.deliver(mail("Invoice 1"))
     ews_server.folder("Processed")
@@ -899,27 +899,14 @@ def test_a_bot_watching_ews_processes_new_mail_without_listing_an_unchanged_fold
         handled.append(message.subject)
         context.move("Processed")
 
-    stop = threading.Event()
-    runner = LocalRunner(bot.definition, variables=bot.variables)
-    thread = threading.Thread(target=runner.run, kwargs={"watch": True, "stop": stop})
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while handled != ["Invoice 1"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with watching(LocalRunner(bot.definition, variables=bot.variables)):
+        until(lambda: handled == ["Invoice 1"], 20, every=0.05)
         time.sleep(3)  # the watcher waits on GetEvents now
         listings = ews_server.operations.count("FindItem")
         time.sleep(3)
         assert ews_server.operations.count("FindItem") == listings  # pulls only, while nothing changes
         ews_server.deliver(mail("Invoice 2"))
-        delivered = time.monotonic()
-        while len(handled) < 2 and time.monotonic() - delivered < 15:
-            time.sleep(0.05)
-        took = time.monotonic() - delivered
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
+        took = until(lambda: len(handled) >= 2, 15, every=0.05)
     assert handled == ["Invoice 1", "Invoice 2"]
     assert took < 6, f"a pull every few seconds should have found it (the reconcile is a minute away), took {took:.1f}s"
     assert [i.subject for i in ews_server.in_folder("Processed")] == ["Invoice 1", "Invoice 2"]
