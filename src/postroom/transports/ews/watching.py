@@ -23,7 +23,7 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from exchangelib import errors as ews_errors
 from exchangelib.properties import StatusEvent
@@ -35,7 +35,6 @@ from postroom.logs import get_logger
 __all__ = ["PULL_EVERY", "SUBSCRIPTION_MINUTES", "FolderEvents"]
 
 _log = get_logger("postroom.ews")
-T = TypeVar("T")
 
 #: Seconds between two GetEvents while waiting for a change.
 PULL_EVERY = 2.0
