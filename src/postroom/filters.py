@@ -107,6 +107,12 @@ class MessageFilter:
         return self.before if isinstance(self.before, dt.datetime) else None
 
     @property
+    def covers_one_folder(self) -> bool:
+        """True when the loop covers exactly one folder: no wildcard, no subfolders (what a folder's state or a
+        sync position can speak for)."""
+        return not self.include_subfolders and not any(ch in self.folder for ch in "*%")
+
+    @property
     def searches_headers(self) -> bool:
         """True when deciding needs subject or sender text."""
         return bool(self.subject or self.senders)

@@ -306,7 +306,7 @@ def messages(
         check_one_line("since_last", since_last, hint="name the loop, e.g. since_last='invoice-bot'")
         if not since_last.strip():
             raise ConfigError("since_last", "is empty", hint="name the loop, e.g. since_last='invoice-bot'")
-        if chosen.include_subfolders or any(ch in chosen.folder for ch in "*%"):
+        if not chosen.covers_one_folder:
             raise ConfigError(
                 "since_last", "follows one folder", hint="give one folder, without wildcards or include_subfolders"
             )

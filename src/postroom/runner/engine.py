@@ -145,8 +145,7 @@ class Engine:
         reports folder state (IMAP STATUS), an unchanged folder costs one round trip. ``on_chunk(looked_at,
         of)`` is told after each chunk of summaries how many of the keys not yet in the ledger were read."""
         loop = self.definition.loop
-        # a folder's state and its sync position speak for that folder alone, not for its subfolders
-        one_folder = not loop.include_subfolders and not any(ch in loop.folder for ch in "*%")
+        one_folder = loop.covers_one_folder  # a folder's state and sync position speak for it alone
         token = None
         if one_folder and session.can(Watches):
             token = session.call(lambda mailbox: cast(Watches, mailbox).folder_state(box.folder))
