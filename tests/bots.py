@@ -113,9 +113,14 @@ def replies_by_original(received: list[tuple[str, list[str], bytes]]) -> dict[st
 PASSWORD_ENV = {"BOT_PASSWORD": SHARED_PASSWORD}
 
 
+#: Seconds a watching runner may take to stop: its waits end at ``stop``, never at the reconcile interval.
+STOPS_WITHIN = 8.0
+
+
 @contextmanager
 def watching(runner: Any) -> Iterator[None]:
-    """``runner.run(watch=True)`` in a thread for the block; stopped at its end, and it must have ended."""
+    """``runner.run(watch=True)`` in a thread for the block; stopped at its end, and it must have ended
+    within :data:`STOPS_WITHIN` seconds (a user's Ctrl-C or a service stop must not wait out an IDLE)."""
     stop = threading.Event()
     thread = threading.Thread(target=runner.run, kwargs={"watch": True, "stop": stop})
     thread.start()
@@ -123,8 +128,11 @@ def watching(runner: Any) -> Iterator[None]:
         yield
     finally:
         stop.set()
-        thread.join(30)
+        asked = time.monotonic()
+        thread.join(60)
     assert not thread.is_alive(), "the watching runner did not stop"
+    took = time.monotonic() - asked
+    assert took < STOPS_WITHIN, f"the watching runner took {took:.1f}s to stop"
 
 
 def until(done: Callable[[], object], timeout: float, every: float = 0.02) -> float:

@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 import postroom
 from postroom.runner import Bot, FailurePolicy, LocalRunner, load_bot, parse_bot
 from postroom.runner.ledger import Ledger
-from postroom.transports.contract import ItemResult
+from postroom.transports.contract import ItemResult, Watches
 from postroom.transports.imap.keys import ImapKey
 from postroom.transports.imap.writing import ImapWriting
 from tests.bots import PASSWORD_ENV, bot_file, fill_mailbox, invoice, replies_by_original, until, watching
@@ -428,6 +429,26 @@ def test_watch_over_subfolders_finds_mail_that_arrives_in_a_subfolder(
     )
     took = _watch_until_replied(path, dovecot, smtp, mailbox_user, folder="INBOX/Vendors")
     assert took < 6, f"the 2s reconcile should have listed the subfolders, took {took:.1f}s"
+
+
+def test_an_idle_ends_soon_after_it_is_asked_to_stop(imap: postroom.Session) -> None:
+    """A bot stopped by Ctrl-C or its service manager must not wait out IDLE's reconcile interval."""
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    changed = imap.call(lambda mailbox: cast(Watches, mailbox).wait_for_change("INBOX", 60.0, stop))
+    assert changed is False
+    assert time.monotonic() - started < 3
+    assert imap.state == "open"  # ended with DONE, not by dropping the connection
+    assert imap.call(lambda mailbox: cast(Watches, mailbox).folder_state("INBOX"))
+
+
+def test_a_watching_bot_stops_in_seconds_while_it_idles(
+    dovecot: Dovecot, smtp: SmtpServerUnderTest, mailbox_user: str, tmp_path: Path
+) -> None:
+    path = bot_file(tmp_path, dovecot, users=[mailbox_user], smtp_port=smtp.ssl_port, watch={"reconcile": "60s"})
+    with watching(LocalRunner(load_bot(path))):  # asserts the stop took under STOPS_WITHIN seconds
+        time.sleep(2)  # idling by now, a minute from its reconcile
 
 
 def test_connections_have_tcp_keepalive_on(imap: postroom.Session) -> None:

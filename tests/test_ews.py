@@ -873,6 +873,18 @@ def test_wait_for_change_returns_soon_after_mail_arrives_and_at_the_timeout_with
     assert time.monotonic() - started < 5  # within a pull interval or two of the delivery
 
 
+def test_waiting_for_events_ends_soon_after_it_is_asked_to_stop(ews: postroom.Session) -> None:
+    import threading
+    import time
+
+    _state(ews)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    assert ews.call(lambda mailbox: mailbox.wait_for_change("INBOX", 60.0, stop)) is False  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 2  # not the next pull, and not the minute
+
+
 def test_a_bot_watching_ews_processes_new_mail_without_listing_an_unchanged_folder(
     ews_server: EwsServerUnderTest, tmp_path: Path
 ) -> None:

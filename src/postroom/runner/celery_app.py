@@ -292,7 +292,7 @@ def _idle(engine: Engine, index: int, wake: threading.Event, stop: threading.Eve
     folder = box.folder
 
     def idle(mailbox: Any) -> bool:
-        return cast(Watches, mailbox).wait_for_change(folder, wait)
+        return cast(Watches, mailbox).wait_for_change(folder, wait, stop)
 
     while not stop.is_set():
         try:

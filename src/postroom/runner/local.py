@@ -168,7 +168,7 @@ class MailboxWatcher:
         wait = min(spec.reconcile, spec.idle_restart, spec.noop)
         if self.fence is not None and spec.idle and session is not None and session.can(Watches):
             folder = self.box.folder
-            session.call(lambda mailbox: cast(Watches, mailbox).wait_for_change(folder, wait))
+            session.call(lambda mailbox: cast(Watches, mailbox).wait_for_change(folder, wait, stop))
             self.last_heard = time.time()
         else:
             stop.wait(wait)

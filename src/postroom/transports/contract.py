@@ -21,10 +21,13 @@ from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 
 if TYPE_CHECKING:
+    import threading
+
     from postroom.errors import PostroomError
 
 __all__ = [
     "ABILITY_NAMES",
+    "STOP_CHECK_EVERY",
     "Appends",
     "ClaimsOnServer",
     "CreatesFolders",
@@ -50,6 +53,10 @@ __all__ = [
     "Watches",
     "check_flag_names",
 ]
+
+
+#: Seconds a :class:`Watches` wait may go on after its ``stop`` is set (a watching bot stops within this).
+STOP_CHECK_EVERY = 0.5
 
 
 @dataclass(frozen=True)
@@ -379,8 +386,9 @@ class Watches(Protocol):
         """A token that differs whenever messages arrive in or leave ``folder``."""
         ...
 
-    def wait_for_change(self, folder: str, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the server to report a change in ``folder``; True if it did."""
+    def wait_for_change(self, folder: str, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the server to report a change in ``folder``; True if it did.
+        Returns False within about :data:`STOP_CHECK_EVERY` seconds once ``stop`` is set."""
         ...
 
 

@@ -20,6 +20,7 @@ import datetime as dt
 import email
 import email.policy
 import functools
+import threading
 from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 from typing import Any, cast
@@ -108,8 +109,8 @@ class EwsMailbox:
     def folder_state(self, folder: str) -> str:
         return self._events.state(*self._folder(folder))
 
-    def wait_for_change(self, folder: str, timeout: float) -> bool:
-        return self._events.wait(*self._folder(folder), timeout)
+    def wait_for_change(self, folder: str, timeout: float, stop: threading.Event | None = None) -> bool:
+        return self._events.wait(*self._folder(folder), timeout, stop or threading.Event())
 
     def noop(self) -> None:
         account = self._account()

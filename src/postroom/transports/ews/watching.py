@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,24 +88,23 @@ class FolderEvents:
                 return current[0].token
         return f"ews-no-pull:{id(self)}:{next(self._checks)}"
 
-    def wait(self, name: str, folder: Any, timeout: float) -> bool:
-        """Ask for events every :data:`PULL_EVERY` seconds for up to ``timeout``; True once there were some (or
-        the subscription had to be made anew, which the next :meth:`state` reports as a change)."""
+    def wait(self, name: str, folder: Any, timeout: float, stop: threading.Event) -> bool:
+        """Ask for events every :data:`PULL_EVERY` seconds for up to ``timeout``, or until ``stop`` is set; True
+        once there were some (or the subscription had to be made anew, which the next :meth:`state` reports as
+        a change)."""
         deadline = time.monotonic() + timeout
         known = self._pulls.get(name)
         before = known[0].token if known is not None else None
         while True:
             current = self._current(name, folder) if self.refused is None else None
             if current is None:  # no notifications: wait the whole interval, then the caller lists
-                time.sleep(max(0.0, deadline - time.monotonic()))
-                return True
+                return not stop.wait(max(0.0, deadline - time.monotonic()))
             pull, fresh = current
             if fresh or pull.token != before:
                 return True
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or stop.wait(min(PULL_EVERY, left)):
                 return False
-            time.sleep(min(PULL_EVERY, left))
 
     def close(self) -> None:
         """End every subscription (the server would drop them after their timeout anyway)."""

@@ -12,11 +12,12 @@ import re
 import select
 import socket
 import ssl
+import threading
 import time
 
 from postroom.errors import ConnectionLostError, ProtocolError, UnsupportedError
 from postroom.logs import get_logger
-from postroom.transports.contract import check_flag_names
+from postroom.transports.contract import STOP_CHECK_EVERY, check_flag_names
 from postroom.transports.errors import mapped_errors, server_text
 from postroom.transports.imap.connection import ImapConnection
 from postroom.transports.imap.keys import ImapKey
@@ -83,12 +84,13 @@ class ImapWatching(ImapConnection):
             raise ProtocolError(f"the conditional STORE failed: {server_text(reply)}")
         return b"MODIFIED" not in b" ".join(r for r in reply if isinstance(r, bytes)).upper()
 
-    def wait_for_change(self, folder: str, timeout: float) -> bool:
-        """IDLE on ``folder`` for at most ``timeout`` seconds; True when the server reported a change. Without
-        IDLE it sleeps and returns True (the caller then checks with :meth:`folder_state`)."""
+    def wait_for_change(self, folder: str, timeout: float, stop: threading.Event | None = None) -> bool:
+        """IDLE on ``folder`` for at most ``timeout`` seconds, or until ``stop`` is set; True when the server
+        reported a change. Without IDLE it sleeps and returns True (the caller then checks with
+        :meth:`folder_state`)."""
+        stop = stop or threading.Event()
         if "IDLE" not in self._capabilities:
-            time.sleep(timeout)
-            return True
+            return not stop.wait(timeout)
         self._select(folder, writable=False)
         client = self._require()
         tag = client._new_tag()
@@ -104,10 +106,12 @@ class ImapWatching(ImapConnection):
                 if not first.startswith(b"+"):
                     raise ProtocolError(f"IDLE was refused: {server_text(first)}")
                 deadline = time.monotonic() + timeout
-                while not changed:
+                while not changed and not stop.is_set():
                     left = deadline - time.monotonic()
-                    if left <= 0 or not _readable(sock, left):
-                        break  # (a socket timeout would break the buffered reader: wait with select instead)
+                    if left <= 0:
+                        break
+                    if not _readable(sock, min(left, STOP_CHECK_EVERY)):
+                        continue  # (a socket timeout would break the buffered reader: wait with select instead)
                     line = client.readline()
                     if not line:
                         raise ConnectionLostError("the server closed the connection during IDLE")
