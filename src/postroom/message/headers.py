@@ -68,9 +68,8 @@ def split_header_block(data: bytes, defects: list[str] | None = None) -> HeaderB
 def header_length(raw: bytes) -> int | None:
     """The length of ``raw``'s header section with the line ending it (up to the first empty line, CRLF or LF),
     or None when it has no empty line."""
-    ends = [(raw.find(separator), len(separator)) for separator in (b"\r\n\r\n", b"\n\n")]
-    found = [(at, size) for at, size in ends if at != -1]
-    if not found:
-        return None
-    at, size = min(found)
-    return at + size // 2
+    crlf = raw.find(b"\r\n\r\n")
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf < 0 else crlf + 1)  # only before it: no second scan of the body
+    if lf >= 0:
+        return lf + 1
+    return None if crlf < 0 else crlf + 2

@@ -294,7 +294,7 @@ class Message:
             return self.summary.structure
         source = self._source
         if isinstance(source, RawSource):
-            return structure_of(source.parsed(self.key, self.defects), "", self.defects)
+            return source.structure(self.key, self.defects)
         from_source = getattr(source, "structure", None)  # a source that parses whole messages once (POP3)
         found = from_source(self.key, self.defects) if from_source is not None else None
         if isinstance(found, MimePart):

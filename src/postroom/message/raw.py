@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from postroom.message.headers import header_length
 from postroom.message.keys import MessageKey
+from postroom.message.mime_split import SplitMessage, split_raw
 from postroom.message.structure import MimePart, content_of, parse_raw, structure_of
 from postroom.message.summary import MessageSummary
 
@@ -62,11 +63,15 @@ def summary_of_raw(
 
 
 class RawSource:
-    """A :class:`~postroom.message.model.MessageSource` over messages whose bytes ``lookup`` returns."""
+    """A :class:`~postroom.message.model.MessageSource` over messages whose bytes ``lookup`` returns.
+
+    A message is read by :func:`~postroom.message.mime_split.split_raw` where it can, else by the stdlib's
+    parser; the last one read is kept (a loop reads one message at a time)."""
 
     def __init__(self, lookup: Callable[[MessageKey], bytes]) -> None:
         self._lookup = lookup
         self._parsed: tuple[MessageKey, email.message.Message] | None = None
+        self._split: tuple[MessageKey, SplitMessage | None] | None = None
 
     def raw(self, key: MessageKey) -> bytes:
         return self._lookup(key)
@@ -75,17 +80,27 @@ class RawSource:
         return header_block_of(self._lookup(key))
 
     def parsed(self, key: MessageKey, defects: list[str] | None = None) -> email.message.Message:
-        """The message parsed by the stdlib (its defects to ``defects`` when parsed now); the last one
-        is kept (a loop reads one message at a time)."""
+        """The message parsed by the stdlib (its defects to ``defects`` when parsed now)."""
         if self._parsed is None or self._parsed[0] != key:
             self._parsed = (key, parse_raw(self._lookup(key), defects))
         return self._parsed[1]
 
-    def structure(self, key: MessageKey) -> MimePart:
-        return structure_of(self.parsed(key))
+    def _split_of(self, key: MessageKey) -> SplitMessage | None:
+        if self._split is None or self._split[0] != key:
+            self._split = (key, split_raw(self._lookup(key)))
+        return self._split[1]
+
+    def structure(self, key: MessageKey, defects: list[str] | None = None) -> MimePart:
+        """The message's structure (defects met while parsing go to ``defects``)."""
+        split = self._split_of(key)
+        if split is not None:
+            return split.structure
+        return structure_of(self.parsed(key, defects), "", defects)
 
     def part_content(self, key: MessageKey, part: MimePart) -> bytes:
-        return content_of(self.parsed(key), part)
+        split = self._split_of(key)
+        content = split.content(part) if split is not None else None
+        return content if content is not None else content_of(self.parsed(key), part)
 
     def stream_part(self, key: MessageKey, part: MimePart, sink: BinaryIO) -> int:
         data = self.part_content(key, part)
