@@ -134,6 +134,33 @@ def test_a_loop_through_a_connection_cut_every_few_hundred_kb_yields_each_messag
     assert proxy.cuts >= 10 and reconnects == proxy.cuts  # it really was cut, and every cut was survived
 
 
+def test_a_pop3_loop_cut_mid_pipeline_and_every_few_hundred_kb_yields_each_message_once_with_its_body(
+    dovecot: Dovecot, mailbox_user: str
+) -> None:
+    """POP3 sends a chunk's TOPs together and the next RETR before it is asked for: a cut in either is
+    ridden out, and what the loop yields is what an uncut loop yields."""
+    dovecot.deliver_many(mailbox_user, generate(250, seed=8))
+    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+
+    def read(session: postroom.Session) -> list[tuple[str, str | None, str | None, list[str]]]:
+        return [(str(m.key), m.subject, m.text, m.attachment_names) for m in postroom.messages(session, order="oldest")]
+
+    uncut = read(postroom.connect("uncut", server_config(dovecot, "pop3"), variables=variables))
+    together = CutRule(rb"^TOP \d+ 0\r\nTOP \d+ 0\r\n", "before", times=2, spacing=2)
+    ahead = CutRule(rb"^RETR \d+\r\n", "after", times=3, spacing=60)
+    with proxy_to(dovecot, dovecot.ports["pop3s"], every=(500_000, 1_500_000), rules=[together, ahead]) as proxy:
+        fast = postroom.ReconnectPolicy(attempts=5, backoff=0.05, max_backoff=0.2)
+        config = server_config(dovecot, "pop3", port=proxy.port)
+        session = postroom.connect("cut-pop3", config, variables=variables, reconnect=fast)
+        seen = read(session)
+        reconnects = session.reconnects
+    assert len(uncut) == 250
+    assert seen == uncut  # each once, in order, bodies and attachments whole
+    assert together.matches >= 2  # the TOPs really went out in one write
+    assert together.times == 0 and ahead.times == 0
+    assert proxy.cuts >= 8 and reconnects == proxy.cuts
+
+
 def test_a_drop_the_policy_cannot_ride_out_says_how_often_it_tried(dovecot: Dovecot, mailbox_user: str) -> None:
     dovecot.deliver_many(mailbox_user, generate(300, seed=3))
     with proxy_to(dovecot, dovecot.ports["imaps"], rules=[CutRule(rb"UID FETCH", "after", times=100)]) as proxy:

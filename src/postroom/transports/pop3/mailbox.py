@@ -3,12 +3,18 @@
 POP3 has one folder (the maildrop) and no flags. Messages are addressed by UIDL,
 never by their number. Deletions are committed by the server only on a clean
 QUIT: a deletion lost to a dropped connection is sent again after reconnecting.
+
+A loop costs few round trips: a chunk's TOP commands go out together where the server offers
+PIPELINING (RFC 2449), and once a message is read whole the RETR of the next one in the chunk is
+sent, so the server sends it while this one is parsed (one command in flight, which every server
+allows; none for a message larger than :data:`READ_AHEAD_LIMIT`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import poplib
 import socket
 import ssl
@@ -17,12 +23,12 @@ from typing import TypeVar, cast
 
 from postroom.auth.base import Login, PasswordLogin, TokenLogin
 from postroom.config import EmailServer
-from postroom.errors import ConnectionLostError, ProtocolError, StartTLSError, UnsupportedError
+from postroom.errors import ConnectionLostError, PostroomError, ProtocolError, StartTLSError, UnsupportedError
 from postroom.filters import MessageFilter
 from postroom.logs import get_logger
 from postroom.message.keys import KeyList, KeyRun
 from postroom.message.raw import RawSource
-from postroom.message.structure import MimePart, structure_of
+from postroom.message.structure import MimePart
 from postroom.message.summary import MessageSummary
 from postroom.transports.contract import ItemResult, ServerReport
 from postroom.transports.errors import StageTracker, mapped_errors, server_text, tracker_for
@@ -40,6 +46,10 @@ T = TypeVar("T")
 
 #: The largest multi-line reply read (a whole message on RETR): beyond it the server is taken to be broken.
 MAX_REPLY = 1 << 30
+#: A message larger than this is not read ahead (its RETR waits until it is asked for).
+READ_AHEAD_LIMIT = 8 << 20
+#: TOP commands sent together (each batch is one round trip).
+PIPELINE_BATCH = 64
 
 
 class _Client(poplib.POP3):
@@ -76,28 +86,47 @@ class _Client(poplib.POP3):
     def retr_bytes(self, number: int) -> bytes:
         """RETR: the message as the server holds it (dot-stuffing undone), in one piece."""
         self._putcmd(f"RETR {number}")  # type: ignore[attr-defined]
+        return self.read_long_reply()
+
+    def read_long_reply(self) -> bytes:
+        """The status line and the body of a multi-line reply (``error_proto`` on ``-ERR``)."""
         self.read_reply()
         return self._read_body()
 
+    def pipelined(self, commands: list[str]) -> list[bytes | poplib.error_proto]:
+        """Send ``commands`` at once (the server offers PIPELINING), then read each one's multi-line reply;
+        a refused one (``-ERR``, the connection still in step) is its error in the list."""
+        self.sock.sendall("".join(f"{command}\r\n" for command in commands).encode("ascii"))
+        replies: list[bytes | poplib.error_proto] = []
+        for _command in commands:
+            try:
+                replies.append(self.read_long_reply())
+            except poplib.error_proto as refused:
+                if not _in_step(refused):
+                    raise
+                replies.append(refused)
+        return replies
+
     def _read_body(self) -> bytes:
         """The rest of a multi-line reply up to its terminating ``.`` line, dot-stuffing undone (RFC 1939
-        §3). The server says nothing more until the next command, so the terminator ends what was read;
-        a connection that closes before it is a lost connection, and a reply larger than :data:`MAX_REPLY`
-        (a server that never stops) cannot be kept in step."""
-        buffer = bytearray()
+        §3), read in blocks. Nothing after the terminator is consumed: with commands pipelined, the next
+        reply follows in the same block. A connection that closes before the terminator is a lost
+        connection, and a reply larger than :data:`MAX_REPLY` (a server that never stops) cannot be kept
+        in step."""
+        file = self.file
+        buffer = bytearray(b"\n")  # the reply starts at a line start: its first line may be the terminator
         while True:
-            chunk = self.file.read1(1 << 16)  # type: ignore[attr-defined]  # a BufferedReader (makefile("rb"))
-            if not chunk:
+            view: bytes = file.peek(1 << 16)  # type: ignore[attr-defined]  # a BufferedReader: what is buffered, not consumed
+            if not view:
                 raise EOFError("the connection closed in the middle of a reply")
-            buffer += chunk
-            if buffer == b".\r\n" or buffer == b".\n":
-                return b""
-            if buffer.endswith((b"\n.\r\n", b"\n.\n")):
+            end = _terminator_end(buffer, view)
+            if end is not None:
+                buffer += file.read(end - len(buffer))
                 break
+            buffer += file.read(len(view))
             if len(buffer) > MAX_REPLY:
                 raise _OutOfStep(f"a reply longer than {MAX_REPLY >> 30} GiB")
-        end = len(buffer) - (3 if buffer.endswith(b"\n.\r\n") else 2)
-        body = bytes(buffer[:end])
+        body = bytes(buffer[1 : len(buffer) - (3 if buffer.endswith(b"\n.\r\n") else 2)])
         if b"\n.." in body or body.startswith(b".."):
             body = body.replace(b"\n..", b"\n.")
             if body.startswith(b".."):
@@ -112,6 +141,30 @@ class _Client(poplib.POP3):
         if line.endswith(b"\r\n"):
             return line[:-2], len(line)
         return (line[1:-1] if line.startswith(b"\r") else line[:-1]), len(line)
+
+
+_TERMINATORS = (b"\n.\r\n", b"\n.\n")
+
+
+def _terminator_end(read: bytearray, view: bytes) -> int | None:
+    """Where the first terminator line (``.`` alone) ends, counted from the start of ``read`` (the reply so
+    far) followed by ``view`` (what comes next); None if ``view`` holds none."""
+    tail = bytes(read[-3:])
+    base = len(read) - len(tail)
+    straddling = tail + view[:3]
+    found = [
+        (at, len(terminator))
+        for terminator in _TERMINATORS
+        for at in (straddling.find(terminator),)
+        if 0 <= at < len(tail)
+    ]
+    if not found:
+        base = len(read)
+        found = [(at, len(t)) for t in _TERMINATORS for at in (view.find(t),) if at >= 0]
+    if not found:
+        return None
+    at, size = min(found)
+    return base + at + size
 
 
 class _OutOfStep(poplib.error_proto):
@@ -148,6 +201,12 @@ class Pop3Mailbox:
         self._sizes: dict[int, int] = {}
         self._pending_deletes: list[str] = []
         self._last_raw: tuple[str, bytes] | None = None
+        self._pipelining = False
+        #: The message after each one of the last chunk whose summaries were read (what to read ahead).
+        self._next_in_chunk: dict[str, str] = {}
+        #: The UIDL whose RETR was sent ahead and is not read yet; and one read ahead but not asked for yet.
+        self._ahead_sent: str | None = None
+        self._ahead_read: tuple[str, bytes] | None = None
         #: The last message RETR brought, parsed once for its structure, body and attachments.
         self._source = RawSource(lambda key: self.raw(cast(Pop3Key, key)))
 
@@ -172,6 +231,7 @@ class Pop3Mailbox:
                         )
                     client.stls(context)
                 where.stage = "login"
+                pipelining = "PIPELINING" in _capa(client)
                 if isinstance(self._login, TokenLogin):
                     _authenticate_oauth(client, self._login, config)
                 else:
@@ -181,8 +241,10 @@ class Pop3Mailbox:
                 _drop(client)
                 raise
         self._client = client
+        self._pipelining = pipelining
         self._numbers = {}
         self._sizes = {}
+        self._ahead_sent = self._ahead_read = None
         if self._pending_deletes:
             resend, self._pending_deletes = self._pending_deletes, []
             _log.warning("re-sending %d deletion(s) the server rolled back when the connection dropped", len(resend))
@@ -191,6 +253,10 @@ class Pop3Mailbox:
 
     def close(self) -> None:
         """QUIT (which commits deletions) and close."""
+        if self._ahead_sent is not None and self._client is not None:
+            with contextlib.suppress(PostroomError):
+                self._read_ahead()  # QUIT's reply must not be taken for the RETR's
+        self._ahead_sent = self._ahead_read = None
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -203,6 +269,23 @@ class Pop3Mailbox:
                 _drop(client)
 
     def _run(self, action: Callable[[_Client], T]) -> T:
+        """``action`` on the connection, once a RETR sent ahead is read (its message kept for :meth:`raw`)."""
+        if self._ahead_sent is not None:
+            self._read_ahead()
+        return self._exchange(action)
+
+    def _read_ahead(self) -> None:
+        uidl, self._ahead_sent = self._ahead_sent, None
+        try:
+            data = self._exchange(lambda c: c.read_long_reply())
+        except ConnectionLostError:
+            raise
+        except PostroomError:  # refused: when the message is asked for, its own RETR says why
+            return
+        if uidl is not None:
+            self._ahead_read = (uidl, data)
+
+    def _exchange(self, action: Callable[[_Client], T]) -> T:
         client = self._client
         if client is None:
             raise ConnectionLostError("the connection is closed", server=self.config.address)
@@ -274,27 +357,54 @@ class Pop3Mailbox:
         return [KeyList("INBOX", [Pop3Key(uidl) for uidl, _n in numbers if uidl not in self._pending_deletes])]
 
     def summaries(self, keys: list[Pop3Key], *, bodies: bool = False) -> list[MessageSummary]:
-        out = []
+        """The headers of ``keys`` (TOP n 0), PIPELINE_BATCH commands a round trip where the server pipelines."""
         numbers = self._uidls()
-        for key in keys:
-            number = numbers.get(key.uidl)
-            if number is None:
-                continue
-            _resp, lines, _octets = self._run(lambda c, n=number: c.top(n, 0))  # type: ignore[misc]
-            size = self._size_of(number)
-            out.append(
-                MessageSummary(key=key, header=b"\r\n".join(lines) + b"\r\n", flags=None, size=size, received=None)
-            )
+        found = [(key, numbers[key.uidl]) for key in keys if key.uidl in numbers]
+        self._size_of(0)  # one LIST for the sizes, before any TOP is in flight
+        batch = PIPELINE_BATCH if self._pipelining else 1
+        out = []
+        for start in range(0, len(found), batch):
+            group = found[start : start + batch]
+            commands = [f"TOP {number} 0" for _key, number in group]
+            replies = self._run(lambda c, commands=commands: c.pipelined(commands))  # type: ignore[misc]
+            for (key, number), reply in zip(group, replies, strict=True):
+                if isinstance(reply, poplib.error_proto):
+                    raise ProtocolError(f"TOP of {key} was refused: {server_text(reply.args[0])}")
+                header = reply if reply.endswith(b"\n") or not reply else reply + b"\r\n"
+                out.append(
+                    MessageSummary(key=key, header=header, flags=None, size=self._size_of(number), received=None)
+                )
+        self._next_in_chunk = {key.uidl: after.uidl for (key, _n), (after, _m) in itertools.pairwise(found)}
         return out
 
     def raw(self, key: Pop3Key) -> bytes:
-        """RETR; the last message is kept, so its structure, body and attachments cost one RETR together."""
+        """RETR; the last message is kept, so its structure, body and attachments cost one RETR together.
+        The next message of the chunk is then sent for (see the module's notes)."""
         if self._last_raw is not None and self._last_raw[0] == key.uidl:
             return self._last_raw[1]
-        number = self._number(key)
-        data = self._run(lambda c: c.retr_bytes(number))
+        if self._ahead_sent == key.uidl:
+            self._read_ahead()
+        ahead, self._ahead_read = self._ahead_read, None
+        if ahead is not None and ahead[0] == key.uidl:
+            data = ahead[1]
+        else:
+            number = self._number(key)
+            data = self._run(lambda c: c.retr_bytes(number))
         self._last_raw = (key.uidl, data)
+        self._send_ahead(self._next_in_chunk.get(key.uidl))
         return data
+
+    def _send_ahead(self, uidl: str | None) -> None:
+        number = self._numbers.get(uidl) if uidl is not None else None
+        if uidl is None or number is None or uidl in self._pending_deletes:
+            return
+        if self._size_of(number) > READ_AHEAD_LIMIT:
+            return
+        try:
+            self._exchange(lambda c: c._putcmd(f"RETR {number}"))  # type: ignore[attr-defined]
+        except PostroomError:  # the connection is gone: the next command finds that out and reconnects
+            return
+        self._ahead_sent = uidl
 
     def header_block(self, key: Pop3Key) -> bytes:
         number = self._number(key)
@@ -305,8 +415,8 @@ class Pop3Mailbox:
         return self._source.part_content(key, part)
 
     def structure(self, key: Pop3Key, defects: list[str]) -> MimePart:
-        """The structure from the message parsed once for its parts too (one RETR, one parse)."""
-        return structure_of(self._source.parsed(key, defects), "", defects)
+        """The structure from the message read once for its parts too (one RETR, one parse)."""
+        return self._source.structure(key, defects)
 
     def stream_part(self, key: Pop3Key, part: MimePart, write: Callable[[bytes], object]) -> int:
         data = self.part_content(key, part)  # POP3 has no partial fetch: RETR brings the whole message
