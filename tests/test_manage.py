@@ -149,6 +149,23 @@ def test_pop3_delete_is_committed_on_disconnect(dovecot: Dovecot, mailbox_user: 
     assert subjects(again) == ["message 1", "message 3"]
 
 
+def test_a_pop3_message_deleted_while_its_retr_was_read_ahead_is_gone_for_the_loop(
+    dovecot: Dovecot, mailbox_user: str
+) -> None:
+    """Reading message 1 sends RETR 2 ahead; deleting message 2 before it is read must not serve it anyway."""
+    fill(dovecot, mailbox_user, 3)
+    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    session = postroom.connect("p", server_config(dovecot, "pop3"), variables=variables)
+    loop = postroom.messages(session, order="oldest")
+    first = next(loop)
+    assert first.text is not None  # RETR 1, and RETR 2 is on its way
+    second = next(loop)
+    assert postroom.delete(session, second)[0].ok
+    with pytest.raises(postroom.ProtocolError, match="no longer in the maildrop"):
+        second.raw()
+    assert next(loop).subject == "message 3"
+
+
 def test_pop3_deletion_survives_a_dropped_connection(dovecot: Dovecot, mailbox_user: str) -> None:
     fill(dovecot, mailbox_user, 3)
     variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}

@@ -385,7 +385,7 @@ class Pop3Mailbox:
         if self._ahead_sent == key.uidl:
             self._read_ahead()
         ahead, self._ahead_read = self._ahead_read, None
-        if ahead is not None and ahead[0] == key.uidl:
+        if ahead is not None and ahead[0] == key.uidl and key.uidl not in self._pending_deletes:
             data = ahead[1]
         else:
             number = self._number(key)
