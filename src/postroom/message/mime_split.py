@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from postroom.message.decode import decode_body
-from postroom.message.structure import MimePart, decode_params
+from postroom.message.structure import ASCII_ENCODINGS, MimePart, decode_params
 
 __all__ = ["SplitMessage", "split_raw"]
 
@@ -32,8 +32,6 @@ MAX_DEPTH = 8
 _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 #: The fields the structure is made of.
 _MIME_FIELDS = (b"content-type", b"content-disposition", b"content-transfer-encoding", b"content-id")
-#: Transfer encodings whose content is ASCII, decoded by :func:`decode_body` (as in ``content_of``).
-_ASCII_ENCODINGS = frozenset({"base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"})
 
 
 class _NotPlainError(Exception):
@@ -56,7 +54,7 @@ class SplitMessage:
         if where is None:
             return None
         data = self.raw[where[0] : where[1]]
-        if part.encoding not in _ASCII_ENCODINGS:
+        if part.encoding not in ASCII_ENCODINGS:  # as content_of reads them
             return data
         if not data.isascii():  # the stdlib decodes these by the part's charset first
             return None
@@ -129,8 +127,8 @@ class _Reader:
         if not boundary or not boundary.isascii():
             raise _NotPlainError  # no boundary: the stdlib reads the body as text, with a defect
         lines = self._boundary_lines(start, end, b"--" + boundary.encode("ascii"))
-        if len(lines) < 2 or lines[0][2] or not lines[-1][2] or any(close for _s, _e, close in lines[1:-1]):
-            raise _NotPlainError  # no part, no close, or parts after the close
+        if len(lines) < 2 or lines[0][2] or not lines[-1][2]:
+            raise _NotPlainError  # no part, or no close (the lines end at the first close)
         prefix = f"{section}." if section else ""
         children = []
         for number, ((_s, part_start, _c), (next_start, _e, _close)) in enumerate(itertools.pairwise(lines), start=1):

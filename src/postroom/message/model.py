@@ -293,9 +293,7 @@ class Message:
         if self.summary.structure is not None:
             return self.summary.structure
         source = self._source
-        if isinstance(source, RawSource):
-            return source.structure(self.key, self.defects)
-        from_source = getattr(source, "structure", None)  # a source that parses whole messages once (POP3)
+        from_source = getattr(source, "structure", None)  # a source that reads whole messages (RawSource, POP3)
         found = from_source(self.key, self.defects) if from_source is not None else None
         if isinstance(found, MimePart):
             return found

@@ -21,6 +21,7 @@ from postroom.message.decode import decode_body, decode_text, decode_words
 from postroom.message.headers import header_length
 
 __all__ = [
+    "ASCII_ENCODINGS",
     "MAX_NESTING",
     "MimePart",
     "content_of",
@@ -331,7 +332,7 @@ def part_by_section(message: email.message.Message, section: str) -> email.messa
 
 
 # Transfer encodings whose content is ASCII (the stdlib's decode=True would undo the uu ones, which IMAP leaves as is).
-_ASCII_ENCODINGS = frozenset({"base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"})
+ASCII_ENCODINGS = frozenset({"base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"})
 
 
 def content_of(message: email.message.Message, part: MimePart, memo: dict[int, bytes] | None = None) -> bytes:
@@ -344,7 +345,7 @@ def content_of(message: email.message.Message, part: MimePart, memo: dict[int, b
         payload = found.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
         return message_bytes(inner, memo) if part.is_message and isinstance(inner, email.message.Message) else b""
-    if part.encoding not in _ASCII_ENCODINGS:
+    if part.encoding not in ASCII_ENCODINGS:
         return _decoded_payload(found)  # the bytes as sent (decode=False would decode 8-bit text)
     try:  # encoded ASCII, decoded here as on IMAP (the same result for broken base64 on every protocol)
         text = found.get_payload(decode=False)
