@@ -161,6 +161,31 @@ def test_a_pop3_loop_cut_mid_pipeline_and_every_few_hundred_kb_yields_each_messa
     assert proxy.cuts >= 8 and reconnects == proxy.cuts
 
 
+def test_a_pop3_loop_that_deletes_as_it_reads_through_cuts_reports_every_deletion_as_what_happened(
+    dovecot: Dovecot, mailbox_user: str
+) -> None:
+    """Cuts after a RETR sent ahead and after a DELE the server took (it rolls the deletion back on the
+    drop): every result is done or already done, and every message is gone once the session quits."""
+    dovecot.deliver_many(mailbox_user, generate(40, seed=9))
+    variables = {"MAILBOX_USER": mailbox_user, "MAILBOX_PASSWORD": PASSWORD}
+    ahead = CutRule(rb"^RETR \d+\r\n", "after", times=3, spacing=7)
+    dele = CutRule(rb"^DELE \d+\r\n", "after", times=3, spacing=9)
+    with proxy_to(dovecot, dovecot.ports["pop3s"], rules=[ahead, dele]) as proxy:
+        fast = postroom.ReconnectPolicy(attempts=5, backoff=0.05, max_backoff=0.2)
+        config = server_config(dovecot, "pop3", port=proxy.port)
+        session = postroom.connect("cut-pop3-delete", config, variables=variables, reconnect=fast)
+        results = []
+        for message in postroom.messages(session, order="oldest"):
+            assert message.text is not None
+            results.extend(postroom.delete(session, message))
+        postroom.disconnect("cut-pop3-delete")  # QUIT commits the deletions
+    assert proxy.cuts == 6
+    assert len(results) == 40
+    assert {r.status for r in results} <= {"done", "already_done"}
+    check = postroom.connect("check-pop3", server_config(dovecot, "pop3"), variables=variables)
+    assert list(postroom.messages(check)) == []
+
+
 def test_a_drop_the_policy_cannot_ride_out_says_how_often_it_tried(dovecot: Dovecot, mailbox_user: str) -> None:
     dovecot.deliver_many(mailbox_user, generate(300, seed=3))
     with proxy_to(dovecot, dovecot.ports["imaps"], rules=[CutRule(rb"UID FETCH", "after", times=100)]) as proxy:
